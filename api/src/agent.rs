@@ -1,0 +1,56 @@
+//! The sidecar agent's HTTP API: what `/status` answers, shared by the agent
+//! (which serves it), by peers choosing a clone donor, and by the operator.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::cluster::InstanceRole;
+
+/// Path of the liveness endpoint (the agent process is alive).
+pub const PATH_HEALTHZ: &str = "/healthz";
+/// Path of the readiness endpoint (the server accepts queries; never about lag).
+pub const PATH_READYZ: &str = "/readyz";
+/// Path of the status endpoint.
+pub const PATH_STATUS: &str = "/status";
+/// Path of the Prometheus metrics endpoint.
+pub const PATH_METRICS: &str = "/metrics";
+/// Path of the clone stream endpoint.
+pub const PATH_CLONE: &str = "/clone";
+
+/// What a server says about itself, as `/status` returns it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// The server answers queries.
+    pub server_up: bool,
+    /// Role as the server sees it: a replica has a replication source configured;
+    /// a primary has none and is writable.
+    pub role: InstanceRole,
+    /// `read_only` (or `super_read_only` on MySQL) is on.
+    pub read_only: bool,
+    /// The server's executed GTID set, in its flavor's notation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_executed: Option<String>,
+    /// Replication, when the server is a replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationState>,
+}
+
+/// A replica's replication threads as the server reports them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationState {
+    /// Host replicated from.
+    pub source_host: String,
+    /// Port replicated from.
+    pub source_port: u16,
+    /// The IO (receiver) thread is connected.
+    pub io_running: bool,
+    /// The SQL (applier) thread is running.
+    pub sql_running: bool,
+    /// Seconds behind the source; `None` when the server cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<u64>,
+    /// The last IO or SQL error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,140 @@
+//! `spec.storage`: the size of each instance's volume and where it comes from
+//! (a named StorageClass, the cluster default, or an operator-managed EBS class).
+
+use std::ops::RangeInclusive;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{
+    KubeSchema,
+    core::{Message, Rule},
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// gp3 IOPS bounds (AWS EBS gp3 limits).
+pub const GP3_IOPS: RangeInclusive<i32> = 3_000..=80_000;
+/// gp3 throughput bounds in MiB/s.
+pub const GP3_THROUGHPUT_MIBPS: RangeInclusive<i32> = 125..=2_000;
+/// io2 IOPS bounds (io2 Block Express).
+pub const IO2_IOPS: RangeInclusive<i32> = 100..=256_000;
+/// Most IOPS a gp3 volume may have per GiB of size.
+pub const GP3_MAX_IOPS_PER_GIB: i64 = 500;
+/// Most IOPS an io2 volume may have per GiB of size.
+pub const IO2_MAX_IOPS_PER_GIB: i64 = 1_000;
+
+/// Each instance's data volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.storageClassName) && has(self.ebs))")
+        .message("spec.storage: set either storageClassName or ebs, not both: storageClassName uses an existing class, ebs makes ebisu manage one"),
+    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)")
+        .message("spec.storage.storageClassName is immutable: existing volumes keep their class; create a new cluster to move to another class"),
+    validation = Rule::new("has(self.ebs) == has(oldSelf.ebs) && (!has(self.ebs) || self.ebs == oldSelf.ebs)")
+        .message("spec.storage.ebs is immutable: a StorageClass's parameters cannot change; create a new cluster to change volume type, IOPS, throughput or encryption"),
+    validation = Rule::new("!isQuantity(self.size) || !isQuantity(oldSelf.size) || !quantity(self.size).isLessThan(quantity(oldSelf.size))")
+        .message("spec.storage.size may grow but never shrink: set it to at least its current value (volumes cannot be shrunk)"),
+)]
+pub struct StorageSpec {
+    /// Size of each instance's volume, such as `20Gi`. It may be increased
+    /// later (volumes are expanded in place) but never decreased.
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).compareTo(quantity('1Gi')) >= 0")
+        .message("spec.storage.size must be a quantity of at least 1Gi, such as 20Gi"))]
+    pub size: Quantity,
+
+    /// An existing StorageClass for the volumes. Leave both this and `ebs`
+    /// unset to use the cluster's default class. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// Have ebisu create and own a StorageClass for the EBS CSI driver
+    /// (`ebs.csi.aws.com`, WaitForFirstConsumer, expansion allowed) with these
+    /// parameters. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs: Option<EbsSpec>,
+}
+
+/// EBS volume parameters for the operator-managed StorageClass.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = gp3_iops_rule(),
+    validation = io2_iops_rule(),
+    validation = Rule::new("self.type != 'io2' || has(self.iops)")
+        .message(Message::Message(format!("spec.storage.ebs.iops is required for type io2: set the provisioned IOPS ({} to {})", IO2_IOPS.start(), IO2_IOPS.end()))),
+    validation = Rule::new("!has(self.throughput) || self.type == 'gp3'")
+        .message("spec.storage.ebs.throughput applies only to type gp3: remove it (io2 throughput follows IOPS)"),
+    validation = gp3_throughput_rule(),
+    validation = Rule::new("!has(self.kmsKeyId) || self.encrypted")
+        .message("spec.storage.ebs.kmsKeyId needs encrypted: true: set encrypted or remove kmsKeyId"),
+)]
+pub struct EbsSpec {
+    /// Volume type: `gp3` (general purpose SSD) or `io2` (provisioned IOPS).
+    #[serde(default, rename = "type")]
+    pub volume_type: EbsVolumeType,
+
+    /// Provisioned IOPS: 3000 to 80000 for gp3 (3000 when unset), 100 to
+    /// 256000 for io2 (required). At most 500 (gp3) or 1000 (io2) per GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i32>,
+
+    /// Throughput in MiB/s, gp3 only: 125 to 2000 (125 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<i32>,
+
+    /// Encrypt the volumes at rest. On by default.
+    #[serde(default = "default_true")]
+    pub encrypted: bool,
+
+    /// KMS key (id, alias or ARN) for encryption; the account's default EBS
+    /// key when unset. Needs `encrypted: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+}
+
+/// The EBS volume types ebisu supports.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EbsVolumeType {
+    /// General purpose SSD with independently provisioned IOPS and throughput.
+    #[default]
+    Gp3,
+    /// Provisioned IOPS SSD for latency-sensitive databases.
+    Io2,
+}
+
+impl EbsVolumeType {
+    /// The value of the EBS CSI driver's `type` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EbsVolumeType::Gp3 => "gp3",
+            EbsVolumeType::Io2 => "io2",
+        }
+    }
+}
+
+fn range_rule(field: &str, volume_type: &str, range: &RangeInclusive<i32>, unit: &str) -> Rule {
+    let (lo, hi) = (range.start(), range.end());
+    Rule::new(format!(
+        "!has(self.{field}) || self.type != '{volume_type}' || (self.{field} >= {lo} && self.{field} <= {hi})"
+    ))
+    .message(Message::Message(format!(
+        "spec.storage.ebs.{field} must be between {lo} and {hi}{unit} for {volume_type}"
+    )))
+}
+
+fn gp3_iops_rule() -> Rule {
+    range_rule("iops", "gp3", &GP3_IOPS, "")
+}
+
+fn io2_iops_rule() -> Rule {
+    range_rule("iops", "io2", &IO2_IOPS, "")
+}
+
+fn gp3_throughput_rule() -> Rule {
+    range_rule("throughput", "gp3", &GP3_THROUGHPUT_MIBPS, " MiB/s")
+}
+
+fn default_true() -> bool {
+    true
+}

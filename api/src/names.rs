@@ -1,0 +1,240 @@
+//! Deterministic names, labels, annotations and ports of what the operator
+//! creates for a cluster. Everything that must agree between the operator,
+//! the sidecar and the tests is spelled here once.
+
+use std::collections::BTreeMap;
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "ebisu-operator";
+
+/// MySQL protocol port.
+pub const MYSQL_PORT: u16 = 3306;
+/// The sidecar agent's HTTP port (health, status, metrics, clone streams).
+pub const AGENT_PORT: u16 = 9080;
+
+/// `app.kubernetes.io/name` value of every object ebisu creates for a cluster.
+pub const APP_NAME: &str = "mysql";
+/// `app.kubernetes.io/managed-by` value.
+pub const MANAGED_BY: &str = "ebisu";
+
+/// Label: the name of the MySQLCluster an object belongs to.
+pub const LABEL_CLUSTER: &str = "ebisu.dev/cluster";
+/// Label on instance pods: `primary` or `replica`, set by the operator only.
+pub const LABEL_ROLE: &str = "ebisu.dev/role";
+/// Label value of [`LABEL_ROLE`] on the primary.
+pub const ROLE_PRIMARY: &str = "primary";
+/// Label value of [`LABEL_ROLE`] on replicas.
+pub const ROLE_REPLICA: &str = "replica";
+
+/// Pod annotation: hash of the rendered configuration the pod was built from.
+pub const ANNOTATION_CONFIG_HASH: &str = "ebisu.dev/config-hash";
+
+/// Name of the volume (and volumeClaimTemplate) holding the data directory.
+pub const DATA_VOLUME: &str = "data";
+/// Where the data directory is mounted in every container.
+pub const DATA_DIR: &str = "/var/lib/mysql";
+/// Where the ConfigMap's my.cnf parts are mounted.
+pub const CONFIG_TEMPLATE_DIR: &str = "/etc/ebisu/config";
+/// Where the init step writes the server's final my.cnf.
+pub const SERVER_CONFIG_DIR: &str = "/etc/ebisu/server";
+/// The final my.cnf, passed to the server with `--defaults-file`.
+pub const SERVER_CONFIG_FILE: &str = "/etc/ebisu/server/my.cnf";
+/// Where the credentials Secret is mounted for the sidecar.
+pub const CREDENTIALS_DIR: &str = "/etc/ebisu/credentials";
+/// Directory of the server's socket and pid file.
+pub const RUN_DIR: &str = "/run/mysqld";
+
+/// ConfigMap keys: my.cnf parts.
+pub const CONFIG_COMMON: &str = "common.cnf";
+/// Part added on the instance that bootstraps or currently is the primary.
+pub const CONFIG_PRIMARY: &str = "primary.cnf";
+/// Part added on replicas.
+pub const CONFIG_REPLICA: &str = "replica.cnf";
+
+/// Secret keys of the generated credentials.
+pub mod secret_keys {
+    /// Password of `root@localhost`.
+    pub const ROOT_PASSWORD: &str = "root-password";
+    /// User the operator connects as.
+    pub const OPERATOR_USER: &str = "operator-user";
+    /// Password of the operator user.
+    pub const OPERATOR_PASSWORD: &str = "operator-password";
+    /// User replicas replicate as.
+    pub const REPLICATION_USER: &str = "replication-user";
+    /// Password of the replication user.
+    pub const REPLICATION_PASSWORD: &str = "replication-password";
+    /// User the sidecar takes backups as when serving a clone.
+    pub const CLONE_USER: &str = "clone-user";
+    /// Password of the clone user.
+    pub const CLONE_PASSWORD: &str = "clone-password";
+    /// Bearer token a peer must present to receive a clone stream.
+    pub const CLONE_TOKEN: &str = "clone-token";
+    /// User for monitoring (status and metrics).
+    pub const MONITOR_USER: &str = "monitor-user";
+    /// Password of the monitoring user.
+    pub const MONITOR_PASSWORD: &str = "monitor-password";
+
+    /// Every key, in the order they are generated.
+    pub const ALL: [&str; 10] = [
+        ROOT_PASSWORD,
+        OPERATOR_USER,
+        OPERATOR_PASSWORD,
+        REPLICATION_USER,
+        REPLICATION_PASSWORD,
+        CLONE_USER,
+        CLONE_PASSWORD,
+        CLONE_TOKEN,
+        MONITOR_USER,
+        MONITOR_PASSWORD,
+    ];
+}
+
+/// Headless Service (per-pod DNS) and StatefulSet name.
+pub fn headless_service(cluster: &str) -> String {
+    cluster.to_owned()
+}
+
+/// StatefulSet name.
+pub fn statefulset(cluster: &str) -> String {
+    cluster.to_owned()
+}
+
+/// Read-write Service selecting the primary.
+pub fn primary_service(cluster: &str) -> String {
+    format!("{cluster}-primary")
+}
+
+/// Read-only Service selecting the replicas.
+pub fn read_service(cluster: &str) -> String {
+    format!("{cluster}-read")
+}
+
+/// Generated credentials.
+pub fn credentials_secret(cluster: &str) -> String {
+    format!("{cluster}-credentials")
+}
+
+/// my.cnf parts.
+pub fn config_map(cluster: &str) -> String {
+    format!("{cluster}-config")
+}
+
+/// PodDisruptionBudget.
+pub fn pod_disruption_budget(cluster: &str) -> String {
+    cluster.to_owned()
+}
+
+/// Operator-managed StorageClass (cluster-scoped, so the namespace is part of the name).
+pub fn storage_class(namespace: &str, cluster: &str) -> String {
+    format!("ebisu-{namespace}-{cluster}")
+}
+
+/// Pod of instance `ordinal`.
+pub fn pod(cluster: &str, ordinal: u32) -> String {
+    format!("{cluster}-{ordinal}")
+}
+
+/// Stable DNS name of instance `ordinal` through the headless Service.
+pub fn pod_host(cluster: &str, namespace: &str, ordinal: u32) -> String {
+    format!(
+        "{}.{}.{namespace}.svc.cluster.local",
+        pod(cluster, ordinal),
+        headless_service(cluster)
+    )
+}
+
+/// Labels that select every instance pod of a cluster (the StatefulSet selector).
+pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), APP_NAME.to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), cluster.to_owned()),
+        (LABEL_CLUSTER.to_owned(), cluster.to_owned()),
+    ])
+}
+
+/// Labels on every object ebisu creates for a cluster.
+pub fn common_labels(cluster: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(cluster);
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        MANAGED_BY.to_owned(),
+    );
+    labels.insert(
+        "app.kubernetes.io/component".to_owned(),
+        "database".to_owned(),
+    );
+    labels.insert("app.kubernetes.io/part-of".to_owned(), "ebisu".to_owned());
+    labels
+}
+
+/// Renders labels as a selector string (`k=v,k=v`), for the scale subresource and list calls.
+pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The ordinal at the end of a StatefulSet pod name (`orders-2` -> 2).
+pub fn ordinal_of(pod_name: &str) -> Option<u32> {
+    let (set_name, suffix) = pod_name.rsplit_once('-')?;
+    // The StatefulSet name is a DNS label: it cannot be empty or end with '-'.
+    if set_name.is_empty() || set_name.ends_with('-') {
+        return None;
+    }
+    if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // A leading zero never appears in StatefulSet pod names.
+    if suffix.len() > 1 && suffix.starts_with('0') {
+        return None;
+    }
+    suffix.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinal_is_the_numeric_suffix() {
+        assert_eq!(ordinal_of("orders-0"), Some(0));
+        assert_eq!(ordinal_of("my-orders-12"), Some(12));
+    }
+
+    #[test]
+    fn names_without_an_ordinal_have_none() {
+        for name in [
+            "orders",
+            "orders-",
+            "orders-a1",
+            "orders-01",
+            "orders--1",
+            "-",
+        ] {
+            assert_eq!(ordinal_of(name), None, "{name}");
+        }
+        assert_eq!(ordinal_of("orders-99999999999"), None);
+    }
+
+    #[test]
+    fn pod_host_goes_through_the_headless_service() {
+        assert_eq!(
+            pod_host("orders", "shop", 1),
+            "orders-1.orders.shop.svc.cluster.local"
+        );
+    }
+
+    #[test]
+    fn common_labels_contain_the_selector() {
+        let common = common_labels("orders");
+        for (k, v) in selector_labels("orders") {
+            assert_eq!(common.get(&k), Some(&v));
+        }
+        assert_eq!(
+            selector_string(&selector_labels("orders")),
+            "app.kubernetes.io/instance=orders,app.kubernetes.io/name=mysql,ebisu.dev/cluster=orders"
+        );
+    }
+}
