@@ -1,6 +1,8 @@
 //! The CRD's CEL rules, evaluated locally by kube's CEL implementation against
 //! the schema exactly as the generated CRD carries it.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
 use ebisu_api::MySQLCluster;
 use kube::CustomResourceExt;
 use kube_cel::Validator;

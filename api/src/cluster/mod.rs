@@ -64,6 +64,8 @@ pub const RESERVED_MYSQL_CONFIG_KEYS: &[&str] = &[
 /// A replicated MySQL or MariaDB cluster: one writable primary and up to eight
 /// read-only replicas, each on its own EBS volume.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Each printcolumn repeats `type_`; the lint mistakes that for a duplicate attribute.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "ebisu.dev",
     version = "v1alpha1",

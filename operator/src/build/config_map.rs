@@ -1,0 +1,203 @@
+//! The `<name>-config` ConfigMap: the my.cnf parts every instance's init step
+//! assembles into its server configuration (common, plus the primary or the
+//! replica part, plus the per-pod identity the init step adds itself).
+
+use std::{collections::BTreeMap, fmt::Write};
+
+use ebisu_api::{
+    Flavor,
+    names::{self, CONFIG_COMMON, CONFIG_PRIMARY, CONFIG_REPLICA, DATA_DIR, MYSQL_PORT, RUN_DIR},
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::child_meta;
+use crate::validate::ValidatedCluster;
+
+/// Builds the ConfigMap.
+pub fn build(cluster: &ValidatedCluster) -> ConfigMap {
+    ConfigMap {
+        metadata: child_meta(cluster, names::config_map(&cluster.name)),
+        data: Some(BTreeMap::from([
+            (CONFIG_COMMON.to_owned(), common(cluster)),
+            (CONFIG_PRIMARY.to_owned(), primary(cluster)),
+            (CONFIG_REPLICA.to_owned(), replica(cluster)),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Settings every instance has, whatever its role. Every server starts
+/// read-only: only the operator makes a server writable, so a restarted
+/// former primary can never take writes behind its back.
+fn common(cluster: &ValidatedCluster) -> String {
+    let mut cnf = String::from("[mysqld]\n");
+    let mut set = |key: &str, value: &str| {
+        // Writing to a String cannot fail.
+        let _ = writeln!(cnf, "{key} = {value}");
+    };
+    set("datadir", DATA_DIR);
+    set("socket", &format!("{RUN_DIR}/mysqld.sock"));
+    set("pid_file", &format!("{RUN_DIR}/mysqld.pid"));
+    set("port", &MYSQL_PORT.to_string());
+    set("bind_address", "0.0.0.0");
+    set("skip_name_resolve", "ON");
+    set("read_only", "ON");
+    set("sync_binlog", "1");
+    set("innodb_flush_log_at_trx_commit", "1");
+    set("relay_log", "relay-bin");
+    set("relay_log_recovery", "ON");
+    set("binlog_expire_logs_seconds", "604800");
+    match cluster.flavor {
+        Flavor::Mariadb => {
+            set("log_bin", "mysql-bin");
+            set("binlog_format", "ROW");
+            set("log_slave_updates", "ON");
+            set("gtid_strict_mode", "ON");
+            // Replication restarts only when the sidecar or operator asks, after
+            // they have checked where it should point.
+            set("skip_slave_start", "ON");
+        }
+        Flavor::Mysql => {
+            set("log_bin", "binlog");
+            set("gtid_mode", "ON");
+            set("enforce_gtid_consistency", "ON");
+            set("log_replica_updates", "ON");
+            set("super_read_only", "ON");
+            set("skip_replica_start", "ON");
+        }
+    }
+    if cluster.semi_sync.is_some() && cluster.flavor == Flavor::Mysql {
+        set("plugin_load_add", "semisync_source.so");
+        set("plugin_load_add", "semisync_replica.so");
+    }
+    if !cluster.mysql_config.is_empty() {
+        cnf.push_str("# spec.mysqlConfig\n");
+        for (key, value) in &cluster.mysql_config {
+            let _ = writeln!(cnf, "{key} = {value}");
+        }
+    }
+    cnf
+}
+
+/// Added on the instance that is (or bootstraps as) the primary.
+fn primary(cluster: &ValidatedCluster) -> String {
+    let mut cnf = String::from("[mysqld]\n");
+    if let Some(semi) = cluster.semi_sync {
+        match cluster.flavor {
+            Flavor::Mariadb => {
+                let _ = writeln!(cnf, "rpl_semi_sync_master_enabled = ON");
+                let _ = writeln!(cnf, "rpl_semi_sync_master_timeout = {}", semi.timeout_ms);
+                let _ = writeln!(cnf, "rpl_semi_sync_master_wait_point = AFTER_SYNC");
+            }
+            Flavor::Mysql => {
+                // `loose_` lets the server start even if the plugin failed to load;
+                // the operator checks semi-sync at runtime.
+                let _ = writeln!(cnf, "loose_rpl_semi_sync_source_enabled = ON");
+                let _ = writeln!(
+                    cnf,
+                    "loose_rpl_semi_sync_source_timeout = {}",
+                    semi.timeout_ms
+                );
+                let _ = writeln!(
+                    cnf,
+                    "loose_rpl_semi_sync_source_wait_for_replica_count = {}",
+                    semi.wait_for_replicas
+                );
+                let _ = writeln!(cnf, "loose_rpl_semi_sync_source_wait_point = AFTER_SYNC");
+            }
+        }
+    }
+    cnf
+}
+
+/// Added on replicas.
+fn replica(cluster: &ValidatedCluster) -> String {
+    let mut cnf = String::from("[mysqld]\n");
+    if cluster.semi_sync.is_some() {
+        match cluster.flavor {
+            Flavor::Mariadb => {
+                let _ = writeln!(cnf, "rpl_semi_sync_slave_enabled = ON");
+            }
+            Flavor::Mysql => {
+                let _ = writeln!(cnf, "loose_rpl_semi_sync_replica_enabled = ON");
+            }
+        }
+    }
+    cnf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{BASIC, MYSQL_PRODUCTION, SINGLE, validated};
+
+    fn part(cm: &ConfigMap, key: &str) -> String {
+        cm.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .cloned()
+            .expect("part exists")
+    }
+
+    #[test]
+    fn every_server_starts_read_only_with_binlog_and_gtid() {
+        let mariadb = build(&validated(BASIC));
+        let common = part(&mariadb, CONFIG_COMMON);
+        assert!(common.starts_with("[mysqld]\n"));
+        for line in [
+            "read_only = ON",
+            "log_bin = mysql-bin",
+            "log_slave_updates = ON",
+            "gtid_strict_mode = ON",
+            "sync_binlog = 1",
+        ] {
+            assert!(common.contains(line), "{line} missing from {common}");
+        }
+        let mysql = part(&build(&validated(MYSQL_PRODUCTION)), CONFIG_COMMON);
+        for line in [
+            "super_read_only = ON",
+            "gtid_mode = ON",
+            "enforce_gtid_consistency = ON",
+            "log_replica_updates = ON",
+        ] {
+            assert!(mysql.contains(line), "{line} missing from {mysql}");
+        }
+    }
+
+    #[test]
+    fn semi_sync_is_configured_per_role_and_flavor() {
+        let basic = build(&validated(BASIC));
+        assert!(part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_enabled = ON"));
+        assert!(part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_timeout = 10000"));
+        assert!(part(&basic, CONFIG_REPLICA).contains("rpl_semi_sync_slave_enabled = ON"));
+
+        let production = build(&validated(MYSQL_PRODUCTION));
+        assert!(
+            part(&production, CONFIG_PRIMARY)
+                .contains("loose_rpl_semi_sync_source_wait_for_replica_count = 2")
+        );
+        assert!(
+            part(&production, CONFIG_PRIMARY)
+                .contains("loose_rpl_semi_sync_source_timeout = 30000")
+        );
+        assert!(part(&production, CONFIG_COMMON).contains("plugin_load_add = semisync_source.so"));
+    }
+
+    #[test]
+    fn single_instance_has_no_semi_sync() {
+        let single = build(&validated(SINGLE));
+        assert!(!part(&single, CONFIG_PRIMARY).contains("semi_sync"));
+        assert!(!part(&single, CONFIG_REPLICA).contains("semi_sync"));
+    }
+
+    #[test]
+    fn user_settings_come_after_managed_ones() {
+        let common = part(&build(&validated(MYSQL_PRODUCTION)), CONFIG_COMMON);
+        let managed = common.find("read_only = ON").expect("managed setting");
+        let user = common
+            .find("innodb_buffer_pool_size = 12G")
+            .expect("user setting");
+        assert!(managed < user);
+        assert!(common.contains("max_connections = 2000"));
+    }
+}

@@ -1,0 +1,100 @@
+//! Build: pure functions from a `ValidatedCluster` to the Kubernetes objects
+//! the operator applies, one file per kind. Builders never see a client, the
+//! clock or the raw resource; everything they need is in `ValidatedCluster`.
+
+pub mod config_map;
+pub mod pod_disruption_budget;
+pub mod secret;
+pub mod services;
+pub mod stateful_set;
+pub mod storage_class;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{ConfigMap, Service},
+        policy::v1::PodDisruptionBudget,
+        storage::v1::StorageClass,
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+
+use crate::validate::ValidatedCluster;
+
+/// Everything the operator server-side-applies for a cluster (the credentials
+/// Secret is built separately because it depends on what already exists).
+#[derive(Clone, Debug)]
+pub struct Children {
+    /// The managed StorageClass, when `spec.storage.ebs` is set.
+    pub storage_class: Option<StorageClass>,
+    /// my.cnf parts.
+    pub config_map: ConfigMap,
+    /// Per-pod DNS.
+    pub headless_service: Service,
+    /// Writes.
+    pub primary_service: Service,
+    /// Reads.
+    pub read_service: Service,
+    /// At most one instance down.
+    pub pod_disruption_budget: PodDisruptionBudget,
+    /// The instances.
+    pub stateful_set: StatefulSet,
+}
+
+/// Builds every child of `cluster`.
+pub fn children(cluster: &ValidatedCluster) -> Children {
+    Children {
+        storage_class: storage_class::build(cluster),
+        config_map: config_map::build(cluster),
+        headless_service: services::headless(cluster),
+        primary_service: services::primary(cluster),
+        read_service: services::read(cluster),
+        pod_disruption_budget: pod_disruption_budget::build(cluster),
+        stateful_set: stateful_set::build(cluster),
+    }
+}
+
+/// Metadata of a namespaced child: name, namespace, labels, owner reference.
+pub(crate) fn child_meta(cluster: &ValidatedCluster, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(cluster.namespace.clone()),
+        labels: Some(cluster.labels()),
+        owner_references: Some(vec![cluster.owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Clusters for builder tests, from the YAML fixtures, through real validation.
+
+    use ebisu_api::MySQLCluster;
+
+    use crate::validate::{OperatorSettings, ValidatedCluster, validate};
+
+    /// Parses a fixture, gives it the metadata the API server would, and validates it.
+    pub fn validated(yaml: &str) -> ValidatedCluster {
+        let mut cluster: MySQLCluster = serde_yaml::from_str(yaml).expect("fixture parses");
+        cluster
+            .metadata
+            .namespace
+            .get_or_insert_with(|| "shop".to_owned());
+        cluster.metadata.uid = Some("1b2c3d4e-0000-4000-8000-000000000001".to_owned());
+        validate(&cluster, &settings()).expect("fixture is valid")
+    }
+
+    /// Operator settings the tests use.
+    pub fn settings() -> OperatorSettings {
+        OperatorSettings {
+            sidecar_image: "ghcr.io/ebisu/sidecar:test".to_owned(),
+        }
+    }
+
+    /// `tests/fixtures/basic.yaml`: three MariaDB instances on an operator-managed gp3 class.
+    pub const BASIC: &str = include_str!("../../tests/fixtures/basic.yaml");
+    /// `tests/fixtures/mysql-production.yaml`: MySQL with a named class and overrides.
+    pub const MYSQL_PRODUCTION: &str = include_str!("../../tests/fixtures/mysql-production.yaml");
+    /// `tests/fixtures/single.yaml`: one MariaDB instance on the default class.
+    pub const SINGLE: &str = include_str!("../../tests/fixtures/single.yaml");
+}

@@ -1,0 +1,150 @@
+//! The `<name>-credentials` Secret: server accounts and the clone token,
+//! generated once with strong random values and never overwritten. Only keys
+//! that are missing are ever added.
+
+use std::collections::BTreeMap;
+
+use ebisu_api::names::{self, secret_keys};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+
+use super::child_meta;
+use crate::validate::ValidatedCluster;
+
+/// Length of generated passwords and tokens: 32 alphanumeric characters, about 190 bits.
+pub const SECRET_LENGTH: usize = 32;
+
+/// Fixed account names; only passwords and the token are random.
+fn fixed_value(key: &str) -> Option<&'static str> {
+    match key {
+        secret_keys::OPERATOR_USER => Some("ebisu_operator"),
+        secret_keys::REPLICATION_USER => Some("ebisu_repl"),
+        secret_keys::CLONE_USER => Some("ebisu_clone"),
+        secret_keys::MONITOR_USER => Some("ebisu_monitor"),
+        _ => None,
+    }
+}
+
+/// The entries `existing` lacks (all of them when there is no Secret yet).
+/// An entry that exists but is empty is treated as missing: an empty password
+/// is never acceptable. `generate` returns a fresh random secret per call.
+pub fn missing_entries(
+    existing: Option<&BTreeMap<String, ByteString>>,
+    mut generate: impl FnMut() -> String,
+) -> BTreeMap<String, String> {
+    secret_keys::ALL
+        .iter()
+        .filter(|key| {
+            existing
+                .and_then(|data| data.get(**key))
+                .is_none_or(|v| v.0.is_empty())
+        })
+        .map(|key| {
+            let value = fixed_value(key).map_or_else(&mut generate, str::to_owned);
+            ((*key).to_owned(), value)
+        })
+        .collect()
+}
+
+/// A Secret carrying `entries`, for creating it or adding missing keys.
+pub fn build(cluster: &ValidatedCluster, entries: BTreeMap<String, String>) -> Secret {
+    Secret {
+        metadata: child_meta(cluster, names::credentials_secret(&cluster.name)),
+        type_: Some("Opaque".to_owned()),
+        string_data: Some(entries),
+        ..Secret::default()
+    }
+}
+
+/// A strong random secret from the thread's CSPRNG.
+pub fn generate_secret() -> String {
+    use rand::{Rng, distr::Alphanumeric};
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(SECRET_LENGTH)
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{BASIC, validated};
+
+    fn counter() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("generated-{n}")
+        }
+    }
+
+    #[test]
+    fn a_new_cluster_gets_every_entry() {
+        let entries = missing_entries(None, counter());
+        assert_eq!(entries.len(), secret_keys::ALL.len());
+        assert_eq!(entries[secret_keys::OPERATOR_USER], "ebisu_operator");
+        assert_eq!(entries[secret_keys::REPLICATION_USER], "ebisu_repl");
+        for key in [
+            secret_keys::ROOT_PASSWORD,
+            secret_keys::OPERATOR_PASSWORD,
+            secret_keys::REPLICATION_PASSWORD,
+            secret_keys::CLONE_PASSWORD,
+            secret_keys::CLONE_TOKEN,
+            secret_keys::MONITOR_PASSWORD,
+        ] {
+            assert!(entries[key].starts_with("generated-"), "{key}");
+        }
+        let distinct: std::collections::BTreeSet<_> = entries.values().collect();
+        assert_eq!(
+            distinct.len(),
+            entries.len(),
+            "every secret is generated separately"
+        );
+    }
+
+    #[test]
+    fn existing_entries_are_never_replaced() {
+        let existing: BTreeMap<String, ByteString> = secret_keys::ALL
+            .iter()
+            .map(|k| ((*k).to_owned(), ByteString(b"kept".to_vec())))
+            .collect();
+        assert!(missing_entries(Some(&existing), counter()).is_empty());
+    }
+
+    #[test]
+    fn only_missing_or_empty_entries_are_added() {
+        let mut existing: BTreeMap<String, ByteString> = secret_keys::ALL
+            .iter()
+            .map(|k| ((*k).to_owned(), ByteString(b"kept".to_vec())))
+            .collect();
+        existing.remove(secret_keys::CLONE_TOKEN);
+        existing.insert(
+            secret_keys::ROOT_PASSWORD.to_owned(),
+            ByteString(Vec::new()),
+        );
+        let added = missing_entries(Some(&existing), counter());
+        assert_eq!(
+            added.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec![secret_keys::CLONE_TOKEN, secret_keys::ROOT_PASSWORD]
+        );
+    }
+
+    #[test]
+    fn generated_secrets_are_long_and_distinct() {
+        let a = generate_secret();
+        let b = generate_secret();
+        assert_eq!(a.len(), SECRET_LENGTH);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn secret_is_owned_by_the_cluster() {
+        let secret = build(&validated(BASIC), missing_entries(None, counter()));
+        assert_eq!(secret.metadata.name.as_deref(), Some("orders-credentials"));
+        assert_eq!(
+            secret.metadata.owner_references.map(|o| o[0].name.clone()),
+            Some(vec!["orders".to_owned()]).map(|v| v[0].clone())
+        );
+    }
+}

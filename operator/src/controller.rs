@@ -1,0 +1,356 @@
+//! The controller: watches MySQLClusters and their children and runs one
+//! reconcile per cluster (validate -> build -> apply -> status), plus the
+//! finalizer that removes the cluster-scoped StorageClass the operator made.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use ebisu_api::{
+    MySQLCluster, MySQLClusterStatus, Phase,
+    names::{FIELD_MANAGER, LABEL_CLUSTER, MANAGED_BY},
+};
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service},
+        policy::v1::PodDisruptionBudget,
+        storage::v1::StorageClass,
+    },
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{self, Event as FinalizerEvent},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::{
+    apply, build,
+    build::storage_class::LABEL_NAMESPACE,
+    status::{self, Observed},
+    validate::{self, OperatorSettings},
+};
+
+/// Finalizer that lets the operator remove the cluster-scoped StorageClass.
+pub const FINALIZER: &str = "ebisu.dev/cleanup";
+
+/// How soon to look again while a cluster is still settling.
+const UNSETTLED_REQUEUE: Duration = Duration::from_secs(10);
+/// How soon to look again when everything is as desired.
+const SETTLED_REQUEUE: Duration = Duration::from_secs(300);
+/// How soon to retry after an error.
+const ERROR_REQUEUE: Duration = Duration::from_secs(15);
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Applying children failed.
+    #[error(transparent)]
+    Apply(#[from] apply::Error),
+    /// Reading children or writing status failed.
+    #[error("failed to {action}: {source}")]
+    Api {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The finalizer machinery failed.
+    #[error("failed to run the finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Apply(e) => e.metric_label(),
+            Error::Api { .. } => "api",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+fn api_error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Api { action, source }
+}
+
+/// What every reconcile shares.
+#[derive(Clone)]
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Operator-wide settings.
+    pub settings: OperatorSettings,
+    /// Event recorder.
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context whose Events are reported as coming from `instance`.
+    pub fn new(client: Client, settings: OperatorSettings, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance,
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            settings,
+            recorder,
+        }
+    }
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(ctx: Context) {
+    let client = ctx.client.clone();
+    let ours =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    Controller::new(
+        Api::<MySQLCluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
+    .owns(Api::<Service>::all(client.clone()), ours.clone())
+    .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+    .owns(Api::<Secret>::all(client.clone()), ours.clone())
+    .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours)
+    // Pod readiness and role labels change status; pods are owned by the
+    // StatefulSet, so map them to their cluster by label.
+    .watches(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(LABEL_CLUSTER),
+        |pod| {
+            let cluster = pod.labels().get(LABEL_CLUSTER)?.clone();
+            Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
+        },
+    )
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, Arc::new(ctx))
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            warn!(%error, "reconcile failed");
+        }
+    })
+    .await;
+}
+
+/// Reconciles one cluster.
+#[instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace().unwrap_or_default()))]
+pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let api = Api::<MySQLCluster>::namespaced(ctx.client.clone(), &ns);
+    finalizer::finalizer(&api, FINALIZER, cluster, |event| async {
+        match event {
+            FinalizerEvent::Apply(cluster) => apply_cluster(&cluster, &ctx).await,
+            FinalizerEvent::Cleanup(cluster) => cleanup(&cluster, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Logs and retries.
+pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(cluster = %cluster.name_any(), kind = error.metric_label(), %error, "reconcile failed; retrying");
+    Action::requeue(ERROR_REQUEUE)
+}
+
+async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
+    let now = Time(Timestamp::now());
+    let validated = match validate::validate(cluster, &ctx.settings) {
+        Ok(validated) => validated,
+        Err(error) => {
+            let message = error.to_string();
+            let already_reported = cluster.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == status::SPEC_VALID && c.status == "False" && c.message == message
+                })
+            });
+            if !already_reported {
+                warn!(%message, "spec cannot be honoured");
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    "Validate",
+                    message.clone(),
+                )
+                .await;
+            }
+            write_status(ctx, cluster, status::invalid(cluster, &message, &now)).await?;
+            // Nothing will change until the user edits the spec.
+            return Ok(Action::await_change());
+        }
+    };
+
+    let children = build::children(&validated);
+    let applied = apply::all(&ctx.client, &validated, children).await?;
+    if applied.credentials_generated {
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "CredentialsGenerated",
+            "Apply",
+            "generated missing credentials in the credentials Secret".to_owned(),
+        )
+        .await;
+    }
+    for claim in &applied.resized_claims {
+        info!(claim, size = %validated.storage.size.0, "expanding volume claim");
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "VolumeExpanding",
+            "Resize",
+            format!("raised {claim} to {}", validated.storage.size.0),
+        )
+        .await;
+    }
+
+    let observed = observe(&ctx.client, &validated.namespace, &validated.name).await?;
+    let new_status = status::compute(cluster, &observed, &now);
+    let settled = new_status.phase == Some(Phase::Running);
+    write_status(ctx, cluster, new_status).await?;
+    Ok(Action::requeue(if settled {
+        SETTLED_REQUEUE
+    } else {
+        UNSETTLED_REQUEUE
+    }))
+}
+
+/// Deletes the StorageClass the operator created for this cluster. Volumes are
+/// retained (reclaim policy Retain) and PVCs are never deleted here.
+async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
+    let api = Api::<StorageClass>::all(ctx.client.clone());
+    let selector = format!(
+        "{LABEL_CLUSTER}={},{LABEL_NAMESPACE}={},app.kubernetes.io/managed-by={MANAGED_BY}",
+        cluster.name_any(),
+        cluster.namespace().unwrap_or_default()
+    );
+    let classes = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(api_error("list storage classes"))?;
+    for class in classes {
+        let name = class.name_any();
+        info!(storage_class = name, "deleting managed StorageClass");
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(api_error("delete storage class")(e)),
+        }
+    }
+    Ok(Action::await_change())
+}
+
+async fn observe(client: &Client, ns: &str, name: &str) -> Result<Observed, Error> {
+    let selector = format!("{LABEL_CLUSTER}={name}");
+    let stateful_set = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(api_error("read the StatefulSet"))?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(api_error("list pods"))?
+        .items;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(api_error("list volume claims"))?
+        .items;
+    let volume_api = Api::<PersistentVolume>::all(client.clone());
+    let mut volumes = BTreeMap::new();
+    for volume_name in claims
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.volume_name.clone())
+    {
+        if let Some(volume) = volume_api
+            .get_opt(&volume_name)
+            .await
+            .map_err(api_error("read a volume"))?
+        {
+            volumes.insert(volume_name, volume);
+        }
+    }
+    Ok(Observed {
+        stateful_set,
+        pods,
+        claims,
+        volumes,
+    })
+}
+
+/// Writes status only when it changed, so that status writes do not trigger
+/// reconciles of their own.
+async fn write_status(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    status: MySQLClusterStatus,
+) -> Result<(), Error> {
+    if cluster.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api = Api::<MySQLCluster>::namespaced(
+        ctx.client.clone(),
+        &cluster.namespace().unwrap_or_default(),
+    );
+    let patch = json!({
+        "apiVersion": MySQLCluster::api_version(&()),
+        "kind": MySQLCluster::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(api_error("write status"))?;
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    // An Event that cannot be written must not fail the reconcile.
+    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        warn!(%error, reason, "failed to publish event");
+    }
+}

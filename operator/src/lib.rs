@@ -1,0 +1,16 @@
+//! The ebisu operator: reconciles each `MySQLCluster` into the Kubernetes
+//! objects that run it, in the steps validate -> build -> apply -> status.
+//!
+//! `validate` and `build` are pure and hold every decision about what the
+//! objects look like; `apply` is the only step that writes to the API server
+//! (server-side apply, one field manager); `status` is computed from what was
+//! applied and observed. Nothing here talks to a database server yet: that is
+//! the clustering loop's job.
+
+pub mod apply;
+pub mod build;
+pub mod controller;
+pub mod crd;
+pub mod quantity;
+pub mod status;
+pub mod validate;

@@ -1,0 +1,517 @@
+//! Status: what `kubectl get mysqlcluster` shows, computed from the objects
+//! the operator applied and observed (StatefulSet, pods, volumes). Pure: the
+//! caller passes in what it read and the current time.
+
+use std::collections::BTreeMap;
+
+use ebisu_api::{
+    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, Phase,
+    names::{self, LABEL_ROLE, ROLE_PRIMARY, ROLE_REPLICA},
+};
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{PersistentVolume, PersistentVolumeClaim, Pod},
+    },
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
+
+use crate::build::stateful_set::ZONE_LABEL;
+
+/// Condition: at least one instance serves queries.
+pub const AVAILABLE: &str = "Available";
+/// Condition: every desired instance serves queries.
+pub const HEALTHY: &str = "Healthy";
+/// Condition: fewer instances serve than desired, after the cluster was up.
+pub const DEGRADED: &str = "Degraded";
+/// Condition: the spec can be honoured.
+pub const SPEC_VALID: &str = "SpecValid";
+
+/// What the operator read about a cluster's children.
+#[derive(Debug, Default, Clone)]
+pub struct Observed {
+    /// The StatefulSet, if it exists.
+    pub stateful_set: Option<StatefulSet>,
+    /// The instance pods.
+    pub pods: Vec<Pod>,
+    /// The data volume claims.
+    pub claims: Vec<PersistentVolumeClaim>,
+    /// The volumes bound to those claims, by volume name.
+    pub volumes: BTreeMap<String, PersistentVolume>,
+}
+
+/// Status of a cluster whose spec is valid and whose children were applied.
+pub fn compute(cluster: &MySQLCluster, observed: &Observed, now: &Time) -> MySQLClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let desired = cluster.spec.replicas;
+    let generation = cluster.metadata.generation;
+
+    let instances = instances(name, observed);
+    let ready = i32::try_from(instances.iter().filter(|i| i.ready).count()).unwrap_or(i32::MAX);
+    let current_primary = instances
+        .iter()
+        .find(|i| i.role == InstanceRole::Primary)
+        .map(|i| i.pod.clone());
+    let existing = observed
+        .stateful_set
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .map_or(0, |s| s.replicas);
+
+    let phase = phase(previous.phase, desired, ready);
+    let conditions = vec![
+        condition(
+            &previous,
+            SPEC_VALID,
+            true,
+            "Valid",
+            "the spec can be honoured",
+            generation,
+            now,
+        ),
+        if ready > 0 {
+            condition(
+                &previous,
+                AVAILABLE,
+                true,
+                "InstancesReady",
+                &format!("{ready} of {desired} instances serve queries"),
+                generation,
+                now,
+            )
+        } else {
+            condition(
+                &previous,
+                AVAILABLE,
+                false,
+                "NoInstanceReady",
+                "no instance serves queries yet",
+                generation,
+                now,
+            )
+        },
+        if ready == desired {
+            condition(
+                &previous,
+                HEALTHY,
+                true,
+                "AllInstancesReady",
+                "every instance serves queries",
+                generation,
+                now,
+            )
+        } else {
+            condition(
+                &previous,
+                HEALTHY,
+                false,
+                "InstancesNotReady",
+                &format!("{ready} of {desired} instances serve queries"),
+                generation,
+                now,
+            )
+        },
+        if phase == Phase::Degraded {
+            condition(
+                &previous,
+                DEGRADED,
+                true,
+                "InstancesNotReady",
+                &format!(
+                    "{} of {desired} instances do not serve queries",
+                    desired - ready
+                ),
+                generation,
+                now,
+            )
+        } else {
+            condition(
+                &previous,
+                DEGRADED,
+                false,
+                "AsDesired",
+                "no instance is missing",
+                generation,
+                now,
+            )
+        },
+    ];
+
+    MySQLClusterStatus {
+        phase: Some(phase),
+        observed_generation: generation,
+        replicas: existing,
+        ready_replicas: ready,
+        selector: Some(names::selector_string(&names::selector_labels(name))),
+        current_primary,
+        instances,
+        conditions,
+        last_switchover: previous.last_switchover,
+        last_failover: previous.last_failover,
+    }
+}
+
+/// Status of a cluster whose spec cannot be honoured: say why, keep the rest.
+pub fn invalid(cluster: &MySQLCluster, message: &str, now: &Time) -> MySQLClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != SPEC_VALID)
+        .cloned()
+        .collect();
+    conditions.insert(
+        0,
+        condition(
+            &previous,
+            SPEC_VALID,
+            false,
+            "InvalidSpec",
+            message,
+            generation,
+            now,
+        ),
+    );
+    MySQLClusterStatus {
+        phase: Some(Phase::Failed),
+        observed_generation: generation,
+        conditions,
+        ..previous
+    }
+}
+
+/// Initializing until every instance has served once, Degraded when one stops
+/// serving afterwards.
+pub fn phase(previous: Option<Phase>, desired: i32, ready: i32) -> Phase {
+    if ready >= desired {
+        return Phase::Running;
+    }
+    match previous {
+        None | Some(Phase::Initializing) => Phase::Initializing,
+        // A fixed spec starts over: its instances may never have run.
+        Some(Phase::Failed) if ready == 0 => Phase::Initializing,
+        Some(_) => Phase::Degraded,
+    }
+}
+
+fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
+    let mut pods: Vec<(u32, &Pod)> = observed
+        .pods
+        .iter()
+        .filter_map(|p| Some((names::ordinal_of(p.metadata.name.as_deref()?)?, p)))
+        .collect();
+    pods.sort_by_key(|(ordinal, _)| *ordinal);
+    pods.into_iter()
+        .map(|(ordinal, pod)| {
+            let pod_name = names::pod(cluster, ordinal);
+            let volume = claim_volume(observed, &pod_name);
+            InstanceStatus {
+                role: role(pod),
+                ready: pod_ready(pod),
+                zone: volume.and_then(volume_zone),
+                volume_id: volume.and_then(|v| {
+                    v.spec
+                        .as_ref()?
+                        .csi
+                        .as_ref()
+                        .map(|c| c.volume_handle.clone())
+                }),
+                gtid: None,
+                lag_seconds: None,
+                pod: pod_name,
+            }
+        })
+        .collect()
+}
+
+fn role(pod: &Pod) -> InstanceRole {
+    match pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_ROLE))
+        .map(String::as_str)
+    {
+        Some(ROLE_PRIMARY) => InstanceRole::Primary,
+        Some(ROLE_REPLICA) => InstanceRole::Replica,
+        _ => InstanceRole::Unknown,
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The volume bound to `data-<pod>`, the claim the StatefulSet made for it.
+fn claim_volume<'a>(observed: &'a Observed, pod: &str) -> Option<&'a PersistentVolume> {
+    let claim_name = format!("{}-{pod}", names::DATA_VOLUME);
+    let claim = observed
+        .claims
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(claim_name.as_str()))?;
+    let volume_name = claim.spec.as_ref()?.volume_name.as_ref()?;
+    observed.volumes.get(volume_name)
+}
+
+/// The zone a volume is pinned to, from its node affinity.
+fn volume_zone(volume: &PersistentVolume) -> Option<String> {
+    let required = volume
+        .spec
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required
+        .as_ref()?;
+    required.node_selector_terms.iter().find_map(|term| {
+        term.match_expressions.iter().flatten().find_map(|e| {
+            (e.key == ZONE_LABEL || e.key == "topology.ebs.csi.aws.com/zone")
+                .then(|| e.values.as_ref()?.first().cloned())
+                .flatten()
+        })
+    })
+}
+
+/// A condition that keeps its previous transition time unless its status changed.
+fn condition(
+    previous: &MySQLClusterStatus,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    let last_transition_time = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::{
+        api::core::v1::{
+            CSIPersistentVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+            PersistentVolumeClaimSpec, PersistentVolumeSpec, PodCondition, PodStatus,
+            VolumeNodeAffinity,
+        },
+        apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        jiff::Timestamp,
+    };
+
+    fn cluster(replicas: i32, status: Option<MySQLClusterStatus>) -> MySQLCluster {
+        let mut c: MySQLCluster = serde_yaml::from_str(&format!(
+            "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: orders, namespace: shop, generation: 4}}\nspec: {{replicas: {replicas}, storage: {{size: 10Gi}}}}\n"
+        ))
+        .expect("cluster");
+        c.status = status;
+        c
+    }
+
+    fn pod(ordinal: u32, ready: bool, role: Option<&str>) -> Pod {
+        let mut labels = names::selector_labels("orders");
+        if let Some(role) = role {
+            labels.insert(LABEL_ROLE.to_owned(), role.to_owned());
+        }
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(format!("orders-{ordinal}")),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".to_owned(),
+                    status: if ready { "True" } else { "False" }.to_owned(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).expect("time"))
+    }
+
+    fn find<'a>(status: &'a MySQLClusterStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition")
+    }
+
+    #[test]
+    fn phase_starts_initializing_then_runs_then_degrades() {
+        assert_eq!(phase(None, 3, 0), Phase::Initializing);
+        assert_eq!(phase(Some(Phase::Initializing), 3, 2), Phase::Initializing);
+        assert_eq!(phase(Some(Phase::Initializing), 3, 3), Phase::Running);
+        assert_eq!(phase(Some(Phase::Running), 3, 2), Phase::Degraded);
+        assert_eq!(phase(Some(Phase::Degraded), 3, 3), Phase::Running);
+        assert_eq!(phase(Some(Phase::Failed), 3, 0), Phase::Initializing);
+        assert_eq!(phase(Some(Phase::Failed), 3, 1), Phase::Degraded);
+    }
+
+    #[test]
+    fn instances_are_listed_by_ordinal_with_role_and_readiness() {
+        let observed = Observed {
+            pods: vec![
+                pod(2, false, None),
+                pod(0, true, Some("primary")),
+                pod(1, true, Some("replica")),
+            ],
+            ..Observed::default()
+        };
+        let status = compute(&cluster(3, None), &observed, &at(100));
+        let summary: Vec<(&str, InstanceRole, bool)> = status
+            .instances
+            .iter()
+            .map(|i| (i.pod.as_str(), i.role, i.ready))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("orders-0", InstanceRole::Primary, true),
+                ("orders-1", InstanceRole::Replica, true),
+                ("orders-2", InstanceRole::Unknown, false)
+            ]
+        );
+        assert_eq!(status.ready_replicas, 2);
+        assert_eq!(status.current_primary.as_deref(), Some("orders-0"));
+        assert_eq!(status.phase, Some(Phase::Initializing));
+        assert_eq!(status.observed_generation, Some(4));
+        assert_eq!(
+            status.selector.as_deref(),
+            Some(
+                "app.kubernetes.io/instance=orders,app.kubernetes.io/name=mysql,ebisu.dev/cluster=orders"
+            )
+        );
+        assert_eq!(find(&status, AVAILABLE).status, "True");
+        assert_eq!(find(&status, HEALTHY).status, "False");
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(4))
+        );
+    }
+
+    #[test]
+    fn zone_and_volume_id_come_from_the_bound_volume() {
+        let claim = PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data-orders-0".to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                volume_name: Some("pv-1".to_owned()),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        };
+        let volume = PersistentVolume {
+            spec: Some(PersistentVolumeSpec {
+                csi: Some(CSIPersistentVolumeSource {
+                    driver: "ebs.csi.aws.com".to_owned(),
+                    volume_handle: "vol-0abc".to_owned(),
+                    ..CSIPersistentVolumeSource::default()
+                }),
+                node_affinity: Some(VolumeNodeAffinity {
+                    required: Some(NodeSelector {
+                        node_selector_terms: vec![NodeSelectorTerm {
+                            match_expressions: Some(vec![NodeSelectorRequirement {
+                                key: "topology.kubernetes.io/zone".to_owned(),
+                                operator: "In".to_owned(),
+                                values: Some(vec!["us-east-1b".to_owned()]),
+                            }]),
+                            ..NodeSelectorTerm::default()
+                        }],
+                    }),
+                }),
+                ..PersistentVolumeSpec::default()
+            }),
+            ..PersistentVolume::default()
+        };
+        let observed = Observed {
+            pods: vec![pod(0, true, None)],
+            claims: vec![claim],
+            volumes: BTreeMap::from([("pv-1".to_owned(), volume)]),
+            ..Observed::default()
+        };
+        let instance = &compute(&cluster(1, None), &observed, &at(1)).instances[0];
+        assert_eq!(instance.zone.as_deref(), Some("us-east-1b"));
+        assert_eq!(instance.volume_id.as_deref(), Some("vol-0abc"));
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_transition_time() {
+        let observed = Observed {
+            pods: vec![pod(0, true, None)],
+            ..Observed::default()
+        };
+        let first = compute(&cluster(1, None), &observed, &at(100));
+        let second = compute(&cluster(1, Some(first.clone())), &observed, &at(200));
+        assert_eq!(
+            first, second,
+            "a recomputed status with nothing new is identical"
+        );
+        let down = Observed {
+            pods: vec![pod(0, false, None)],
+            ..Observed::default()
+        };
+        let third = compute(&cluster(1, Some(second)), &down, &at(300));
+        assert_eq!(find(&third, HEALTHY).last_transition_time, at(300));
+        assert_eq!(find(&third, SPEC_VALID).last_transition_time, at(100));
+        assert_eq!(third.phase, Some(Phase::Degraded));
+        assert_eq!(find(&third, DEGRADED).status, "True");
+    }
+
+    #[test]
+    fn invalid_spec_fails_with_the_reason_and_keeps_instances() {
+        let observed = Observed {
+            pods: vec![pod(0, true, Some("primary"))],
+            ..Observed::default()
+        };
+        let running = compute(&cluster(1, None), &observed, &at(1));
+        let failed = invalid(
+            &cluster(1, Some(running)),
+            "failed to validate spec.x: bad",
+            &at(2),
+        );
+        assert_eq!(failed.phase, Some(Phase::Failed));
+        let valid = find(&failed, SPEC_VALID);
+        assert_eq!(
+            (valid.status.as_str(), valid.message.as_str()),
+            ("False", "failed to validate spec.x: bad")
+        );
+        assert_eq!(failed.instances.len(), 1);
+        assert_eq!(
+            failed
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == SPEC_VALID)
+                .count(),
+            1
+        );
+    }
+}

@@ -1,0 +1,587 @@
+//! Validate: turn a `MySQLCluster` as stored into the `ValidatedCluster` that
+//! builders accept. Re-checks what the schema's CEL rules check (the operator
+//! must not trust that the installed CRD is current) and adds the cross-field
+//! checks CEL cannot express. Pure: no client, no clock.
+
+use std::collections::BTreeMap;
+
+use ebisu_api::{
+    EbsSpec, EbsVolumeType, Flavor, MySQLCluster, PodTemplateOverrides, ServiceTemplates,
+    cluster::{
+        GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS, IO2_MAX_IOPS_PER_GIB,
+        MAX_REPLICAS, MAX_SERVER_ID, RESERVED_MYSQL_CONFIG_KEYS,
+    },
+    names,
+};
+use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::quantity;
+
+/// Why a cluster's spec cannot be honoured. Each message names the field and the fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The object lacks metadata the API server always sets.
+    #[error("failed to validate cluster: metadata.{0} is missing")]
+    MissingMetadata(&'static str),
+    /// A field is outside what ebisu supports.
+    #[error("failed to validate {field}: {reason}")]
+    InvalidField {
+        /// The field, as `spec.x.y`.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+/// Settings the operator passes to every cluster it builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorSettings {
+    /// Image with the `ebisu-sidecar` binary.
+    pub sidecar_image: String,
+}
+
+/// A MySQLCluster the operator can build: the only input builders accept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedCluster {
+    /// Cluster name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Owner reference every namespaced child carries.
+    pub owner: OwnerReference,
+    /// Instances.
+    pub replicas: i32,
+    /// Server family.
+    pub flavor: Flavor,
+    /// Server image.
+    pub image: String,
+    /// Sidecar image.
+    pub sidecar_image: String,
+    /// First server id.
+    pub server_id_base: i64,
+    /// Volumes.
+    pub storage: ValidatedStorage,
+    /// Semi-sync settings; `None` when semi-sync is off.
+    pub semi_sync: Option<SemiSync>,
+    /// Clone rate limit in bytes per second.
+    pub clone_rate_limit: Option<u64>,
+    /// Pod overrides.
+    pub pod: PodTemplateOverrides,
+    /// Extra my.cnf settings.
+    pub mysql_config: BTreeMap<String, String>,
+    /// Service settings.
+    pub services: ServiceTemplates,
+}
+
+/// Semi-synchronous replication as it will be configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SemiSync {
+    /// Acknowledgements the primary waits for.
+    pub wait_for_replicas: u32,
+    /// Milliseconds before falling back to asynchronous replication.
+    pub timeout_ms: u64,
+}
+
+/// Validated storage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedStorage {
+    /// Requested size of each volume.
+    pub size: Quantity,
+    /// The same size in bytes.
+    pub size_bytes: u64,
+    /// Which StorageClass the volumes use.
+    pub class: StorageClassChoice,
+}
+
+/// Where volumes come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageClassChoice {
+    /// The cluster's default StorageClass.
+    ClusterDefault,
+    /// A StorageClass the user named.
+    Named(String),
+    /// A StorageClass the operator creates and owns.
+    Managed {
+        /// Its name.
+        name: String,
+        /// Its EBS parameters.
+        ebs: EbsSpec,
+    },
+}
+
+impl StorageClassChoice {
+    /// The `storageClassName` of the volume claims, `None` for the cluster default.
+    pub fn class_name(&self) -> Option<&str> {
+        match self {
+            StorageClassChoice::ClusterDefault => None,
+            StorageClassChoice::Named(name) | StorageClassChoice::Managed { name, .. } => {
+                Some(name)
+            }
+        }
+    }
+}
+
+/// Validates `cluster` for building.
+pub fn validate(
+    cluster: &MySQLCluster,
+    settings: &OperatorSettings,
+) -> Result<ValidatedCluster, Error> {
+    let name = cluster
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let namespace = cluster
+        .namespace()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    let owner = cluster
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))?;
+    let spec = &cluster.spec;
+
+    if !(1..=MAX_REPLICAS).contains(&spec.replicas) {
+        return Err(invalid(
+            "spec.replicas",
+            format!(
+                "{} is outside 1..={MAX_REPLICAS}: set the number of instances you want",
+                spec.replicas
+            ),
+        ));
+    }
+    if spec.server_id_base < 1 || spec.server_id_base + i64::from(MAX_REPLICAS) > MAX_SERVER_ID {
+        return Err(invalid(
+            "spec.serverIdBase",
+            format!(
+                "{} leaves no room for {MAX_REPLICAS} server ids below {MAX_SERVER_ID}: choose a base between 1 and {}",
+                spec.server_id_base,
+                MAX_SERVER_ID - i64::from(MAX_REPLICAS)
+            ),
+        ));
+    }
+    if let Some(image) = &spec.image
+        && image.trim().is_empty()
+    {
+        return Err(invalid(
+            "spec.image",
+            "must not be empty: remove it to use the default image".into(),
+        ));
+    }
+    if let Some(key) = spec
+        .mysql_config
+        .keys()
+        .find(|k| RESERVED_MYSQL_CONFIG_KEYS.contains(&k.as_str()))
+    {
+        return Err(invalid(
+            "spec.mysqlConfig",
+            format!("{key} is managed by ebisu: remove it"),
+        ));
+    }
+    if let Some((key, _)) = spec
+        .mysql_config
+        .iter()
+        .find(|(k, v)| !is_config_token(k) || v.contains(['\n', '\r']))
+    {
+        return Err(invalid(
+            "spec.mysqlConfig",
+            format!(
+                "{key:?} is not a valid my.cnf setting: keys are letters, digits, '_' and '-', values are one line"
+            ),
+        ));
+    }
+
+    let storage = validate_storage(spec, &name, &namespace)?;
+    let semi_sync = validate_semi_sync(cluster)?;
+    let clone_rate_limit = spec
+        .clone
+        .rate_limit
+        .as_ref()
+        .map(|q| {
+            quantity::to_bytes(q).ok_or_else(|| {
+                invalid(
+                    "spec.clone.rateLimit",
+                    format!(
+                        "{:?} is not a quantity: use bytes per second such as 200Mi",
+                        q.0
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+
+    Ok(ValidatedCluster {
+        name,
+        namespace,
+        owner,
+        replicas: spec.replicas,
+        flavor: spec.flavor,
+        image: spec.effective_image().to_owned(),
+        sidecar_image: settings.sidecar_image.clone(),
+        server_id_base: spec.server_id_base,
+        storage,
+        semi_sync,
+        clone_rate_limit,
+        pod: spec.pod_template.clone(),
+        mysql_config: spec.mysql_config.clone(),
+        services: spec.services.clone(),
+    })
+}
+
+fn validate_storage(
+    spec: &ebisu_api::MySQLClusterSpec,
+    name: &str,
+    namespace: &str,
+) -> Result<ValidatedStorage, Error> {
+    let size = spec.storage.size.clone();
+    let size_bytes = quantity::to_bytes(&size).ok_or_else(|| {
+        invalid(
+            "spec.storage.size",
+            format!("{:?} is not a quantity: use a size such as 20Gi", size.0),
+        )
+    })?;
+    if size_bytes < quantity::GIB {
+        return Err(invalid("spec.storage.size", "must be at least 1Gi".into()));
+    }
+    let class = match (&spec.storage.storage_class_name, &spec.storage.ebs) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "spec.storage",
+                "set either storageClassName or ebs, not both".into(),
+            ));
+        }
+        (Some(class), None) => StorageClassChoice::Named(class.clone()),
+        (None, Some(ebs)) => {
+            validate_ebs(ebs, size_bytes)?;
+            StorageClassChoice::Managed {
+                name: names::storage_class(namespace, name),
+                ebs: ebs.clone(),
+            }
+        }
+        (None, None) => StorageClassChoice::ClusterDefault,
+    };
+    Ok(ValidatedStorage {
+        size,
+        size_bytes,
+        class,
+    })
+}
+
+fn validate_ebs(ebs: &EbsSpec, size_bytes: u64) -> Result<(), Error> {
+    let size_gib = i64::try_from(size_bytes / quantity::GIB).unwrap_or(i64::MAX);
+    let (iops_range, iops_per_gib) = match ebs.volume_type {
+        EbsVolumeType::Gp3 => (GP3_IOPS, GP3_MAX_IOPS_PER_GIB),
+        EbsVolumeType::Io2 => (IO2_IOPS, IO2_MAX_IOPS_PER_GIB),
+    };
+    let volume_type = ebs.volume_type.as_str();
+    match (ebs.volume_type, ebs.iops) {
+        (EbsVolumeType::Io2, None) => {
+            return Err(invalid(
+                "spec.storage.ebs.iops",
+                "is required for io2".into(),
+            ));
+        }
+        (_, Some(iops)) if !iops_range.contains(&iops) => {
+            return Err(invalid(
+                "spec.storage.ebs.iops",
+                format!(
+                    "{iops} is outside {}..={} for {volume_type}",
+                    iops_range.start(),
+                    iops_range.end()
+                ),
+            ));
+        }
+        // gp3's baseline of 3000 IOPS is free at any size; only provisioned IOPS above it
+        // are bounded by the size.
+        (EbsVolumeType::Gp3, Some(iops))
+            if iops > *GP3_IOPS.start() && i64::from(iops) > size_gib * iops_per_gib =>
+        {
+            return Err(invalid(
+                "spec.storage.ebs.iops",
+                format!(
+                    "{iops} exceeds {iops_per_gib} IOPS per GiB of a {size_gib}Gi volume: lower iops or raise spec.storage.size to at least {}Gi",
+                    ceil_div(i64::from(iops), iops_per_gib)
+                ),
+            ));
+        }
+        (EbsVolumeType::Io2, Some(iops)) if i64::from(iops) > size_gib * iops_per_gib => {
+            return Err(invalid(
+                "spec.storage.ebs.iops",
+                format!(
+                    "{iops} exceeds {iops_per_gib} IOPS per GiB of a {size_gib}Gi volume: lower iops or raise spec.storage.size to at least {}Gi",
+                    ceil_div(i64::from(iops), iops_per_gib)
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(throughput) = ebs.throughput {
+        if ebs.volume_type != EbsVolumeType::Gp3 {
+            return Err(invalid(
+                "spec.storage.ebs.throughput",
+                "applies only to gp3: remove it".into(),
+            ));
+        }
+        if !GP3_THROUGHPUT_MIBPS.contains(&throughput) {
+            return Err(invalid(
+                "spec.storage.ebs.throughput",
+                format!(
+                    "{throughput} is outside {}..={} MiB/s",
+                    GP3_THROUGHPUT_MIBPS.start(),
+                    GP3_THROUGHPUT_MIBPS.end()
+                ),
+            ));
+        }
+        // gp3 allows at most 0.25 MiB/s per provisioned IOPS.
+        let iops = ebs.iops.unwrap_or(*GP3_IOPS.start());
+        if throughput > *GP3_THROUGHPUT_MIBPS.start() && i64::from(throughput) * 4 > i64::from(iops)
+        {
+            return Err(invalid(
+                "spec.storage.ebs.throughput",
+                format!(
+                    "{throughput} MiB/s needs at least {} IOPS on gp3 (0.25 MiB/s per IOPS): raise iops or lower throughput",
+                    i64::from(throughput) * 4
+                ),
+            ));
+        }
+    }
+    if ebs.kms_key_id.is_some() && !ebs.encrypted {
+        return Err(invalid(
+            "spec.storage.ebs.kmsKeyId",
+            "needs encrypted: true".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_semi_sync(cluster: &MySQLCluster) -> Result<Option<SemiSync>, Error> {
+    let spec = &cluster.spec;
+    if !spec.semi_sync_enabled() {
+        return Ok(None);
+    }
+    let replication = &spec.replication;
+    if spec.replicas < 2 {
+        return Err(invalid(
+            "spec.replication.semiSync",
+            "needs spec.replicas >= 2: add replicas or leave semiSync unset".into(),
+        ));
+    }
+    let wait = replication.wait_for_replicas;
+    if wait < 1 || wait >= spec.replicas {
+        return Err(invalid(
+            "spec.replication.waitForReplicas",
+            format!(
+                "{wait} must be between 1 and spec.replicas - 1 ({})",
+                spec.replicas - 1
+            ),
+        ));
+    }
+    if spec.flavor == Flavor::Mariadb && wait != 1 {
+        return Err(invalid(
+            "spec.replication.waitForReplicas",
+            "must be 1 for flavor mariadb (MariaDB semi-sync waits for one replica)".into(),
+        ));
+    }
+    let timeout = replication.timeout_seconds;
+    if !(1..=3600).contains(&timeout) {
+        return Err(invalid(
+            "spec.replication.timeoutSeconds",
+            format!("{timeout} is outside 1..=3600"),
+        ));
+    }
+    Ok(Some(SemiSync {
+        wait_for_replicas: u32::try_from(wait).unwrap_or(1),
+        timeout_ms: u64::try_from(timeout).unwrap_or(10) * 1000,
+    }))
+}
+
+fn is_config_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+fn invalid(field: &'static str, reason: String) -> Error {
+    Error::InvalidField { field, reason }
+}
+
+/// Resource helpers builders share.
+impl ValidatedCluster {
+    /// Labels on every child object.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        names::common_labels(&self.name)
+    }
+
+    /// Labels selecting the instance pods.
+    pub fn selector(&self) -> BTreeMap<String, String> {
+        names::selector_labels(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{BASIC, MYSQL_PRODUCTION, SINGLE, settings, validated};
+
+    fn cluster(spec: &str) -> MySQLCluster {
+        let mut c: MySQLCluster = serde_yaml::from_str(&format!(
+            "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: orders, namespace: shop, uid: u-1}}\nspec:\n{spec}"
+        ))
+        .expect("cluster parses");
+        c.metadata.uid = Some("u-1".to_owned());
+        c
+    }
+
+    fn refusal(spec: &str) -> (&'static str, String) {
+        match validate(&cluster(spec), &settings()) {
+            Err(Error::InvalidField { field, reason }) => (field, reason),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fixtures_validate_with_their_defaults() {
+        let basic = validated(BASIC);
+        assert_eq!(
+            (basic.replicas, basic.flavor, basic.image.as_str()),
+            (3, Flavor::Mariadb, "mariadb:10.11")
+        );
+        assert_eq!(
+            basic.semi_sync,
+            Some(SemiSync {
+                wait_for_replicas: 1,
+                timeout_ms: 10_000
+            })
+        );
+        assert_eq!(basic.storage.size_bytes, 20 * quantity::GIB);
+        assert_eq!(basic.owner.kind, "MySQLCluster");
+        assert_eq!(basic.sidecar_image, "ghcr.io/ebisu/sidecar:test");
+        let production = validated(MYSQL_PRODUCTION);
+        assert_eq!(
+            production.semi_sync,
+            Some(SemiSync {
+                wait_for_replicas: 2,
+                timeout_ms: 30_000
+            })
+        );
+        assert_eq!(
+            production.storage.class,
+            StorageClassChoice::Named("io2-fast".to_owned())
+        );
+        assert_eq!(production.clone_rate_limit, Some(200 << 20));
+        let single = validated(SINGLE);
+        assert_eq!(
+            single.semi_sync, None,
+            "one instance has nobody to wait for"
+        );
+        assert_eq!(single.storage.class, StorageClassChoice::ClusterDefault);
+    }
+
+    #[test]
+    fn missing_uid_is_reported_not_panicked_on() {
+        let mut c = cluster("  storage: {size: 10Gi}\n");
+        c.metadata.uid = None;
+        assert_eq!(
+            validate(&c, &settings()),
+            Err(Error::MissingMetadata("uid"))
+        );
+    }
+
+    #[test]
+    fn out_of_range_replicas_are_refused_even_if_the_schema_let_them_through() {
+        let (field, _) = refusal("  replicas: 12\n  storage: {size: 10Gi}\n");
+        assert_eq!(field, "spec.replicas");
+    }
+
+    #[test]
+    fn gp3_iops_above_500_per_gib_are_refused_with_the_size_needed() {
+        let (field, reason) = refusal("  storage: {size: 10Gi, ebs: {type: gp3, iops: 16000}}\n");
+        assert_eq!(field, "spec.storage.ebs.iops");
+        assert!(reason.contains("at least 32Gi"), "{reason}");
+        // The free 3000 IOPS baseline is fine on any size.
+        assert!(
+            validate(
+                &cluster("  storage: {size: 1Gi, ebs: {type: gp3, iops: 3000}}\n"),
+                &settings()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn io2_iops_above_1000_per_gib_are_refused() {
+        let (field, reason) = refusal("  storage: {size: 10Gi, ebs: {type: io2, iops: 20000}}\n");
+        assert_eq!(field, "spec.storage.ebs.iops");
+        assert!(reason.contains("at least 20Gi"), "{reason}");
+    }
+
+    #[test]
+    fn gp3_throughput_needs_four_iops_per_mibps() {
+        let (field, reason) =
+            refusal("  storage: {size: 100Gi, ebs: {type: gp3, iops: 3000, throughput: 1000}}\n");
+        assert_eq!(field, "spec.storage.ebs.throughput");
+        assert!(reason.contains("at least 4000 IOPS"), "{reason}");
+        assert!(
+            validate(
+                &cluster(
+                    "  storage: {size: 100Gi, ebs: {type: gp3, iops: 4000, throughput: 1000}}\n"
+                ),
+                &settings()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn both_storage_sources_are_refused() {
+        let (field, _) =
+            refusal("  storage: {size: 10Gi, storageClassName: gp3, ebs: {type: gp3}}\n");
+        assert_eq!(field, "spec.storage");
+    }
+
+    #[test]
+    fn reserved_and_malformed_config_keys_are_refused() {
+        assert_eq!(
+            refusal("  storage: {size: 10Gi}\n  mysqlConfig: {log_bin: 'off'}\n").0,
+            "spec.mysqlConfig"
+        );
+        assert_eq!(
+            refusal("  storage: {size: 10Gi}\n  mysqlConfig: {\"a b\": '1'}\n").0,
+            "spec.mysqlConfig"
+        );
+        assert_eq!(
+            refusal("  storage: {size: 10Gi}\n  mysqlConfig: {x: \"1\\nserver_id = 5\"}\n").0,
+            "spec.mysqlConfig"
+        );
+    }
+
+    #[test]
+    fn semi_sync_wait_count_must_fit_the_replicas_and_flavor() {
+        assert_eq!(
+            refusal("  replicas: 1\n  storage: {size: 10Gi}\n  replication: {semiSync: true}\n").0,
+            "spec.replication.semiSync"
+        );
+        assert_eq!(refusal("  replicas: 3\n  flavor: mysql\n  storage: {size: 10Gi}\n  replication: {waitForReplicas: 3}\n").0, "spec.replication.waitForReplicas");
+        assert_eq!(
+            refusal(
+                "  replicas: 3\n  storage: {size: 10Gi}\n  replication: {waitForReplicas: 2}\n"
+            )
+            .0,
+            "spec.replication.waitForReplicas"
+        );
+        let off = validate(
+            &cluster("  replicas: 3\n  storage: {size: 10Gi}\n  replication: {semiSync: false}\n"),
+            &settings(),
+        );
+        assert_eq!(off.map(|v| v.semi_sync), Ok(None));
+    }
+
+    #[test]
+    fn too_small_or_unparseable_sizes_are_refused() {
+        assert_eq!(refusal("  storage: {size: 100Mi}\n").0, "spec.storage.size");
+        assert_eq!(refusal("  storage: {size: 10m}\n").0, "spec.storage.size");
+    }
+}
