@@ -1,0 +1,28 @@
+//! What both the operator and the sidecar say to a MySQL or MariaDB server:
+//! which flavor it is ([`Flavor`]), the SQL statements that create users,
+//! set up and repoint replication, fence, promote and configure semi-sync
+//! ([`sql`]), the GTIDs servers hold and how they compare ([`gtid`]), how to
+//! read a replica's status ([`ReplicaStatus`]) and where a physical backup
+//! stands ([`position`]).
+//!
+//! It must stay pure: no IO, no connections, no clocks. Callers execute the
+//! statements, read the files and pass rows in; everything here is a
+//! function of its inputs, so it is unit-tested without a server. MariaDB
+//! statements were checked by hand against MariaDB 10.11; MySQL cannot be
+//! installed on the build machines, so MySQL statements are tested against
+//! the manuals only.
+
+pub mod flavor;
+pub mod gtid;
+pub mod position;
+pub mod replica_status;
+pub mod sql;
+
+pub use flavor::{Flavor, FlavorError, ServerVersion};
+pub use gtid::{GtidDifference, GtidError, GtidSet, MariaDbGtidPos, MySqlGtidSet};
+pub use position::{BackupPosition, PositionError, parse_binlog_info, parse_slave_info};
+pub use replica_status::{GtidPositioning, ReplicaStatus, ReplicaStatusError, ThreadState};
+pub use sql::{
+    Credentials, Password, ReplicationSource, SemiSync, ServiceRole, ServiceUsers, SqlError,
+    UserName,
+};
