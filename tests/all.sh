@@ -7,6 +7,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "machine setup (tests/setup.sh)"
+bash tests/setup.sh
+
+step "control plane binaries (tests/build-controlplane.sh; cached outside the clone)"
+EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
+export EBISU_CONTROLPLANE_BIN
+
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check
 

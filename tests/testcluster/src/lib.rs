@@ -1,0 +1,1 @@
+//! A local Kubernetes cluster for ebisu's tests and demo (work in progress).
