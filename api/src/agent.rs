@@ -20,6 +20,10 @@ pub const PATH_CLONE: &str = "/clone";
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
+    /// Host name peers reach this server's MySQL port at.
+    pub host: String,
+    /// MySQL port.
+    pub port: u16,
     /// The server answers queries.
     pub server_up: bool,
     /// Role as the server sees it: a replica has a replication source configured;

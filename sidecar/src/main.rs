@@ -1,10 +1,17 @@
 //! `ebisu-sidecar`: the helper binary in every ebisu instance pod.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use ebisu_api::names::{CONFIG_TEMPLATE_DIR, SERVER_CONFIG_FILE};
-use ebisu_sidecar::{identity, install, server_config};
+use ebisu_api::{
+    DonorPreference, Flavor,
+    cluster::MAX_REPLICAS,
+    names::{
+        self, AGENT_PORT, CONFIG_TEMPLATE_DIR, CREDENTIALS_DIR, DATA_DIR, MYSQL_PORT, RUN_DIR,
+        SERVER_CONFIG_FILE,
+    },
+};
+use ebisu_sidecar::{agent, credentials, identity, init, install, server::Endpoint, server_config};
 use tracing::{error, info};
 
 #[derive(Debug, Parser)]
@@ -21,12 +28,15 @@ enum Command {
         /// Where to put the binary.
         dest: PathBuf,
     },
-    /// Give the server its identity and write its my.cnf (init container).
+    /// Give the server its identity, write its my.cnf and seed an empty data directory.
     Init(InitArgs),
+    /// Serve health, status, metrics and clones; set up replication after a clone.
+    Agent(AgentArgs),
 }
 
+/// Who this pod is; shared by `init` and `agent`.
 #[derive(Debug, clap::Args)]
-struct InitArgs {
+struct PodArgs {
     /// Pod name, `<cluster>-<ordinal>`; the hostname when unset.
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
@@ -42,15 +52,77 @@ struct InitArgs {
     /// The pod's role label, empty until the operator sets one.
     #[arg(long, env = "EBISU_ROLE")]
     role: Option<String>,
+    /// Server family.
+    #[arg(long, env = "EBISU_FLAVOR", default_value = "mariadb", value_parser = parse_flavor)]
+    flavor: Flavor,
+    /// Data directory.
+    #[arg(long, default_value = DATA_DIR)]
+    data_dir: PathBuf,
+    /// The server's my.cnf.
+    #[arg(long, default_value = SERVER_CONFIG_FILE)]
+    server_config: PathBuf,
+    /// Directory of the mounted credentials Secret.
+    #[arg(long, default_value = CREDENTIALS_DIR)]
+    credentials: PathBuf,
+    /// Peers' agent URLs; derived from the cluster's pod names when none are given.
+    #[arg(long = "peer", env = "EBISU_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    #[command(flatten)]
+    pod: PodArgs,
     /// Directory holding the ConfigMap's my.cnf parts.
     #[arg(long, default_value = CONFIG_TEMPLATE_DIR)]
     config_parts: PathBuf,
-    /// Where to write the server's my.cnf.
-    #[arg(long, default_value = SERVER_CONFIG_FILE)]
-    output: PathBuf,
+    /// Directory for the temporary server's socket.
+    #[arg(long, default_value = RUN_DIR)]
+    run_dir: PathBuf,
+    /// Only the primary may serve copies.
+    #[arg(long, env = "EBISU_CLONE_PRIMARY_ONLY")]
+    clone_from_primary_only: bool,
+    /// How long to keep trying donors before failing (the container then restarts).
+    #[arg(long, default_value_t = 600)]
+    donor_timeout_seconds: u64,
 }
 
-fn main() -> ExitCode {
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+    /// Address to serve HTTP on.
+    #[arg(long, env = "EBISU_AGENT_LISTEN", default_value_t = format!("0.0.0.0:{AGENT_PORT}"))]
+    listen: String,
+    /// The server's socket.
+    #[arg(long, default_value_t = format!("{RUN_DIR}/mysqld.sock"))]
+    socket: String,
+    /// Host peers reach the server at; the pod's DNS name when unset.
+    #[arg(long)]
+    advertise_host: Option<String>,
+    /// Port peers reach the server at.
+    #[arg(long, default_value_t = MYSQL_PORT)]
+    advertise_port: u16,
+    /// Directory for temporary files.
+    #[arg(long, default_value = "/tmp")]
+    scratch_dir: PathBuf,
+    /// Bytes per second a clone may be served at.
+    #[arg(long, env = "EBISU_CLONE_RATE_LIMIT")]
+    clone_rate_limit: Option<u64>,
+}
+
+fn parse_flavor(s: &str) -> Result<Flavor, String> {
+    match s {
+        "mariadb" => Ok(Flavor::Mariadb),
+        "mysql" => Ok(Flavor::Mysql),
+        other => Err(format!(
+            "unknown flavor {other:?}: expected mariadb or mysql"
+        )),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -60,7 +132,8 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Install { dest } => install::install(&dest).map_err(|e| e.to_string()),
-        Command::Init(args) => init(args),
+        Command::Init(args) => run_init(args).await,
+        Command::Agent(args) => run_agent(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,21 +144,94 @@ fn main() -> ExitCode {
     }
 }
 
-fn init(args: InitArgs) -> Result<(), String> {
+fn resolve_identity(pod: &PodArgs) -> Result<identity::Identity, String> {
     let hostname = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok());
-    let env = identity::Environment {
-        pod_name: args.pod_name,
+    identity::resolve(&identity::Environment {
+        pod_name: pod.pod_name.clone(),
         hostname,
-        namespace: args.namespace,
-        cluster: args.cluster,
-        server_id_base: args.server_id_base,
-        role_label: args.role,
-    };
-    let me = identity::resolve(&env).map_err(|e| e.to_string())?;
+        namespace: pod.namespace.clone(),
+        cluster: pod.cluster.clone(),
+        server_id_base: pod.server_id_base,
+        role_label: pod.role.clone(),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The peers' agents: given, or every other ordinal of the cluster.
+fn peer_urls(pod: &PodArgs, me: &identity::Identity) -> Vec<String> {
+    if !pod.peers.is_empty() {
+        return pod
+            .peers
+            .iter()
+            .filter(|p| !p.is_empty())
+            .cloned()
+            .collect();
+    }
+    let cluster = pod
+        .cluster
+        .clone()
+        .or_else(|| me.pod_name.rsplit_once('-').map(|(c, _)| c.to_owned()))
+        .unwrap_or_default();
+    let namespace = pod.namespace.clone().unwrap_or_default();
+    (0..MAX_REPLICAS.unsigned_abs())
+        .filter(|n| *n != me.ordinal)
+        .map(|n| {
+            format!(
+                "http://{}:{AGENT_PORT}",
+                names::pod_host(&cluster, &namespace, n)
+            )
+        })
+        .collect()
+}
+
+async fn run_init(args: InitArgs) -> Result<(), String> {
+    let me = resolve_identity(&args.pod)?;
     info!(pod = %me.pod_name, server_id = me.server_id, role = ?me.role, report_host = %me.report_host, "resolved identity");
-    server_config::write(&args.config_parts, &args.output, &me).map_err(|e| e.to_string())?;
-    info!(path = %args.output.display(), "wrote server config");
-    Ok(())
+    server_config::write(&args.config_parts, &args.pod.server_config, &me)
+        .map_err(|e| e.to_string())?;
+    info!(path = %args.pod.server_config.display(), "wrote server config");
+    let credentials = credentials::read(&args.pod.credentials).map_err(|e| e.to_string())?;
+    // The operator writes "forbidden" once the cluster has been initialised, so a
+    // lost volume is refilled from a peer instead of becoming an empty primary.
+    let bootstrap_allowed = std::fs::read_to_string(args.config_parts.join("bootstrap"))
+        .map(|s| s.trim() != "forbidden")
+        .unwrap_or(true);
+    let settings = init::Settings {
+        family: args.pod.flavor,
+        data_dir: args.pod.data_dir.clone(),
+        server_config: args.pod.server_config.clone(),
+        run_dir: args.run_dir,
+        peers: peer_urls(&args.pod, &me),
+        donor_preference: if args.clone_from_primary_only {
+            DonorPreference::PrimaryOnly
+        } else {
+            DonorPreference::PreferReplica
+        },
+        bootstrap_allowed,
+        donor_timeout: Duration::from_secs(args.donor_timeout_seconds),
+    };
+    init::run(&settings, &me, &credentials)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn run_agent(args: AgentArgs) -> Result<(), String> {
+    let me = resolve_identity(&args.pod)?;
+    let credentials = credentials::read(&args.pod.credentials).map_err(|e| e.to_string())?;
+    let config = agent::Config {
+        listen: args.listen,
+        endpoint: Endpoint::Socket(PathBuf::from(args.socket)),
+        advertise_host: args.advertise_host.unwrap_or(me.report_host),
+        advertise_port: args.advertise_port,
+        family: args.pod.flavor,
+        data_dir: args.pod.data_dir,
+        server_config: args.pod.server_config,
+        scratch_dir: args.scratch_dir,
+        clone_rate_limit: args.clone_rate_limit,
+    };
+    agent::run(agent::Shared::new(config, credentials))
+        .await
+        .map_err(|e| e.to_string())
 }

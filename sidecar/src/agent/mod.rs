@@ -1,0 +1,228 @@
+//! `ebisu-sidecar agent`: the long-running companion of the server. Serves
+//! health, readiness (the server answers queries; never about lag), status,
+//! Prometheus metrics and clone streams to peers, and on the first start
+//! after a clone points replication at the recorded source.
+
+mod clone_server;
+mod metrics;
+mod replication_bootstrap;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use ebisu_api::{
+    Flavor as FlavorFamily,
+    agent::{PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ, PATH_STATUS},
+};
+use ebisu_mysql::Flavor;
+use tokio::sync::{OnceCell, Semaphore};
+use tracing::{info, warn};
+
+use crate::{
+    credentials::ClusterCredentials,
+    server::{self, Endpoint},
+};
+
+pub use metrics::Metrics;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error("failed to listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("failed to serve HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// How the agent is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to serve HTTP on.
+    pub listen: String,
+    /// The local server.
+    pub endpoint: Endpoint,
+    /// Host peers reach the server at.
+    pub advertise_host: String,
+    /// Port peers reach the server at.
+    pub advertise_port: u16,
+    /// Server family (picks the backup tool).
+    pub family: FlavorFamily,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The server's my.cnf (the backup tool reads the same settings).
+    pub server_config: PathBuf,
+    /// Where temporary files go.
+    pub scratch_dir: PathBuf,
+    /// Bytes per second a clone may be served at.
+    pub clone_rate_limit: Option<u64>,
+}
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub struct Shared {
+    config: Config,
+    credentials: ClusterCredentials,
+    flavor: OnceCell<Flavor>,
+    clone_slot: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+impl Shared {
+    /// Shared state for an agent.
+    pub fn new(config: Config, credentials: ClusterCredentials) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            credentials,
+            flavor: OnceCell::new(),
+            clone_slot: Arc::new(Semaphore::new(1)),
+            metrics: Metrics::new(),
+        })
+    }
+
+    async fn monitor_conn(&self) -> Result<mysql_async::Conn, server::Error> {
+        let monitor = self
+            .credentials
+            .users
+            .get(ebisu_mysql::ServiceRole::Monitor);
+        server::connect(
+            &self.config.endpoint,
+            monitor.user.as_str(),
+            monitor.password.reveal(),
+        )
+        .await
+    }
+
+    async fn flavor(&self, conn: &mut mysql_async::Conn) -> Result<Flavor, server::Error> {
+        if let Some(flavor) = self.flavor.get() {
+            return Ok(*flavor);
+        }
+        let flavor = server::flavor(conn).await?;
+        Ok(*self.flavor.get_or_init(|| async { flavor }).await)
+    }
+}
+
+/// Runs the agent until the process is stopped.
+pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(&shared.config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: shared.config.listen.clone(),
+            source,
+        })?;
+    info!(listen = %shared.config.listen, "agent serving");
+    tokio::spawn(background(shared.clone()));
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(Error::Serve)
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(PATH_HEALTHZ, get(|| async { "ok" }))
+        .route(PATH_READYZ, get(readyz))
+        .route(PATH_STATUS, get(status))
+        .route(PATH_METRICS, get(metrics::render))
+        .route(PATH_CLONE, get(clone_server::serve))
+        .with_state(shared)
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Ready means the server answers queries. Lag never makes a replica unready:
+/// whether it may be promoted is the operator's decision.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let check = async {
+        let mut conn = shared.monitor_conn().await?;
+        mysql_async::prelude::Queryable::query_drop(&mut conn, "SELECT 1")
+            .await
+            .map_err(|source| server::Error::Sql {
+                action: "run SELECT 1",
+                source,
+            })
+    };
+    match tokio::time::timeout(Duration::from_secs(3), check).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server did not answer in 3s",
+        )
+            .into_response(),
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    match read_status(&shared).await {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => {
+            let down = ebisu_api::agent::AgentStatus {
+                host: shared.config.advertise_host.clone(),
+                port: shared.config.advertise_port,
+                server_up: false,
+                role: ebisu_api::InstanceRole::Unknown,
+                read_only: true,
+                gtid_executed: None,
+                replication: None,
+            };
+            warn!(error = %e, "status: server unavailable");
+            (StatusCode::OK, Json(down)).into_response()
+        }
+    }
+}
+
+async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, server::Error> {
+    let mut conn = shared.monitor_conn().await?;
+    let flavor = shared.flavor(&mut conn).await?;
+    let status = server::status(
+        &mut conn,
+        flavor,
+        &shared.config.advertise_host,
+        shared.config.advertise_port,
+    )
+    .await?;
+    shared.metrics.observe(&status);
+    Ok(status)
+}
+
+/// Sets up replication after a clone once the server is up, then keeps the
+/// metrics fresh.
+async fn background(shared: Arc<Shared>) {
+    let mut bootstrapped = false;
+    loop {
+        if !bootstrapped {
+            match replication_bootstrap::run(&shared).await {
+                Ok(()) => bootstrapped = true,
+                Err(e) => warn!(error = %e, "replication bootstrap not done yet; retrying"),
+            }
+        }
+        if let Err(e) = read_status(&shared).await {
+            shared.metrics.server_down();
+            tracing::debug!(error = %e, "server not answering");
+        }
+        tokio::time::sleep(Duration::from_secs(if bootstrapped { 10 } else { 2 })).await;
+    }
+}

@@ -1,0 +1,360 @@
+//! `ebisu-sidecar init`, the data directory half: leave a non-empty data
+//! directory alone; otherwise bootstrap the cluster's first server, or copy
+//! the data of the best donor. Bootstrapping is only allowed when no peer holds
+//! data: a new empty primary beside existing data would lose it.
+
+mod bootstrap;
+mod clone_client;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use ebisu_api::{DonorPreference, Flavor as FlavorFamily};
+use tracing::{info, warn};
+
+use crate::{
+    credentials::ClusterCredentials,
+    donor::{self, Peer},
+    identity::{Identity, StartRole},
+};
+
+/// Why the data directory could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory could not be listed or wiped.
+    #[error("failed to {action} data directory {path}: {source}")]
+    DataDir {
+        /// What was being done.
+        action: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bootstrapping the first server failed.
+    #[error(transparent)]
+    Bootstrap(#[from] bootstrap::Error),
+    /// No donor could provide a copy in time.
+    #[error(
+        "failed to seed the data directory: no donor succeeded within {waited:?} (last error: {last})"
+    )]
+    NoDonor {
+        /// How long we tried.
+        waited: Duration,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// What to do with the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// It holds data: leave it alone.
+    KeepExisting,
+    /// Initialise the cluster's first server.
+    Bootstrap,
+    /// Copy from one of these, in order.
+    Clone(Vec<donor::Donor>),
+    /// Nobody can serve a copy yet, and bootstrapping is not allowed.
+    Wait(&'static str),
+}
+
+/// Decides what to do; pure.
+pub fn plan(
+    data_dir_empty: bool,
+    role: StartRole,
+    bootstrap_allowed: bool,
+    peers: &[Peer],
+    preference: DonorPreference,
+) -> Plan {
+    if !data_dir_empty {
+        return Plan::KeepExisting;
+    }
+    let donors = donor::rank(peers, preference);
+    if !donors.is_empty() {
+        return Plan::Clone(donors);
+    }
+    if donor::any_peer_has_data(peers) {
+        return Plan::Wait("peers hold data but none can serve a copy yet");
+    }
+    match (role, bootstrap_allowed) {
+        (StartRole::Primary, true) => Plan::Bootstrap,
+        (StartRole::Primary, false) => {
+            Plan::Wait("bootstrapping is forbidden for this cluster (it was initialised before)")
+        }
+        (StartRole::Replica, _) => Plan::Wait("no donor is serving yet"),
+    }
+}
+
+/// How `init` prepares the data directory.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Server family.
+    pub family: FlavorFamily,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// The server's my.cnf (written by the identity step).
+    pub server_config: PathBuf,
+    /// Directory for the temporary server's socket and scratch files.
+    pub run_dir: PathBuf,
+    /// Peers' agent base URLs.
+    pub peers: Vec<String>,
+    /// Which peers may donate.
+    pub donor_preference: DonorPreference,
+    /// Whether the cluster may be bootstrapped.
+    pub bootstrap_allowed: bool,
+    /// How long to keep trying donors.
+    pub donor_timeout: Duration,
+}
+
+/// Prepares the data directory.
+pub async fn run(
+    settings: &Settings,
+    identity: &Identity,
+    credentials: &ClusterCredentials,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let mut delay = Duration::from_secs(1);
+    let mut last = String::from("no attempt yet");
+    loop {
+        let empty = is_empty(&settings.data_dir)?;
+        let peers = clone_client::fetch_peers(&settings.peers).await;
+        match plan(
+            empty,
+            identity.role,
+            settings.bootstrap_allowed,
+            &peers,
+            settings.donor_preference,
+        ) {
+            Plan::KeepExisting => {
+                info!(dir = %settings.data_dir.display(), "data directory holds data; leaving it alone");
+                return Ok(());
+            }
+            Plan::Bootstrap => {
+                info!("no peer holds data: bootstrapping the cluster's first server");
+                bootstrap::run(settings, credentials).await?;
+                return Ok(());
+            }
+            Plan::Clone(donors) => {
+                for donor in donors {
+                    match clone_client::seed_from(settings, &donor, &credentials.clone_token).await
+                    {
+                        Ok(bytes) => {
+                            info!(donor = %donor.agent_url, bytes, "seeded from donor");
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            warn!(donor = %donor.agent_url, error = %e, "copy rejected; wiping it and trying the next donor");
+                            last = e.to_string();
+                            wipe(&settings.data_dir)?;
+                        }
+                    }
+                }
+            }
+            Plan::Wait(reason) => {
+                info!(reason, "waiting before seeding");
+                last = reason.to_owned();
+            }
+        }
+        if started.elapsed() >= settings.donor_timeout {
+            return Err(Error::NoDonor {
+                waited: started.elapsed(),
+                last,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
+/// Entries a fresh volume may hold that are not data.
+fn is_ignorable(name: &std::ffi::OsStr) -> bool {
+    name == "lost+found"
+}
+
+/// Whether `dir` holds no data (missing counts as empty).
+pub fn is_empty(dir: &Path) -> Result<bool, Error> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(|source| Error::DataDir {
+                    action: "list",
+                    path: dir.to_owned(),
+                    source,
+                })?;
+                if !is_ignorable(&entry.file_name()) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(source) => Err(Error::DataDir {
+            action: "list",
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Removes everything in `dir` (but `dir` itself and `lost+found`): a
+/// rejected copy must never be started.
+pub fn wipe(dir: &Path) -> Result<(), Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::DataDir {
+                action: "list",
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::DataDir {
+            action: "list",
+            path: dir.to_owned(),
+            source,
+        })?;
+        if is_ignorable(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|source| Error::DataDir {
+            action: "wipe",
+            path,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebisu_api::{InstanceRole, agent::AgentStatus};
+
+    fn peer(url: &str, role: InstanceRole, up: bool) -> Peer {
+        Peer {
+            agent_url: url.to_owned(),
+            status: Some(AgentStatus {
+                host: url.to_owned(),
+                port: 3306,
+                server_up: up,
+                role,
+                read_only: role != InstanceRole::Primary,
+                gtid_executed: None,
+                replication: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn existing_data_is_never_touched() {
+        assert_eq!(
+            plan(
+                false,
+                StartRole::Primary,
+                true,
+                &[],
+                DonorPreference::PreferReplica
+            ),
+            Plan::KeepExisting
+        );
+    }
+
+    #[test]
+    fn first_server_bootstraps_only_when_nobody_has_data() {
+        assert_eq!(
+            plan(
+                true,
+                StartRole::Primary,
+                true,
+                &[],
+                DonorPreference::PreferReplica
+            ),
+            Plan::Bootstrap
+        );
+        let silent = Peer {
+            agent_url: "x".to_owned(),
+            status: None,
+        };
+        assert_eq!(
+            plan(
+                true,
+                StartRole::Primary,
+                true,
+                &[silent],
+                DonorPreference::PreferReplica
+            ),
+            Plan::Bootstrap
+        );
+    }
+
+    #[test]
+    fn an_empty_volume_beside_existing_data_copies_instead_of_bootstrapping() {
+        let peers = [peer("p", InstanceRole::Primary, true)];
+        assert!(
+            matches!(plan(true, StartRole::Primary, true, &peers, DonorPreference::PreferReplica), Plan::Clone(d) if d.len() == 1)
+        );
+        let fenced = [peer("f", InstanceRole::Unknown, true)];
+        assert!(matches!(
+            plan(
+                true,
+                StartRole::Primary,
+                true,
+                &fenced,
+                DonorPreference::PreferReplica
+            ),
+            Plan::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn forbidden_bootstrap_and_replicas_wait() {
+        assert!(matches!(
+            plan(
+                true,
+                StartRole::Primary,
+                false,
+                &[],
+                DonorPreference::PreferReplica
+            ),
+            Plan::Wait(_)
+        ));
+        assert!(matches!(
+            plan(
+                true,
+                StartRole::Replica,
+                true,
+                &[],
+                DonorPreference::PreferReplica
+            ),
+            Plan::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn emptiness_ignores_lost_and_found_and_wipe_keeps_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("lost+found")).expect("lost+found");
+        assert!(is_empty(dir.path()).expect("listed"));
+        std::fs::create_dir(dir.path().join("mysql")).expect("dir");
+        std::fs::write(dir.path().join("mysql/user.frm"), b"x").expect("file");
+        std::fs::write(dir.path().join("ibdata1"), b"x").expect("file");
+        assert!(!is_empty(dir.path()).expect("listed"));
+        wipe(dir.path()).expect("wiped");
+        assert!(is_empty(dir.path()).expect("listed"));
+        assert!(dir.path().join("lost+found").exists());
+        assert!(is_empty(&dir.path().join("missing")).expect("missing is empty"));
+    }
+}
