@@ -34,7 +34,10 @@ async fn main() -> std::process::ExitCode {
     if args.log_json {
         fmt().json().with_env_filter(filter).init();
     } else {
-        fmt().with_env_filter(filter).init();
+        fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
 
     let client = match kube::Client::try_default().await {

@@ -166,8 +166,14 @@ pub async fn receive(settings: &Settings, url: &str, token: &str) -> Result<u64,
     let mut decoder = Decoder::default();
     let mut complete = None;
     while complete.is_none() {
-        let Some(chunk) = response.chunk().await.map_err(http)? else {
-            break;
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            // The connection broke mid-body: what arrived is a truncated copy.
+            Err(e) => {
+                tracing::debug!(error = %e, "clone body ended abnormally");
+                return Err(clone_stream::Error::Truncated(decoder_bytes(&decoder)).into());
+            }
         };
         decoder.feed(&chunk);
         while let Some(item) = decoder.next_item()? {

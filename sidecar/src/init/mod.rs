@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use backon::{ExponentialBuilder, Retryable};
 use ebisu_api::{DonorPreference, Flavor as FlavorFamily};
 use tracing::{info, warn};
 
@@ -110,64 +111,120 @@ pub struct Settings {
     pub donor_timeout: Duration,
 }
 
+/// Written before seeding starts and removed when it is done: a data
+/// directory holding it was left by an interrupted seed and is wiped.
+pub const SEEDING_MARKER: &str = "ebisu-seeding-in-progress";
+
+/// One round's failure: try again later, or give up.
+enum RoundError {
+    Retry(String),
+    Fatal(Error),
+}
+
 /// Prepares the data directory.
 pub async fn run(
     settings: &Settings,
     identity: &Identity,
     credentials: &ClusterCredentials,
 ) -> Result<(), Error> {
+    let dir = &settings.data_dir;
+    if dir.join(SEEDING_MARKER).exists() {
+        warn!(dir = %dir.display(), "an earlier seed was interrupted; wiping its partial data");
+        wipe(dir)?;
+    }
     let started = Instant::now();
-    let mut delay = Duration::from_secs(1);
-    let mut last = String::from("no attempt yet");
-    loop {
-        let empty = is_empty(&settings.data_dir)?;
-        let peers = clone_client::fetch_peers(&settings.peers).await;
-        match plan(
-            empty,
-            identity.role,
-            settings.bootstrap_allowed,
-            &peers,
-            settings.donor_preference,
-        ) {
-            Plan::KeepExisting => {
-                info!(dir = %settings.data_dir.display(), "data directory holds data; leaving it alone");
-                return Ok(());
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(15))
+        .with_total_delay(Some(settings.donor_timeout))
+        .without_max_times();
+    let result = (|| round(settings, identity, credentials))
+        .retry(backoff)
+        .when(|e| matches!(e, RoundError::Retry(_)))
+        .notify(|e, delay| {
+            if let RoundError::Retry(reason) = e {
+                info!(reason = %reason, retry_in = ?delay, "not seeded yet");
             }
-            Plan::Bootstrap => {
-                info!("no peer holds data: bootstrapping the cluster's first server");
-                bootstrap::run(settings, credentials).await?;
-                return Ok(());
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(RoundError::Fatal(e)) => Err(e),
+        Err(RoundError::Retry(last)) => Err(Error::NoDonor {
+            waited: started.elapsed(),
+            last,
+        }),
+    }
+}
+
+/// Looks at the peers once and seeds if it can.
+async fn round(
+    settings: &Settings,
+    identity: &Identity,
+    credentials: &ClusterCredentials,
+) -> Result<(), RoundError> {
+    let dir = &settings.data_dir;
+    let empty = is_empty(dir).map_err(RoundError::Fatal)?;
+    let peers = clone_client::fetch_peers(&settings.peers).await;
+    match plan(
+        empty,
+        identity.role,
+        settings.bootstrap_allowed,
+        &peers,
+        settings.donor_preference,
+    ) {
+        Plan::KeepExisting => {
+            info!(dir = %dir.display(), "data directory holds data; leaving it alone");
+            Ok(())
+        }
+        Plan::Bootstrap => {
+            info!("no peer holds data: bootstrapping the cluster's first server");
+            begin_seeding(dir).map_err(RoundError::Fatal)?;
+            if let Err(e) = bootstrap::run(settings, credentials).await {
+                // A half-initialised directory must never be started: start over next time.
+                wipe(dir).map_err(RoundError::Fatal)?;
+                return Err(RoundError::Fatal(e.into()));
             }
-            Plan::Clone(donors) => {
-                for donor in donors {
-                    match clone_client::seed_from(settings, &donor, &credentials.clone_token).await
-                    {
-                        Ok(bytes) => {
-                            info!(donor = %donor.agent_url, bytes, "seeded from donor");
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            warn!(donor = %donor.agent_url, error = %e, "copy rejected; wiping it and trying the next donor");
-                            last = e.to_string();
-                            wipe(&settings.data_dir)?;
-                        }
+            end_seeding(dir).map_err(RoundError::Fatal)
+        }
+        Plan::Clone(donors) => {
+            let mut last = String::new();
+            for donor in donors {
+                begin_seeding(dir).map_err(RoundError::Fatal)?;
+                match clone_client::seed_from(settings, &donor, &credentials.clone_token).await {
+                    Ok(bytes) => {
+                        info!(donor = %donor.agent_url, bytes, "seeded from donor");
+                        return end_seeding(dir).map_err(RoundError::Fatal);
+                    }
+                    Err(e) => {
+                        warn!(donor = %donor.agent_url, error = %e, "copy rejected; wiping it and trying the next donor");
+                        last = e.to_string();
+                        wipe(dir).map_err(RoundError::Fatal)?;
                     }
                 }
             }
-            Plan::Wait(reason) => {
-                info!(reason, "waiting before seeding");
-                last = reason.to_owned();
-            }
+            Err(RoundError::Retry(last))
         }
-        if started.elapsed() >= settings.donor_timeout {
-            return Err(Error::NoDonor {
-                waited: started.elapsed(),
-                last,
-            });
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(15));
+        Plan::Wait(reason) => Err(RoundError::Retry(reason.to_owned())),
     }
+}
+
+fn begin_seeding(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join(SEEDING_MARKER), b"seeding\n"))
+        .map_err(|source| Error::DataDir {
+            action: "mark seeding in",
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+fn end_seeding(dir: &Path) -> Result<(), Error> {
+    std::fs::remove_file(dir.join(SEEDING_MARKER)).map_err(|source| Error::DataDir {
+        action: "finish seeding in",
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Entries a fresh volume may hold that are not data.
@@ -341,6 +398,19 @@ mod tests {
             ),
             Plan::Wait(_)
         ));
+    }
+
+    #[test]
+    fn seeding_marker_is_removed_only_when_seeding_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        begin_seeding(dir.path()).expect("begin");
+        assert!(dir.path().join(SEEDING_MARKER).exists());
+        assert!(
+            !is_empty(dir.path()).expect("listed"),
+            "an interrupted seed is not empty: it is wiped"
+        );
+        end_seeding(dir.path()).expect("end");
+        assert!(is_empty(dir.path()).expect("listed"));
     }
 
     #[test]

@@ -1,0 +1,215 @@
+//! The sidecar against real MariaDB servers: bootstrap, seeding by clone,
+//! donor choice, replication setup and its idempotence, and the clone
+//! stream's refusal of anything incomplete.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
+mod support;
+
+use std::time::Duration;
+
+use ebisu_api::InstanceRole;
+use support::{Cluster, eventually, log_of, marker_exists, promote, write_rows};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_clone_replicate_and_restart() {
+    let cluster = Cluster::new("orders");
+
+    // The first instance bootstraps: no peer holds data.
+    let mut primary = cluster.instance(0);
+    let out = primary.init(&cluster, &[], 30);
+    assert!(out.status.success(), "bootstrap failed:\n{}", log_of(&out));
+    assert!(log_of(&out).contains("bootstrapping"), "{}", log_of(&out));
+    primary.start_mysqld();
+    primary.start_agent(&cluster, None);
+    let status = primary.status().await;
+    assert!(
+        status.read_only,
+        "a bootstrapped server starts read-only until the operator promotes it"
+    );
+    promote(&primary, &cluster).await;
+    assert_eq!(primary.status().await.role, InstanceRole::Primary);
+    write_rows(&primary, &cluster, 50, 100).await;
+
+    // No anonymous users, no remote root and no account that can log in
+    // without a password survive bootstrap (mariadb.sys is locked).
+    let mut root = primary.root(&cluster).await;
+    let weak: Vec<(String, String)> = mysql_async::prelude::Queryable::query(
+        &mut root,
+        "SELECT User, Host FROM mysql.global_priv WHERE User = '' \
+         OR (User = 'root' AND Host <> 'localhost') \
+         OR (IFNULL(JSON_VALUE(Priv, '$.account_locked'), 0) = 0 \
+             AND IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(weak, Vec::<(String, String)>::new());
+    drop(root);
+
+    // The second instance clones from the primary and replicates from it.
+    let mut first_replica = cluster.instance(1);
+    let out = first_replica.init(&cluster, &[primary.agent_url()], 60);
+    assert!(out.status.success(), "clone failed:\n{}", log_of(&out));
+    assert!(marker_exists(&first_replica.data_dir()));
+    first_replica.start_mysqld();
+    first_replica.start_agent(&cluster, None);
+    eventually(MINUTE, "the first replica to replicate", || async {
+        let s = first_replica.status().await;
+        s.role == InstanceRole::Replica
+            && s.replication
+                .as_ref()
+                .is_some_and(|r| r.io_running && r.sql_running)
+    })
+    .await;
+    assert!(
+        !marker_exists(&first_replica.data_dir()),
+        "the seed marker is consumed once replication runs"
+    );
+    let replication = first_replica.status().await.replication.unwrap();
+    assert_eq!(
+        (replication.source_host.as_str(), replication.source_port),
+        ("127.0.0.1", primary.port)
+    );
+    write_rows(&primary, &cluster, 25, 100).await;
+    eventually(MINUTE, "rows written after the clone to arrive", || async {
+        first_replica.count(&cluster).await == 75
+    })
+    .await;
+    assert!(
+        first_replica.status().await.read_only,
+        "a replica stays read-only"
+    );
+
+    // The third instance prefers the caught-up replica over the primary.
+    let served_by_primary = primary.metric("ebisu_clone_bytes_served_total").await;
+    let mut second_replica = cluster.instance(2);
+    let out = second_replica.init(
+        &cluster,
+        &[primary.agent_url(), first_replica.agent_url()],
+        60,
+    );
+    assert!(
+        out.status.success(),
+        "second clone failed:\n{}",
+        log_of(&out)
+    );
+    assert!(
+        first_replica.metric("ebisu_clone_bytes_served_total").await > 0.0,
+        "the replica served the copy"
+    );
+    assert_eq!(
+        primary.metric("ebisu_clone_bytes_served_total").await,
+        served_by_primary,
+        "the primary served nothing"
+    );
+    second_replica.start_mysqld();
+    second_replica.start_agent(&cluster, None);
+    write_rows(&primary, &cluster, 5, 10).await;
+    eventually(MINUTE, "the second replica to catch up", || async {
+        second_replica.count(&cluster).await == 80
+    })
+    .await;
+    let replication = second_replica.status().await.replication.unwrap();
+    assert_eq!(
+        replication.source_port, primary.port,
+        "it replicates from the primary, not from its donor"
+    );
+
+    // Restarting an agent never sets replication up twice or re-applies anything.
+    first_replica.kill_agent();
+    first_replica.start_agent(&cluster, None);
+    write_rows(&primary, &cluster, 5, 10).await;
+    eventually(MINUTE, "the restarted replica to keep up", || async {
+        first_replica.count(&cluster).await == 85
+    })
+    .await;
+    let after = first_replica.status().await;
+    let replication = after.replication.unwrap();
+    assert!(
+        replication.io_running && replication.sql_running && replication.last_error.is_none(),
+        "{replication:?}"
+    );
+    assert_eq!(after.gtid_executed, primary.status().await.gtid_executed);
+    assert_eq!(
+        first_replica
+            .agent_log()
+            .matches("replication started from the cloned position")
+            .count(),
+        1,
+        "replication was set up exactly once:\n{}",
+        first_replica.agent_log()
+    );
+
+    // A wrong token gets nothing.
+    let response = reqwest::Client::new()
+        .get(format!("{}/clone", primary.agent_url()))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(
+        !primary.agent_log().contains("not-the-token"),
+        "the presented token is never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn donor_killed_mid_stream_is_rejected_and_another_donor_used() {
+    let cluster = Cluster::new("ledger");
+    let mut primary = cluster.instance(0);
+    assert!(primary.init(&cluster, &[], 30).status.success());
+    primary.start_mysqld();
+    primary.start_agent(&cluster, None);
+    promote(&primary, &cluster).await;
+    write_rows(&primary, &cluster, 40, 256 * 1024).await;
+
+    let mut replica = cluster.instance(1);
+    let out = replica.init(&cluster, &[primary.agent_url()], 60);
+    assert!(out.status.success(), "{}", log_of(&out));
+    replica.start_mysqld();
+    // The replica donates slowly, so the stream can be cut halfway.
+    replica.start_agent(&cluster, Some(4 << 20));
+    eventually(MINUTE, "the replica to replicate", || async {
+        replica
+            .status()
+            .await
+            .replication
+            .is_some_and(|r| r.io_running && r.sql_running)
+    })
+    .await;
+
+    let newcomer = cluster.instance(2);
+    let peers = [replica.agent_url(), primary.agent_url()];
+    let cluster_ref = &cluster;
+    let init = std::thread::scope(|scope| {
+        let handle = scope.spawn(|| newcomer.init(cluster_ref, &peers, 120));
+        std::thread::sleep(Duration::from_secs(3));
+        replica.kill_agent();
+        handle.join().unwrap()
+    });
+    let log = log_of(&init);
+    assert!(init.status.success(), "{log}");
+    assert!(
+        log.contains("copy rejected"),
+        "the cut stream was rejected:\n{log}"
+    );
+    let cut = log
+        .split("stream cut after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the rejection names a cut stream:\n{log}"));
+    assert!(cut > 0, "the donor was killed mid-stream, not before it");
+    let marker: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(newcomer.data_dir().join("ebisu-seed.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        marker["donor"],
+        primary.agent_url(),
+        "the copy that was kept came from the second donor"
+    );
+}

@@ -1,0 +1,345 @@
+//! Real MariaDB instances for the sidecar's tests: each one a data directory,
+//! a `mariadbd` on a loopback port and socket, and the real `ebisu-sidecar`
+//! binary as its init step and agent, wired as a pod would wire them.
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use ebisu_api::{agent::AgentStatus, names::secret_keys};
+use mysql_async::{OptsBuilder, prelude::Queryable};
+
+pub const SIDECAR: &str = env!("CARGO_BIN_EXE_ebisu-sidecar");
+pub const CLONE_TOKEN: &str = "test-clone-token-0123456789abcdef";
+
+/// Skips nothing: the tests need MariaDB. tests/setup.sh installs it.
+pub fn require_mariadb() {
+    for tool in [
+        "mariadbd",
+        "mariadb-install-db",
+        "mariadb-backup",
+        "mbstream",
+    ] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .unwrap();
+        assert!(
+            found.status.success(),
+            "{tool} is missing: run tests/setup.sh (apt-get install mariadb-server mariadb-backup)"
+        );
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One instance of a test cluster.
+pub struct Instance {
+    pub name: String,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub agent_port: u16,
+    mysqld: Option<Child>,
+    agent: Option<Child>,
+}
+
+/// A cluster's shared files: credentials and my.cnf parts.
+pub struct Cluster {
+    pub root: tempfile::TempDir,
+    pub name: String,
+}
+
+impl Cluster {
+    pub fn new(name: &str) -> Self {
+        require_mariadb();
+        let root = tempfile::Builder::new()
+            .prefix("ebisu-dp-")
+            .tempdir()
+            .unwrap();
+        let creds = root.path().join("credentials");
+        std::fs::create_dir_all(&creds).unwrap();
+        let password = |tag: &str| format!("{tag}-{}", rand::random::<u64>());
+        for (key, value) in [
+            (secret_keys::ROOT_PASSWORD, password("root")),
+            (secret_keys::OPERATOR_USER, "ebisu_operator".to_owned()),
+            (secret_keys::OPERATOR_PASSWORD, password("op")),
+            (secret_keys::REPLICATION_USER, "ebisu_repl".to_owned()),
+            (secret_keys::REPLICATION_PASSWORD, password("repl'\\quote")),
+            (secret_keys::CLONE_USER, "ebisu_clone".to_owned()),
+            (secret_keys::CLONE_PASSWORD, password("clone")),
+            (secret_keys::CLONE_TOKEN, CLONE_TOKEN.to_owned()),
+            (secret_keys::MONITOR_USER, "ebisu_monitor".to_owned()),
+            (secret_keys::MONITOR_PASSWORD, password("mon")),
+        ] {
+            std::fs::write(creds.join(key), value).unwrap();
+        }
+        Self {
+            root,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn credential(&self, key: &str) -> String {
+        std::fs::read_to_string(self.root.path().join("credentials").join(key)).unwrap()
+    }
+
+    /// A new, empty instance with its own ports and my.cnf parts.
+    pub fn instance(&self, ordinal: u32) -> Instance {
+        let name = format!("{}-{ordinal}", self.name);
+        let dir = self.root.path().join(&name);
+        let port = free_port();
+        let agent_port = free_port();
+        for sub in ["data", "run", "parts", "server", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let common = format!(
+            "[mysqld]\nuser = root\ndatadir = {data}\nsocket = {run}/mysqld.sock\npid_file = {run}/mysqld.pid\n\
+             port = {port}\nbind_address = 127.0.0.1\nskip_name_resolve = ON\nread_only = ON\nlog_bin = mysql-bin\n\
+             binlog_format = ROW\nlog_slave_updates = ON\ngtid_strict_mode = ON\nskip_slave_start = ON\n\
+             relay_log = relay-bin\nperformance_schema = OFF\ninnodb_buffer_pool_size = 32M\n\
+             innodb_log_file_size = 48M\nlog_error = {dir}/error.log\ntmpdir = {dir}/tmp\n",
+            data = dir.join("data").display(),
+            run = dir.join("run").display(),
+            dir = dir.display(),
+        );
+        std::fs::write(dir.join("parts/common.cnf"), common).unwrap();
+        std::fs::write(dir.join("parts/primary.cnf"), "[mysqld]\n").unwrap();
+        std::fs::write(dir.join("parts/replica.cnf"), "[mysqld]\n").unwrap();
+        Instance {
+            name,
+            dir,
+            port,
+            agent_port,
+            mysqld: None,
+            agent: None,
+        }
+    }
+}
+
+impl Instance {
+    pub fn agent_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.agent_port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn pod_args(&self, cluster: &Cluster, cmd: &mut Command, peers: &[String]) {
+        cmd.arg("--pod-name")
+            .arg(&self.name)
+            .arg("--cluster")
+            .arg(&cluster.name)
+            .arg("--flavor")
+            .arg("mariadb")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--server-config")
+            .arg(self.dir.join("server/my.cnf"))
+            .arg("--credentials")
+            .arg(cluster.root.path().join("credentials"))
+            .arg("--peer")
+            .arg(peers.join(","))
+            .env_remove("POD_NAME")
+            .env_remove("EBISU_ROLE")
+            .env_remove("EBISU_PEERS");
+    }
+
+    /// Runs `ebisu-sidecar init` to completion.
+    pub fn init(&self, cluster: &Cluster, peers: &[String], donor_timeout_seconds: u64) -> Output {
+        let mut cmd = Command::new(SIDECAR);
+        cmd.arg("init");
+        self.pod_args(cluster, &mut cmd, peers);
+        cmd.arg("--config-parts")
+            .arg(self.dir.join("parts"))
+            .arg("--run-dir")
+            .arg(self.dir.join("run"))
+            .arg("--donor-timeout-seconds")
+            .arg(donor_timeout_seconds.to_string())
+            .env("RUST_LOG", "info");
+        let output = cmd.output().unwrap();
+        std::fs::write(self.dir.join("init.log"), &output.stderr).unwrap();
+        output
+    }
+
+    pub fn start_mysqld(&mut self) {
+        let log = std::fs::File::create(self.dir.join("mysqld.out")).unwrap();
+        let child = Command::new("mariadbd")
+            .arg(format!(
+                "--defaults-file={}",
+                self.dir.join("server/my.cnf").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.mysqld = Some(child);
+        wait_for(
+            Duration::from_secs(60),
+            "mariadbd to accept connections",
+            || std::os::unix::net::UnixStream::connect(self.dir.join("run/mysqld.sock")).is_ok(),
+        );
+    }
+
+    pub fn start_agent(&mut self, cluster: &Cluster, rate_limit: Option<u64>) {
+        let mut cmd = Command::new(SIDECAR);
+        cmd.arg("agent");
+        self.pod_args(cluster, &mut cmd, &[]);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.agent_port))
+            .arg("--socket")
+            .arg(self.dir.join("run/mysqld.sock"))
+            .arg("--advertise-host")
+            .arg("127.0.0.1")
+            .arg("--advertise-port")
+            .arg(self.port.to_string())
+            .arg("--scratch-dir")
+            .arg(self.dir.join("tmp"))
+            .env("RUST_LOG", "info");
+        if let Some(rate) = rate_limit {
+            cmd.arg("--clone-rate-limit").arg(rate.to_string());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
+        self.agent = Some(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap());
+        wait_for(Duration::from_secs(30), "the agent to serve", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.agent_port)).is_ok()
+        });
+    }
+
+    pub fn kill_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    pub async fn root(&self, cluster: &Cluster) -> mysql_async::Conn {
+        let opts = OptsBuilder::default()
+            .socket(Some(self.dir.join("run/mysqld.sock").display().to_string()))
+            .user(Some("root"))
+            .pass(Some(cluster.credential(secret_keys::ROOT_PASSWORD)));
+        mysql_async::Conn::new(opts).await.unwrap()
+    }
+
+    pub async fn status(&self) -> AgentStatus {
+        let bytes = reqwest::get(format!("{}/status", self.agent_url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.agent_url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
+    }
+
+    pub async fn count(&self, cluster: &Cluster) -> i64 {
+        let mut conn = self.root(cluster).await;
+        conn.query_first("SELECT COUNT(*) FROM shop.orders")
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill_agent();
+        if let Some(mut mysqld) = self.mysqld.take() {
+            let _ = mysqld.kill();
+            let _ = mysqld.wait();
+        }
+    }
+}
+
+pub fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Plays the operator's part: makes `primary` writable.
+pub async fn promote(primary: &Instance, cluster: &Cluster) {
+    let mut conn = primary.root(cluster).await;
+    conn.query_drop("SET GLOBAL read_only = OFF").await.unwrap();
+}
+
+pub async fn write_rows(primary: &Instance, cluster: &Cluster, rows: usize, payload: usize) {
+    let mut conn = primary.root(cluster).await;
+    conn.query_drop("CREATE DATABASE IF NOT EXISTS shop")
+        .await
+        .unwrap();
+    conn.query_drop("CREATE TABLE IF NOT EXISTS shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, note LONGTEXT) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let note = "x".repeat(payload);
+    for _ in 0..rows {
+        conn.exec_drop(
+            "INSERT INTO shop.orders (note) VALUES (?)",
+            (note.as_str(),),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+pub fn log_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn marker_exists(data_dir: &Path) -> bool {
+    data_dir.join("ebisu-seed.json").exists()
+}
