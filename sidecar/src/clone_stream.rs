@@ -56,6 +56,15 @@ pub fn data_frame(payload: &[u8]) -> Bytes {
     frame(TAG_DATA, payload)
 }
 
+/// The header of a data frame of `len` bytes; send the payload after it as
+/// is, so large payloads are never copied into a frame buffer.
+pub fn data_header(len: usize) -> Bytes {
+    let mut buf = BytesMut::with_capacity(HEADER_LEN);
+    buf.put_u8(TAG_DATA);
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    buf.freeze()
+}
+
 /// Encodes the end frame.
 pub fn end_frame(trailer: &Trailer) -> Bytes {
     // Serialising a struct of plain fields cannot fail.
@@ -174,6 +183,13 @@ mod tests {
         }
         let result = decoder.finish();
         (data, result)
+    }
+
+    #[test]
+    fn header_then_payload_is_a_data_frame() {
+        let mut split = data_header(5).to_vec();
+        split.extend_from_slice(b"hello");
+        assert_eq!(split, data_frame(b"hello").to_vec());
     }
 
     fn good_stream() -> Vec<u8> {

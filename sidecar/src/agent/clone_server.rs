@@ -44,7 +44,7 @@ pub async fn serve(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         )
             .into_response();
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
         let _permit = permit;
         stream_backup(&shared, tx).await;
@@ -152,7 +152,6 @@ async fn run_backup(shared: &Shared, tx: &Sender, started: Instant) -> Result<u6
     let mut sent: u64 = 0;
     let mut buf = BytesMut::with_capacity(CHUNK);
     loop {
-        buf.clear();
         buf.reserve(CHUNK);
         let n = match read_full(&mut stdout, &mut buf).await {
             Ok(n) => n,
@@ -161,7 +160,10 @@ async fn run_backup(shared: &Shared, tx: &Sender, started: Instant) -> Result<u6
         if n == 0 {
             break;
         }
-        if tx.send(Ok(clone_stream::data_frame(&buf))).await.is_err() {
+        let payload = buf.split().freeze();
+        let delivered = tx.send(Ok(clone_stream::data_header(n))).await.is_ok()
+            && tx.send(Ok(payload)).await.is_ok();
+        if !delivered {
             // The receiver went away: stop the backup (kill_on_drop) and say so.
             return Err((sent, "the receiver disconnected".to_owned()));
         }

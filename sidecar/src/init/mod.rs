@@ -4,7 +4,7 @@
 //! data: a new empty primary beside existing data would lose it.
 
 mod bootstrap;
-mod clone_client;
+pub mod clone_client;
 
 use std::{
     path::{Path, PathBuf},
