@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod clustering;
 pub mod controller;
 pub mod crd;
 pub mod quantity;
