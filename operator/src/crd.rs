@@ -5,6 +5,8 @@ use kube::CustomResourceExt;
 
 /// Path of the generated CRD, relative to the workspace root.
 pub const CRD_PATH: &str = "crds/mysqlclusters.ebisu.dev.yaml";
+/// The same CRD inside the Helm chart (Helm installs what `crds/` holds).
+pub const CHART_CRD_PATH: &str = "charts/ebisu/crds/mysqlclusters.ebisu.dev.yaml";
 
 /// The MySQLCluster CRD as YAML, with a header saying how it is made.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {

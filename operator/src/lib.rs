@@ -12,6 +12,8 @@ pub mod build;
 pub mod clustering;
 pub mod controller;
 pub mod crd;
+pub mod health;
 pub mod quantity;
+pub mod rbac;
 pub mod status;
 pub mod validate;

@@ -4,6 +4,7 @@
 use clap::Parser;
 use ebisu_operator::{
     controller::{self, Context},
+    health,
     validate::OperatorSettings,
 };
 use tracing_subscriber::{EnvFilter, fmt};
@@ -25,6 +26,10 @@ struct Args {
     /// Name of this operator instance in Events (the pod name when in-cluster).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+
+    /// Address of the health endpoints (/healthz, /readyz).
+    #[arg(long, env = "EBISU_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
+    health_listen: String,
 }
 
 #[tokio::main]
@@ -47,10 +52,20 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let listener = match tokio::net::TcpListener::bind(&args.health_listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, addr = %args.health_listen, "failed to listen for health checks");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let readiness = health::Readiness::default();
+    tokio::spawn(health::serve(listener, readiness.clone()));
     let settings = OperatorSettings {
         sidecar_image: args.sidecar_image,
     };
     tracing::info!(sidecar_image = %settings.sidecar_image, "starting the MySQLCluster controller");
+    readiness.set_ready();
     controller::run(Context::new(client, settings, args.instance)).await;
     std::process::ExitCode::SUCCESS
 }

@@ -1,8 +1,9 @@
-//! Writes the MySQLCluster CRD to `crds/` (or to stdout with `-`).
+//! Writes the MySQLCluster CRD to `crds/` and the Helm chart's `crds/` (or to
+//! stdout with `-`).
 
 use std::{path::PathBuf, process::ExitCode};
 
-use ebisu_operator::crd::{CRD_PATH, crd_yaml};
+use ebisu_operator::crd::{CHART_CRD_PATH, CRD_PATH, crd_yaml};
 
 fn main() -> ExitCode {
     let yaml = match crd_yaml() {
@@ -12,30 +13,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match std::env::args().nth(1).as_deref() {
-        Some("-") => {
-            print!("{yaml}");
-            ExitCode::SUCCESS
-        }
-        other => {
-            let path = other.map_or_else(
-                || {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                        .join("..")
-                        .join(CRD_PATH)
-                },
-                PathBuf::from,
-            );
-            match std::fs::write(&path, yaml) {
-                Ok(()) => {
-                    eprintln!("wrote {}", path.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("failed to write {}: {e}", path.display());
-                    ExitCode::FAILURE
-                }
-            }
-        }
+    if std::env::args().nth(1).as_deref() == Some("-") {
+        print!("{yaml}");
+        return ExitCode::SUCCESS;
     }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for relative in [CRD_PATH, CHART_CRD_PATH] {
+        let path = root.join(relative);
+        if let Err(e) = std::fs::write(&path, &yaml) {
+            eprintln!("failed to write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {relative}");
+    }
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,157 @@
+//! The Helm chart: `helm lint` passes, `helm template` renders the operator
+//! Deployment with probes and the configured images, and its ClusterRole
+//! grants exactly what the operator uses (`ebisu_operator::rbac::RULES`).
+//! helm is the pinned one from tests/build-controlplane.sh.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn helm() -> PathBuf {
+    let dir = std::env::var("EBISU_CONTROLPLANE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let out = Command::new("bash")
+                .arg(root().join("tests/build-controlplane.sh"))
+                .output()
+                .expect("build script runs");
+            assert!(
+                out.status.success(),
+                "tests/build-controlplane.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        });
+    let helm = dir.join("helm");
+    assert!(
+        helm.exists(),
+        "{} is missing: run tests/build-controlplane.sh",
+        helm.display()
+    );
+    helm
+}
+
+fn template(extra: &[&str]) -> Vec<Value> {
+    let out = Command::new(helm())
+        .args(["template", "ebisu", "--namespace", "ebisu-system"])
+        .arg(root().join("charts/ebisu"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+#[test]
+fn chart_lints() {
+    let out = Command::new(helm())
+        .arg("lint")
+        .arg(root().join("charts/ebisu"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm lint failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cluster_role_grants_exactly_what_the_operator_uses() {
+    let docs = template(&[]);
+    let role = kind(&docs, "ClusterRole");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        for group in rule["apiGroups"].as_sequence().unwrap() {
+            for resource in rule["resources"].as_sequence().unwrap() {
+                for verb in rule["verbs"].as_sequence().unwrap() {
+                    granted.insert((
+                        group.as_str().unwrap().to_owned(),
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    let used: BTreeSet<_> = ebisu_operator::rbac::RULES
+        .iter()
+        .flat_map(|r| {
+            r.verbs
+                .iter()
+                .map(move |v| (r.group.to_owned(), r.resource.to_owned(), (*v).to_owned()))
+        })
+        .collect();
+    let extra: Vec<_> = granted.difference(&used).collect();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "chart grants more {extra:?} / less {missing:?} than the operator uses"
+    );
+    assert!(
+        !granted.iter().any(|(_, _, v)| v == "*"),
+        "no wildcard verbs"
+    );
+    let binding = kind(&docs, "ClusterRoleBinding");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        kind(&docs, "ServiceAccount")["metadata"]["name"]
+    );
+}
+
+#[test]
+fn deployment_runs_the_configured_images_with_probes() {
+    let docs = template(&["--set", "image.sidecar.tag=test", "--set", "logLevel=debug"]);
+    let deployment = kind(&docs, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/ebisu-dev/ebisu-operator:0.1.0");
+    let env = container["env"].as_sequence().unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(
+        value("EBISU_SIDECAR_IMAGE"),
+        Some(Value::from("ghcr.io/ebisu-dev/ebisu-sidecar:test"))
+    );
+    assert_eq!(value("RUST_LOG"), Some(Value::from("debug")));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert!(container["resources"]["limits"]["memory"].is_string());
+}
+
+#[test]
+fn chart_ships_the_generated_crd() {
+    let chart_crd =
+        std::fs::read_to_string(root().join(ebisu_operator::crd::CHART_CRD_PATH)).unwrap();
+    assert_eq!(chart_crd, ebisu_operator::crd::crd_yaml().unwrap());
+}
