@@ -12,6 +12,8 @@
 //! installed on the build machines, so MySQL statements are tested against
 //! the manuals only.
 
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod flavor;
 pub mod gtid;
 pub mod position;

@@ -37,6 +37,7 @@ use tracing::{info, instrument, warn};
 use crate::{
     apply, build,
     build::storage_class::LABEL_NAMESPACE,
+    clustering,
     status::{self, Observed},
     validate::{self, OperatorSettings},
 };
@@ -205,7 +206,11 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         }
     };
 
-    let children = build::children(&validated);
+    let initialised = cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| s.current_primary.is_some());
+    let children = build::children(&validated, initialised);
     let applied = apply::all(&ctx.client, &validated, children).await?;
     if applied.credentials_generated {
         publish(
@@ -232,13 +237,168 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     }
 
     let observed = observe(&ctx.client, &validated.namespace, &validated.name).await?;
-    let new_status = status::compute(cluster, &observed, &now);
-    let settled = new_status.phase == Some(Phase::Running);
+    let (view, acted) = cluster_servers(ctx, cluster, &validated, &observed).await?;
+    let new_status = status::compute(cluster, &observed, &view, &now);
+    let settled = new_status.phase == Some(Phase::Running) && !acted;
     write_status(ctx, cluster, new_status).await?;
     Ok(Action::requeue(if settled {
         SETTLED_REQUEUE
     } else {
         UNSETTLED_REQUEUE
+    }))
+}
+
+/// Reads every server, decides and repairs; returns what status should say
+/// and whether anything was done (then the cluster is not settled yet).
+async fn cluster_servers(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    validated: &validate::ValidatedCluster,
+    observed: &Observed,
+) -> Result<(status::ServerView, bool), Error> {
+    let Some(accounts) = read_accounts(&ctx.client, validated).await? else {
+        return Ok((status::ServerView::default(), false));
+    };
+    let servers = clustering::observe::servers(
+        &validated.name,
+        &validated.namespace,
+        &observed.pods,
+        &accounts.operator,
+    )
+    .await;
+    let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
+    let decision = clustering::decide(&states, validated.semi_sync.is_some());
+    let target = clustering::act::Target {
+        client: &ctx.client,
+        namespace: &validated.namespace,
+        servers: &servers,
+        account: &accounts.operator,
+        replication: &accounts.replication,
+        semi_sync: validated.semi_sync.map(|s| ebisu_mysql::SemiSync {
+            enabled: true,
+            wait_for_replicas: s.wait_for_replicas,
+            timeout_ms: s.timeout_ms,
+        }),
+    };
+    for action in &decision.actions {
+        let (reason, message) = clustering::act::describe(action);
+        match clustering::act::apply(action, &target).await {
+            Ok(()) => {
+                info!(reason, %message, "repaired");
+                publish(ctx, cluster, EventType::Normal, reason, "Cluster", message).await;
+            }
+            Err(error) => {
+                warn!(reason, %error, "repair failed");
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Warning,
+                    "RepairFailed",
+                    "Cluster",
+                    format!("{message}: {error}"),
+                )
+                .await;
+            }
+        }
+    }
+    let problems: Vec<String> = decision.problems.iter().map(describe_problem).collect();
+    let previous = cluster.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == status::DEGRADED)
+            .map(|c| c.message.clone())
+    });
+    if !problems.is_empty() && previous.as_deref() != Some(problems.join("; ").as_str()) {
+        for problem in &problems {
+            warn!(%problem, "cluster problem");
+            publish(
+                ctx,
+                cluster,
+                EventType::Warning,
+                "ClusterProblem",
+                "Cluster",
+                problem.clone(),
+            )
+            .await;
+        }
+    }
+    let view = status::ServerView {
+        primary: decision.primary.clone(),
+        servers: servers
+            .iter()
+            .filter(|s| s.state.reachable)
+            .map(|s| {
+                (
+                    s.state.pod.clone(),
+                    (
+                        s.state.gtid.as_ref().map(ToString::to_string),
+                        s.lag_seconds,
+                    ),
+                )
+            })
+            .collect(),
+        problems,
+    };
+    Ok((view, !decision.actions.is_empty()))
+}
+
+fn describe_problem(problem: &clustering::Problem) -> String {
+    use clustering::Problem;
+    match problem {
+        Problem::PrimaryUnreachable(pod) => {
+            format!("primary {pod} does not answer; no replica is promoted automatically yet")
+        }
+        Problem::NoPrimary(why) => format!("no primary: {why}"),
+        Problem::ErrantTransactions { pod, gtids } => {
+            format!(
+                "{pod} holds transactions the primary lacks ({gtids}); it is fenced and left out until re-cloned"
+            )
+        }
+        Problem::ReplicationBroken { pod, error } => {
+            format!("replication on {pod} stopped: {error}")
+        }
+        Problem::PrimaryReplicates(pod) => {
+            format!("primary {pod} is configured to replicate from another server")
+        }
+    }
+}
+
+struct Accounts {
+    operator: clustering::observe::OperatorAccount,
+    replication: ebisu_mysql::Credentials,
+}
+
+/// The operator and replication accounts from the credentials Secret.
+async fn read_accounts(
+    client: &Client,
+    validated: &validate::ValidatedCluster,
+) -> Result<Option<Accounts>, Error> {
+    use ebisu_api::names::secret_keys;
+    let secret = Api::<Secret>::namespaced(client.clone(), &validated.namespace)
+        .get_opt(&ebisu_api::names::credentials_secret(&validated.name))
+        .await
+        .map_err(api_error("read the credentials Secret"))?;
+    let Some(data) = secret.and_then(|s| s.data) else {
+        return Ok(None);
+    };
+    let get = |key: &str| {
+        data.get(key)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let (Some(user), Some(password), Some(repl_user), Some(repl_password)) = (
+        get(secret_keys::OPERATOR_USER),
+        get(secret_keys::OPERATOR_PASSWORD),
+        get(secret_keys::REPLICATION_USER),
+        get(secret_keys::REPLICATION_PASSWORD),
+    ) else {
+        return Ok(None);
+    };
+    let Ok(replication) = ebisu_mysql::Credentials::new(&repl_user, &repl_password) else {
+        return Ok(None);
+    };
+    Ok(Some(Accounts {
+        operator: clustering::observe::OperatorAccount { user, password },
+        replication,
     }))
 }
 

@@ -40,26 +40,54 @@ pub struct Observed {
     pub volumes: BTreeMap<String, PersistentVolume>,
 }
 
+/// What the clustering loop learnt from the servers.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ServerView {
+    /// The primary it settled on.
+    pub primary: Option<String>,
+    /// Executed GTIDs and lag per pod.
+    pub servers: BTreeMap<String, (Option<String>, Option<u64>)>,
+    /// Problems it will not repair by itself.
+    pub problems: Vec<String>,
+}
+
 /// Status of a cluster whose spec is valid and whose children were applied.
-pub fn compute(cluster: &MySQLCluster, observed: &Observed, now: &Time) -> MySQLClusterStatus {
+pub fn compute(
+    cluster: &MySQLCluster,
+    observed: &Observed,
+    servers: &ServerView,
+    now: &Time,
+) -> MySQLClusterStatus {
     let previous = cluster.status.clone().unwrap_or_default();
     let name = cluster.metadata.name.as_deref().unwrap_or_default();
     let desired = cluster.spec.replicas;
     let generation = cluster.metadata.generation;
 
-    let instances = instances(name, observed);
+    let mut instances = instances(name, observed);
+    for instance in &mut instances {
+        if let Some((gtid, lag)) = servers.servers.get(&instance.pod) {
+            instance.gtid = gtid.clone();
+            instance.lag_seconds = lag.and_then(|l| i64::try_from(l).ok());
+        }
+    }
     let ready = i32::try_from(instances.iter().filter(|i| i.ready).count()).unwrap_or(i32::MAX);
-    let current_primary = instances
-        .iter()
-        .find(|i| i.role == InstanceRole::Primary)
-        .map(|i| i.pod.clone());
+    let current_primary = servers.primary.clone().or_else(|| {
+        instances
+            .iter()
+            .find(|i| i.role == InstanceRole::Primary)
+            .map(|i| i.pod.clone())
+    });
     let existing = observed
         .stateful_set
         .as_ref()
         .and_then(|s| s.status.as_ref())
         .map_or(0, |s| s.replicas);
 
-    let phase = phase(previous.phase, desired, ready);
+    let troubled = !servers.problems.is_empty();
+    let phase = match phase(previous.phase, desired, ready) {
+        Phase::Running if troubled => Phase::Degraded,
+        phase => phase,
+    };
     let conditions = vec![
         condition(
             &previous,
@@ -91,7 +119,17 @@ pub fn compute(cluster: &MySQLCluster, observed: &Observed, now: &Time) -> MySQL
                 now,
             )
         },
-        if ready == desired {
+        if troubled {
+            condition(
+                &previous,
+                HEALTHY,
+                false,
+                "ServerProblems",
+                &servers.problems.join("; "),
+                generation,
+                now,
+            )
+        } else if ready == desired {
             condition(
                 &previous,
                 HEALTHY,
@@ -112,7 +150,17 @@ pub fn compute(cluster: &MySQLCluster, observed: &Observed, now: &Time) -> MySQL
                 now,
             )
         },
-        if phase == Phase::Degraded {
+        if troubled {
+            condition(
+                &previous,
+                DEGRADED,
+                true,
+                "ServerProblems",
+                &servers.problems.join("; "),
+                generation,
+                now,
+            )
+        } else if phase == Phase::Degraded {
             condition(
                 &previous,
                 DEGRADED,
@@ -382,7 +430,12 @@ mod tests {
             ],
             ..Observed::default()
         };
-        let status = compute(&cluster(3, None), &observed, &at(100));
+        let status = compute(
+            &cluster(3, None),
+            &observed,
+            &ServerView::default(),
+            &at(100),
+        );
         let summary: Vec<(&str, InstanceRole, bool)> = status
             .instances
             .iter()
@@ -458,7 +511,8 @@ mod tests {
             volumes: BTreeMap::from([("pv-1".to_owned(), volume)]),
             ..Observed::default()
         };
-        let instance = &compute(&cluster(1, None), &observed, &at(1)).instances[0];
+        let instance =
+            &compute(&cluster(1, None), &observed, &ServerView::default(), &at(1)).instances[0];
         assert_eq!(instance.zone.as_deref(), Some("us-east-1b"));
         assert_eq!(instance.volume_id.as_deref(), Some("vol-0abc"));
     }
@@ -469,8 +523,18 @@ mod tests {
             pods: vec![pod(0, true, None)],
             ..Observed::default()
         };
-        let first = compute(&cluster(1, None), &observed, &at(100));
-        let second = compute(&cluster(1, Some(first.clone())), &observed, &at(200));
+        let first = compute(
+            &cluster(1, None),
+            &observed,
+            &ServerView::default(),
+            &at(100),
+        );
+        let second = compute(
+            &cluster(1, Some(first.clone())),
+            &observed,
+            &ServerView::default(),
+            &at(200),
+        );
         assert_eq!(
             first, second,
             "a recomputed status with nothing new is identical"
@@ -479,11 +543,40 @@ mod tests {
             pods: vec![pod(0, false, None)],
             ..Observed::default()
         };
-        let third = compute(&cluster(1, Some(second)), &down, &at(300));
+        let third = compute(
+            &cluster(1, Some(second)),
+            &down,
+            &ServerView::default(),
+            &at(300),
+        );
         assert_eq!(find(&third, HEALTHY).last_transition_time, at(300));
         assert_eq!(find(&third, SPEC_VALID).last_transition_time, at(100));
         assert_eq!(third.phase, Some(Phase::Degraded));
         assert_eq!(find(&third, DEGRADED).status, "True");
+    }
+
+    #[test]
+    fn server_problems_degrade_a_running_cluster_and_gtids_reach_the_instances() {
+        let observed = Observed {
+            pods: vec![pod(0, true, Some("primary")), pod(1, true, Some("replica"))],
+            ..Observed::default()
+        };
+        let view = ServerView {
+            primary: Some("orders-0".to_owned()),
+            servers: BTreeMap::from([
+                ("orders-0".to_owned(), (Some("0-100-9".to_owned()), None)),
+                ("orders-1".to_owned(), (Some("0-100-8".to_owned()), Some(2))),
+            ]),
+            problems: vec!["orders-1 holds transactions the primary lacks: 0-101-3".to_owned()],
+        };
+        let status = compute(&cluster(2, None), &observed, &view, &at(5));
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        assert_eq!(find(&status, DEGRADED).status, "True");
+        assert!(find(&status, DEGRADED).message.contains("0-101-3"));
+        assert_eq!(find(&status, HEALTHY).status, "False");
+        assert_eq!(status.instances[1].gtid.as_deref(), Some("0-100-8"));
+        assert_eq!(status.instances[1].lag_seconds, Some(2));
+        assert_eq!(status.current_primary.as_deref(), Some("orders-0"));
     }
 
     #[test]
@@ -492,7 +585,7 @@ mod tests {
             pods: vec![pod(0, true, Some("primary"))],
             ..Observed::default()
         };
-        let running = compute(&cluster(1, None), &observed, &at(1));
+        let running = compute(&cluster(1, None), &observed, &ServerView::default(), &at(1));
         let failed = invalid(
             &cluster(1, Some(running)),
             "failed to validate spec.x: bad",

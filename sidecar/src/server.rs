@@ -8,7 +8,7 @@ use ebisu_api::{
     agent::{AgentStatus, ReplicationState},
 };
 use ebisu_mysql::{Flavor, ReplicaStatus, ThreadState, sql::VERSION_QUERY};
-use mysql_async::{Conn, OptsBuilder, Row, Value, prelude::Queryable};
+use mysql_async::{Conn, OptsBuilder, Row, prelude::Queryable};
 
 /// Why talking to the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ pub async fn replica_status(
             source,
         })?;
     let Some(row) = row else { return Ok(None) };
-    let named = named_columns(&row);
+    let named = ebisu_mysql::driver::named_columns(&row);
     if named.iter().all(|(_, v)| v.is_none()) {
         return Ok(None);
     }
@@ -154,22 +154,4 @@ pub async fn status(
         gtid_executed: gtid.filter(|g| !g.is_empty()),
         replication,
     })
-}
-
-/// A row as (column name, text value) pairs, as the pure parsers take it.
-fn named_columns(row: &Row) -> Vec<(String, Option<String>)> {
-    row.columns_ref()
-        .iter()
-        .enumerate()
-        .map(|(i, column)| {
-            let value = row.as_ref(i).and_then(|v| match v {
-                Value::NULL => None,
-                Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                Value::Int(n) => Some(n.to_string()),
-                Value::UInt(n) => Some(n.to_string()),
-                other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
-            });
-            (column.name_str().into_owned(), value)
-        })
-        .collect()
 }

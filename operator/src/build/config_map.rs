@@ -13,14 +13,23 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::child_meta;
 use crate::validate::ValidatedCluster;
 
-/// Builds the ConfigMap.
-pub fn build(cluster: &ValidatedCluster) -> ConfigMap {
+/// ConfigMap key read by each instance's init step: `allowed` until the
+/// cluster has had a primary, `forbidden` after, so an instance whose volume
+/// was lost copies from a peer instead of starting an empty primary.
+pub const BOOTSTRAP_KEY: &str = "bootstrap";
+
+/// Builds the ConfigMap. `initialised`: the cluster has had a primary.
+pub fn build(cluster: &ValidatedCluster, initialised: bool) -> ConfigMap {
     ConfigMap {
         metadata: child_meta(cluster, names::config_map(&cluster.name)),
         data: Some(BTreeMap::from([
             (CONFIG_COMMON.to_owned(), common(cluster)),
             (CONFIG_PRIMARY.to_owned(), primary(cluster)),
             (CONFIG_REPLICA.to_owned(), replica(cluster)),
+            (
+                BOOTSTRAP_KEY.to_owned(),
+                if initialised { "forbidden" } else { "allowed" }.to_owned(),
+            ),
         ])),
         ..ConfigMap::default()
     }
@@ -131,6 +140,17 @@ mod tests {
     use super::*;
     use crate::build::fixtures::{BASIC, MYSQL_PRODUCTION, SINGLE, validated};
 
+    fn build_fresh(cluster: &ValidatedCluster) -> ConfigMap {
+        build(cluster, false)
+    }
+
+    #[test]
+    fn bootstrap_is_forbidden_once_the_cluster_had_a_primary() {
+        let cluster = validated(BASIC);
+        assert_eq!(part(&build(&cluster, false), BOOTSTRAP_KEY), "allowed");
+        assert_eq!(part(&build(&cluster, true), BOOTSTRAP_KEY), "forbidden");
+    }
+
     fn part(cm: &ConfigMap, key: &str) -> String {
         cm.data
             .as_ref()
@@ -141,7 +161,7 @@ mod tests {
 
     #[test]
     fn every_server_starts_read_only_with_binlog_and_gtid() {
-        let mariadb = build(&validated(BASIC));
+        let mariadb = build_fresh(&validated(BASIC));
         let common = part(&mariadb, CONFIG_COMMON);
         assert!(common.starts_with("[mysqld]\n"));
         for line in [
@@ -153,7 +173,7 @@ mod tests {
         ] {
             assert!(common.contains(line), "{line} missing from {common}");
         }
-        let mysql = part(&build(&validated(MYSQL_PRODUCTION)), CONFIG_COMMON);
+        let mysql = part(&build_fresh(&validated(MYSQL_PRODUCTION)), CONFIG_COMMON);
         for line in [
             "super_read_only = ON",
             "gtid_mode = ON",
@@ -166,12 +186,12 @@ mod tests {
 
     #[test]
     fn semi_sync_is_configured_per_role_and_flavor() {
-        let basic = build(&validated(BASIC));
+        let basic = build_fresh(&validated(BASIC));
         assert!(part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_enabled = ON"));
         assert!(part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_timeout = 10000"));
         assert!(part(&basic, CONFIG_REPLICA).contains("rpl_semi_sync_slave_enabled = ON"));
 
-        let production = build(&validated(MYSQL_PRODUCTION));
+        let production = build_fresh(&validated(MYSQL_PRODUCTION));
         assert!(
             part(&production, CONFIG_PRIMARY)
                 .contains("loose_rpl_semi_sync_source_wait_for_replica_count = 2")
@@ -185,14 +205,14 @@ mod tests {
 
     #[test]
     fn single_instance_has_no_semi_sync() {
-        let single = build(&validated(SINGLE));
+        let single = build_fresh(&validated(SINGLE));
         assert!(!part(&single, CONFIG_PRIMARY).contains("semi_sync"));
         assert!(!part(&single, CONFIG_REPLICA).contains("semi_sync"));
     }
 
     #[test]
     fn user_settings_come_after_managed_ones() {
-        let common = part(&build(&validated(MYSQL_PRODUCTION)), CONFIG_COMMON);
+        let common = part(&build_fresh(&validated(MYSQL_PRODUCTION)), CONFIG_COMMON);
         let managed = common.find("read_only = ON").expect("managed setting");
         let user = common
             .find("innodb_buffer_pool_size = 12G")

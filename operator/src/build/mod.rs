@@ -41,11 +41,11 @@ pub struct Children {
     pub stateful_set: StatefulSet,
 }
 
-/// Builds every child of `cluster`.
-pub fn children(cluster: &ValidatedCluster) -> Children {
+/// Builds every child of `cluster`; `initialised`: it has had a primary.
+pub fn children(cluster: &ValidatedCluster, initialised: bool) -> Children {
     Children {
         storage_class: storage_class::build(cluster),
-        config_map: config_map::build(cluster),
+        config_map: config_map::build(cluster, initialised),
         headless_service: services::headless(cluster),
         primary_service: services::primary(cluster),
         read_service: services::read(cluster),

@@ -5,7 +5,9 @@
 //! never promotes a replica (failover and switchover come later) and never
 //! re-joins a server that holds transactions the primary lacks.
 
+pub mod act;
 pub mod decide;
+pub mod observe;
 pub mod state;
 
 pub use decide::{Action, Decision, Problem, decide};
