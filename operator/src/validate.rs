@@ -66,6 +66,8 @@ pub struct ValidatedCluster {
     pub semi_sync: Option<SemiSync>,
     /// Clone rate limit in bytes per second.
     pub clone_rate_limit: Option<u64>,
+    /// Which peers may donate a copy.
+    pub clone_donor: ebisu_api::DonorPreference,
     /// Pod overrides.
     pub pod: PodTemplateOverrides,
     /// Extra my.cnf settings.
@@ -221,6 +223,7 @@ pub fn validate(
         storage,
         semi_sync,
         clone_rate_limit,
+        clone_donor: spec.clone.donor,
         pod: spec.pod_template.clone(),
         mysql_config: spec.mysql_config.clone(),
         services: spec.services.clone(),

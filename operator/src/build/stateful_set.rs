@@ -277,6 +277,9 @@ fn sidecar_env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
     if let Some(limit) = cluster.clone_rate_limit {
         env.push(value_env("EBISU_CLONE_RATE_LIMIT", &limit.to_string()));
     }
+    if cluster.clone_donor == ebisu_api::DonorPreference::PrimaryOnly {
+        env.push(value_env("EBISU_CLONE_PRIMARY_ONLY", "true"));
+    }
     env
 }
 
