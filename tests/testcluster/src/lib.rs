@@ -1,1 +1,38 @@
-//! A local Kubernetes cluster for ebisu's tests and demo (work in progress).
+//! A local Kubernetes cluster for ebisu's tests and demo: the real control
+//! plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, built
+//! by `tests/build-controlplane.sh`), our own node side, and EBS-like volumes.
+//!
+//! - Six nodes in three zones (`node-a1`, `node-a2`, `node-b1`, ... in
+//!   `us-east-1a/b/c`), kept Ready by Lease renewals ([`nodes`]).
+//! - An agent ([`agent`]) that runs each pod's containers as host processes
+//!   in the pod's own network namespace (an address on the bridge
+//!   `ebisu0`, 10.244.0.0/16), UTS namespace and a mount namespace per
+//!   container with the volumes bind-mounted. Images map to host programs by
+//!   the table in [`agent::images`]; unknown images fail with `ErrImagePull`.
+//! - An EBS-like provisioner ([`provisioner`]) for `ebs.csi.aws.com` classes:
+//!   zone-pinned PVs with `vol-...` ids, resizing, single attachment.
+//! - Nothing leaves the machine: pods have no default route, the Service range
+//!   is blackholed (no kube-proxy; names resolve through the cluster hosts
+//!   file), and the apiserver listens on the bridge address 10.244.0.1.
+//!
+//! It must not be used for anything but tests: it runs as root, with one
+//! cluster per machine (fixed bridge, subnet and ports).
+//!
+//! The `testcluster` binary drives it: `up`, `down`, `status`,
+//! `logs POD [-c CONTAINER]`, `node stop NAME`, `node start NAME`.
+
+pub mod agent;
+pub mod certs;
+pub mod cleanup;
+pub mod cluster;
+pub mod command;
+pub mod controlplane;
+pub mod layout;
+pub mod network;
+pub mod nodes;
+pub mod provisioner;
+pub mod stores;
+pub mod supervisor;
+
+pub use cluster::{ClusterError, TestCluster};
+pub use layout::{DEFAULT_STATE_DIR, Layout};

@@ -1,0 +1,191 @@
+//! The last step of starting a container, run as `testcluster run-container
+//! SPEC` inside the pod's network namespace and a fresh mount and UTS
+//! namespace (`ip netns exec NS unshare --uts ...`): set the hostname,
+//! bind-mount the volumes at their mount paths, then exec the program as the
+//! container's user via `setpriv`. Mounts made here vanish with the
+//! container's processes, so the host keeps no mounts to clean up.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a container could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The spec file could not be read.
+    #[error("failed to read launch spec {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The spec file is not valid.
+    #[error("failed to parse launch spec: {0}")]
+    Parse(#[from] serde_json::Error),
+    /// A setup command failed.
+    #[error("failed to {what}: {detail}")]
+    Setup {
+        /// What we tried.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The program could not be executed.
+    #[error("failed to exec {program}: {source}")]
+    Exec {
+        /// The program.
+        program: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// One bind mount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindMount {
+    /// Host path.
+    pub source: PathBuf,
+    /// Path inside the container.
+    pub target: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// Everything needed to start the container's process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    /// The pod's hostname.
+    pub hostname: String,
+    /// Mounts, in the order they are made.
+    pub mounts: Vec<BindMount>,
+    /// The environment (nothing else is inherited).
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub working_dir: Option<String>,
+    /// User to run as (root when absent).
+    pub uid: Option<i64>,
+    /// Group to run as.
+    pub gid: Option<i64>,
+    /// Supplementary groups (fsGroup and supplementalGroups).
+    pub groups: Vec<i64>,
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+}
+
+impl LaunchSpec {
+    /// The command that runs `argv` with this spec's user and environment:
+    /// `setpriv` when a user or group is set.
+    pub fn command(&self, argv: &[String]) -> Command {
+        let mut cmd = if self.uid.is_some() || self.gid.is_some() || !self.groups.is_empty() {
+            let mut cmd = Command::new("setpriv");
+            if let Some(uid) = self.uid {
+                cmd.arg(format!("--reuid={uid}"));
+            }
+            let gid = self.gid.or(self.uid);
+            if let Some(gid) = gid {
+                cmd.arg(format!("--regid={gid}"));
+            }
+            if self.groups.is_empty() {
+                cmd.arg("--clear-groups");
+            } else {
+                let groups: Vec<String> = self.groups.iter().map(i64::to_string).collect();
+                cmd.arg(format!("--groups={}", groups.join(",")));
+            }
+            cmd.arg("--");
+            cmd.args(argv);
+            cmd
+        } else {
+            let mut cmd = Command::new(argv.first().map_or("", String::as_str));
+            cmd.args(argv.iter().skip(1));
+            cmd
+        };
+        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+}
+
+fn setup(what: String, program: &str, args: &[&str]) -> Result<(), LaunchError> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| LaunchError::Setup {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(LaunchError::Setup {
+            what,
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn ensure_target(source: &Path, target: &Path) -> Result<(), LaunchError> {
+    if target.exists() {
+        return Ok(());
+    }
+    // Mount points must exist; they are created on the host's file system
+    // (empty directories or files), as a container runtime would in the image.
+    let fail = |e: std::io::Error| LaunchError::Setup {
+        what: format!("create mount point {}", target.display()),
+        detail: e.to_string(),
+    };
+    if source.is_dir() {
+        std::fs::create_dir_all(target).map_err(fail)
+    } else {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(fail)?;
+        }
+        std::fs::File::create(target).map(drop).map_err(fail)
+    }
+}
+
+/// Reads the spec, mounts, and replaces this process with the container's.
+/// Returns only on failure.
+pub fn exec(spec_path: &Path) -> LaunchError {
+    match prepare(spec_path) {
+        Ok((spec, mut cmd)) => LaunchError::Exec {
+            program: spec.argv.first().cloned().unwrap_or_default(),
+            source: cmd.exec(),
+        },
+        Err(e) => e,
+    }
+}
+
+fn prepare(spec_path: &Path) -> Result<(LaunchSpec, Command), LaunchError> {
+    let text = std::fs::read_to_string(spec_path).map_err(|source| LaunchError::Read {
+        path: spec_path.to_owned(),
+        source,
+    })?;
+    let spec: LaunchSpec = serde_json::from_str(&text)?;
+    setup("set the hostname".to_owned(), "hostname", &[&spec.hostname])?;
+    for mount in &spec.mounts {
+        ensure_target(&mount.source, &mount.target)?;
+        let (src, tgt) = (
+            mount.source.display().to_string(),
+            mount.target.display().to_string(),
+        );
+        setup(
+            format!("mount {src} at {tgt}"),
+            "mount",
+            &["--bind", &src, &tgt],
+        )?;
+        if mount.read_only {
+            setup(
+                format!("make {tgt} read-only"),
+                "mount",
+                &["-o", "remount,bind,ro", &tgt],
+            )?;
+        }
+    }
+    let mut cmd = spec.command(&spec.argv);
+    if let Some(dir) = &spec.working_dir {
+        cmd.current_dir(dir);
+    }
+    Ok((spec, cmd))
+}
