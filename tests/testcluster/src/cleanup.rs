@@ -34,6 +34,29 @@ fn read_pid(path: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Removes the mount points containers created on the host, innermost
+/// first, and only while they are still empty: anything else is not ours.
+fn remove_created_mount_points(layout: &Layout) {
+    let Ok(text) = std::fs::read_to_string(layout.created_mount_points()) else {
+        return;
+    };
+    let mut paths: Vec<&str> = text.lines().filter(|l| l.starts_with('/')).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths.iter().rev() {
+        let path = Path::new(path);
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(path);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Stops everything a cluster with this layout started and removes its state.
 /// Safe to run at any time, any number of times.
 pub async fn down(layout: &Layout) -> Result<(), CleanupError> {
@@ -84,6 +107,7 @@ pub async fn down(layout: &Layout) -> Result<(), CleanupError> {
         }
     }
     network::delete_bridge().await;
+    remove_created_mount_points(layout);
 
     if std::fs::read_to_string(OWNER_FILE).is_ok_and(|o| Path::new(o.trim()) == root) {
         let _ = std::fs::remove_file(OWNER_FILE);

@@ -133,4 +133,8 @@ impl Layout {
     pub fn resolv_conf(&self) -> PathBuf {
         self.root.join("resolv.conf")
     }
+    /// Mount points created on the host's file system (removed by `down`).
+    pub fn created_mount_points(&self) -> PathBuf {
+        self.root.join("created-mount-points")
+    }
 }

@@ -19,9 +19,18 @@ struct Kubectl<'a> {
     kubeconfig: &'a Path,
 }
 
+/// The kubectl to drive the cluster with: the one next to the control plane
+/// binaries when the build put one there, else the machine's.
+fn kubectl_program() -> std::path::PathBuf {
+    std::env::var_os("EBISU_CONTROLPLANE_BIN")
+        .map(|dir| Path::new(&dir).join("kubectl"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| "kubectl".into())
+}
+
 impl Kubectl<'_> {
     fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("kubectl")
+        let out = Command::new(kubectl_program())
             .args(args)
             .env("KUBECONFIG", self.kubeconfig)
             .output()
@@ -326,6 +335,8 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
         "mariadbd runs as uid 999: {owners}"
     );
 
+    pods_reach_peers_by_name_and_the_apiserver_in_cluster(k, ns);
+
     // Growing a claim grows its volume (the class allows expansion).
     k.run(&[
         "-n",
@@ -453,4 +464,46 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
     );
     let (_, ip) = k.wait_ready(ns, "mariadb-1", Duration::from_secs(60));
     assert_eq!(sql(&ip, "SELECT 1").unwrap(), "1");
+}
+
+/// A pod resolves `<pod>.<service>` and the Service name through the cluster
+/// hosts file, reaches a peer's server over the bridge, and talks to the
+/// apiserver with its projected service-account token, as the operator will.
+fn pods_reach_peers_by_name_and_the_apiserver_in_cluster(k: &Kubectl<'_>, ns: &str) {
+    k.run(&[
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        "probe-view",
+        "--clusterrole=view",
+        "--serviceaccount",
+        &format!("{ns}:default"),
+    ]);
+    let script = r#"set -e
+getent hosts mariadb-1.mariadb
+getent hosts mariadb.tutorial.svc.cluster.local
+mariadb --skip-ssl -h mariadb-1.mariadb -utest -ptest -N -e 'SELECT 1'
+sa=/var/run/secrets/kubernetes.io/serviceaccount
+curl -sf --cacert $sa/ca.crt -H "Authorization: Bearer $(cat $sa/token)"   "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $sa/namespace)/pods" > /dev/null
+echo in-cluster-ok"#;
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: probe}}\nspec:\n  restartPolicy: Never\n  containers:\n    - name: main\n      image: mariadb:10.11\n      command: [sh, -c, {}]\n",
+        yaml_quoted(script)
+    );
+    apply(k, ns, &manifest);
+    let phase = k.wait("the probe pod to finish", Duration::from_secs(60), |k| {
+        let phase = k.jsonpath(ns, "pod/probe", "{.status.phase}");
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    });
+    assert_eq!(
+        phase, "Succeeded",
+        "names, peers and the apiserver reachable from a pod"
+    );
+    k.run(&["-n", ns, "delete", "pod", "probe"]);
+}
+
+/// A double-quoted YAML string (Rust escapes quotes, backslashes and newlines as YAML does).
+fn yaml_quoted(s: &str) -> String {
+    format!("{s:?}")
 }

@@ -73,6 +73,9 @@ pub struct LaunchSpec {
     pub groups: Vec<i64>,
     /// The program and its arguments.
     pub argv: Vec<String>,
+    /// Where to record mount points created on the host, so that `down` can
+    /// remove them again.
+    pub created_log: Option<PathBuf>,
 }
 
 impl LaunchSpec {
@@ -125,9 +128,26 @@ fn setup(what: String, program: &str, args: &[&str]) -> Result<(), LaunchError> 
     }
 }
 
-fn ensure_target(source: &Path, target: &Path) -> Result<(), LaunchError> {
+fn ensure_target(source: &Path, target: &Path, log: Option<&Path>) -> Result<(), LaunchError> {
     if target.exists() {
         return Ok(());
+    }
+    // Record every path component that is about to be created, outermost first.
+    let mut created: Vec<&Path> = target.ancestors().take_while(|p| !p.exists()).collect();
+    created.reverse();
+    if let Some(log) = log {
+        let lines: String = created
+            .iter()
+            .map(|p| format!("{}\n", p.display()))
+            .collect();
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, lines.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("testcluster run-container: failed to record mount point: {e}");
+        }
     }
     // Mount points must exist; they are created on the host's file system
     // (empty directories or files), as a container runtime would in the image.
@@ -165,7 +185,7 @@ fn prepare(spec_path: &Path) -> Result<(LaunchSpec, Command), LaunchError> {
     let spec: LaunchSpec = serde_json::from_str(&text)?;
     setup("set the hostname".to_owned(), "hostname", &[&spec.hostname])?;
     for mount in &spec.mounts {
-        ensure_target(&mount.source, &mount.target)?;
+        ensure_target(&mount.source, &mount.target, spec.created_log.as_deref())?;
         let (src, tgt) = (
             mount.source.display().to_string(),
             mount.target.display().to_string(),

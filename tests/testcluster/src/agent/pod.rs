@@ -425,6 +425,7 @@ impl Task {
                 gid: csc.run_as_group.or(psc.run_as_group),
                 groups,
                 argv,
+                created_log: Some(self.agent.layout.created_mount_points()),
             },
             container: c.clone(),
             grace,
@@ -687,6 +688,7 @@ async fn pre_stop(
             gid: None,
             groups: Vec::new(),
             argv: Vec::new(),
+            created_log: None,
         };
         if let Err(error) = probe::run(&probe, c, ip, pid, &launch).await {
             tracing::warn!(container = %c.name, %error, "preStop hook");
