@@ -76,6 +76,15 @@ pub fn prepare(flavor: Flavor, dir: &Path) -> CommandLine {
     }
 }
 
+/// Why a finished tool failed: its exit status and the last lines it wrote
+/// to stderr, in order.
+pub fn failure(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(5)..];
+    format!("{}: {}", output.status, tail.join(" | "))
+}
+
 /// Contents of the backup tool's defaults file: the server's my.cnf (so the
 /// tool sees the same InnoDB settings), then the account it connects as.
 pub fn defaults_file(server_cnf: &str, user: &str, password: &str, socket: &Path) -> String {
@@ -138,6 +147,17 @@ mod tests {
             prepare(Flavor::Mysql, Path::new("/d")).program,
             "xtrabackup"
         );
+    }
+
+    #[test]
+    fn failure_keeps_the_last_lines_in_order() {
+        use std::os::unix::process::ExitStatusExt;
+        let output = std::process::Output {
+            status: std::process::ExitStatus::from_raw(256),
+            stdout: Vec::new(),
+            stderr: b"1\n2\n\n3\n4\n5\n6\n".to_vec(),
+        };
+        assert_eq!(failure(&output), "exit status: 1: 2 | 3 | 4 | 5 | 6");
     }
 
     #[test]

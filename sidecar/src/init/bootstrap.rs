@@ -156,15 +156,9 @@ async fn initialise(settings: &Settings) -> Result<(), Error> {
         info!("initialised the data directory");
         Ok(())
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
         Err(Error::Command {
             action: "initialise the data directory",
-            detail: format!(
-                "{}: {}",
-                output.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            ),
+            detail: crate::backup_tool::failure(&output),
         })
     }
 }

@@ -212,11 +212,7 @@ pub async fn receive(settings: &Settings, url: &str, token: &str) -> Result<u64,
     if !output.status.success() {
         return Err(Error::Tool {
             action: "extract the stream",
-            detail: format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
+            detail: backup_tool::failure(&output),
         });
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -252,11 +248,9 @@ async fn prepare(settings: &Settings) -> Result<(), Error> {
     if output.status.success() {
         Ok(())
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
         Err(Error::Tool {
             action: "prepare the copy",
-            detail: format!("{}: {}", output.status, tail.join(" | ")),
+            detail: backup_tool::failure(&output),
         })
     }
 }
