@@ -138,3 +138,21 @@ impl Layout {
         self.root.join("created-mount-points")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn six_nodes_two_per_zone_with_distinct_indexes() {
+        let nodes = nodes();
+        assert_eq!(nodes.len(), 6);
+        for zone in ZONES {
+            assert_eq!(nodes.iter().filter(|n| n.zone == zone).count(), 2, "{zone}");
+        }
+        let mut indexes: Vec<u8> = nodes.iter().map(|n| n.index).collect();
+        indexes.dedup();
+        assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(nodes[0].name, "node-a1");
+    }
+}

@@ -376,3 +376,29 @@ async fn reclaim(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_ids_look_like_ebs_ids() {
+        let id = new_volume_id();
+        assert_eq!(id.len(), 21, "{id}");
+        assert!(
+            id.starts_with("vol-") && id[4..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+
+    #[test]
+    fn quantities_parse_binary_and_decimal_suffixes() {
+        let q = |s: &str| quantity_bytes(&Quantity(s.to_owned()));
+        assert_eq!(q("1Gi"), Some(1 << 30));
+        assert_eq!(q("1.5Gi"), Some(3 << 29));
+        assert_eq!(q("20G"), Some(20_000_000_000));
+        assert_eq!(q("512"), Some(512));
+        assert!(q("2Gi") > q("1Gi"));
+        assert_eq!(q("1Xi"), None);
+    }
+}

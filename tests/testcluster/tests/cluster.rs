@@ -147,6 +147,7 @@ fn local_cluster_runs_statefulsets_on_zonal_volumes_like_a_real_one() {
     nodes_span_three_zones(&k);
     unknown_image_fails_like_an_image_pull(&k);
     a_volume_is_attached_to_one_node_at_a_time(&k);
+    containers_restart_on_liveness_failure_and_stop_gracefully(&k);
     tutorial_statefulset(&k, &cluster, &runtime);
 
     runtime.block_on(cluster.down()).unwrap();
@@ -277,6 +278,89 @@ spec:
     );
     k.run(&["-n", ns, "delete", "pod", "first"]);
     k.wait_ready(ns, "second", Duration::from_secs(60));
+    k.run(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+fn containers_restart_on_liveness_failure_and_stop_gracefully(k: &Kubectl<'_>) {
+    let ns = "lifecycle";
+    k.run(&["create", "namespace", ns]);
+    let hook_dir = std::env::temp_dir().join(format!("ebisu-e2e-hooks-{}", std::process::id()));
+    std::fs::create_dir_all(&hook_dir).unwrap();
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: flaky}}
+spec:
+  containers:
+    - name: main
+      image: "mariadb:10.11"
+      command: [sh, -c, "sleep 1; touch /work/dead; exec sleep infinity"]
+      livenessProbe: {{exec: {{command: [sh, -c, "test ! -f /work/dead"]}}, periodSeconds: 1, failureThreshold: 1}}
+      volumeMounts: [{{name: work, mountPath: /work}}]
+  volumes: [{{name: work, emptyDir: {{}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+    - name: main
+      image: "mariadb:10.11"
+      command: [sh, -c, "trap 'echo term >> /hook/log; exit 0' TERM; while true; do sleep 0.2; done"]
+      lifecycle: {{preStop: {{exec: {{command: [sh, -c, "echo prestop >> /hook/log"]}}}}}}
+      volumeMounts: [{{name: hook, mountPath: /hook}}]
+  volumes: [{{name: hook, hostPath: {{path: {dir}}}}}]
+"#,
+        dir = hook_dir.display()
+    );
+    apply(k, ns, &manifest);
+    k.wait(
+        "flaky restarted by its liveness probe",
+        Duration::from_secs(60),
+        |k| {
+            let restarts: u32 = k
+                .jsonpath(
+                    ns,
+                    "pod/flaky",
+                    "{.status.containerStatuses[0].restartCount}",
+                )
+                .parse()
+                .unwrap_or(0);
+            (restarts >= 1).then_some(())
+        },
+    );
+    let last = k.jsonpath(
+        ns,
+        "pod/flaky",
+        "{.status.containerStatuses[0].lastState.terminated.message}",
+    );
+    assert!(last.contains("Liveness probe failed"), "{last}");
+    k.wait("an Unhealthy event", Duration::from_secs(20), |k| {
+        let reasons = k.run(&[
+            "-n",
+            ns,
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=flaky",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        reasons.contains("Unhealthy").then_some(())
+    });
+
+    k.wait_ready(ns, "graceful", Duration::from_secs(60));
+    let started = Instant::now();
+    k.run(&["-n", ns, "delete", "pod", "graceful", "--timeout=60s"]);
+    let log = std::fs::read_to_string(hook_dir.join("log")).unwrap_or_default();
+    assert_eq!(log, "prestop\nterm\n", "preStop runs, then SIGTERM");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a container that exits on SIGTERM does not wait out its grace period"
+    );
+    let _ = std::fs::remove_dir_all(&hook_dir);
     k.run(&["delete", "namespace", ns, "--wait=false"]);
 }
 

@@ -88,6 +88,9 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// An event about a container for its pod: reason and message.
+pub type ContainerEvent = (&'static str, String);
+
 /// Where and how a container runs.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -105,6 +108,8 @@ pub struct Runtime {
     pub container: Container,
     /// The pod's termination grace period (liveness kills).
     pub grace: Duration,
+    /// Events for the pod (reason, message), published by the pod task.
+    pub events: tokio::sync::mpsc::UnboundedSender<ContainerEvent>,
 }
 
 impl Runtime {
@@ -283,6 +288,13 @@ pub async fn supervise(
         let (status, message) = match end {
             End::Exited(status) => (status, None),
             End::LivenessFailed(reason) => {
+                let _ = rt.events.send((
+                    "Killing",
+                    format!(
+                        "Container {} failed a probe, will be restarted",
+                        rt.container.name
+                    ),
+                ));
                 if let Some(pid) = pid {
                     stop_group(pid, rt.grace).await;
                 }
@@ -407,7 +419,14 @@ async fn probe_loop(
                     successes[i] = 0;
                     failures[i] += 1;
                     tracing::debug!(container = %c.name, %error, "probe failed");
-                    if failures[i] >= probe.failure_threshold.unwrap_or(3).max(1) {
+                    let threshold = probe.failure_threshold.unwrap_or(3).max(1);
+                    if failures[i] == threshold {
+                        let kind = ["Startup", "Readiness", "Liveness"][i];
+                        let _ = rt
+                            .events
+                            .send(("Unhealthy", format!("{kind} probe failed: {error}")));
+                    }
+                    if failures[i] >= threshold {
                         match i {
                             0 => return format!("Startup probe failed: {error}"),
                             1 => update(run, |r| r.ready = false),

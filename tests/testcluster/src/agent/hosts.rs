@@ -170,3 +170,49 @@ pub fn sync(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ns: &str, ip: &str, full: &[&str], short: &[&str]) -> Entry {
+        Entry {
+            namespace: ns.to_owned(),
+            ip: ip.to_owned(),
+            full: full.iter().map(|s| (*s).to_owned()).collect(),
+            short: short.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn short_names_resolve_only_in_their_own_namespace() {
+        let entries = [entry(
+            "a",
+            "10.244.1.2",
+            &["db-0.db.a.svc.cluster.local"],
+            &["db-0", "db-0.db"],
+        )];
+        let own = render("a", &entries);
+        assert!(
+            own.contains("10.244.1.2\tdb-0.db.a.svc.cluster.local db-0 db-0.db\n"),
+            "{own}"
+        );
+        let other = render("b", &entries);
+        assert!(
+            other.contains("10.244.1.2\tdb-0.db.a.svc.cluster.local\n"),
+            "{other}"
+        );
+        assert!(!other.contains(" db-0.db"), "{other}");
+    }
+
+    #[test]
+    fn the_apiserver_resolves_at_the_bridge_address() {
+        let text = render("default", &[]);
+        assert!(
+            text.contains(&format!(
+                "{BRIDGE_ADDR}\tkubernetes.default.svc.cluster.local"
+            )),
+            "{text}"
+        );
+    }
+}

@@ -13,9 +13,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use super::container::{self, Runtime, SharedRun, log_path, update, waiting};
+use super::container::{self, ContainerEvent, Runtime, SharedRun, log_path, update, waiting};
 use super::launch::{BindMount, LaunchSpec};
 use super::volumes::{self, PodVolumes, VolumeContext, VolumeError};
 use super::{Agent, env, images, probe, status};
@@ -74,6 +74,11 @@ struct Task {
     failed: Option<String>,
     initialized: bool,
     last_event: Option<String>,
+    /// Events from container supervisors (probe failures, kills).
+    container_events: (
+        mpsc::UnboundedSender<ContainerEvent>,
+        mpsc::UnboundedReceiver<ContainerEvent>,
+    ),
 }
 
 /// Runs the pod until it is deleted.
@@ -97,6 +102,7 @@ pub async fn run(
         failed: None,
         initialized: false,
         last_event: None,
+        container_events: mpsc::unbounded_channel(),
     };
     task.lifecycle(pod).await;
 }
@@ -242,6 +248,13 @@ impl Task {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while self.deletion().is_none() {
             self.report(&pod, &init, &main).await;
+            while let Ok((reason, message)) = self.container_events.1.try_recv() {
+                if !self.paused() {
+                    self.agent
+                        .event(&pod, &self.node.name, EventType::Warning, reason, message)
+                        .await;
+                }
+            }
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = self.deleting.changed() => {}
@@ -429,6 +442,7 @@ impl Task {
             },
             container: c.clone(),
             grace,
+            events: self.container_events.0.clone(),
         })
     }
 

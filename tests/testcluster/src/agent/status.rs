@@ -197,3 +197,86 @@ pub fn agrees(pod: &Pod, body: &Value) -> bool {
     status.phase.as_deref() == body["status"]["phase"].as_str()
         && ready(status.conditions.as_ref()) == ready(wanted.as_ref())
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning};
+
+    use super::*;
+
+    fn running(ready: bool) -> ContainerRun {
+        ContainerRun {
+            state: ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..ContainerState::default()
+            },
+            ready,
+            started: true,
+            ..ContainerRun::default()
+        }
+    }
+
+    fn compute_for(containers: Vec<(&Container, ContainerRun)>, initialized: bool) -> Value {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "status": {"conditions": [{"type": "DisruptionTarget", "status": "True"}]}
+        }))
+        .unwrap();
+        let start = Time(Timestamp::now());
+        let observed = Observed {
+            pod: &pod,
+            pod_ip: Some("10.244.1.2"),
+            host_ip: "10.244.0.10",
+            init: Vec::new(),
+            containers,
+            initialized,
+            failed: None,
+            start_time: &start,
+        };
+        compute(&observed, &mut Transitions::default())
+    }
+
+    fn condition(body: &Value, type_: &str) -> String {
+        body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_pod_is_ready_only_when_every_container_is() {
+        let (a, b) = (
+            Container {
+                name: "a".into(),
+                ..Container::default()
+            },
+            Container {
+                name: "b".into(),
+                ..Container::default()
+            },
+        );
+        let body = compute_for(vec![(&a, running(true)), (&b, running(false))], true);
+        assert_eq!(body["status"]["phase"], "Running");
+        assert_eq!(condition(&body, "Ready"), "False");
+        assert_eq!(condition(&body, "ContainersReady"), "False");
+        let body = compute_for(vec![(&a, running(true)), (&b, running(true))], true);
+        assert_eq!(condition(&body, "Ready"), "True");
+        assert_eq!(body["status"]["podIP"], "10.244.1.2");
+    }
+
+    #[test]
+    fn an_uninitialized_pod_is_pending_and_keeps_foreign_conditions() {
+        let a = Container {
+            name: "a".into(),
+            ..Container::default()
+        };
+        let body = compute_for(vec![(&a, ContainerRun::default())], false);
+        assert_eq!(body["status"]["phase"], "Pending");
+        assert_eq!(condition(&body, "Initialized"), "False");
+        assert_eq!(condition(&body, "DisruptionTarget"), "True");
+        assert_eq!(condition(&body, "PodScheduled"), "True");
+    }
+}

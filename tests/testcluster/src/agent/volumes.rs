@@ -533,3 +533,41 @@ async fn give_to_group(dir: &Path, group: i64) {
     )
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_volume_held_on_one_node_cannot_attach_on_another_until_released() {
+        let attachments = Attachments::default();
+        assert!(attachments.attach("vol-1", "node-a1", "ns/p0").is_ok());
+        // Another pod on the same node may share it (as RWO allows).
+        assert!(attachments.attach("vol-1", "node-a1", "ns/p1").is_ok());
+        let (node, pods) = attachments.attach("vol-1", "node-a2", "ns/p2").unwrap_err();
+        assert_eq!(node, "node-a1");
+        assert_eq!(pods, ["ns/p0", "ns/p1"]);
+        attachments.release(&["vol-1".to_owned()], "ns/p0");
+        assert!(attachments.attach("vol-1", "node-a2", "ns/p2").is_err());
+        attachments.release(&["vol-1".to_owned()], "ns/p1");
+        assert!(attachments.attach("vol-1", "node-a2", "ns/p2").is_ok());
+    }
+
+    #[test]
+    fn items_select_and_rename_keys_with_their_modes() {
+        let data = BTreeMap::from([
+            ("a".to_owned(), b"1".to_vec()),
+            ("b".to_owned(), b"2".to_vec()),
+        ]);
+        let items = vec![KeyToPath {
+            key: "b".to_owned(),
+            path: "dir/b.txt".to_owned(),
+            mode: Some(0o400),
+        }];
+        assert_eq!(
+            select(data.clone(), Some(&items), 0o644),
+            [("dir/b.txt".to_owned(), b"2".to_vec(), 0o400)]
+        );
+        assert_eq!(select(data, None, 0o440).len(), 2);
+    }
+}
