@@ -42,6 +42,10 @@ pub struct Pki {
     pub token_file: PathBuf,
     /// The admin token itself.
     pub admin_token: String,
+    /// The nodes' kubelet API serving certificate (every node address).
+    pub kubelet_cert: PathBuf,
+    /// Its key.
+    pub kubelet_key: PathBuf,
 }
 
 impl Pki {
@@ -56,6 +60,8 @@ impl Pki {
             sa_pub: dir.join("sa.pub"),
             token_file: dir.join("tokens.csv"),
             admin_token: String::new(),
+            kubelet_cert: dir.join("kubelet.crt"),
+            kubelet_key: dir.join("kubelet.key"),
         }
     }
 }
@@ -71,8 +77,9 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
-/// Generates everything into `dir` (which must exist).
-pub async fn generate(dir: &Path) -> Result<Pki, CertsError> {
+/// Generates everything into `dir` (which must exist); the kubelet API's
+/// certificate covers `node_addresses`.
+pub async fn generate(dir: &Path, node_addresses: &[String]) -> Result<Pki, CertsError> {
     let mut pki = Pki::paths(dir);
     command::run(
         "openssl",
@@ -94,56 +101,18 @@ pub async fn generate(dir: &Path) -> Result<Pki, CertsError> {
     )
     .await?;
 
-    let csr = dir.join("apiserver.csr");
-    command::run(
-        "openssl",
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=kube-apiserver",
-            "-keyout",
-            s(&pki.apiserver_key),
-            "-out",
-            s(&csr),
-        ],
-    )
-    .await?;
     // The names clients use: the bridge address (pods and the host), loopback,
     // and the in-cluster names of the `kubernetes` Service.
-    let ext = dir.join("apiserver.ext");
-    write(
-        &ext,
-        &format!(
-            "subjectAltName=IP:{BRIDGE_ADDR},IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,\
-             DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,\
-             DNS:kubernetes.default.svc.cluster.local\n\
-             extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
-        ),
-    )?;
-    command::run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "3650",
-            "-in",
-            s(&csr),
-            "-CA",
-            s(&pki.ca_cert),
-            "-CAkey",
-            s(&pki.ca_key),
-            "-CAcreateserial",
-            "-extfile",
-            s(&ext),
-            "-out",
-            s(&pki.apiserver_cert),
-        ],
-    )
-    .await?;
+    let apiserver_sans = format!(
+        "IP:{BRIDGE_ADDR},IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,\
+         DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    );
+    let (key, cert) = (pki.apiserver_key.clone(), pki.apiserver_cert.clone());
+    serving_cert(&pki, "apiserver", &apiserver_sans, &key, &cert).await?;
+    // The apiserver reaches each node's kubelet API at the node's address.
+    let kubelet_sans: Vec<String> = node_addresses.iter().map(|a| format!("IP:{a}")).collect();
+    let (key, cert) = (pki.kubelet_key.clone(), pki.kubelet_cert.clone());
+    serving_cert(&pki, "kubelet", &kubelet_sans.join(","), &key, &cert).await?;
 
     command::run("openssl", &["genrsa", "-out", s(&pki.sa_key), "2048"]).await?;
     command::run(
@@ -168,6 +137,65 @@ pub async fn generate(dir: &Path) -> Result<Pki, CertsError> {
         &format!("{},admin,admin,system:masters\n", pki.admin_token),
     )?;
     Ok(pki)
+}
+
+/// A serving key and certificate signed by the CA, valid for `sans`
+/// (`IP:...,DNS:...`); `name` names the intermediate files.
+async fn serving_cert(
+    pki: &Pki,
+    name: &str,
+    sans: &str,
+    key: &Path,
+    cert: &Path,
+) -> Result<(), CertsError> {
+    let dir = key.parent().unwrap_or(Path::new("."));
+    let csr = dir.join(format!("{name}.csr"));
+    let subject = format!("/CN=ebisu-testcluster-{name}");
+    command::run(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &subject,
+            "-keyout",
+            s(key),
+            "-out",
+            s(&csr),
+        ],
+    )
+    .await?;
+    let ext = dir.join(format!("{name}.ext"));
+    write(
+        &ext,
+        &format!(
+            "subjectAltName={sans}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+        ),
+    )?;
+    command::run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "3650",
+            "-in",
+            s(&csr),
+            "-CA",
+            s(&pki.ca_cert),
+            "-CAkey",
+            s(&pki.ca_key),
+            "-CAcreateserial",
+            "-extfile",
+            s(&ext),
+            "-out",
+            s(cert),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The admin kubeconfig: bearer token, the bridge address, our CA.

@@ -243,6 +243,8 @@ async fn start_all(
             format!("--service-account-signing-key-file={}", s(&pki.sa_key)),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--authorization-mode=RBAC".to_owned(),
+            // Node names do not resolve: reach the kubelet API (logs) at the node's address.
+            "--kubelet-preferred-address-types=InternalIP".to_owned(),
             "--allow-privileged=true".to_owned(),
             "--profiling=false".to_owned(),
         ],

@@ -11,6 +11,9 @@
 //!   the table in [`agent::images`]; unknown images fail with `ErrImagePull`.
 //! - An EBS-like provisioner ([`provisioner`]) for `ebs.csi.aws.com` classes:
 //!   zone-pinned PVs with `vol-...` ids, resizing, single attachment.
+//! - A minimal kubelet API on each node's address ([`kubelet_api`]) so that
+//!   `kubectl logs [-f] [--tail]` works through the apiserver; there is no
+//!   `kubectl exec`, attach or port-forward.
 //! - Nothing leaves the machine: pods have no default route, the Service range
 //!   is blackholed (no kube-proxy; names resolve through the cluster hosts
 //!   file), and the apiserver listens on the bridge address 10.244.0.1.
@@ -27,6 +30,7 @@ pub mod cleanup;
 pub mod cluster;
 pub mod command;
 pub mod controlplane;
+pub mod kubelet_api;
 pub mod layout;
 pub mod network;
 pub mod nodes;

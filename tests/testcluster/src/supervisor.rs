@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::agent::Agent;
 use crate::certs::{self, CertsError};
 use crate::controlplane::{self, ControlPlaneError};
+use crate::kubelet_api::{self, KubeletApiError};
 use crate::layout::{self, APISERVER_PORT, BRIDGE_ADDR, Layout};
 use crate::network::{self, NetworkError};
 use crate::nodes::{self, NodesError};
@@ -44,6 +45,9 @@ pub enum SupervisorError {
     /// The kubeconfig could not be loaded.
     #[error("failed to build a client from the admin kubeconfig: {0}")]
     Client(String),
+    /// The kubelet API could not listen.
+    #[error(transparent)]
+    KubeletApi(#[from] KubeletApiError),
     /// Nodes could not be registered.
     #[error(transparent)]
     Nodes(#[from] NodesError),
@@ -125,16 +129,21 @@ async fn start(
         "# No DNS in the ebisu test cluster: names resolve through /etc/hosts.\nnameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n",
     )
     .map_err(files("resolv.conf"))?;
-    let pki = certs::generate(&layout.pki()).await?;
+    let node_specs = layout::nodes();
+    let addresses: Vec<String> = node_specs
+        .iter()
+        .map(|n| network::node_address(n.index))
+        .collect();
+    let pki = certs::generate(&layout.pki(), &addresses).await?;
     std::fs::write(
         layout.kubeconfig(),
         certs::kubeconfig(&pki, &format!("https://{BRIDGE_ADDR}:{APISERVER_PORT}")),
     )
     .map_err(files("the kubeconfig"))?;
-    let node_specs = layout::nodes();
     let indexes: Vec<u8> = node_specs.iter().map(|n| n.index).collect();
     network::delete_bridge().await;
     network::create_bridge(&indexes).await?;
+    kubelet_api::start(layout, &pki, &node_specs).await?;
     let plane = controlplane::start(layout, &pki).await?;
     let client = client(layout).await?;
     nodes::register(&client, &node_specs).await?;

@@ -421,6 +421,11 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
 
     pods_reach_peers_by_name_and_the_apiserver_in_cluster(k, ns);
 
+    // `kubectl logs` reaches the node's kubelet API through the apiserver; the
+    // init container saw the pod's name as its hostname.
+    let log = k.run(&["-n", ns, "logs", "mariadb-1", "-c", "init-datadir"]);
+    assert!(log.contains("initialised mariadb-1"), "{log}");
+
     // Growing a claim grows its volume (the class allows expansion).
     k.run(&[
         "-n",

@@ -119,6 +119,8 @@ impl Runtime {
             name: self.container.name.clone(),
             source,
         };
+        // The log is live again (see `exited_marker`).
+        let _ = std::fs::remove_file(exited_marker(&self.log));
         let spec_path = self
             .pod_dir
             .join(format!("{}.launch.json", self.container.name));
@@ -152,11 +154,13 @@ impl Runtime {
 
 /// Exit code and reason of a finished process.
 fn terminated(
+    rt: &Runtime,
     status: std::process::ExitStatus,
     started: Time,
     message: Option<String>,
 ) -> K8sState {
     use std::os::unix::process::ExitStatusExt;
+    let _ = std::fs::write(exited_marker(&rt.log), "");
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
@@ -223,7 +227,7 @@ pub async fn run_once(
         }
     };
     let status = status?;
-    let state = terminated(status, started, None);
+    let state = terminated(rt, status, started, None);
     let code = state.terminated.as_ref().map(|t| t.exit_code);
     update(run, |r| {
         r.pid = None;
@@ -306,7 +310,7 @@ pub async fn supervise(
             // The pod stops it (preStop, TERM, grace, KILL) and waits for it here.
             End::Stopped => match child.wait().await {
                 Ok(status) => {
-                    let state = terminated(status, started, None);
+                    let state = terminated(&rt, status, started, None);
                     update(&run, |r| {
                         r.pid = None;
                         r.ready = false;
@@ -317,7 +321,7 @@ pub async fn supervise(
                 Err(_) => return,
             },
         };
-        let state = terminated(status, started, message);
+        let state = terminated(&rt, status, started, message);
         let failed = state.terminated.as_ref().is_some_and(|t| t.exit_code != 0);
         let restart = match policy.as_str() {
             "Never" => false,
@@ -437,6 +441,12 @@ async fn probe_loop(
             }
         }
     }
+}
+
+/// Exists while the container's process is not running: `kubectl logs -f`
+/// ends there, as it does when a container exits.
+pub fn exited_marker(log: &Path) -> PathBuf {
+    log.with_extension("exited")
 }
 
 /// The log file path of a container in a pod directory.
