@@ -173,10 +173,12 @@ pub struct MySQLClusterSpec {
     pub pod_template: PodTemplateOverrides,
 
     /// Extra server settings, written to the `[mysqld]` section of my.cnf as
-    /// `key = value`. Settings ebisu manages itself (server_id, log_bin,
-    /// read_only, GTID settings, ports, paths) are refused.
+    /// `key = value`, at most 128 of them. Settings ebisu manages itself
+    /// (server_id, log_bin, read_only, GTID settings, ports, paths) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Bounded so the API server's CEL cost estimate for the rule stays in budget.
     #[x_kube(validation = reserved_config_keys_rule())]
+    #[schemars(extend("maxProperties" = 128))]
     pub mysql_config: BTreeMap<String, String>,
 
     /// Settings for the `<name>-primary` and `<name>-read` Services.

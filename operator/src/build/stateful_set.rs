@@ -394,10 +394,12 @@ fn small_resources() -> ResourceRequirements {
     }
 }
 
+/// An HTTP check against the agent. By number: a named port is looked up in
+/// the probing container only, and the mysqld container does not declare it.
 fn http_get(path: &str) -> HTTPGetAction {
     HTTPGetAction {
         path: Some(path.to_owned()),
-        port: IntOrString::String("agent".to_owned()),
+        port: IntOrString::Int(i32::from(AGENT_PORT)),
         ..HTTPGetAction::default()
     }
 }
@@ -607,7 +609,11 @@ mod tests {
             .expect("readiness");
         let get = probe.http_get.expect("http");
         assert_eq!(get.path.as_deref(), Some("/readyz"));
-        assert_eq!(get.port, IntOrString::String("agent".to_owned()));
+        assert_eq!(
+            get.port,
+            IntOrString::Int(9080),
+            "by number: mysqld does not declare the agent port"
+        );
     }
 
     #[test]

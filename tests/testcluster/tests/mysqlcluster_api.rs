@@ -1,0 +1,175 @@
+//! The MySQLCluster CRD on a real v1.34 API server: it is accepted (its CEL
+//! rules fit the server's cost budget), the examples are accepted with their
+//! defaults filled in, and the bad specs users are warned about are refused
+//! with a message naming the field — through `kubectl apply`, `patch` and the
+//! scale subresource, as a user would meet them.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
+use std::{path::Path, process::Command};
+
+use ebisu_testcluster::TestCluster;
+
+const STATE_DIR: &str = "/tmp/ebisu-testcluster-api";
+
+fn workspace(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Kubectl(std::path::PathBuf);
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let program = std::env::var_os("EBISU_CONTROLPLANE_BIN")
+            .map(|dir| Path::new(&dir).join("kubectl"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| "kubectl".into());
+        let out = Command::new(program)
+            .args(args)
+            .env("KUBECONFIG", &self.0)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    fn patch(&self, object: &str, patch: &str) -> Result<String, String> {
+        self.run(&["-n", "api", "patch", object, "--type=merge", "-p", patch])
+    }
+}
+
+#[track_caller]
+fn assert_refused(result: Result<String, String>, field: &str, fix: &str) {
+    let message = result.expect_err("the API server accepted a spec it must refuse");
+    assert!(
+        message.contains(field) && message.contains(fix),
+        "expected {field:?} and {fix:?} in: {message}"
+    );
+}
+
+#[test]
+fn api_server_accepts_the_crd_and_refuses_bad_specs() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cluster = runtime
+        .block_on(TestCluster::up(
+            Path::new(STATE_DIR),
+            Path::new(env!("CARGO_BIN_EXE_testcluster")),
+        ))
+        .unwrap();
+    let k = Kubectl(cluster.kubeconfig());
+
+    k.run(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &workspace("crds/mysqlclusters.ebisu.dev.yaml"),
+    ])
+    .expect("the CRD is accepted");
+    k.run(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/mysqlclusters.ebisu.dev",
+        "--timeout=60s",
+    ])
+    .unwrap();
+    k.run(&["create", "namespace", "api"]).unwrap();
+    for example in ["basic", "mariadb", "production"] {
+        k.run(&[
+            "-n",
+            "api",
+            "apply",
+            "-f",
+            &workspace(&format!("examples/{example}.yaml")),
+        ])
+        .unwrap_or_else(|e| panic!("examples/{example}.yaml refused: {e}"));
+    }
+    // Schema defaults are filled in by the server.
+    let defaults = k
+        .run(&[
+            "-n",
+            "api",
+            "get",
+            "myc",
+            "orders",
+            "-o",
+            "jsonpath={.spec.flavor} {.spec.serverIdBase} {.spec.replication.waitForReplicas}",
+        ])
+        .unwrap();
+    assert_eq!(defaults, "mariadb 100 1");
+
+    assert_refused(
+        k.patch("myc/orders", r#"{"spec":{"replicas":0}}"#),
+        "spec.replicas",
+        "between 1 and 9",
+    );
+    assert_refused(
+        k.patch("myc/orders", r#"{"spec":{"replicas":10}}"#),
+        "spec.replicas",
+        "between 1 and 9",
+    );
+    assert_refused(
+        k.run(&["-n", "api", "scale", "myc/orders", "--replicas=12"]),
+        "spec.replicas",
+        "between 1 and 9",
+    );
+    k.run(&["-n", "api", "scale", "myc/orders", "--replicas=5"])
+        .expect("the scale subresource works");
+    assert_eq!(
+        k.run(&[
+            "-n",
+            "api",
+            "get",
+            "myc",
+            "orders",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ])
+        .unwrap(),
+        "5"
+    );
+    assert_refused(
+        k.patch("myc/orders", r#"{"spec":{"storage":{"size":"5Gi"}}}"#),
+        "spec.storage.size",
+        "never shrink",
+    );
+    k.patch("myc/orders", r#"{"spec":{"storage":{"size":"20Gi"}}}"#)
+        .expect("storage may grow");
+    assert_refused(
+        k.patch("myc/orders", r#"{"spec":{"flavor":"mysql"}}"#),
+        "spec.flavor",
+        "immutable",
+    );
+    assert_refused(
+        k.patch("myc/orders", r#"{"spec":{"serverIdBase":200}}"#),
+        "spec.serverIdBase",
+        "immutable",
+    );
+    assert_refused(
+        k.patch(
+            "myc/orders",
+            r#"{"spec":{"storage":{"storageClassName":"gp3"}}}"#,
+        ),
+        "storageClassName",
+        "not both",
+    );
+    assert_refused(
+        k.patch(
+            "myc/orders",
+            r#"{"spec":{"mysqlConfig":{"server_id":"1"}}}"#,
+        ),
+        "spec.mysqlConfig",
+        "remove them",
+    );
+    assert_refused(
+        k.patch(
+            "myc/payments",
+            r#"{"spec":{"storage":{"ebs":{"iops":90000}}}}"#,
+        ),
+        "spec.storage.ebs",
+        "immutable",
+    );
+
+    runtime.block_on(cluster.down()).unwrap();
+}
