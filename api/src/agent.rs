@@ -37,6 +37,10 @@ pub struct AgentStatus {
     /// Replication, when the server is a replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationState>,
+    /// The data is a fresh copy whose recorded position the agent has not
+    /// applied yet: nobody else may point its replication anywhere.
+    #[serde(default)]
+    pub seed_pending: bool,
 }
 
 /// A replica's replication threads as the server reports them.

@@ -97,6 +97,7 @@ mod tests {
                 read_only: false,
                 gtid_executed: Some("0-100-5".to_owned()),
                 replication: None,
+                seed_pending: false,
             }),
         }
     }
@@ -119,6 +120,7 @@ mod tests {
                     lag_seconds: lag,
                     last_error: error.map(str::to_owned),
                 }),
+                seed_pending: false,
             }),
         }
     }

@@ -153,5 +153,6 @@ pub async fn status(
         read_only,
         gtid_executed: gtid.filter(|g| !g.is_empty()),
         replication,
+        seed_pending: false,
     })
 }

@@ -127,6 +127,11 @@ pub fn decide(servers: &[ServerState], semi_sync: bool) -> Decision {
         if !server.read_only {
             fences.push(Action::Fence(server.pod.clone()));
         }
+        if server.seed_pending && server.replication.is_none() {
+            // A fresh copy: only its agent knows the position the copy holds.
+            // Pointing it anywhere now would replay transactions it already has.
+            continue;
+        }
         if semi_sync && !server.semi_sync_replica {
             rest.push(Action::EnableSemiSync {
                 pod: server.pod.clone(),
@@ -271,6 +276,7 @@ mod tests {
             replication: None,
             semi_sync_source: true,
             semi_sync_replica: true,
+            seed_pending: false,
         }
     }
 
@@ -436,6 +442,19 @@ mod tests {
                 .iter()
                 .any(|a| matches!(a, Action::Replicate { pod, .. } if pod == "db-1"))
         );
+    }
+
+    #[test]
+    fn a_fresh_copy_is_left_to_its_agent_but_fenced_if_writable() {
+        let mut fresh = replica("db-1", "0-100-9", "db-0");
+        fresh.replication = None;
+        fresh.seed_pending = true;
+        fresh.role_label = None;
+        let d = decide(&[primary("db-0", "0-100-9"), fresh.clone()], false);
+        assert!(d.is_settled(), "{d:?}");
+        fresh.read_only = false;
+        let d = decide(&[primary("db-0", "0-100-9"), fresh], false);
+        assert_eq!(d.actions, vec![Action::Fence("db-1".to_owned())]);
     }
 
     #[test]

@@ -70,10 +70,13 @@ pub async fn servers(
             replication: None,
             semi_sync_source: false,
             semi_sync_replica: false,
+            seed_pending: true,
         };
         let mut flavor = None;
         let mut lag_seconds = None;
         if let Some(ip) = &ip {
+            // Unknown counts as pending: never race an agent applying a seed.
+            state.seed_pending = agent_seed_pending(ip).await.unwrap_or(true);
             match read(ip, account).await {
                 Ok(read) => {
                     state.reachable = true;
@@ -105,6 +108,32 @@ pub async fn servers(
         });
     }
     out
+}
+
+/// Whether the pod's agent reports a seed it has not applied yet.
+async fn agent_seed_pending(ip: &str) -> Option<bool> {
+    let url = format!(
+        "http://{ip}:{}{}",
+        names::AGENT_PORT,
+        ebisu_api::agent::PATH_STATUS
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let bytes = client
+        .get(url)
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .bytes()
+        .await
+        .ok()?;
+    serde_json::from_slice::<ebisu_api::agent::AgentStatus>(&bytes)
+        .ok()
+        .map(|s| s.seed_pending)
 }
 
 fn role_label(pod: &Pod) -> Option<InstanceRole> {

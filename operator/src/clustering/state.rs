@@ -24,6 +24,9 @@ pub struct ServerState {
     pub semi_sync_source: bool,
     /// Semi-sync replica (slave) side enabled.
     pub semi_sync_replica: bool,
+    /// A fresh copy whose agent has not applied its recorded position yet
+    /// (or an agent that did not say): its replication is the agent's to set up.
+    pub seed_pending: bool,
 }
 
 /// A server's replication, as observed.

@@ -187,6 +187,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
                 read_only: true,
                 gtid_executed: None,
                 replication: None,
+                seed_pending: crate::seed_marker::path(&shared.config.data_dir).exists(),
             };
             warn!(error = %e, "status: server unavailable");
             (StatusCode::OK, Json(down)).into_response()
@@ -197,13 +198,14 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
 async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, server::Error> {
     let mut conn = shared.monitor_conn().await?;
     let flavor = shared.flavor(&mut conn).await?;
-    let status = server::status(
+    let mut status = server::status(
         &mut conn,
         flavor,
         &shared.config.advertise_host,
         shared.config.advertise_port,
     )
     .await?;
+    status.seed_pending = crate::seed_marker::path(&shared.config.data_dir).exists();
     shared.metrics.observe(&status);
     Ok(status)
 }

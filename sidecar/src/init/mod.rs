@@ -311,6 +311,7 @@ mod tests {
                 read_only: role != InstanceRole::Primary,
                 gtid_executed: None,
                 replication: None,
+                seed_pending: false,
             }),
         }
     }
