@@ -26,9 +26,6 @@ pub const ROLE_PRIMARY: &str = "primary";
 /// Label value of [`LABEL_ROLE`] on replicas.
 pub const ROLE_REPLICA: &str = "replica";
 
-/// Pod annotation: hash of the rendered configuration the pod was built from.
-pub const ANNOTATION_CONFIG_HASH: &str = "ebisu.dev/config-hash";
-
 /// Name of the volume (and volumeClaimTemplate) holding the data directory.
 pub const DATA_VOLUME: &str = "data";
 /// Where the data directory is mounted in every container.

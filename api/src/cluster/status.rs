@@ -91,17 +91,6 @@ pub enum InstanceRole {
     Unknown,
 }
 
-impl InstanceRole {
-    /// The value of the `ebisu.dev/role` pod label for this role, if it has one.
-    pub fn label_value(self) -> Option<&'static str> {
-        match self {
-            InstanceRole::Primary => Some("primary"),
-            InstanceRole::Replica => Some("replica"),
-            InstanceRole::Unknown => None,
-        }
-    }
-}
-
 /// A change of primary.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

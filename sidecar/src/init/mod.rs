@@ -232,54 +232,37 @@ fn is_ignorable(name: &std::ffi::OsStr) -> bool {
     name == "lost+found"
 }
 
+/// The entries of `dir` that are data (a missing directory has none).
+fn data_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>, Error> {
+    let list_error = |source| Error::DataDir {
+        action: "list",
+        path: dir.to_owned(),
+        source,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(list_error(source)),
+    };
+    let mut data = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(list_error)?;
+        if !is_ignorable(&entry.file_name()) {
+            data.push(entry);
+        }
+    }
+    Ok(data)
+}
+
 /// Whether `dir` holds no data (missing counts as empty).
 pub fn is_empty(dir: &Path) -> Result<bool, Error> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            for entry in entries {
-                let entry = entry.map_err(|source| Error::DataDir {
-                    action: "list",
-                    path: dir.to_owned(),
-                    source,
-                })?;
-                if !is_ignorable(&entry.file_name()) {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(source) => Err(Error::DataDir {
-            action: "list",
-            path: dir.to_owned(),
-            source,
-        }),
-    }
+    Ok(data_entries(dir)?.is_empty())
 }
 
 /// Removes everything in `dir` (but `dir` itself and `lost+found`): a
 /// rejected copy must never be started.
 pub fn wipe(dir: &Path) -> Result<(), Error> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(Error::DataDir {
-                action: "list",
-                path: dir.to_owned(),
-                source,
-            });
-        }
-    };
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::DataDir {
-            action: "list",
-            path: dir.to_owned(),
-            source,
-        })?;
-        if is_ignorable(&entry.file_name()) {
-            continue;
-        }
+    for entry in data_entries(dir)? {
         let path = entry.path();
         let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
             std::fs::remove_dir_all(&path)
