@@ -30,6 +30,8 @@ pub mod cleanup;
 pub mod cluster;
 pub mod command;
 pub mod controlplane;
+pub mod ebisu;
+pub mod kubectl;
 pub mod kubelet_api;
 pub mod layout;
 pub mod network;
@@ -39,4 +41,5 @@ pub mod stores;
 pub mod supervisor;
 
 pub use cluster::{ClusterError, TestCluster};
+pub use kubectl::{Kubectl, KubectlError};
 pub use layout::{DEFAULT_STATE_DIR, Layout};

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ebisu_testcluster::TestCluster;
+use ebisu_testcluster::{Kubectl, TestCluster};
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-e2e";
 const FIXTURE: &str = concat!(
@@ -15,67 +15,34 @@ const FIXTURE: &str = concat!(
     "/tests/fixtures/mariadb-statefulset.yaml"
 );
 
-struct Kubectl<'a> {
-    kubeconfig: &'a Path,
+/// What these checks need beyond the shared client: failures panic.
+trait Checks {
+    fn run(&self, args: &[&str]) -> String;
+    fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl FnMut(&Kubectl) -> Option<T>,
+    ) -> T;
+    fn wait_ready(&self, ns: &str, pod: &str, timeout: Duration) -> (String, String);
 }
 
-/// The kubectl to drive the cluster with: the one next to the control plane
-/// binaries when the build put one there, else the machine's.
-fn kubectl_program() -> std::path::PathBuf {
-    std::env::var_os("EBISU_CONTROLPLANE_BIN")
-        .map(|dir| Path::new(&dir).join("kubectl"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| "kubectl".into())
-}
-
-impl Kubectl<'_> {
-    fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(kubectl_program())
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig)
-            .output()
-            .map_err(|e| format!("kubectl {args:?}: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(format!(
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
+impl Checks for Kubectl {
     fn run(&self, args: &[&str]) -> String {
         self.try_run(args).unwrap()
     }
 
-    fn jsonpath(&self, ns: &str, object: &str, path: &str) -> String {
-        self.try_run(&["-n", ns, "get", object, "-o", &format!("jsonpath={path}")])
-            .unwrap_or_default()
-    }
-
-    /// Polls `check` every 500 ms until it returns Some, or panics after `timeout`.
-    fn wait<T>(
+    fn wait_until<T>(
         &self,
         what: &str,
         timeout: Duration,
-        mut check: impl FnMut(&Self) -> Option<T>,
+        check: impl FnMut(&Kubectl) -> Option<T>,
     ) -> T {
-        let started = Instant::now();
-        loop {
-            if let Some(value) = check(self) {
-                return value;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        self.wait(what, timeout, check).unwrap()
     }
 
     fn wait_ready(&self, ns: &str, pod: &str, timeout: Duration) -> (String, String) {
-        self.wait(&format!("{ns}/{pod} Ready"), timeout, |k| {
+        self.wait_until(&format!("{ns}/{pod} Ready"), timeout, |k| {
             let ready = k.jsonpath(
                 ns,
                 &format!("pod/{pod}"),
@@ -115,7 +82,7 @@ fn sql(ip: &str, statement: &str) -> Result<String, String> {
     }
 }
 
-fn zone_of(k: &Kubectl<'_>, node: &str) -> String {
+fn zone_of(k: &Kubectl, node: &str) -> String {
     k.jsonpath(
         "default",
         &format!("node/{node}"),
@@ -139,10 +106,7 @@ fn local_cluster_runs_statefulsets_on_zonal_volumes_like_a_real_one() {
         .block_on(TestCluster::up(Path::new(STATE_DIR), exe))
         .unwrap();
     eprintln!("cluster up in {:?}", started.elapsed());
-    let kubeconfig = cluster.kubeconfig();
-    let k = Kubectl {
-        kubeconfig: &kubeconfig,
-    };
+    let k = Kubectl::new(cluster.kubeconfig());
 
     nodes_span_three_zones(&k);
     unknown_image_fails_like_an_image_pull(&k);
@@ -157,7 +121,7 @@ fn local_cluster_runs_statefulsets_on_zonal_volumes_like_a_real_one() {
     );
 }
 
-fn nodes_span_three_zones(k: &Kubectl<'_>) {
+fn nodes_span_three_zones(k: &Kubectl) {
     let zones = k.run(&[
         "get",
         "nodes",
@@ -181,7 +145,7 @@ fn nodes_span_three_zones(k: &Kubectl<'_>) {
     );
 }
 
-fn unknown_image_fails_like_an_image_pull(k: &Kubectl<'_>) {
+fn unknown_image_fails_like_an_image_pull(k: &Kubectl) {
     let ns = "images";
     k.run(&["create", "namespace", ns]);
     k.run(&[
@@ -192,7 +156,7 @@ fn unknown_image_fails_like_an_image_pull(k: &Kubectl<'_>) {
         "--image=mysql:8.4",
         "--restart=Never",
     ]);
-    let reason = k.wait("ErrImagePull", Duration::from_secs(30), |k| {
+    let reason = k.wait_until("ErrImagePull", Duration::from_secs(30), |k| {
         let reason = k.jsonpath(
             ns,
             "pod/mysql",
@@ -213,7 +177,7 @@ fn unknown_image_fails_like_an_image_pull(k: &Kubectl<'_>) {
     k.run(&["delete", "namespace", ns, "--wait=false"]);
 }
 
-fn a_volume_is_attached_to_one_node_at_a_time(k: &Kubectl<'_>) {
+fn a_volume_is_attached_to_one_node_at_a_time(k: &Kubectl) {
     let ns = "attach";
     k.run(&["create", "namespace", ns]);
     let manifest = r#"
@@ -250,7 +214,7 @@ spec:
         .replace("name: first", "name: second")
         .replace("node-a1", "node-a2");
     apply(k, ns, &second);
-    k.wait(
+    k.wait_until(
         "a Multi-Attach event for the second pod",
         Duration::from_secs(30),
         |k| {
@@ -281,7 +245,7 @@ spec:
     k.run(&["delete", "namespace", ns, "--wait=false"]);
 }
 
-fn containers_restart_on_liveness_failure_and_stop_gracefully(k: &Kubectl<'_>) {
+fn containers_restart_on_liveness_failure_and_stop_gracefully(k: &Kubectl) {
     let ns = "lifecycle";
     k.run(&["create", "namespace", ns]);
     let hook_dir = std::env::temp_dir().join(format!("ebisu-e2e-hooks-{}", std::process::id()));
@@ -316,7 +280,7 @@ spec:
         dir = hook_dir.display()
     );
     apply(k, ns, &manifest);
-    k.wait(
+    k.wait_until(
         "flaky restarted by its liveness probe",
         Duration::from_secs(60),
         |k| {
@@ -337,7 +301,7 @@ spec:
         "{.status.containerStatuses[0].lastState.terminated.message}",
     );
     assert!(last.contains("Liveness probe failed"), "{last}");
-    k.wait("an Unhealthy event", Duration::from_secs(20), |k| {
+    k.wait_until("an Unhealthy event", Duration::from_secs(20), |k| {
         let reasons = k.run(&[
             "-n",
             ns,
@@ -364,14 +328,14 @@ spec:
     k.run(&["delete", "namespace", ns, "--wait=false"]);
 }
 
-fn apply(k: &Kubectl<'_>, ns: &str, manifest: &str) {
+fn apply(k: &Kubectl, ns: &str, manifest: &str) {
     let path = std::env::temp_dir().join(format!("ebisu-e2e-{ns}-{}.yaml", std::process::id()));
     std::fs::write(&path, manifest).unwrap();
     k.run(&["-n", ns, "apply", "-f", path.to_str().unwrap()]);
     let _ = std::fs::remove_file(path);
 }
 
-fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio::runtime::Runtime) {
+fn tutorial_statefulset(k: &Kubectl, cluster: &TestCluster, runtime: &tokio::runtime::Runtime) {
     let ns = "tutorial";
     k.run(&["create", "namespace", ns]);
     k.run(&["-n", ns, "apply", "-f", FIXTURE]);
@@ -436,7 +400,7 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
         "-p",
         r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
     ]);
-    k.wait("data-mariadb-2 at 2Gi", Duration::from_secs(30), |k| {
+    k.wait_until("data-mariadb-2 at 2Gi", Duration::from_secs(30), |k| {
         (k.jsonpath(ns, "pvc/data-mariadb-2", "{.status.capacity.storage}") == "2Gi").then_some(())
     });
 
@@ -449,7 +413,7 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
     .unwrap();
     let old_uid = k.jsonpath(ns, "pod/mariadb-0", "{.metadata.uid}");
     k.run(&["-n", ns, "delete", "pod", "mariadb-0", "--timeout=60s"]);
-    let (node, ip) = k.wait("a new mariadb-0 Ready", Duration::from_secs(90), |k| {
+    let (node, ip) = k.wait_until("a new mariadb-0 Ready", Duration::from_secs(90), |k| {
         let uid = k.jsonpath(ns, "pod/mariadb-0", "{.metadata.uid}");
         (!uid.is_empty() && uid != old_uid)
             .then(|| k.wait_ready(ns, "mariadb-0", Duration::from_secs(90)))
@@ -490,7 +454,7 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
         "the volume moved with the pod"
     );
     k.run(&[&drain[..], &[sibling.as_str()][..]].concat());
-    k.wait(
+    k.wait_until(
         "mariadb-0 Pending with no schedulable node in its zone",
         Duration::from_secs(30),
         |k| {
@@ -522,7 +486,7 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
         sql(&ip, "SELECT 1").is_err(),
         "a pod of a stopped node is unreachable"
     );
-    k.wait(&format!("{node} NotReady"), Duration::from_secs(60), |k| {
+    k.wait_until(&format!("{node} NotReady"), Duration::from_secs(60), |k| {
         let ready = k.jsonpath(
             ns,
             &format!("node/{node}"),
@@ -530,7 +494,7 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
         );
         (ready == "Unknown" || ready == "False").then_some(())
     });
-    k.wait("mariadb-1 marked not Ready", Duration::from_secs(60), |k| {
+    k.wait_until("mariadb-1 marked not Ready", Duration::from_secs(60), |k| {
         let ready = k.jsonpath(
             ns,
             "pod/mariadb-1",
@@ -539,7 +503,7 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
         (ready != "True").then_some(())
     });
     runtime.block_on(cluster.node_start(&node)).unwrap();
-    k.wait(
+    k.wait_until(
         &format!("{node} Ready again"),
         Duration::from_secs(60),
         |k| {
@@ -558,7 +522,7 @@ fn tutorial_statefulset(k: &Kubectl<'_>, cluster: &TestCluster, runtime: &tokio:
 /// A pod resolves `<pod>.<service>` and the Service name through the cluster
 /// hosts file, reaches a peer's server over the bridge, and talks to the
 /// apiserver with its projected service-account token, as the operator will.
-fn pods_reach_peers_by_name_and_the_apiserver_in_cluster(k: &Kubectl<'_>, ns: &str) {
+fn pods_reach_peers_by_name_and_the_apiserver_in_cluster(k: &Kubectl, ns: &str) {
     k.run(&[
         "-n",
         ns,
@@ -581,7 +545,7 @@ echo in-cluster-ok"#;
         yaml_quoted(script)
     );
     apply(k, ns, &manifest);
-    let phase = k.wait("the probe pod to finish", Duration::from_secs(60), |k| {
+    let phase = k.wait_until("the probe pod to finish", Duration::from_secs(60), |k| {
         let phase = k.jsonpath(ns, "pod/probe", "{.status.phase}");
         matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
     });

@@ -5,34 +5,22 @@
 //! scale subresource, as a user would meet them.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
-use ebisu_testcluster::TestCluster;
+use ebisu_testcluster::{Kubectl, TestCluster, kubectl::workspace_path};
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-api";
 
 fn workspace(path: &str) -> String {
-    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+    workspace_path(path).display().to_string()
 }
 
-struct Kubectl(std::path::PathBuf);
+/// kubectl with the error as its message, for asserting on refusals.
+struct Api(Kubectl);
 
-impl Kubectl {
+impl Api {
     fn run(&self, args: &[&str]) -> Result<String, String> {
-        let program = std::env::var_os("EBISU_CONTROLPLANE_BIN")
-            .map(|dir| Path::new(&dir).join("kubectl"))
-            .filter(|p| p.is_file())
-            .unwrap_or_else(|| "kubectl".into());
-        let out = Command::new(program)
-            .args(args)
-            .env("KUBECONFIG", &self.0)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
+        self.0.try_run(args).map_err(|e| e.to_string())
     }
 
     fn patch(&self, object: &str, patch: &str) -> Result<String, String> {
@@ -58,7 +46,7 @@ fn api_server_accepts_the_crd_and_refuses_bad_specs() {
             Path::new(env!("CARGO_BIN_EXE_testcluster")),
         ))
         .unwrap();
-    let k = Kubectl(cluster.kubeconfig());
+    let k = Api(Kubectl::new(cluster.kubeconfig()));
 
     k.run(&[
         "apply",

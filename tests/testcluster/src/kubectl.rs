@@ -1,0 +1,140 @@
+//! Driving the local cluster the way a user does, with kubectl and helm, for
+//! the end-to-end tests and the benchmarks.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubectlError {
+    #[error("failed to start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("failed to run {program} {args}: {stderr}")]
+    Failed {
+        program: String,
+        args: String,
+        stderr: String,
+    },
+    #[error("timed out after {timeout:?} waiting for {what}")]
+    TimedOut { what: String, timeout: Duration },
+}
+
+/// kubectl (and any other program that reads `KUBECONFIG`, such as helm)
+/// pointed at one cluster.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+    program: PathBuf,
+}
+
+impl Kubectl {
+    /// The kubectl next to the control plane binaries when the build put one
+    /// there (`EBISU_CONTROLPLANE_BIN`), else the machine's.
+    pub fn new(kubeconfig: impl Into<PathBuf>) -> Self {
+        let program = std::env::var_os("EBISU_CONTROLPLANE_BIN")
+            .map(|dir| Path::new(&dir).join("kubectl"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| "kubectl".into());
+        Self {
+            kubeconfig: kubeconfig.into(),
+            program,
+        }
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Runs kubectl; its trimmed stdout on success, its stderr as the error.
+    pub fn try_run(&self, args: &[&str]) -> Result<String, KubectlError> {
+        self.run_program(&self.program, args)
+    }
+
+    /// Runs another client (helm) against the same cluster.
+    pub fn run_program(&self, program: &Path, args: &[&str]) -> Result<String, KubectlError> {
+        let name = program.display().to_string();
+        let out = Command::new(program)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .map_err(|source| KubectlError::Spawn {
+                program: name.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(KubectlError::Failed {
+                program: name,
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// `kubectl -n NS get OBJECT -o jsonpath=PATH`, empty when the object is
+    /// missing (callers poll for it to appear).
+    pub fn jsonpath(&self, ns: &str, object: &str, path: &str) -> String {
+        self.try_run(&["-n", ns, "get", object, "-o", &format!("jsonpath={path}")])
+            .unwrap_or_default()
+    }
+
+    /// Polls `check` every 500 ms until it returns Some, for at most `timeout`.
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> Result<T, KubectlError> {
+        let started = Instant::now();
+        loop {
+            if let Some(value) = check(self) {
+                return Ok(value);
+            }
+            if started.elapsed() >= timeout {
+                return Err(KubectlError::TimedOut {
+                    what: what.to_owned(),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A path inside the workspace this crate was built from.
+pub fn workspace_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// The directory of the pinned control plane binaries (etcd, kube-*, helm):
+/// `EBISU_CONTROLPLANE_BIN` as `tests/all.sh` exports it, else whatever
+/// `tests/build-controlplane.sh` (cached) prints.
+pub fn control_plane_bin() -> Result<PathBuf, KubectlError> {
+    if let Some(dir) = std::env::var_os("EBISU_CONTROLPLANE_BIN") {
+        return Ok(dir.into());
+    }
+    let script = workspace_path("tests/build-controlplane.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .map_err(|source| KubectlError::Spawn {
+            program: script.display().to_string(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(KubectlError::Failed {
+            program: script.display().to_string(),
+            args: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
+}
