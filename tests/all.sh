@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI runs, from a fresh clone on a new machine:
 #   bash tests/all.sh
-# formatting, lints, the CRD drift check and every test of the workspace.
+# formatting, lints, the CRD drift check, every test of the workspace and
+# the README's demo command.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -29,3 +30,8 @@ fi
 
 step "tests (cargo test --workspace)"
 cargo test --workspace --locked
+
+step "the README's demo works (tests/demo.sh on its own cluster)"
+demo_dir=/tmp/ebisu-testcluster-demo-check
+trap './target/debug/testcluster --state-dir "$demo_dir" down >/dev/null 2>&1 || true' EXIT
+EBISU_TESTCLUSTER_DIR=$demo_dir bash tests/demo.sh

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Starts the local Kubernetes cluster (real control plane, pods as processes,
-# EBS-like volumes) for a demo, building whatever is missing first:
+# The demo, in one command on a fresh machine (needs root):
 #   sudo bash tests/demo.sh
-# It returns once the cluster is up; the cluster keeps running in the
-# background until `target/debug/testcluster down`.
+# It builds whatever is missing, starts the local Kubernetes cluster, installs
+# ebisu with its Helm chart, applies examples/basic.yaml, waits until the
+# three instances are Ready, writes a row through the primary Service, reads
+# it back through the read Service (a replica) and prints `kubectl get myc`.
+# Every user-facing command is echoed as it runs. The cluster keeps running
+# afterwards, until `target/debug/testcluster down`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,32 +15,151 @@ if [[ $(id -u) != 0 ]]; then
   exit 1
 fi
 
-step() { printf '==> %s\n' "$*" >&2; }
+NS=demo
+CLUSTER=orders
+state_dir=${EBISU_TESTCLUSTER_DIR:-/tmp/ebisu-testcluster}
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+# Shows a command the way a user would type it, then runs it.
+run() {
+  printf '$ %s\n' "$*" >&2
+  "$@"
+}
+fail() {
+  echo "demo: $*" >&2
+  exit 1
+}
 
 step "machine setup (tests/setup.sh)"
 bash tests/setup.sh
 
-step "control plane binaries (tests/build-controlplane.sh; cached)"
+step "control plane binaries (tests/build-controlplane.sh; cached after the first run)"
 EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
 export EBISU_CONTROLPLANE_BIN
+helm() { "$EBISU_CONTROLPLANE_BIN/helm" "$@"; }
 
-step "workspace binaries (cargo build)"
+step "ebisu binaries (cargo build; the local cluster runs them as its images)"
 cargo build --workspace --bins --locked >&2
 
-step "starting the cluster (testcluster up)"
-state_dir=${EBISU_TESTCLUSTER_DIR:-/tmp/ebisu-testcluster}
+step "starting the local cluster: 6 nodes in 3 zones, EBS-like volumes"
 ./target/debug/testcluster --state-dir "$state_dir" up >/dev/null
+export KUBECONFIG=$state_dir/kubeconfig
+run kubectl get nodes -L topology.kubernetes.io/zone
+
+step "installing ebisu with its Helm chart"
+run helm install ebisu charts/ebisu --namespace ebisu-system --create-namespace --wait --timeout 120s
+
+step "applying examples/basic.yaml"
+run kubectl create namespace "$NS"
+run kubectl -n "$NS" apply -f examples/basic.yaml
+
+step "waiting for 3 Ready instances (status as the operator reports it)"
+last=""
+started=$SECONDS
+for _ in $(seq 1 300); do
+  status=$(kubectl -n "$NS" get myc "$CLUSTER" -o jsonpath='{.status.readyReplicas} {.status.phase}' 2>/dev/null || true)
+  now=$(kubectl -n "$NS" get myc "$CLUSTER" -o jsonpath='primary={.status.currentPrimary} ready={.status.readyReplicas}/{.spec.replicas} phase={.status.phase}' 2>/dev/null || true)
+  if [[ $now != "$last" ]]; then
+    printf '  %3ss  %s\n' $((SECONDS - started)) "$now" >&2
+    last=$now
+  fi
+  [[ $status == "3 Running" ]] && break
+  sleep 1
+done
+[[ ${status:-} == "3 Running" ]] || fail "the cluster did not become Ready in 5 minutes; see kubectl -n $NS describe myc $CLUSTER"
+run kubectl -n "$NS" get pods -L ebisu.dev/role -o wide
+
+step "creating an application user on the primary as root"
+# Where a user would `kubectl exec` into the primary, the demo reaches the
+# same server socket from the host: the local cluster has no exec.
+primary=$(kubectl -n "$NS" get myc "$CLUSTER" -o jsonpath='{.status.currentPrimary}')
+uid=$(kubectl -n "$NS" get pod "$primary" -o jsonpath='{.metadata.uid}')
+socket=/tmp/ebisu-demo-$$.sock # the real path is longer than a socket address may be
+ln -sf "$state_dir/pods/${NS}_${primary}_${uid}/volumes/run/mysqld.sock" "$socket"
+trap 'rm -f "$socket"' EXIT
+MYSQL_PWD=$(kubectl -n "$NS" get secret "$CLUSTER-credentials" -o go-template='{{index .data "root-password" | base64decode}}')
+app_password=$(openssl rand -hex 16)
+MYSQL_PWD=$MYSQL_PWD mariadb --skip-ssl -S "$socket" -uroot -e "
+  CREATE DATABASE demo;
+  CREATE TABLE demo.orders (id INT PRIMARY KEY, item TEXT);
+  CREATE USER app@'%' IDENTIFIED BY '$app_password';
+  GRANT SELECT, INSERT, UPDATE, DELETE ON demo.* TO app@'%';"
+rm -f "$socket"
+echo "  created user app with a generated password, kept in Secret $NS/app-client" >&2
+kubectl -n "$NS" create secret generic app-client \
+  --from-literal=client.cnf="$(printf '[client]\nuser=app\npassword=%s\nskip-ssl\n' "$app_password")" >/dev/null
+
+# A one-shot client pod: a shell script with the mariadb client and the
+# app's credentials from the Secret, reaching servers by Service name.
+client() {
+  local name=$1 script=$2
+  kubectl -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $name
+spec:
+  restartPolicy: Never
+  containers:
+    - name: client
+      image: mariadb:10.11
+      command: [sh, -c]
+      args:
+        - |
+$(sed 's/^/          /' <<<"$script")
+      volumeMounts: [{name: app, mountPath: /etc/app, readOnly: true}]
+  volumes: [{name: app, secret: {secretName: app-client}}]
+EOF
+  local phase=""
+  for _ in $(seq 1 90); do
+    phase=$(kubectl -n "$NS" get pod "$name" -o jsonpath='{.status.phase}')
+    [[ $phase == Succeeded || $phase == Failed ]] && break
+    sleep 1
+  done
+  kubectl -n "$NS" logs "$name" >&2 || true
+  kubectl -n "$NS" delete pod "$name" --wait=false >/dev/null
+  [[ $phase == Succeeded ]] || fail "client pod $name ended ${phase:-unfinished}"
+}
+
+step "writing a row through the primary Service ($CLUSTER-primary), from a pod"
+client write-order "$(
+  cat <<EOF
+mariadb --defaults-extra-file=/etc/app/client.cnf -h $CLUSTER-primary --table -e "
+  INSERT INTO demo.orders VALUES (1, 'green tea');
+  SELECT @@hostname AS written_on, @@read_only AS read_only"
+EOF
+)"
+
+step "reading it back through the read Service ($CLUSTER-read: replicas only), from a pod"
+client read-order "$(
+  cat <<EOF
+sql() { mariadb --defaults-extra-file=/etc/app/client.cnf -h $CLUSTER-read "\$@"; }
+# Replication is asynchronous to the client: wait until the row is applied.
+for i in \$(seq 30); do
+  if [ "\$(sql -N -e 'SELECT COUNT(*) FROM demo.orders')" = 1 ]; then
+    exec sql --table -e "SELECT @@hostname AS read_on, @@read_only AS read_only, id, item FROM demo.orders"
+  fi
+  sleep 1
+done
+echo "the row did not reach a replica within 30 s" >&2
+exit 1
+EOF
+)"
+
+step "the cluster as kubectl shows it"
+run kubectl -n "$NS" get myc
 
 cat <<EOT
 
-The cluster is up: 6 nodes in 3 zones, an ebs.csi.aws.com provisioner.
+ebisu is running a replicated MariaDB cluster on the local Kubernetes cluster.
 
-  export KUBECONFIG=$state_dir/kubeconfig
-  kubectl get nodes -L topology.kubernetes.io/zone
+  export KUBECONFIG=$KUBECONFIG
+  kubectl -n $NS get myc,pods,pvc -L ebisu.dev/role
+  kubectl -n $NS scale myc/$CLUSTER --replicas=5      # new replicas are cloned from a replica
+  kubectl -n $NS delete pod $CLUSTER-1                # it returns on its own volume
+  kubectl -n ebisu-system logs deploy/ebisu-operator
 
-  target/debug/testcluster status                 # nodes and readiness
-  target/debug/testcluster logs POD [-c CONTAINER] [-n NAMESPACE]
-  target/debug/testcluster node stop NAME         # simulate a crashed machine
-  target/debug/testcluster node start NAME
-  target/debug/testcluster down                   # stop everything, remove all state
+  target/debug/testcluster status                     # nodes and readiness
+  target/debug/testcluster node stop NAME             # simulate a crashed machine
+  target/debug/testcluster down                       # stop everything, remove all state
 EOT
