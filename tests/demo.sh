@@ -137,7 +137,8 @@ sql() { mariadb --defaults-extra-file=/etc/app/client.cnf -h $CLUSTER-read "\$@"
 # Replication is asynchronous to the client: wait until the row is applied.
 for i in \$(seq 30); do
   if [ "\$(sql -N -e 'SELECT COUNT(*) FROM demo.orders')" = 1 ]; then
-    exec sql --table -e "SELECT @@hostname AS read_on, @@read_only AS read_only, id, item FROM demo.orders"
+    sql --table -e "SELECT @@hostname AS read_on, @@read_only AS read_only, id, item FROM demo.orders"
+    exit \$?
   fi
   sleep 1
 done
