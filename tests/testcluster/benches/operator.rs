@@ -7,7 +7,9 @@
 //!
 //! (release binaries as the cluster's images; needs root). Environment:
 //! EBISU_BENCH_GIB data size (default 1), EBISU_BENCH_IDLE_SECS idle sample
-//! length (default 60), EBISU_BIN_DIR the binaries the pods run.
+//! length (default 330: longer than the operator's settled requeue of 300 s,
+//! so the sample includes a full reconcile of every server), EBISU_BIN_DIR
+//! the binaries the pods run.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
@@ -95,7 +97,7 @@ fn cloned_bytes(k: &Kubectl, pod: &str) -> (u64, String) {
 fn main() {
     // `cargo bench` passes --bench; nothing to filter.
     let gib = env_u64("EBISU_BENCH_GIB", 1);
-    let idle_secs = env_u64("EBISU_BENCH_IDLE_SECS", 60);
+    let idle_secs = env_u64("EBISU_BENCH_IDLE_SECS", 330);
     let bin_dir = std::env::var_os("EBISU_BIN_DIR")
         .map_or_else(|| workspace_path("target/debug"), PathBuf::from);
     println!("pods run the binaries in {}", bin_dir.display());
@@ -173,7 +175,8 @@ fn main() {
         .map(|pod| cloned_bytes(&k, pod))
         .collect();
 
-    // Settled: the operator requeues slowly and reacts only to changes.
+    // Settled: the operator reacts to changes and otherwise requeues every
+    // 300 s, so a default sample of 330 s covers one reconcile.
     std::thread::sleep(Duration::from_secs(15));
     let pid = operator_pid();
     let (cpu_before, _) = usage(pid);
