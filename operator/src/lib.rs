@@ -13,6 +13,7 @@ pub mod clustering;
 pub mod controller;
 pub mod crd;
 pub mod health;
+pub mod leader;
 pub mod quantity;
 pub mod rbac;
 pub mod status;

@@ -5,6 +5,7 @@ use clap::Parser;
 use ebisu_operator::{
     controller::{self, Context},
     health,
+    leader::Candidate,
     validate::OperatorSettings,
 };
 use tracing_subscriber::{EnvFilter, fmt};
@@ -26,6 +27,11 @@ struct Args {
     /// Name of this operator instance in Events (the pod name when in-cluster).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+
+    /// Namespace of the leader-election Lease: the operator's own (defaults
+    /// to the service account's namespace in-cluster, the context's outside).
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
 
     /// Address of the health endpoints (/healthz, /readyz).
     #[arg(long, env = "EBISU_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
@@ -61,11 +67,68 @@ async fn main() -> std::process::ExitCode {
     };
     let readiness = health::Readiness::default();
     tokio::spawn(health::serve(listener, readiness.clone()));
+
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let identity = args.instance.clone().unwrap_or_else(|| {
+        use rand::distr::{Alphanumeric, SampleString};
+        format!(
+            "ebisu-operator-{}",
+            Alphanumeric.sample_string(&mut rand::rng(), 8)
+        )
+    });
+    let candidate = match Candidate::new(client.clone(), &namespace, &identity).await {
+        Ok(candidate) => candidate,
+        Err(error) => {
+            tracing::error!(%error, "failed to stand for election");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // A standby is ready: it is what a rollout waits for before stopping the
+    // leader, and it takes over as soon as the Lease is free.
+    readiness.set_ready();
+    tracing::info!(%identity, %namespace, lease = ebisu_operator::leader::LEASE_NAME, "standing for election");
+    tokio::select! {
+        () = candidate.acquire() => {}
+        () = shutdown_signal() => return std::process::ExitCode::SUCCESS,
+    }
+
     let settings = OperatorSettings {
         sidecar_image: args.sidecar_image,
     };
     tracing::info!(sidecar_image = %settings.sidecar_image, "starting the MySQLCluster controller");
-    readiness.set_ready();
-    controller::run(Context::new(client, settings, args.instance)).await;
+    tokio::select! {
+        () = controller::run(Context::new(client, settings, args.instance)) => {}
+        error = candidate.lost() => {
+            // Another operator may already be acting: stop now, mid-reconcile
+            // if need be, and stand again from a fresh process.
+            tracing::error!(%error, "stopping: no longer the leader");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    if let Err(error) = candidate.release().await {
+        tracing::warn!(%error, "the next operator waits for the Lease to run out");
+    }
     std::process::ExitCode::SUCCESS
+}
+
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "failed to watch for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -1,5 +1,5 @@
 //! Every permission the operator uses, and why. The Helm chart's ClusterRole
-//! must grant exactly these (a test renders the chart and compares), so a
+//! (and, for the leader Lease, its Role) must grant exactly these (a test renders the chart and compares), so a
 //! new API call without a new line here fails the tests, and a line nobody
 //! needs is noticed.
 
@@ -65,3 +65,12 @@ pub const RULES: &[Rule] = &[
     // Events (kube's recorder creates, then patches repeated ones).
     rule("events.k8s.io", "events", &["create", "patch"]),
 ];
+
+/// What the operator does in its own namespace only (a Role, not the
+/// ClusterRole): the leader election's Lease, read, created when missing
+/// and renewed with server-side apply.
+pub const NAMESPACED_RULES: &[Rule] = &[rule(
+    "coordination.k8s.io",
+    "leases",
+    &["get", "create", "patch"],
+)];

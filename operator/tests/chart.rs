@@ -1,6 +1,6 @@
 //! The Helm chart: `helm lint` passes, `helm template` renders the operator
-//! Deployment with probes and the configured images, and its ClusterRole
-//! grants exactly what the operator uses (`ebisu_operator::rbac::RULES`).
+//! Deployment with probes and the configured images, and its ClusterRole and
+//! Role grant exactly what the operator uses (`ebisu_operator::rbac`).
 //! helm is the pinned one from tests/build-controlplane.sh.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
@@ -78,10 +78,10 @@ fn chart_lints() {
     );
 }
 
-#[test]
-fn cluster_role_grants_exactly_what_the_operator_uses() {
-    let docs = template(&[]);
-    let role = kind(&docs, "ClusterRole");
+type Grant = (String, String, String);
+
+/// Every (group, resource, verb) a Role or ClusterRole grants.
+fn granted(role: &Value) -> BTreeSet<Grant> {
     let mut granted = BTreeSet::new();
     for rule in role["rules"].as_sequence().unwrap() {
         for group in rule["apiGroups"].as_sequence().unwrap() {
@@ -96,25 +96,62 @@ fn cluster_role_grants_exactly_what_the_operator_uses() {
             }
         }
     }
-    let used: BTreeSet<_> = ebisu_operator::rbac::RULES
+    granted
+}
+
+fn used(rules: &[ebisu_operator::rbac::Rule]) -> BTreeSet<Grant> {
+    rules
         .iter()
         .flat_map(|r| {
             r.verbs
                 .iter()
                 .map(move |v| (r.group.to_owned(), r.resource.to_owned(), (*v).to_owned()))
         })
-        .collect();
-    let extra: Vec<_> = granted.difference(&used).collect();
-    let missing: Vec<_> = used.difference(&granted).collect();
+        .collect()
+}
+
+#[track_caller]
+fn assert_exactly(kind: &str, granted: &BTreeSet<Grant>, used: &BTreeSet<Grant>) {
+    let extra: Vec<_> = granted.difference(used).collect();
+    let missing: Vec<_> = used.difference(granted).collect();
     assert!(
         extra.is_empty() && missing.is_empty(),
-        "chart grants more {extra:?} / less {missing:?} than the operator uses"
+        "the {kind} grants more {extra:?} / less {missing:?} than the operator uses"
     );
     assert!(
         !granted.iter().any(|(_, _, v)| v == "*"),
         "no wildcard verbs"
     );
+}
+
+#[test]
+fn cluster_role_grants_exactly_what_the_operator_uses() {
+    let docs = template(&[]);
+    assert_exactly(
+        "ClusterRole",
+        &granted(kind(&docs, "ClusterRole")),
+        &used(ebisu_operator::rbac::RULES),
+    );
     let binding = kind(&docs, "ClusterRoleBinding");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        kind(&docs, "ServiceAccount")["metadata"]["name"]
+    );
+}
+
+#[test]
+fn role_grants_the_leader_lease_in_the_release_namespace_only() {
+    let docs = template(&[]);
+    let role = kind(&docs, "Role");
+    assert_eq!(role["metadata"]["namespace"], "ebisu-system");
+    assert_exactly(
+        "Role",
+        &granted(role),
+        &used(ebisu_operator::rbac::NAMESPACED_RULES),
+    );
+    let binding = kind(&docs, "RoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["metadata"]["namespace"], "ebisu-system");
     assert_eq!(
         binding["subjects"][0]["name"],
         kind(&docs, "ServiceAccount")["metadata"]["name"]
@@ -139,6 +176,12 @@ fn deployment_runs_the_configured_images_with_probes() {
         Some(Value::from("ghcr.io/ebisu-dev/ebisu-sidecar:test"))
     );
     assert_eq!(value("RUST_LOG"), Some(Value::from("debug")));
+    let namespace = env.iter().find(|e| e["name"] == "POD_NAMESPACE").unwrap();
+    assert_eq!(
+        namespace["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace",
+        "the leader Lease lives in the operator's namespace"
+    );
+    assert_eq!(deployment["spec"]["replicas"], 1);
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);

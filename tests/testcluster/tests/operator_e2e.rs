@@ -5,7 +5,9 @@
 //! read back from every replica, a deleted replica comes back on its own
 //! volume in its zone and catches up without a clone, `kubectl scale` to 5
 //! seeds the new instances from a replica even when the operator pod is
-//! deleted halfway, and scaling back to 3 keeps the volumes.
+//! deleted halfway, and scaling back to 3 keeps the volumes. With two
+//! operator pods only the Lease holder acts, and the standby takes over when
+//! the leader goes.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 use std::{collections::BTreeSet, path::Path, time::Duration};
@@ -103,6 +105,19 @@ impl E2e {
             "{.items[?(@.metadata.deletionTimestamp)].metadata.name}|{.items[*].metadata.name}",
         )
     }
+
+    /// The operator pod holding the leader Lease.
+    fn leader(&self) -> String {
+        self.k.jsonpath(
+            OPERATOR_NAMESPACE,
+            "lease/ebisu-operator",
+            "{.spec.holderIdentity}",
+        )
+    }
+
+    fn operator_log(&self, pod: &str) -> String {
+        self.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", pod])
+    }
 }
 
 #[test]
@@ -141,6 +156,8 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
         5,
         "scaled-down instances keep their volumes: {claims}"
     );
+
+    a_standby_operator_takes_over_from_the_leader(&e);
 
     runtime.block_on(cluster.down()).unwrap();
 }
@@ -244,6 +261,7 @@ fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &E2e) {
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .unwrap();
     assert!(!first.is_empty() && !first.contains(' '), "{first:?}");
+    assert_eq!(e.leader(), first, "the only operator pod leads");
 
     e.kubectl(&["-n", NS, "scale", "myc/orders", "--replicas=5"]);
     e.wait("orders-3 created", Duration::from_secs(60), |e| {
@@ -258,6 +276,7 @@ fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &E2e) {
         terminating.is_empty() && !running.is_empty() && running != first,
         "a new operator pod replaced {first}: {now:?}"
     );
+    assert_eq!(e.leader(), running, "the new operator pod leads");
     for new in ["orders-3", "orders-4"] {
         let log = e.init_log(new);
         let donor = log
@@ -276,4 +295,69 @@ fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &E2e) {
             |e| e.get(&format!("pod/{new}"), "{.metadata.labels.ebisu\\.dev/role}") == "replica",
         );
     }
+}
+
+fn a_standby_operator_takes_over_from_the_leader(e: &E2e) {
+    let leader = e.leader();
+    e.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "scale",
+        "deployment/ebisu-operator",
+        "--replicas=2",
+    ]);
+    let ready =
+        "{range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}";
+    let mut standby = String::new();
+    e.wait(
+        "a ready standby operator pod",
+        Duration::from_secs(60),
+        |e| {
+            let pods = e.k.jsonpath(OPERATOR_NAMESPACE, "pods", ready);
+            standby = pods
+                .split(' ')
+                .filter_map(|p| p.strip_suffix("=True"))
+                .find(|p| *p != leader)
+                .unwrap_or_default()
+                .to_owned();
+            !standby.is_empty()
+        },
+    );
+    // A standby waits: it never starts the controller while the leader lives.
+    let log = e.operator_log(&standby);
+    assert!(
+        log.contains("standing for election")
+            && !log.contains("starting the MySQLCluster controller"),
+        "{standby} must stand by:\n{log}"
+    );
+    assert_eq!(e.leader(), leader);
+
+    // The leader hands the Lease over as it stops: another operator pod (the
+    // standby, or the replacement the Deployment starts, whichever asks
+    // first) leads within the Lease's 15 s.
+    e.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", &leader]);
+    let mut successor = String::new();
+    e.wait(
+        "another operator pod to hold the Lease",
+        Duration::from_secs(30),
+        |e| {
+            successor = e.leader();
+            !successor.is_empty() && successor != leader
+        },
+    );
+    let log = e.operator_log(&successor);
+    assert!(
+        log.contains("starting the MySQLCluster controller"),
+        "{successor} holds the Lease, so it runs the controller:\n{log}"
+    );
+
+    // And it reconciles: scaling to 4 brings orders-3 back on its kept volume.
+    e.kubectl(&["-n", NS, "scale", "myc/orders", "--replicas=4"]);
+    assert_eq!(e.wait_running(4), "orders-0");
+    let log = e.init_log("orders-3");
+    assert!(
+        log.contains("data directory holds data") && !log.contains("seeded from donor"),
+        "orders-3 must return on its kept volume without a clone:\n{log}"
+    );
+    e.wait_row("orders-3", 2, "coffee");
 }
