@@ -96,6 +96,8 @@ pub struct Context {
     pub settings: OperatorSettings,
     /// Event recorder.
     pub recorder: Recorder,
+    /// HTTP client for the instance agents, shared so its connections are reused.
+    pub agents: reqwest::Client,
 }
 
 impl std::fmt::Debug for Context {
@@ -118,6 +120,7 @@ impl Context {
             client,
             settings,
             recorder,
+            agents: reqwest::Client::new(),
         }
     }
 }
@@ -264,6 +267,7 @@ async fn cluster_servers(
         &validated.namespace,
         &observed.pods,
         &accounts.operator,
+        &ctx.agents,
     )
     .await;
     let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();

@@ -15,6 +15,10 @@ use tracing::debug;
 
 use super::state::{Replication, ServerState};
 
+/// How long a server or agent may take to answer before it counts as down
+/// for this pass: a hung pod must not stall the reconcile of the others.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The operator's account on the servers.
 #[derive(Clone)]
 pub struct OperatorAccount {
@@ -51,6 +55,7 @@ pub async fn servers(
     namespace: &str,
     pods: &[Pod],
     account: &OperatorAccount,
+    agents: &reqwest::Client,
 ) -> Vec<Observed> {
     let mut ordered: Vec<&Pod> = pods.iter().collect();
     // Replicas first, the labelled primary last.
@@ -76,7 +81,7 @@ pub async fn servers(
         let mut lag_seconds = None;
         if let Some(ip) = &ip {
             // Unknown counts as pending: never race an agent applying a seed.
-            state.seed_pending = agent_seed_pending(ip).await.unwrap_or(true);
+            state.seed_pending = agent_seed_pending(agents, ip).await.unwrap_or(true);
             match read(ip, account).await {
                 Ok(read) => {
                     state.reachable = true;
@@ -111,18 +116,15 @@ pub async fn servers(
 }
 
 /// Whether the pod's agent reports a seed it has not applied yet.
-async fn agent_seed_pending(ip: &str) -> Option<bool> {
+async fn agent_seed_pending(agents: &reqwest::Client, ip: &str) -> Option<bool> {
     let url = format!(
         "http://{ip}:{}{}",
         names::AGENT_PORT,
         ebisu_api::agent::PATH_STATUS
     );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    let bytes = client
+    let bytes = agents
         .get(url)
+        .timeout(ANSWER_TIMEOUT)
         .send()
         .await
         .ok()?
@@ -160,7 +162,7 @@ pub async fn connect(ip: &str, account: &OperatorAccount) -> Result<Conn, String
         .user(Some(account.user.clone()))
         .pass(Some(account.password.clone()))
         .prefer_socket(false);
-    tokio::time::timeout(Duration::from_secs(3), Conn::new(opts))
+    tokio::time::timeout(ANSWER_TIMEOUT, Conn::new(opts))
         .await
         .map_err(|_| "failed to connect: timed out".to_owned())?
         .map_err(|e| format!("failed to connect: {e}"))
