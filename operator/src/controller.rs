@@ -12,7 +12,10 @@ use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service},
+        core::v1::{
+            ConfigMap, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+            Service,
+        },
         policy::v1::PodDisruptionBudget,
         storage::v1::StorageClass,
     },
@@ -47,8 +50,10 @@ pub const FINALIZER: &str = "ebisu.dev/cleanup";
 
 /// How soon to look again while a cluster is still settling.
 const UNSETTLED_REQUEUE: Duration = Duration::from_secs(10);
-/// How soon to look again when everything is as desired.
-const SETTLED_REQUEUE: Duration = Duration::from_secs(300);
+/// How soon to look again when everything is as desired. Drift on a server
+/// (replication stopped, a replica made writable, errant transactions)
+/// changes nothing Kubernetes watches: this period is how soon it is found.
+const SETTLED_REQUEUE: Duration = Duration::from_secs(30);
 /// How soon to retry after an error.
 const ERROR_REQUEUE: Duration = Duration::from_secs(15);
 
@@ -200,6 +205,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
                     "InvalidSpec",
                     "Validate",
                     message.clone(),
+                    None,
                 )
                 .await;
             }
@@ -223,6 +229,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
             "CredentialsGenerated",
             "Apply",
             "generated missing credentials in the credentials Secret".to_owned(),
+            None,
         )
         .await;
     }
@@ -235,6 +242,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
             "VolumeExpanding",
             "Resize",
             format!("raised {claim} to {}", validated.storage.size.0),
+            Some(about::<PersistentVolumeClaim>(&validated.namespace, claim)),
         )
         .await;
     }
@@ -286,10 +294,20 @@ async fn cluster_servers(
     };
     for action in &decision.actions {
         let (reason, message) = clustering::act::describe(action);
+        let pod = || Some(about::<Pod>(&validated.namespace, action.pod()));
         match clustering::act::apply(action, &target).await {
             Ok(()) => {
                 info!(reason, %message, "repaired");
-                publish(ctx, cluster, EventType::Normal, reason, "Cluster", message).await;
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    reason,
+                    "Cluster",
+                    message,
+                    pod(),
+                )
+                .await;
             }
             Err(error) => {
                 warn!(reason, %error, "repair failed");
@@ -300,12 +318,17 @@ async fn cluster_servers(
                     "RepairFailed",
                     "Cluster",
                     format!("{message}: {error}"),
+                    pod(),
                 )
                 .await;
             }
         }
     }
-    let problems: Vec<String> = decision.problems.iter().map(describe_problem).collect();
+    let problems: Vec<String> = decision
+        .problems
+        .iter()
+        .map(|p| describe_problem(p).1)
+        .collect();
     let previous = cluster.status.as_ref().and_then(|s| {
         s.conditions
             .iter()
@@ -313,15 +336,19 @@ async fn cluster_servers(
             .map(|c| c.message.clone())
     });
     if !problems.is_empty() && previous.as_deref() != Some(problems.join("; ").as_str()) {
-        for problem in &problems {
-            warn!(%problem, "cluster problem");
+        for problem in &decision.problems {
+            let (reason, message) = describe_problem(problem);
+            warn!(reason, %message, "cluster problem");
             publish(
                 ctx,
                 cluster,
                 EventType::Warning,
-                "ClusterProblem",
+                reason,
                 "Cluster",
-                problem.clone(),
+                message,
+                problem
+                    .pod()
+                    .map(|pod| about::<Pod>(&validated.namespace, pod)),
             )
             .await;
         }
@@ -346,24 +373,29 @@ async fn cluster_servers(
     Ok((view, !decision.actions.is_empty()))
 }
 
-fn describe_problem(problem: &clustering::Problem) -> String {
+/// The Event reason and the message (also the Degraded condition's) of a problem.
+fn describe_problem(problem: &clustering::Problem) -> (&'static str, String) {
     use clustering::Problem;
     match problem {
-        Problem::PrimaryUnreachable(pod) => {
-            format!("primary {pod} does not answer; no replica is promoted automatically yet")
-        }
-        Problem::NoPrimary(why) => format!("no primary: {why}"),
-        Problem::ErrantTransactions { pod, gtids } => {
+        Problem::PrimaryUnreachable(pod) => (
+            "PrimaryUnreachable",
+            format!("primary {pod} does not answer; no replica is promoted automatically yet"),
+        ),
+        Problem::NoPrimary(why) => ("NoPrimary", format!("no primary: {why}")),
+        Problem::ErrantTransactions { pod, gtids } => (
+            "ErrantTransactions",
             format!(
                 "{pod} holds transactions the primary lacks ({gtids}); it is fenced and left out until re-cloned"
-            )
-        }
-        Problem::ReplicationBroken { pod, error } => {
-            format!("replication on {pod} stopped: {error}")
-        }
-        Problem::PrimaryReplicates(pod) => {
-            format!("primary {pod} is configured to replicate from another server")
-        }
+            ),
+        ),
+        Problem::ReplicationBroken { pod, error } => (
+            "ReplicationBroken",
+            format!("replication on {pod} stopped: {error}"),
+        ),
+        Problem::PrimaryReplicates(pod) => (
+            "PrimaryReplicates",
+            format!("primary {pod} is configured to replicate from another server"),
+        ),
     }
 }
 
@@ -505,16 +537,31 @@ async fn publish(
     reason: &str,
     action: &str,
     note: String,
+    about: Option<ObjectReference>,
 ) {
+    // The recorder folds Events with the same reason about the same objects
+    // into one series that keeps the first note; naming the object an Event
+    // is about keeps, say, a fence of orders-1 apart from one of orders-2.
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note),
         action: action.to_owned(),
-        secondary: None,
+        secondary: about,
     };
     // An Event that cannot be written must not fail the reconcile.
     if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
         warn!(%error, reason, "failed to publish event");
+    }
+}
+
+/// A reference to an object of the cluster's namespace, for an Event.
+fn about<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        namespace: Some(namespace.to_owned()),
+        name: Some(name.to_owned()),
+        ..ObjectReference::default()
     }
 }

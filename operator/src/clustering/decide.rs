@@ -34,6 +34,21 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The pod the action changes.
+    pub fn pod(&self) -> &str {
+        match self {
+            Self::LabelPrimary(pod)
+            | Self::LabelReplica(pod)
+            | Self::Unlabel(pod)
+            | Self::MakeWritable(pod)
+            | Self::Fence(pod)
+            | Self::Replicate { pod, .. }
+            | Self::EnableSemiSync { pod, .. } => pod,
+        }
+    }
+}
+
 /// Something the operator will not repair by itself; becomes a condition and an Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -57,6 +72,19 @@ pub enum Problem {
     },
     /// The primary is configured to replicate from someone.
     PrimaryReplicates(String),
+}
+
+impl Problem {
+    /// The pod the problem is about, when it is about one.
+    pub fn pod(&self) -> Option<&str> {
+        match self {
+            Self::PrimaryUnreachable(pod)
+            | Self::ErrantTransactions { pod, .. }
+            | Self::ReplicationBroken { pod, .. }
+            | Self::PrimaryReplicates(pod) => Some(pod),
+            Self::NoPrimary(_) => None,
+        }
+    }
 }
 
 /// What to do, and what cannot be done.
@@ -263,6 +291,41 @@ mod tests {
 
     fn host(pod: &str) -> String {
         format!("{pod}.db.shop.svc.cluster.local")
+    }
+
+    #[test]
+    fn actions_and_problems_name_the_pod_their_events_are_about() {
+        let pod = || "db-1".to_owned();
+        let actions = [
+            Action::LabelPrimary(pod()),
+            Action::LabelReplica(pod()),
+            Action::Unlabel(pod()),
+            Action::MakeWritable(pod()),
+            Action::Fence(pod()),
+            Action::Replicate {
+                pod: pod(),
+                source_host: host("db-0"),
+            },
+            Action::EnableSemiSync {
+                pod: pod(),
+                as_primary: false,
+            },
+        ];
+        assert!(actions.iter().all(|a| a.pod() == "db-1"));
+        let problems = [
+            Problem::PrimaryUnreachable(pod()),
+            Problem::ErrantTransactions {
+                pod: pod(),
+                gtids: "0-101-3".to_owned(),
+            },
+            Problem::ReplicationBroken {
+                pod: pod(),
+                error: "duplicate key".to_owned(),
+            },
+            Problem::PrimaryReplicates(pod()),
+        ];
+        assert!(problems.iter().all(|p| p.pod() == Some("db-1")));
+        assert_eq!(Problem::NoPrimary("two primaries".to_owned()).pod(), None);
     }
 
     fn primary(pod: &str, seq: &str) -> ServerState {

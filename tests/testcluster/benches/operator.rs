@@ -7,9 +7,8 @@
 //!
 //! (release binaries as the cluster's images; needs root). Environment:
 //! EBISU_BENCH_GIB data size (default 1), EBISU_BENCH_IDLE_SECS idle sample
-//! length (default 330: longer than the operator's settled requeue of 300 s,
-//! so the sample includes a full reconcile of every server), EBISU_BIN_DIR
-//! the binaries the pods run.
+//! length (default 120: four of the operator's settled reconciles, one
+//! every 30 s), EBISU_BIN_DIR the binaries the pods run.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
@@ -97,7 +96,7 @@ fn cloned_bytes(k: &Kubectl, pod: &str) -> (u64, String) {
 fn main() {
     // `cargo bench` passes --bench; nothing to filter.
     let gib = env_u64("EBISU_BENCH_GIB", 1);
-    let idle_secs = env_u64("EBISU_BENCH_IDLE_SECS", 330);
+    let idle_secs = env_u64("EBISU_BENCH_IDLE_SECS", 120);
     let bin_dir = std::env::var_os("EBISU_BIN_DIR")
         .map_or_else(|| workspace_path("target/debug"), PathBuf::from);
     println!("pods run the binaries in {}", bin_dir.display());
@@ -175,8 +174,8 @@ fn main() {
         .map(|pod| cloned_bytes(&k, pod))
         .collect();
 
-    // Settled: the operator reacts to changes and otherwise requeues every
-    // 300 s, so a default sample of 330 s covers one reconcile.
+    // Settled: the operator reacts to changes and otherwise looks at every
+    // server each 30 s, so the sample covers those reconciles.
     std::thread::sleep(Duration::from_secs(15));
     let pid = operator_pid();
     let (cpu_before, _) = usage(pid);

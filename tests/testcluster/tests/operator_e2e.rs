@@ -2,12 +2,14 @@
 //! installs the operator as a pod (its RBAC, in-cluster credentials),
 //! `kubectl apply -f examples/basic.yaml` gives one primary and two
 //! replicas replicating from it, a row written through `<name>-primary` is
-//! read back from every replica, a deleted replica comes back on its own
+//! read back from every replica, a replica stopped and made writable by hand
+//! is repaired (with Events), a deleted replica comes back on its own
 //! volume in its zone and catches up without a clone, `kubectl scale` to 5
 //! seeds the new instances from a replica even when the operator pod is
 //! deleted halfway, and scaling back to 3 keeps the volumes. With two
-//! operator pods only the Lease holder acts, and the standby takes over when
-//! the leader goes.
+//! operator pods only the Lease holder acts, and another pod takes over
+//! when the leader goes. A replica with errant transactions is reported and left
+//! out, its data kept.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 use std::{collections::BTreeSet, path::Path, time::Duration};
@@ -115,6 +117,19 @@ impl E2e {
         )
     }
 
+    fn root(&self, pod: &str, statement: &str) -> String {
+        ebisu::root_sql(&self.k, &self.layout, NS, "orders", pod, statement)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
+    }
+
+    /// Every Event in the namespace as `reason: message` lines.
+    fn events(&self) -> String {
+        self.get(
+            "events",
+            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        )
+    }
+
     fn operator_log(&self, pod: &str) -> String {
         self.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", pod])
     }
@@ -139,6 +154,7 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     e.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
 
     three_instances_replicate_from_one_primary(&e);
+    a_replica_that_drifted_is_repaired(&e);
     a_deleted_replica_returns_on_its_volume_without_a_clone(&e);
     scale_up_finishes_after_the_operator_pod_is_deleted(&e);
 
@@ -158,6 +174,7 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     );
 
     a_standby_operator_takes_over_from_the_leader(&e);
+    a_replica_with_errant_transactions_is_reported_and_left_out(&e);
 
     runtime.block_on(cluster.down()).unwrap();
 }
@@ -360,4 +377,70 @@ fn a_standby_operator_takes_over_from_the_leader(e: &E2e) {
         "orders-3 must return on its kept volume without a clone:\n{log}"
     );
     e.wait_row("orders-3", 2, "coffee");
+}
+
+/// Drift Kubernetes cannot see: a replica stopped and made writable by hand.
+/// The operator's periodic look finds it, fixes both and says so in Events.
+fn a_replica_that_drifted_is_repaired(e: &E2e) {
+    e.root("orders-2", "STOP SLAVE; SET GLOBAL read_only = OFF");
+    e.wait(
+        "orders-2 read-only and replicating again",
+        Duration::from_secs(90),
+        |e| {
+            e.root(
+                "orders-2",
+                "SELECT CONCAT(IF(@@read_only, 'read-only', 'writable'), ' ', VARIABLE_VALUE) \
+                 FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RUNNING'",
+            ) == "read-only ON"
+        },
+    );
+    e.wait("Events for both repairs", Duration::from_secs(30), |e| {
+        let events = e.events();
+        events.contains("Fenced: made orders-2 read-only")
+            && events.contains("ReplicationRepaired: pointed orders-2 at")
+    });
+    e.app(
+        &e.ip("orders-0"),
+        "INSERT INTO shop.orders VALUES (3, 'mate')",
+    )
+    .unwrap();
+    e.wait_row("orders-2", 3, "mate");
+}
+
+/// A transaction written on a replica (root bypasses read_only) exists
+/// nowhere else: the replica can never be a faithful copy again. The
+/// operator reports it, takes it out of the read Service, and neither
+/// re-joins nor deletes it.
+fn a_replica_with_errant_transactions_is_reported_and_left_out(e: &E2e) {
+    e.root("orders-3", "INSERT INTO shop.orders VALUES (99, 'errant')");
+    e.wait(
+        "a Degraded condition naming orders-3",
+        Duration::from_secs(90),
+        |e| {
+            e.get(
+                "myc/orders",
+                "{.status.conditions[?(@.type==\"Degraded\")].message}",
+            )
+            .contains("orders-3 holds transactions the primary lacks")
+        },
+    );
+    e.wait("orders-3 unlabelled", Duration::from_secs(30), |e| {
+        e.get("pod/orders-3", "{.metadata.labels.ebisu\\.dev/role}")
+            .is_empty()
+    });
+    assert!(
+        e.events()
+            .contains("ErrantTransactions: orders-3 holds transactions the primary lacks"),
+        "a Warning Event names the errant replica:\n{}",
+        e.events()
+    );
+    assert_eq!(
+        e.root("orders-3", "SELECT item FROM shop.orders WHERE id = 99"),
+        "errant",
+        "its data is kept for the user to inspect"
+    );
+    assert_eq!(
+        e.root("orders-0", "SELECT COUNT(*) FROM shop.orders WHERE id = 99"),
+        "0"
+    );
 }
