@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a real local Kubernetes control plane for the integration tests:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and helm,
-# from the Go module proxy, pinned by tests/controlplane/go.mod (kubernetes +
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and
+# helm, from the Go module proxy, pinned by tests/controlplane/go.mod (kubernetes +
 # etcd) and tests/controlplane/helm/go.mod (helm).
 #
 # Binaries go to a cache outside the repository, keyed by the versions:
@@ -40,7 +40,7 @@ if [[ -z $k8s_version || -z $etcd_version || -z $helm_version ]]; then
 fi
 
 bin_dir="${EBISU_CACHE:-$HOME/.cache/ebisu}/controlplane/${k8s_version}-etcd${etcd_version#v}-helm${helm_version#v}/bin"
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler helm)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm)
 
 case "${1:-}" in
   --print-dir) echo "$bin_dir"; exit 0 ;;
@@ -137,6 +137,7 @@ build etcd "$mod_k8s" go.etcd.io/etcd/server/v3 "$etcd_ldflags"
 build kube-apiserver "$mod_k8s" k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kube-controller-manager "$mod_k8s" k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
 build kube-scheduler "$mod_k8s" k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
+build kubectl "$mod_k8s" k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 build helm "$mod_helm" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 echo "build-controlplane: done in $((SECONDS - total_start))s" >&2
 echo "$bin_dir"

@@ -36,7 +36,8 @@ bash tests/setup.sh
 step "control plane binaries (tests/build-controlplane.sh; cached after the first run)"
 EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
 export EBISU_CONTROLPLANE_BIN
-helm() { "$EBISU_CONTROLPLANE_BIN/helm" "$@"; }
+# kubectl and helm as pinned with the control plane, not whatever the machine has.
+export PATH=$EBISU_CONTROLPLANE_BIN:$PATH
 
 step "ebisu binaries (cargo build; the local cluster runs them as its images)"
 cargo build --workspace --bins --locked >&2
@@ -154,7 +155,7 @@ cat <<EOT
 
 ebisu is running a replicated MariaDB cluster on the local Kubernetes cluster.
 
-  export KUBECONFIG=$KUBECONFIG
+  export KUBECONFIG=$KUBECONFIG PATH=$EBISU_CONTROLPLANE_BIN:\$PATH
   kubectl -n $NS get myc,pods,pvc -L ebisu.dev/role
   kubectl -n $NS scale myc/$CLUSTER --replicas=5      # new replicas are cloned from a replica
   kubectl -n $NS delete pod $CLUSTER-1                # it returns on its own volume

@@ -6,8 +6,8 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use crate::{
-    Layout,
-    kubectl::{Kubectl, KubectlError, control_plane_bin, workspace_path},
+    Layout, controlplane,
+    kubectl::{Kubectl, KubectlError, workspace_path},
 };
 
 /// Where the chart puts the operator.
@@ -33,7 +33,7 @@ pub enum EbisuError {
 /// `helm install ebisu charts/ebisu` into [`OPERATOR_NAMESPACE`], waiting
 /// for the operator to be ready.
 pub fn install_operator(k: &Kubectl) -> Result<(), EbisuError> {
-    let helm = control_plane_bin()?.join("helm");
+    let helm = controlplane::bin_dir().join("helm");
     let chart = workspace_path("charts/ebisu");
     k.run_program(
         &helm,

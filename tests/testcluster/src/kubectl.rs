@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::controlplane;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubectlError {
     #[error("failed to start {program}: {source}")]
@@ -33,16 +35,12 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
-    /// The kubectl next to the control plane binaries when the build put one
-    /// there (`EBISU_CONTROLPLANE_BIN`), else the machine's.
+    /// The kubectl built with the control plane (same version as the API
+    /// server), never whatever the machine has on its PATH.
     pub fn new(kubeconfig: impl Into<PathBuf>) -> Self {
-        let program = std::env::var_os("EBISU_CONTROLPLANE_BIN")
-            .map(|dir| Path::new(&dir).join("kubectl"))
-            .filter(|p| p.is_file())
-            .unwrap_or_else(|| "kubectl".into());
         Self {
             kubeconfig: kubeconfig.into(),
-            program,
+            program: controlplane::bin_dir().join("kubectl"),
         }
     }
 
@@ -112,29 +110,4 @@ pub fn workspace_path(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(path)
-}
-
-/// The directory of the pinned control plane binaries (etcd, kube-*, helm):
-/// `EBISU_CONTROLPLANE_BIN` as `tests/all.sh` exports it, else whatever
-/// `tests/build-controlplane.sh` (cached) prints.
-pub fn control_plane_bin() -> Result<PathBuf, KubectlError> {
-    if let Some(dir) = std::env::var_os("EBISU_CONTROLPLANE_BIN") {
-        return Ok(dir.into());
-    }
-    let script = workspace_path("tests/build-controlplane.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .map_err(|source| KubectlError::Spawn {
-            program: script.display().to_string(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(KubectlError::Failed {
-            program: script.display().to_string(),
-            args: String::new(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
 }
