@@ -324,10 +324,14 @@ async fn cluster_servers(
             }
         }
     }
-    let problems: Vec<String> = decision
+    let described: Vec<_> = decision
         .problems
         .iter()
-        .map(|p| describe_problem(p).1)
+        .map(|problem| (problem, describe_problem(problem)))
+        .collect();
+    let problems: Vec<String> = described
+        .iter()
+        .map(|(_, (_, message))| message.clone())
         .collect();
     let previous = cluster.status.as_ref().and_then(|s| {
         s.conditions
@@ -336,8 +340,7 @@ async fn cluster_servers(
             .map(|c| c.message.clone())
     });
     if !problems.is_empty() && previous.as_deref() != Some(problems.join("; ").as_str()) {
-        for problem in &decision.problems {
-            let (reason, message) = describe_problem(problem);
+        for (problem, (reason, message)) in &described {
             warn!(reason, %message, "cluster problem");
             publish(
                 ctx,
@@ -345,7 +348,7 @@ async fn cluster_servers(
                 EventType::Warning,
                 reason,
                 "Cluster",
-                message,
+                message.clone(),
                 problem
                     .pod()
                     .map(|pod| about::<Pod>(&validated.namespace, pod)),

@@ -1,7 +1,7 @@
 //! Every permission the operator uses, and why. The Helm chart's ClusterRole
-//! (and, for the leader Lease, its Role) must grant exactly these (a test renders the chart and compares), so a
-//! new API call without a new line here fails the tests, and a line nobody
-//! needs is noticed.
+//! (and, for the leader Lease, its Role) must grant exactly these (a test
+//! renders the chart and compares), so a new API call without a new line
+//! here fails the tests, and a line nobody needs is noticed.
 
 /// One RBAC rule: API group, resource, verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
