@@ -174,9 +174,20 @@ fn main() {
         .map(|pod| cloned_bytes(&k, pod))
         .collect();
 
-    // Settled: the operator reacts to changes and otherwise looks at every
-    // server each 30 s, so the sample covers those reconciles.
-    std::thread::sleep(Duration::from_secs(15));
+    // Sample the operator at rest: every pod carries its role and the
+    // cluster reports Healthy. From then on it reconciles on changes only,
+    // and otherwise looks at every server each 30 s.
+    k.wait("the cluster to settle", Duration::from_secs(120), |k| {
+        let roles = k.jsonpath(NS, "pods", "{.items[*].metadata.labels.ebisu\\.dev/role}");
+        let healthy = k.jsonpath(
+            NS,
+            &format!("myc/{CLUSTER}"),
+            "{.status.conditions[?(@.type==\"Healthy\")].status}",
+        );
+        let count = |role: &str| roles.split(' ').filter(|r| *r == role).count();
+        (count("primary") == 1 && count("replica") == 4 && healthy == "True").then_some(())
+    })
+    .unwrap();
     let pid = operator_pid();
     let (cpu_before, _) = usage(pid);
     let mut rss_max = 0;
