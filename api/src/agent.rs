@@ -51,8 +51,12 @@ pub struct ReplicationState {
     pub source_host: String,
     /// Port replicated from.
     pub source_port: u16,
-    /// The IO (receiver) thread is connected.
+    /// The receiver (IO) thread runs: connected or (re)connecting. The
+    /// operator reads the same fact the same way.
     pub io_running: bool,
+    /// The receiver is connected and streaming.
+    #[serde(default)]
+    pub io_connected: bool,
     /// The SQL (applier) thread is running.
     pub sql_running: bool,
     /// Seconds behind the source; `None` when the server cannot tell.

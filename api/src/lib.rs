@@ -11,7 +11,8 @@ pub mod cluster;
 pub mod names;
 
 pub use cluster::{
-    CloneSpec, DonorPreference, EbsSpec, EbsVolumeType, Flavor, InstanceRole, InstanceStatus,
-    MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Phase, PodTemplateOverrides,
-    ReplicationSpec, RoleChange, ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec,
+    CloneSpec, ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor,
+    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
+    OperationKind, OperationStep, Phase, PodTemplateOverrides, ReplicationSpec, RoleChange,
+    ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec,
 };

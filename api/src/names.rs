@@ -26,6 +26,27 @@ pub const ROLE_PRIMARY: &str = "primary";
 /// Label value of [`LABEL_ROLE`] on replicas.
 pub const ROLE_REPLICA: &str = "replica";
 
+/// Label on replicas that serve reads (replicating without error, within
+/// the allowed lag): the `<name>-read` Service selects it. Set by the
+/// operator only.
+pub const LABEL_READS: &str = "ebisu.dev/reads";
+/// Value of [`LABEL_READS`] on a replica that serves reads.
+pub const READS_SERVED: &str = "serve";
+
+/// Annotation on a MySQLCluster asking for a switchover: `any` (ebisu
+/// picks the best replica) or a pod name. ebisu removes it once handled and
+/// reports the outcome in Events, the `Switching` condition and
+/// `status.lastSwitchover`.
+pub const ANNOTATION_SWITCHOVER: &str = "ebisu.dev/switchover";
+/// Value of [`ANNOTATION_SWITCHOVER`] that lets ebisu choose the replica.
+pub const SWITCHOVER_ANY: &str = "any";
+/// Annotation on a MySQLCluster forcing a failover that ebisu refused
+/// because it cannot prove every acknowledged write is on a replica. Its
+/// value must name the lost primary pod, so that it cannot apply to a later
+/// outage by accident. Writes the lost primary acknowledged alone are lost.
+/// ebisu removes it once used.
+pub const ANNOTATION_FORCE_FAILOVER: &str = "ebisu.dev/force-failover";
+
 /// Name of the volume (and volumeClaimTemplate) holding the data directory.
 pub const DATA_VOLUME: &str = "data";
 /// Where the data directory is mounted in every container.
@@ -119,6 +140,12 @@ pub fn config_map(cluster: &str) -> String {
 /// PodDisruptionBudget.
 pub fn pod_disruption_budget(cluster: &str) -> String {
     cluster.to_owned()
+}
+
+/// PodDisruptionBudget that holds the primary's eviction until the primary
+/// has moved (clusters of two or more instances).
+pub fn primary_pod_disruption_budget(cluster: &str) -> String {
+    format!("{cluster}-primary")
 }
 
 /// Operator-managed StorageClass (cluster-scoped, so the namespace is part of the name).

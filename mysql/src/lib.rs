@@ -7,7 +7,10 @@
 //!
 //! It must stay pure: no IO, no connections, no clocks. Callers execute the
 //! statements, read the files and pass rows in; everything here is a
-//! function of its inputs, so it is unit-tested without a server. MariaDB
+//! function of its inputs, so it is unit-tested without a server. The one
+//! exception is the `driver` feature: [`driver::read_server`] runs the
+//! observation queries on a connection the caller opened, so the operator
+//! and the sidecar read a server the same way. MariaDB
 //! statements were checked by hand against MariaDB 10.11; MySQL cannot be
 //! installed on the build machines, so MySQL statements are tested against
 //! the manuals only.

@@ -177,7 +177,18 @@ impl ReplicaStatus {
 
     /// Both threads running: the replica is streaming and applying.
     pub fn is_replicating(&self) -> bool {
-        self.io_running == ThreadState::Yes && self.sql_running
+        self.receiver_connected() && self.sql_running
+    }
+
+    /// The receiver thread runs: connected, or (re)connecting to its source.
+    /// A replica whose receiver runs needs no restart, only patience.
+    pub fn receiver_running(&self) -> bool {
+        self.io_running != ThreadState::No
+    }
+
+    /// The receiver is connected and streaming from its source.
+    pub fn receiver_connected(&self) -> bool {
+        self.io_running == ThreadState::Yes
     }
 }
 

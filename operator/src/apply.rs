@@ -1,9 +1,11 @@
 //! Apply: the only step that writes a cluster's children to the API server.
 //! Server-side apply with one field manager, in a fixed order: storage,
 //! credentials and configuration before the Services, the disruption budget
-//! and finally the StatefulSet that consumes them. Never deletes anything.
+//! and finally the StatefulSet that consumes them. Deletes nothing but the
+//! primary's disruption budget when a cluster no longer needs it.
 
 use ebisu_api::names::{self, FIELD_MANAGER, LABEL_CLUSTER, MANAGED_BY};
+use ebisu_api::{MySQLCluster, MySQLClusterStatus};
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service},
@@ -11,8 +13,8 @@ use k8s_openapi::api::{
     storage::v1::StorageClass,
 };
 use kube::{
-    Api, Client, Resource,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
@@ -79,6 +81,7 @@ pub async fn all(
         primary_service,
         read_service,
         pod_disruption_budget,
+        primary_pod_disruption_budget,
         stateful_set,
     } = children;
     let ns = cluster.namespace.as_str();
@@ -97,18 +100,63 @@ pub async fn all(
     for service in [&headless_service, &primary_service, &read_service] {
         ssa(&services, "Service", service).await?;
     }
-    ssa(
-        &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
-        "PodDisruptionBudget",
-        &pod_disruption_budget,
-    )
-    .await?;
+    let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
+    ssa(&budgets, "PodDisruptionBudget", &pod_disruption_budget).await?;
+    let primary_budget = names::primary_pod_disruption_budget(&cluster.name);
+    match primary_pod_disruption_budget {
+        Some(budget) => {
+            ssa(&budgets, "PodDisruptionBudget", &budget).await?;
+        }
+        // A single instance must never hold a drain forever.
+        None => match budgets
+            .delete(&primary_budget, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Api {
+                    action: "delete",
+                    kind: "PodDisruptionBudget",
+                    name: primary_budget,
+                    source,
+                });
+            }
+        },
+    }
     apply_stateful_set(client, ns, stateful_set).await?;
     let resized_claims = expand_claims(client, cluster).await?;
     Ok(Applied {
         credentials_generated,
         resized_claims,
     })
+}
+
+/// Writes a cluster's status with server-side apply (the one field
+/// manager), unless it is what the cluster already says: a status write
+/// must not cause a reconcile of its own.
+pub async fn status(
+    client: &Client,
+    cluster: &MySQLCluster,
+    status: &MySQLClusterStatus,
+) -> Result<(), kube::Error> {
+    if cluster.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api =
+        Api::<MySQLCluster>::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": MySQLCluster::api_version(&()),
+        "kind": MySQLCluster::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map(drop)
 }
 
 async fn ssa<K>(api: &Api<K>, kind: &'static str, object: &K) -> Result<K, Error>

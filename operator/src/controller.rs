@@ -1,21 +1,21 @@
-//! The controller: watches MySQLClusters and their children and runs one
-//! reconcile per cluster (validate -> build -> apply -> status), plus the
-//! finalizer that removes the cluster-scoped StorageClass the operator made.
+//! The controller: watches MySQLClusters, their children, their pods and
+//! the nodes their primaries run on, and runs one reconcile per cluster:
+//! validate -> build -> apply -> dereference -> the clustering pass ->
+//! status. Also the finalizer that removes the cluster-scoped StorageClass
+//! the operator made, and the fast primary probe that wakes a cluster up
+//! between reconciles.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use ebisu_api::{
     MySQLCluster, MySQLClusterStatus, Phase,
-    names::{FIELD_MANAGER, LABEL_CLUSTER, MANAGED_BY},
+    names::{LABEL_CLUSTER, MANAGED_BY},
 };
 use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{
-            ConfigMap, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
-            Service,
-        },
+        core::v1::{ConfigMap, Node, Pod, Secret, Service},
         policy::v1::PodDisruptionBudget,
         storage::v1::StorageClass,
     },
@@ -23,25 +23,24 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Recorder, Reporter},
         finalizer::{self, Event as FinalizerEvent},
         reflector::ObjectRef,
         watcher,
     },
 };
-use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::{
     apply, build,
     build::storage_class::LABEL_NAMESPACE,
-    clustering,
-    status::{self, Observed},
+    clustering::{self, prober::Prober},
+    dereference, events, status,
     validate::{self, OperatorSettings},
 };
 
@@ -53,6 +52,7 @@ const UNSETTLED_REQUEUE: Duration = Duration::from_secs(10);
 /// How soon to look again when everything is as desired. Drift on a server
 /// (replication stopped, a replica made writable, errant transactions)
 /// changes nothing Kubernetes watches: this period is how soon it is found.
+/// A silent primary is noticed sooner, by the fast probe.
 const SETTLED_REQUEUE: Duration = Duration::from_secs(30);
 /// How soon to retry after an error.
 const ERROR_REQUEUE: Duration = Duration::from_secs(15);
@@ -63,7 +63,10 @@ pub enum Error {
     /// Applying children failed.
     #[error(transparent)]
     Apply(#[from] apply::Error),
-    /// Reading children or writing status failed.
+    /// Reading children failed.
+    #[error(transparent)]
+    Dereference(dereference::Error),
+    /// Writing status failed.
     #[error("failed to {action}: {source}")]
     Api {
         /// What was being done.
@@ -82,6 +85,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Apply(e) => e.metric_label(),
+            Error::Dereference(_) => "dereference",
             Error::Api { .. } => "api",
             Error::Finalizer(_) => "finalizer",
         }
@@ -103,6 +107,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// HTTP client for the instance agents, shared so its connections are reused.
     pub agents: reqwest::Client,
+    /// The fast primary probe.
+    pub prober: Arc<Prober>,
 }
 
 impl std::fmt::Debug for Context {
@@ -113,28 +119,58 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// The clusters the prober wants reconciled.
+pub type ProbeTriggers = futures::channel::mpsc::UnboundedReceiver<ObjectRef<MySQLCluster>>;
+
 impl Context {
-    /// A context whose Events are reported as coming from `instance`.
-    pub fn new(client: Client, settings: OperatorSettings, instance: Option<String>) -> Self {
+    /// A context whose Events are reported as coming from `instance`, and
+    /// the stream of reconciles its prober asks for.
+    pub fn new(
+        client: Client,
+        settings: OperatorSettings,
+        instance: Option<String>,
+    ) -> (Self, ProbeTriggers) {
         let reporter = Reporter {
-            controller: FIELD_MANAGER.to_owned(),
+            controller: ebisu_api::names::FIELD_MANAGER.to_owned(),
             instance,
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self {
-            client,
-            settings,
-            recorder,
-            agents: reqwest::Client::new(),
-        }
+        let agents = reqwest::Client::new();
+        let (prober, triggers) = Prober::new(agents.clone());
+        (
+            Self {
+                client,
+                settings,
+                recorder,
+                agents,
+                prober,
+            },
+            triggers,
+        )
     }
 }
 
+/// What about a Node matters to the clusters on it: whether it is cordoned,
+/// tainted for a drain, or not ready. Other changes (heartbeats) are ignored.
+fn node_disruption(node: &Node) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let facts = clustering::observe::node_facts("", Some(node));
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (facts.draining, facts.ready).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Runs the controller until a shutdown signal.
-pub async fn run(ctx: Context) {
+pub async fn run(ctx: Context, triggers: ProbeTriggers) {
     let client = ctx.client.clone();
     let ours =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    tokio::spawn(ctx.prober.clone().run());
+    let prober = ctx.prober.clone();
+    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(node_disruption, Default::default());
     Controller::new(
         Api::<MySQLCluster>::all(client.clone()),
         watcher::Config::default(),
@@ -144,8 +180,9 @@ pub async fn run(ctx: Context) {
     .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
     .owns(Api::<Secret>::all(client.clone()), ours.clone())
     .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours)
-    // Pod readiness and role labels change status; pods are owned by the
-    // StatefulSet, so map them to their cluster by label.
+    // Pod readiness, deletion and role labels change status and trigger
+    // switchovers; pods are owned by the StatefulSet, so map them to their
+    // cluster by label.
     .watches(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(LABEL_CLUSTER),
@@ -154,6 +191,9 @@ pub async fn run(ctx: Context) {
             Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
         },
     )
+    // A cordon or drain taint on a primary's node starts a switchover.
+    .watches_stream(nodes, move |node| prober.clusters_on(&node.name_any()))
+    .reconcile_on(triggers)
     .shutdown_on_signal()
     .run(reconcile, error_policy, Arc::new(ctx))
     .for_each(|result| async move {
@@ -187,9 +227,11 @@ pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, _ctx: Arc<Context
 
 async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
     let now = Time(Timestamp::now());
+    let key = ObjectRef::from_obj(cluster);
     let validated = match validate::validate(cluster, &ctx.settings) {
         Ok(validated) => validated,
         Err(error) => {
+            ctx.prober.watch(key, None);
             let message = error.to_string();
             let already_reported = cluster.status.as_ref().is_some_and(|s| {
                 s.conditions.iter().any(|c| {
@@ -198,14 +240,16 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
             });
             if !already_reported {
                 warn!(%message, "spec cannot be honoured");
-                publish(
-                    ctx,
+                events::publish(
+                    &ctx.recorder,
                     cluster,
-                    EventType::Warning,
-                    "InvalidSpec",
                     "Validate",
-                    message.clone(),
-                    None,
+                    events::Note {
+                        warning: true,
+                        reason: "InvalidSpec".to_owned(),
+                        message: message.clone(),
+                        pod: None,
+                    },
                 )
                 .await;
             }
@@ -222,223 +266,82 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     let children = build::children(&validated, initialised);
     let applied = apply::all(&ctx.client, &validated, children).await?;
     if applied.credentials_generated {
-        publish(
-            ctx,
+        events::publish(
+            &ctx.recorder,
             cluster,
-            EventType::Normal,
-            "CredentialsGenerated",
             "Apply",
-            "generated missing credentials in the credentials Secret".to_owned(),
-            None,
+            events::Note {
+                warning: false,
+                reason: "CredentialsGenerated".to_owned(),
+                message: "generated missing credentials in the credentials Secret".to_owned(),
+                pod: None,
+            },
         )
         .await;
     }
     for claim in &applied.resized_claims {
         info!(claim, size = %validated.storage.size.0, "expanding volume claim");
-        publish(
-            ctx,
+        events::publish(
+            &ctx.recorder,
             cluster,
-            EventType::Normal,
-            "VolumeExpanding",
             "Resize",
-            format!("raised {claim} to {}", validated.storage.size.0),
-            Some(about::<PersistentVolumeClaim>(&validated.namespace, claim)),
+            events::Note {
+                warning: false,
+                reason: "VolumeExpanding".to_owned(),
+                message: format!("raised {claim} to {}", validated.storage.size.0),
+                pod: None,
+            },
         )
         .await;
     }
 
-    let observed = observe(&ctx.client, &validated.namespace, &validated.name).await?;
-    let (view, acted) = cluster_servers(ctx, cluster, &validated, &observed).await?;
-    let new_status = status::compute(cluster, &observed, &view, &now);
-    let settled = new_status.phase == Some(Phase::Running) && !acted;
-    write_status(ctx, cluster, new_status).await?;
-    Ok(Action::requeue(if settled {
-        SETTLED_REQUEUE
-    } else {
-        UNSETTLED_REQUEUE
-    }))
-}
-
-/// Reads every server, decides and repairs; returns what status should say
-/// and whether anything was done (then the cluster is not settled yet).
-async fn cluster_servers(
-    ctx: &Context,
-    cluster: &MySQLCluster,
-    validated: &validate::ValidatedCluster,
-    observed: &Observed,
-) -> Result<(status::ServerView, bool), Error> {
-    let Some(accounts) = read_accounts(&ctx.client, validated).await? else {
-        return Ok((status::ServerView::default(), false));
-    };
-    let servers = clustering::observe::servers(
-        &validated.name,
-        &validated.namespace,
-        &observed.pods,
-        &accounts.operator,
-        &ctx.agents,
-    )
-    .await;
-    let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
-    let decision = clustering::decide(&states, validated.semi_sync.is_some());
-    let target = clustering::act::Target {
-        client: &ctx.client,
-        namespace: &validated.namespace,
-        servers: &servers,
-        account: &accounts.operator,
-        replication: &accounts.replication,
-        semi_sync: validated.semi_sync.map(|s| ebisu_mysql::SemiSync {
-            enabled: true,
-            wait_for_replicas: s.wait_for_replicas,
-            timeout_ms: s.timeout_ms,
-        }),
-    };
-    for action in &decision.actions {
-        let (reason, message) = clustering::act::describe(action);
-        let pod = || Some(about::<Pod>(&validated.namespace, action.pod()));
-        match clustering::act::apply(action, &target).await {
-            Ok(()) => {
-                info!(reason, %message, "repaired");
-                publish(
-                    ctx,
-                    cluster,
-                    EventType::Normal,
-                    reason,
-                    "Cluster",
-                    message,
-                    pod(),
-                )
-                .await;
-            }
-            Err(error) => {
-                warn!(reason, %error, "repair failed");
-                publish(
-                    ctx,
-                    cluster,
-                    EventType::Warning,
-                    "RepairFailed",
-                    "Cluster",
-                    format!("{message}: {error}"),
-                    pod(),
-                )
-                .await;
-            }
-        }
-    }
-    let described: Vec<_> = decision
-        .problems
-        .iter()
-        .map(|problem| (problem, describe_problem(problem)))
-        .collect();
-    let problems: Vec<String> = described
-        .iter()
-        .map(|(_, (_, message))| message.clone())
-        .collect();
-    let previous = cluster.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == status::DEGRADED)
-            .map(|c| c.message.clone())
-    });
-    if !problems.is_empty() && previous.as_deref() != Some(problems.join("; ").as_str()) {
-        for (problem, (reason, message)) in &described {
-            warn!(reason, %message, "cluster problem");
-            publish(
+    let observed = dereference::children(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .map_err(Error::Dereference)?;
+    let accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .map_err(Error::Dereference)?;
+    let pass = match &accounts {
+        Some(accounts) => {
+            clustering::pass::run(
                 ctx,
                 cluster,
-                EventType::Warning,
-                reason,
-                "Cluster",
-                message.clone(),
-                problem
-                    .pod()
-                    .map(|pod| about::<Pod>(&validated.namespace, pod)),
+                &validated,
+                &observed,
+                accounts,
+                ctx.prober.silent_since(&key),
             )
-            .await;
+            .await
         }
-    }
-    let view = status::ServerView {
-        primary: decision.primary.clone(),
-        servers: servers
-            .iter()
-            .filter(|s| s.state.reachable)
-            .map(|s| {
-                (
-                    s.state.pod.clone(),
-                    (
-                        s.state.gtid.as_ref().map(ToString::to_string),
-                        s.lag_seconds,
-                    ),
-                )
-            })
-            .collect(),
-        problems,
+        None => clustering::pass::PassResult::default(),
     };
-    Ok((view, !decision.actions.is_empty()))
-}
-
-/// The Event reason and the message (also the Degraded condition's) of a problem.
-fn describe_problem(problem: &clustering::Problem) -> (&'static str, String) {
-    use clustering::Problem;
-    match problem {
-        Problem::PrimaryUnreachable(pod) => (
-            "PrimaryUnreachable",
-            format!("primary {pod} does not answer; no replica is promoted automatically yet"),
-        ),
-        Problem::NoPrimary(why) => ("NoPrimary", format!("no primary: {why}")),
-        Problem::ErrantTransactions { pod, gtids } => (
-            "ErrantTransactions",
-            format!(
-                "{pod} holds transactions the primary lacks ({gtids}); it is fenced and left out until re-cloned"
-            ),
-        ),
-        Problem::ReplicationBroken { pod, error } => (
-            "ReplicationBroken",
-            format!("replication on {pod} stopped: {error}"),
-        ),
-        Problem::PrimaryReplicates(pod) => (
-            "PrimaryReplicates",
-            format!("primary {pod} is configured to replicate from another server"),
-        ),
-    }
-}
-
-struct Accounts {
-    operator: clustering::observe::OperatorAccount,
-    replication: ebisu_mysql::Credentials,
-}
-
-/// The operator and replication accounts from the credentials Secret.
-async fn read_accounts(
-    client: &Client,
-    validated: &validate::ValidatedCluster,
-) -> Result<Option<Accounts>, Error> {
-    use ebisu_api::names::secret_keys;
-    let secret = Api::<Secret>::namespaced(client.clone(), &validated.namespace)
-        .get_opt(&ebisu_api::names::credentials_secret(&validated.name))
-        .await
-        .map_err(api_error("read the credentials Secret"))?;
-    let Some(data) = secret.and_then(|s| s.data) else {
-        return Ok(None);
-    };
-    let get = |key: &str| {
-        data.get(key)
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-    };
-    let (Some(user), Some(password), Some(repl_user), Some(repl_password)) = (
-        get(secret_keys::OPERATOR_USER),
-        get(secret_keys::OPERATOR_PASSWORD),
-        get(secret_keys::REPLICATION_USER),
-        get(secret_keys::REPLICATION_PASSWORD),
-    ) else {
-        return Ok(None);
-    };
-    let Ok(replication) = ebisu_mysql::Credentials::new(&repl_user, &repl_password) else {
-        return Ok(None);
-    };
-    Ok(Some(Accounts {
-        operator: clustering::observe::OperatorAccount { user, password },
-        replication,
+    ctx.prober
+        .watch(key, primary_target(&observed, pass.primary.as_deref()));
+    let new_status = status::compute(cluster, &observed, &pass, &now);
+    let settled = new_status.phase == Some(Phase::Running) && !pass.acted;
+    write_status(ctx, cluster, new_status).await?;
+    Ok(Action::requeue(match pass.again {
+        Some(clustering::Again::Now) => Duration::from_millis(200),
+        Some(clustering::Again::After(after)) => after
+            .try_into()
+            .unwrap_or(UNSETTLED_REQUEUE)
+            .clamp(Duration::from_millis(200), UNSETTLED_REQUEUE),
+        _ if settled => SETTLED_REQUEUE,
+        _ => UNSETTLED_REQUEUE,
     }))
+}
+
+/// The primary's pod IP and node, for the fast probe.
+fn primary_target(
+    observed: &dereference::Observed,
+    primary: Option<&str>,
+) -> Option<(String, Option<String>)> {
+    let pod = observed
+        .pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == primary && primary.is_some())?;
+    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+    Some((ip, pod.spec.as_ref().and_then(|s| s.node_name.clone())))
 }
 
 /// Deletes the StorageClass the operator created for this cluster. Volumes are
@@ -466,44 +369,6 @@ async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error>
     Ok(Action::await_change())
 }
 
-async fn observe(client: &Client, ns: &str, name: &str) -> Result<Observed, Error> {
-    let selector = format!("{LABEL_CLUSTER}={name}");
-    let stateful_set = Api::<StatefulSet>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .map_err(api_error("read the StatefulSet"))?;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(api_error("list pods"))?
-        .items;
-    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(api_error("list volume claims"))?
-        .items;
-    let volume_api = Api::<PersistentVolume>::all(client.clone());
-    let mut volumes = BTreeMap::new();
-    for volume_name in claims
-        .iter()
-        .filter_map(|c| c.spec.as_ref()?.volume_name.clone())
-    {
-        if let Some(volume) = volume_api
-            .get_opt(&volume_name)
-            .await
-            .map_err(api_error("read a volume"))?
-        {
-            volumes.insert(volume_name, volume);
-        }
-    }
-    Ok(Observed {
-        stateful_set,
-        pods,
-        claims,
-        volumes,
-    })
-}
-
 /// Writes status only when it changed, so that status writes do not trigger
 /// reconciles of their own.
 async fn write_status(
@@ -511,60 +376,7 @@ async fn write_status(
     cluster: &MySQLCluster,
     status: MySQLClusterStatus,
 ) -> Result<(), Error> {
-    if cluster.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api = Api::<MySQLCluster>::namespaced(
-        ctx.client.clone(),
-        &cluster.namespace().unwrap_or_default(),
-    );
-    let patch = json!({
-        "apiVersion": MySQLCluster::api_version(&()),
-        "kind": MySQLCluster::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map_err(api_error("write status"))?;
-    Ok(())
-}
-
-async fn publish(
-    ctx: &Context,
-    cluster: &MySQLCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-    about: Option<ObjectReference>,
-) {
-    // The recorder folds Events with the same reason about the same objects
-    // into one series that keeps the first note; naming the object an Event
-    // is about keeps, say, a fence of orders-1 apart from one of orders-2.
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: about,
-    };
-    // An Event that cannot be written must not fail the reconcile.
-    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-        warn!(%error, reason, "failed to publish event");
-    }
-}
-
-/// A reference to an object of the cluster's namespace, for an Event.
-fn about<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(K::api_version(&()).into_owned()),
-        kind: Some(K::kind(&()).into_owned()),
-        namespace: Some(namespace.to_owned()),
-        name: Some(name.to_owned()),
-        ..ObjectReference::default()
-    }
+    apply::status(&ctx.client, cluster, &status)
+        .await
+        .map_err(api_error("write status"))
 }

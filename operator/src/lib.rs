@@ -4,14 +4,17 @@
 //! `validate` and `build` are pure and hold every decision about what the
 //! objects look like; `apply` is the only step that writes to the API server
 //! (server-side apply, one field manager); `status` is computed from what was
-//! applied and observed. Nothing here talks to a database server yet: that is
-//! the clustering loop's job.
+//! applied and observed. `dereference` reads what a cluster is made of;
+//! `clustering` talks to the database servers (observe, decide, execute);
+//! `events` decides which Events to publish.
 
 pub mod apply;
 pub mod build;
 pub mod clustering;
 pub mod controller;
 pub mod crd;
+pub mod dereference;
+pub mod events;
 pub mod health;
 pub mod leader;
 pub mod quantity;

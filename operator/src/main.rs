@@ -99,8 +99,9 @@ async fn main() -> std::process::ExitCode {
         sidecar_image: args.sidecar_image,
     };
     tracing::info!(sidecar_image = %settings.sidecar_image, "starting the MySQLCluster controller");
+    let (ctx, triggers) = Context::new(client, settings, args.instance);
     tokio::select! {
-        () = controller::run(Context::new(client, settings, args.instance)) => {}
+        () = controller::run(ctx, triggers) => {}
         error = candidate.lost() => {
             // Another operator may already be acting: stop now, mid-reconcile
             // if need be, and stand again from a fresh process.

@@ -24,7 +24,8 @@ const fn rule(group: &'static str, resource: &'static str, verbs: &'static [&'st
 
 /// What the operator does.
 pub const RULES: &[Rule] = &[
-    // The controller's watch; patch adds and removes the finalizer.
+    // The controller's watch; patch adds and removes the finalizer and
+    // removes handled switchover and forced-failover annotations.
     rule(
         "ebisu.dev",
         "mysqlclusters",
@@ -44,15 +45,19 @@ pub const RULES: &[Rule] = &[
         "configmaps",
         &["get", "list", "watch", "create", "patch"],
     ),
+    // The primary's budget is deleted when a cluster shrinks to one instance.
     rule(
         "policy",
         "poddisruptionbudgets",
-        &["get", "list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
     // Credentials: created once, completed with merge patches.
     rule("", "secrets", &["get", "list", "watch", "create", "patch"]),
     // Pods: watched for readiness, labelled with their role.
     rule("", "pods", &["get", "list", "watch", "patch"]),
+    // Nodes: a cordon or drain taint on the primary's node starts a
+    // switchover; a node that stopped reporting is reported.
+    rule("", "nodes", &["get", "list", "watch"]),
     // Claims grow in place; volumes tell the zone and the EBS volume id.
     rule("", "persistentvolumeclaims", &["list", "patch"]),
     rule("", "persistentvolumes", &["get"]),

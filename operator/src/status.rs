@@ -1,22 +1,22 @@
 //! Status: what `kubectl get mysqlcluster` shows, computed from the objects
-//! the operator applied and observed (StatefulSet, pods, volumes). Pure: the
-//! caller passes in what it read and the current time.
-
-use std::collections::BTreeMap;
+//! the operator applied and observed (StatefulSet, pods, volumes) and what
+//! the clustering pass found and did. Pure: the caller passes in what it
+//! read and the current time.
 
 use ebisu_api::{
-    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, Phase,
+    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, Phase,
     names::{self, LABEL_ROLE, ROLE_PRIMARY, ROLE_REPLICA},
 };
 use k8s_openapi::{
-    api::{
-        apps::v1::StatefulSet,
-        core::v1::{PersistentVolume, PersistentVolumeClaim, Pod},
-    },
+    api::core::v1::{PersistentVolume, Pod},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 
-use crate::build::stateful_set::ZONE_LABEL;
+pub use crate::dereference::Observed;
+use crate::{
+    build::stateful_set::ZONE_LABEL,
+    clustering::{Problem, pass::PassResult},
+};
 
 /// Condition: at least one instance serves queries.
 pub const AVAILABLE: &str = "Available";
@@ -26,36 +26,18 @@ pub const HEALTHY: &str = "Healthy";
 pub const DEGRADED: &str = "Degraded";
 /// Condition: the spec can be honoured.
 pub const SPEC_VALID: &str = "SpecValid";
-
-/// What the operator read about a cluster's children.
-#[derive(Debug, Default, Clone)]
-pub struct Observed {
-    /// The StatefulSet, if it exists.
-    pub stateful_set: Option<StatefulSet>,
-    /// The instance pods.
-    pub pods: Vec<Pod>,
-    /// The data volume claims.
-    pub claims: Vec<PersistentVolumeClaim>,
-    /// The volumes bound to those claims, by volume name.
-    pub volumes: BTreeMap<String, PersistentVolume>,
-}
-
-/// What the clustering loop learnt from the servers.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct ServerView {
-    /// The primary it settled on.
-    pub primary: Option<String>,
-    /// Executed GTIDs and lag per pod.
-    pub servers: BTreeMap<String, (Option<String>, Option<u64>)>,
-    /// Problems it will not repair by itself.
-    pub problems: Vec<String>,
-}
+/// Condition: a change of primary is in progress (False says why the last
+/// request was refused, if it was).
+pub const SWITCHING: &str = "Switching";
+/// Condition: the primary is lost and ebisu refuses to fail over, because
+/// it cannot prove that no acknowledged write would be lost.
+pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
 
 /// Status of a cluster whose spec is valid and whose children were applied.
 pub fn compute(
     cluster: &MySQLCluster,
     observed: &Observed,
-    servers: &ServerView,
+    pass: &PassResult,
     now: &Time,
 ) -> MySQLClusterStatus {
     let previous = cluster.status.clone().unwrap_or_default();
@@ -65,13 +47,18 @@ pub fn compute(
 
     let mut instances = instances(name, observed);
     for instance in &mut instances {
-        if let Some((gtid, lag)) = servers.servers.get(&instance.pod) {
-            instance.gtid = gtid.clone();
-            instance.lag_seconds = lag.and_then(|l| i64::try_from(l).ok());
+        if let Some(server) = pass
+            .servers
+            .iter()
+            .find(|s| s.state.pod == instance.pod && s.state.answered())
+        {
+            instance.gtid = server.state.gtid.as_ref().map(ToString::to_string);
+            instance.lag_seconds = server.lag_seconds.and_then(|l| i64::try_from(l).ok());
         }
+        instance.errant_gtids = pass.errant.get(&instance.pod).cloned();
     }
     let ready = i32::try_from(instances.iter().filter(|i| i.ready).count()).unwrap_or(i32::MAX);
-    let current_primary = servers.primary.clone().or_else(|| {
+    let current_primary = pass.primary.clone().or_else(|| {
         instances
             .iter()
             .find(|i| i.role == InstanceRole::Primary)
@@ -83,86 +70,65 @@ pub fn compute(
         .and_then(|s| s.status.as_ref())
         .map_or(0, |s| s.replicas);
 
-    let troubled = !servers.problems.is_empty();
+    let degrading: Vec<&Problem> = pass.problems.iter().filter(|p| p.degrades()).collect();
+    let troubled = !degrading.is_empty();
+    let problems_message = pass
+        .problems
+        .iter()
+        .map(Problem::message)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let operation = pass.memory.operation.as_ref();
     let phase = match phase(previous.phase, desired, ready) {
+        _ if operation.is_some() => Phase::Switching,
         Phase::Running if troubled => Phase::Degraded,
         phase => phase,
     };
+    let condition = |type_: &str, status: bool, reason: &str, message: &str| {
+        condition(&previous, type_, status, reason, message, generation, now)
+    };
+    let blocked = pass
+        .problems
+        .iter()
+        .find(|p| matches!(p, Problem::FailoverBlocked { .. }));
     let conditions = vec![
-        condition(
-            &previous,
-            SPEC_VALID,
-            true,
-            "Valid",
-            "the spec can be honoured",
-            generation,
-            now,
-        ),
+        condition(SPEC_VALID, true, "Valid", "the spec can be honoured"),
         if ready > 0 {
             condition(
-                &previous,
                 AVAILABLE,
                 true,
                 "InstancesReady",
                 &format!("{ready} of {desired} instances serve queries"),
-                generation,
-                now,
             )
         } else {
             condition(
-                &previous,
                 AVAILABLE,
                 false,
                 "NoInstanceReady",
                 "no instance serves queries yet",
-                generation,
-                now,
             )
         },
         if troubled {
-            condition(
-                &previous,
-                HEALTHY,
-                false,
-                "ServerProblems",
-                &servers.problems.join("; "),
-                generation,
-                now,
-            )
+            condition(HEALTHY, false, degrading[0].reason(), &problems_message)
         } else if ready == desired {
             condition(
-                &previous,
                 HEALTHY,
                 true,
                 "AllInstancesReady",
                 "every instance serves queries",
-                generation,
-                now,
             )
         } else {
             condition(
-                &previous,
                 HEALTHY,
                 false,
                 "InstancesNotReady",
                 &format!("{ready} of {desired} instances serve queries"),
-                generation,
-                now,
             )
         },
         if troubled {
-            condition(
-                &previous,
-                DEGRADED,
-                true,
-                "ServerProblems",
-                &servers.problems.join("; "),
-                generation,
-                now,
-            )
+            condition(DEGRADED, true, degrading[0].reason(), &problems_message)
         } else if phase == Phase::Degraded {
             condition(
-                &previous,
                 DEGRADED,
                 true,
                 "InstancesNotReady",
@@ -170,21 +136,48 @@ pub fn compute(
                     "{} of {desired} instances do not serve queries",
                     desired - ready
                 ),
-                generation,
-                now,
             )
         } else {
-            condition(
-                &previous,
-                DEGRADED,
+            condition(DEGRADED, false, "AsDesired", "no instance is missing")
+        },
+        match (operation, &pass.memory.last_refusal) {
+            (Some(op), _) => condition(
+                SWITCHING,
+                true,
+                &op.reason,
+                &format!(
+                    "moving the primary from {} to {} ({:?})",
+                    op.from,
+                    op.to.as_deref().unwrap_or("a replica yet to be chosen"),
+                    op.step
+                ),
+            ),
+            (None, Some(refusal)) => condition(SWITCHING, false, "Refused", refusal),
+            (None, None) => condition(SWITCHING, false, "Idle", "no change of primary in progress"),
+        },
+        match blocked {
+            Some(problem) => condition(
+                FAILOVER_BLOCKED,
+                true,
+                "CannotProveNoLoss",
+                &problem.message(),
+            ),
+            None => condition(
+                FAILOVER_BLOCKED,
                 false,
-                "AsDesired",
-                "no instance is missing",
-                generation,
-                now,
-            )
+                "NotBlocked",
+                "no failover is being refused",
+            ),
         },
     ];
+    let mut last_switchover = previous.last_switchover;
+    let mut last_failover = previous.last_failover;
+    for (kind, change) in &pass.completed {
+        match kind {
+            OperationKind::Switchover => last_switchover = Some(change.clone()),
+            OperationKind::Failover => last_failover = Some(change.clone()),
+        }
+    }
 
     MySQLClusterStatus {
         phase: Some(phase),
@@ -195,8 +188,9 @@ pub fn compute(
         current_primary,
         instances,
         conditions,
-        last_switchover: previous.last_switchover,
-        last_failover: previous.last_failover,
+        last_switchover,
+        last_failover,
+        clustering: pass.memory.clone(),
     }
 }
 
@@ -268,6 +262,7 @@ fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
                 }),
                 gtid: None,
                 lag_seconds: None,
+                errant_gtids: None,
                 pod: pod_name,
             }
         })
@@ -354,12 +349,14 @@ fn condition(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use k8s_openapi::{
         api::core::v1::{
             CSIPersistentVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-            PersistentVolumeClaimSpec, PersistentVolumeSpec, PodCondition, PodStatus,
-            VolumeNodeAffinity,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, PodCondition,
+            PodStatus, VolumeNodeAffinity,
         },
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
         jiff::Timestamp,
@@ -433,7 +430,7 @@ mod tests {
         let status = compute(
             &cluster(3, None),
             &observed,
-            &ServerView::default(),
+            &PassResult::default(),
             &at(100),
         );
         let summary: Vec<(&str, InstanceRole, bool)> = status
@@ -512,7 +509,7 @@ mod tests {
             ..Observed::default()
         };
         let instance =
-            &compute(&cluster(1, None), &observed, &ServerView::default(), &at(1)).instances[0];
+            &compute(&cluster(1, None), &observed, &PassResult::default(), &at(1)).instances[0];
         assert_eq!(instance.zone.as_deref(), Some("us-east-1b"));
         assert_eq!(instance.volume_id.as_deref(), Some("vol-0abc"));
     }
@@ -526,13 +523,13 @@ mod tests {
         let first = compute(
             &cluster(1, None),
             &observed,
-            &ServerView::default(),
+            &PassResult::default(),
             &at(100),
         );
         let second = compute(
             &cluster(1, Some(first.clone())),
             &observed,
-            &ServerView::default(),
+            &PassResult::default(),
             &at(200),
         );
         assert_eq!(
@@ -546,7 +543,7 @@ mod tests {
         let third = compute(
             &cluster(1, Some(second)),
             &down,
-            &ServerView::default(),
+            &PassResult::default(),
             &at(300),
         );
         assert_eq!(find(&third, HEALTHY).last_transition_time, at(300));
@@ -561,22 +558,126 @@ mod tests {
             pods: vec![pod(0, true, Some("primary")), pod(1, true, Some("replica"))],
             ..Observed::default()
         };
-        let view = ServerView {
+        let pass = PassResult {
             primary: Some("orders-0".to_owned()),
-            servers: BTreeMap::from([
-                ("orders-0".to_owned(), (Some("0-100-9".to_owned()), None)),
-                ("orders-1".to_owned(), (Some("0-100-8".to_owned()), Some(2))),
-            ]),
-            problems: vec!["orders-1 holds transactions the primary lacks: 0-101-3".to_owned()],
+            servers: vec![
+                server("orders-0", "0-100-9", None),
+                server("orders-1", "0-100-8", Some(2)),
+            ],
+            problems: vec![Problem::ErrantTransactions {
+                pod: "orders-1".to_owned(),
+                gtids: "0-101-3".to_owned(),
+            }],
+            errant: BTreeMap::from([("orders-1".to_owned(), "0-101-3".to_owned())]),
+            ..PassResult::default()
         };
-        let status = compute(&cluster(2, None), &observed, &view, &at(5));
+        let status = compute(&cluster(2, None), &observed, &pass, &at(5));
         assert_eq!(status.phase, Some(Phase::Degraded));
         assert_eq!(find(&status, DEGRADED).status, "True");
+        assert_eq!(find(&status, DEGRADED).reason, "ErrantTransactions");
         assert!(find(&status, DEGRADED).message.contains("0-101-3"));
         assert_eq!(find(&status, HEALTHY).status, "False");
         assert_eq!(status.instances[1].gtid.as_deref(), Some("0-100-8"));
         assert_eq!(status.instances[1].lag_seconds, Some(2));
+        assert_eq!(status.instances[1].errant_gtids.as_deref(), Some("0-101-3"));
         assert_eq!(status.current_primary.as_deref(), Some("orders-0"));
+    }
+
+    #[test]
+    fn a_blocked_failover_is_a_condition_that_says_what_to_do() {
+        let observed = Observed {
+            pods: vec![
+                pod(0, false, Some("primary")),
+                pod(1, true, Some("replica")),
+            ],
+            ..Observed::default()
+        };
+        let pass = PassResult {
+            problems: vec![Problem::FailoverBlocked {
+                pod: "orders-0".to_owned(),
+                why: crate::clustering::BlockedWhy::SemiSyncInactive,
+            }],
+            ..PassResult::default()
+        };
+        let running = MySQLClusterStatus {
+            phase: Some(Phase::Running),
+            ..MySQLClusterStatus::default()
+        };
+        let status = compute(&cluster(2, Some(running)), &observed, &pass, &at(5));
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        let blocked = find(&status, FAILOVER_BLOCKED);
+        assert_eq!(blocked.status, "True");
+        assert!(
+            blocked
+                .message
+                .contains("ebisu.dev/force-failover=orders-0"),
+            "{}",
+            blocked.message
+        );
+        assert_eq!(find(&status, SWITCHING).status, "False");
+    }
+
+    #[test]
+    fn a_change_of_primary_in_progress_is_the_switching_phase() {
+        let observed = Observed {
+            pods: vec![pod(0, true, Some("primary")), pod(1, true, Some("replica"))],
+            ..Observed::default()
+        };
+        let pass = PassResult {
+            memory: ebisu_api::ClusteringMemory {
+                operation: Some(ebisu_api::Operation {
+                    kind: OperationKind::Switchover,
+                    from: "orders-0".to_owned(),
+                    to: Some("orders-1".to_owned()),
+                    reason: "NodeDrain".to_owned(),
+                    step: ebisu_api::OperationStep::Fencing,
+                    started_at: at(4),
+                    writes_blocked_since: at(4),
+                }),
+                ..ebisu_api::ClusteringMemory::default()
+            },
+            ..PassResult::default()
+        };
+        let status = compute(&cluster(2, None), &observed, &pass, &at(5));
+        assert_eq!(status.phase, Some(Phase::Switching));
+        let switching = find(&status, SWITCHING);
+        assert_eq!(
+            (switching.status.as_str(), switching.reason.as_str()),
+            ("True", "NodeDrain")
+        );
+        assert!(switching.message.contains("from orders-0 to orders-1"));
+        assert!(
+            status.clustering.operation.is_some(),
+            "the memory is kept in status"
+        );
+    }
+
+    fn server(pod: &str, gtid: &str, lag: Option<u64>) -> crate::clustering::observe::Observed {
+        use crate::clustering::{Answer, ServerState};
+        crate::clustering::observe::Observed {
+            state: ServerState {
+                pod: pod.to_owned(),
+                host: format!("{pod}.orders"),
+                role_label: None,
+                reads_label: false,
+                pod_ready: true,
+                terminating: false,
+                node: None,
+                answer: Answer::Answered,
+                read_only: true,
+                gtid: Some(
+                    ebisu_mysql::GtidSet::parse(ebisu_mysql::Flavor::MariaDb, gtid).expect("gtid"),
+                ),
+                replication: None,
+                semi_sync_source: false,
+                semi_sync_active: false,
+                semi_sync_replica: false,
+                seed_pending: false,
+            },
+            flavor: Some(ebisu_mysql::Flavor::MariaDb),
+            ip: None,
+            lag_seconds: lag,
+        }
     }
 
     #[test]
@@ -585,7 +686,7 @@ mod tests {
             pods: vec![pod(0, true, Some("primary"))],
             ..Observed::default()
         };
-        let running = compute(&cluster(1, None), &observed, &ServerView::default(), &at(1));
+        let running = compute(&cluster(1, None), &observed, &PassResult::default(), &at(1));
         let failed = invalid(
             &cluster(1, Some(running)),
             "failed to validate spec.x: bad",

@@ -64,6 +64,8 @@ pub struct ValidatedCluster {
     pub storage: ValidatedStorage,
     /// Semi-sync settings; `None` when semi-sync is off.
     pub semi_sync: Option<SemiSync>,
+    /// Switchover and failover.
+    pub failover: FailoverPolicy,
     /// Clone rate limit in bytes per second.
     pub clone_rate_limit: Option<u64>,
     /// Which peers may donate a copy.
@@ -81,8 +83,28 @@ pub struct ValidatedCluster {
 pub struct SemiSync {
     /// Acknowledgements the primary waits for.
     pub wait_for_replicas: u32,
-    /// Milliseconds before falling back to asynchronous replication.
+    /// Milliseconds before falling back to asynchronous replication
+    /// ([`NEVER_FALL_BACK_MS`] when the user set no timeout).
     pub timeout_ms: u64,
+    /// The user set a timeout: the primary may fall back to asynchronous.
+    pub may_fall_back: bool,
+}
+
+/// The semi-sync timeout that stands for "never fall back": the largest
+/// both flavors accept (MySQL's limit; about 49 days).
+pub const NEVER_FALL_BACK_MS: u64 = ebisu_mysql::sql::MYSQL_MAX_SEMI_SYNC_TIMEOUT_MS;
+
+/// Who moves the primary, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    /// Automatic switchover and failover, or only on request.
+    pub mode: ebisu_api::FailoverMode,
+    /// Seconds of silence before a lost primary is failed over.
+    pub after_seconds: u64,
+    /// How far behind a switchover candidate may be.
+    pub max_lag_for_promotion_seconds: u64,
+    /// How far behind a replica may be and still serve reads.
+    pub max_lag_for_reads_seconds: u64,
 }
 
 /// Validated storage.
@@ -222,6 +244,27 @@ pub fn validate(
         server_id_base: spec.server_id_base,
         storage,
         semi_sync,
+        failover: FailoverPolicy {
+            mode: spec.replication.failover,
+            after_seconds: u64::from(
+                spec.replication
+                    .failover_after_seconds
+                    .clamp(1, 300)
+                    .unsigned_abs(),
+            ),
+            max_lag_for_promotion_seconds: u64::from(
+                spec.replication
+                    .max_lag_for_promotion_seconds
+                    .max(0)
+                    .unsigned_abs(),
+            ),
+            max_lag_for_reads_seconds: u64::from(
+                spec.replication
+                    .max_lag_for_reads_seconds
+                    .max(0)
+                    .unsigned_abs(),
+            ),
+        },
         clone_rate_limit,
         clone_donor: spec.clone.donor,
         pod: spec.pod_template.clone(),
@@ -384,16 +427,22 @@ fn validate_semi_sync(cluster: &MySQLCluster) -> Result<Option<SemiSync>, Error>
             "must be 1 for flavor mariadb (MariaDB semi-sync waits for one replica)".into(),
         ));
     }
-    let timeout = replication.timeout_seconds;
-    if !(1..=3600).contains(&timeout) {
-        return Err(invalid(
-            "spec.replication.timeoutSeconds",
-            format!("{timeout} is outside 1..=3600"),
-        ));
-    }
+    let timeout_ms = match replication.timeout_seconds {
+        None => NEVER_FALL_BACK_MS,
+        Some(timeout) if (1..=3600).contains(&timeout) => u64::from(timeout.unsigned_abs()) * 1000,
+        Some(timeout) => {
+            return Err(invalid(
+                "spec.replication.timeoutSeconds",
+                format!(
+                    "{timeout} is outside 1..=3600: set 1 to 3600, or unset it to never fall back"
+                ),
+            ));
+        }
+    };
     Ok(Some(SemiSync {
         wait_for_replicas: u32::try_from(wait).unwrap_or(1),
-        timeout_ms: u64::try_from(timeout).unwrap_or(10) * 1000,
+        timeout_ms,
+        may_fall_back: replication.timeout_seconds.is_some(),
     }))
 }
 
@@ -456,8 +505,10 @@ mod tests {
             basic.semi_sync,
             Some(SemiSync {
                 wait_for_replicas: 1,
-                timeout_ms: 10_000
-            })
+                timeout_ms: NEVER_FALL_BACK_MS,
+                may_fall_back: false,
+            }),
+            "lossless by default: no timeout, no fallback"
         );
         assert_eq!(basic.storage.size_bytes, 20 * quantity::GIB);
         assert_eq!(basic.owner.kind, "MySQLCluster");
@@ -467,7 +518,8 @@ mod tests {
             production.semi_sync,
             Some(SemiSync {
                 wait_for_replicas: 2,
-                timeout_ms: 30_000
+                timeout_ms: 30_000,
+                may_fall_back: true,
             })
         );
         assert_eq!(

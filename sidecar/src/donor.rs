@@ -45,7 +45,7 @@ pub fn rank(peers: &[Peer], preference: DonorPreference) -> Vec<Donor> {
                 source_port: status.port,
             }),
             (InstanceRole::Replica, Some(r))
-                if r.io_running && r.sql_running && r.last_error.is_none() =>
+                if r.io_connected && r.sql_running && r.last_error.is_none() =>
             {
                 let donor = Donor {
                     agent_url: peer.agent_url.clone(),
@@ -116,6 +116,7 @@ mod tests {
                     source_host: "p-db".to_owned(),
                     source_port: 3306,
                     io_running: running,
+                    io_connected: running,
                     sql_running: running,
                     lag_seconds: lag,
                     last_error: error.map(str::to_owned),

@@ -7,6 +7,8 @@
 //!   bootstrapping the cluster's first server, or copying a peer's data.
 //! - `agent` runs beside the server: health, readiness, status, metrics,
 //!   clone streams to peers, and replication setup after a copy.
+//! - `pre-stop` holds a deleted primary's server up until the operator has
+//!   moved the primary away.
 //!
 //! The sidecar acts only on its own pod's server and data directory. It never
 //! decides who is primary and never makes a server writable: that is the
@@ -20,6 +22,7 @@ pub mod donor;
 pub mod identity;
 pub mod init;
 pub mod install;
+pub mod pre_stop;
 pub mod seed_marker;
 pub mod server;
 pub mod server_config;

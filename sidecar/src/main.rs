@@ -32,6 +32,21 @@ enum Command {
     Init(InitArgs),
     /// Serve health, status, metrics and clones; set up replication after a clone.
     Agent(AgentArgs),
+    /// preStop hook: keep a primary's server up until the operator moved the primary away.
+    PreStop(PreStopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PreStopArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+    /// This pod's agent.
+    #[arg(long, default_value_t = format!("http://127.0.0.1:{AGENT_PORT}"))]
+    agent: String,
+    /// The longest the hook holds the server up (keep it below the pod's
+    /// termination grace period).
+    #[arg(long, default_value_t = 90)]
+    timeout_seconds: u64,
 }
 
 /// Who this pod is; shared by `init` and `agent`.
@@ -135,6 +150,7 @@ async fn main() -> ExitCode {
         Command::Install { dest } => install::install(&dest).map_err(|e| e.to_string()),
         Command::Init(args) => run_init(args).await,
         Command::Agent(args) => run_agent(args).await,
+        Command::PreStop(args) => run_pre_stop(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -216,6 +232,18 @@ async fn run_init(args: InitArgs) -> Result<(), String> {
     init::run(&settings, &me, &credentials)
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn run_pre_stop(args: PreStopArgs) -> Result<(), String> {
+    let me = resolve_identity(&args.pod)?;
+    let why = ebisu_sidecar::pre_stop::run(
+        &args.agent,
+        &peer_urls(&args.pod, &me),
+        Duration::from_secs(args.timeout_seconds),
+    )
+    .await;
+    info!(pod = %me.pod_name, why, "pre-stop: letting the container stop");
+    Ok(())
 }
 
 async fn run_agent(args: AgentArgs) -> Result<(), String> {

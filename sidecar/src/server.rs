@@ -7,8 +7,8 @@ use ebisu_api::{
     InstanceRole,
     agent::{AgentStatus, ReplicationState},
 };
-use ebisu_mysql::{Flavor, ReplicaStatus, ThreadState, sql::VERSION_QUERY};
-use mysql_async::{Conn, OptsBuilder, Row, prelude::Queryable};
+use ebisu_mysql::{Flavor, ReplicaStatus};
+use mysql_async::{Conn, OptsBuilder, prelude::Queryable};
 
 /// Why talking to the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +25,9 @@ pub enum Error {
     /// The server is not a supported version.
     #[error("failed to recognise the server: {0}")]
     Flavor(#[from] ebisu_mysql::FlavorError),
-    /// The server's replica status could not be read.
-    #[error("failed to read replica status: {0}")]
-    ReplicaStatus(#[from] ebisu_mysql::ReplicaStatusError),
+    /// The server's state could not be read.
+    #[error("failed to read the server: {0}")]
+    Read(#[from] ebisu_mysql::driver::ReadError),
     /// The server did not answer in time.
     #[error("failed to {0}: timed out")]
     Timeout(&'static str),
@@ -75,83 +75,44 @@ pub async fn execute(
     Ok(())
 }
 
-/// The server's flavor, from its version string.
+/// The server's flavor, from its version.
 pub async fn flavor(conn: &mut Conn) -> Result<Flavor, Error> {
-    let version: Option<String> =
-        conn.query_first(VERSION_QUERY)
-            .await
-            .map_err(|source| Error::Sql {
-                action: "read the version",
-                source,
-            })?;
-    Ok(Flavor::from_server_version(&version.unwrap_or_default())?)
+    Ok(ebisu_mysql::driver::read_flavor(conn).await?)
 }
 
-/// The replica status row, `None` when the server is not a replica.
+/// The replica status, `None` when the server replicates from nobody.
 pub async fn replica_status(
     conn: &mut Conn,
     flavor: Flavor,
 ) -> Result<Option<ReplicaStatus>, Error> {
-    let row: Option<Row> = conn
-        .query_first(flavor.replica_status_query())
-        .await
-        .map_err(|source| Error::Sql {
-            action: "read replica status",
-            source,
-        })?;
-    let Some(row) = row else { return Ok(None) };
-    let named = ebisu_mysql::driver::named_columns(&row);
-    if named.iter().all(|(_, v)| v.is_none()) {
-        return Ok(None);
-    }
-    Ok(Some(ReplicaStatus::from_row(flavor, &named)?))
+    Ok(ebisu_mysql::driver::replica_status(conn, flavor).await?)
 }
 
-/// Everything `/status` reports, read from the server.
-pub async fn status(
-    conn: &mut Conn,
-    flavor: Flavor,
-    host: &str,
-    port: u16,
-) -> Result<AgentStatus, Error> {
-    let read_only: Option<i64> =
-        conn.query_first(flavor.fence_state_query())
-            .await
-            .map_err(|source| Error::Sql {
-                action: "read the fence state",
-                source,
-            })?;
-    let read_only = read_only.unwrap_or(1) != 0;
-    let gtid: Option<String> = conn
-        .query_first(flavor.gtid_executed_query())
-        .await
-        .map_err(|source| Error::Sql {
-            action: "read executed GTIDs",
-            source,
-        })?;
-    let replica = replica_status(conn, flavor).await?;
-    let role = match (&replica, read_only) {
-        (Some(r), _) if !r.source_host.is_empty() => InstanceRole::Replica,
+/// Everything `/status` reports, read with the reader the operator uses.
+pub async fn status(conn: &mut Conn, host: &str, port: u16) -> Result<AgentStatus, Error> {
+    let read = ebisu_mysql::driver::read_server(conn).await?;
+    let role = match (&read.replica, read.read_only) {
+        (Some(_), _) => InstanceRole::Replica,
         (None, false) => InstanceRole::Primary,
-        _ => InstanceRole::Unknown,
+        (None, true) => InstanceRole::Unknown,
     };
-    let replication = replica
-        .filter(|r| !r.source_host.is_empty())
-        .map(|r| ReplicationState {
-            io_running: r.io_running == ThreadState::Yes,
-            sql_running: r.sql_running,
-            lag_seconds: r.seconds_behind,
-            last_error: r.last_io_error.clone().or_else(|| r.last_sql_error.clone()),
-            source_port: r.source_port,
-            source_host: r.source_host,
-        });
+    let replication = read.replica.map(|r| ReplicationState {
+        io_running: r.receiver_running(),
+        io_connected: r.receiver_connected(),
+        sql_running: r.sql_running,
+        lag_seconds: r.seconds_behind,
+        last_error: r.last_io_error.clone().or_else(|| r.last_sql_error.clone()),
+        source_port: r.source_port,
+        source_host: r.source_host,
+    });
+    let gtid = read.gtid_executed.to_string();
     Ok(AgentStatus {
         host: host.to_owned(),
         port,
         server_up: true,
         role,
-        read_only,
-        gtid_executed: gtid.filter(|g| !g.is_empty()),
+        read_only: read.read_only,
+        gtid_executed: (!gtid.is_empty()).then_some(gtid),
         replication,
         seed_pending: false,
     })

@@ -60,7 +60,7 @@ async fn bootstrap_clone_replicate_and_restart() {
         s.role == InstanceRole::Replica
             && s.replication
                 .as_ref()
-                .is_some_and(|r| r.io_running && r.sql_running)
+                .is_some_and(|r| r.io_connected && r.sql_running)
     })
     .await;
     assert!(
@@ -128,7 +128,7 @@ async fn bootstrap_clone_replicate_and_restart() {
     let after = first_replica.status().await;
     let replication = after.replication.unwrap();
     assert!(
-        replication.io_running && replication.sql_running && replication.last_error.is_none(),
+        replication.io_connected && replication.sql_running && replication.last_error.is_none(),
         "{replication:?}"
     );
     assert_eq!(after.gtid_executed, primary.status().await.gtid_executed);
@@ -177,7 +177,7 @@ async fn donor_killed_mid_stream_is_rejected_and_another_donor_used() {
             .status()
             .await
             .replication
-            .is_some_and(|r| r.io_running && r.sql_running)
+            .is_some_and(|r| r.io_connected && r.sql_running)
     })
     .await;
 

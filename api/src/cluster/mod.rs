@@ -14,8 +14,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use pod::{PodTemplateOverrides, ServiceTemplate, ServiceTemplates, ServiceType};
-pub use replication::{CloneSpec, DonorPreference, ReplicationSpec};
-pub use status::{InstanceRole, InstanceStatus, MySQLClusterStatus, Phase, RoleChange};
+pub use replication::{CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
+pub use status::{
+    ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation, OperationKind,
+    OperationStep, Phase, RoleChange,
+};
 pub use storage::{
     EbsSpec, EbsVolumeType, GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS,
     IO2_MAX_IOPS_PER_GIB, StorageSpec,

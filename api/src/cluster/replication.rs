@@ -25,12 +25,17 @@ pub struct ReplicationSpec {
     pub wait_for_replicas: i32,
 
     /// Seconds the primary waits for acknowledgements before it falls back to
-    /// asynchronous replication (1 to 3600). While it has fallen back, ebisu
-    /// will not fail over automatically.
-    #[serde(default = "default_timeout_seconds")]
+    /// asynchronous replication (1 to 3600). Unset (the default): it never
+    /// falls back, so a commit is acknowledged only once a replica has it,
+    /// and writes wait while no replica acknowledges. Set it to keep writes
+    /// flowing without replicas, at a price: while the primary has fallen
+    /// back, acknowledged writes may exist on the primary alone, so ebisu
+    /// reports a `SemiSyncFallback` problem and will not fail over
+    /// automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 3600")
-        .message("spec.replication.timeoutSeconds must be between 1 and 3600"))]
-    pub timeout_seconds: i32,
+        .message("spec.replication.timeoutSeconds must be between 1 and 3600, or unset to never fall back to asynchronous replication"))]
+    pub timeout_seconds: Option<i32>,
 
     /// A planned switchover only picks a replica at most this many seconds
     /// behind (0 to 86400). Unplanned failover is never decided by lag: it
@@ -39,6 +44,42 @@ pub struct ReplicationSpec {
     #[x_kube(validation = Rule::new("self >= 0 && self <= 86400")
         .message("spec.replication.maxLagForPromotionSeconds must be between 0 and 86400"))]
     pub max_lag_for_promotion_seconds: i32,
+
+    /// A replica serves reads through the `<name>-read` Service only while
+    /// it replicates without error and is at most this many seconds behind
+    /// (0 to 86400). Its readiness never depends on lag.
+    #[serde(default = "default_max_lag_for_reads_seconds")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 86400")
+        .message("spec.replication.maxLagForReadsSeconds must be between 0 and 86400"))]
+    pub max_lag_for_reads_seconds: i32,
+
+    /// Who moves the primary. `Automatic` (the default): ebisu switches over
+    /// when the primary's node is drained or cordoned or its pod is deleted,
+    /// and fails over when the primary stops answering, if it can prove no
+    /// acknowledged write is lost. `Manual`: the primary moves only when you
+    /// ask with `kubectl annotate myc NAME ebisu.dev/switchover=any` (or a
+    /// pod name); a lost primary is reported and left to you.
+    #[serde(default)]
+    pub failover: FailoverMode,
+
+    /// Seconds the primary must stay silent (no answer to the operator's SQL
+    /// probes, and its agent not reporting the server up) before ebisu
+    /// fails over (1 to 300). Shorter finds a lost primary sooner; longer
+    /// rides out network blips and slow restarts.
+    #[serde(default = "default_failover_after_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 300")
+        .message("spec.replication.failoverAfterSeconds must be between 1 and 300"))]
+    pub failover_after_seconds: i32,
+}
+
+/// Who moves the primary.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// Switchover on drain, cordon and pod deletion; failover when the primary is lost.
+    #[default]
+    Automatic,
+    /// Only on request (the `ebisu.dev/switchover` annotation); losses are reported.
+    Manual,
 }
 
 impl Default for ReplicationSpec {
@@ -46,8 +87,11 @@ impl Default for ReplicationSpec {
         Self {
             semi_sync: None,
             wait_for_replicas: default_wait_for_replicas(),
-            timeout_seconds: default_timeout_seconds(),
+            timeout_seconds: None,
             max_lag_for_promotion_seconds: default_max_lag_for_promotion_seconds(),
+            max_lag_for_reads_seconds: default_max_lag_for_reads_seconds(),
+            failover: FailoverMode::default(),
+            failover_after_seconds: default_failover_after_seconds(),
         }
     }
 }
@@ -56,8 +100,12 @@ fn default_wait_for_replicas() -> i32 {
     1
 }
 
-fn default_timeout_seconds() -> i32 {
-    10
+fn default_max_lag_for_reads_seconds() -> i32 {
+    30
+}
+
+fn default_failover_after_seconds() -> i32 {
+    3
 }
 
 fn default_max_lag_for_promotion_seconds() -> i32 {

@@ -39,6 +39,94 @@ pub struct MySQLClusterStatus {
     /// The last unplanned primary change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<RoleChange>,
+    /// What the operator remembers between looks at the servers; read
+    /// back by the operator after a restart, never set by users.
+    #[serde(default, skip_serializing_if = "ClusteringMemory::is_empty")]
+    pub clustering: ClusteringMemory,
+}
+
+/// What the clustering loop must remember between passes, kept in status
+/// so that a restarted operator carries on where the last one stopped.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusteringMemory {
+    /// When the primary was first seen silent in the current outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_silent_since: Option<Time>,
+    /// When the primary last answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_answered_at: Option<Time>,
+    /// Whether the primary was waiting for semi-sync acknowledgements at
+    /// the last look at which it answered: only then can a failover prove
+    /// that no acknowledged write is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync_active: Option<bool>,
+    /// A change of primary in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    /// Why the last switchover request or attempt did not move the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refusal: Option<String>,
+    /// When a switchover was last undone: automatic switchovers wait a
+    /// while before trying again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone_at: Option<Time>,
+    /// Problems already announced with an Event, as `Reason/pod` keys, so
+    /// each is announced once while it lasts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported: Vec<String>,
+}
+
+impl ClusteringMemory {
+    /// Nothing to remember.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A change of primary in progress, resumable step by step.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// Planned or unplanned.
+    pub kind: OperationKind,
+    /// The primary being replaced.
+    pub from: String,
+    /// The replica being promoted, once chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Why (`NodeDrain`, `PodDeleted`, `Requested`, `PrimaryLost`, ...).
+    pub reason: String,
+    /// How far it got.
+    pub step: OperationStep,
+    /// When it started.
+    pub started_at: Time,
+    /// Since when writes have been refused (the fence, or the primary's silence).
+    pub writes_blocked_since: Time,
+}
+
+/// Planned (switchover) or unplanned (failover).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    /// The old primary answers and hands over.
+    Switchover,
+    /// The old primary is lost.
+    Failover,
+}
+
+/// The step a change of primary has reached. Steps only move forward; once
+/// `Promoting` is recorded, the old primary is never made writable again.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum OperationStep {
+    /// Switchover: the old primary is being made read-only and its sessions ended.
+    Fencing,
+    /// Failover: every reachable replica's receiver is being stopped, so the
+    /// old primary can get no acknowledgement for anything more.
+    StoppingReceivers,
+    /// The candidate has everything and is being made the primary.
+    Promoting,
 }
 
 /// Lifecycle phase of a cluster.
@@ -78,6 +166,10 @@ pub struct InstanceStatus {
     pub volume_id: Option<String>,
     /// The pod is Ready (serving queries; says nothing about lag).
     pub ready: bool,
+    /// Transactions this server holds that the primary lacks; it is kept
+    /// out of service until it is re-seeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errant_gtids: Option<String>,
 }
 
 /// The role of an instance.

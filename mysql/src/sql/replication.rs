@@ -13,8 +13,10 @@ use super::quote::{quote_literal, validate_host};
 use crate::flavor::Flavor;
 use crate::gtid::GtidSet;
 
-/// Seconds between reconnection attempts when none is given.
-pub const DEFAULT_CONNECT_RETRY_SECS: u32 = 10;
+/// Seconds between reconnection attempts when none is given. Short, so a
+/// replica is back within a second of its source restarting: with
+/// semi-sync the primary's commits wait for a replica to reconnect.
+pub const DEFAULT_CONNECT_RETRY_SECS: u32 = 1;
 
 /// How many reconnection attempts MySQL makes before the I/O thread gives up:
 /// MySQL 8.0's documented default, written out so a lost primary does not
@@ -153,6 +155,24 @@ impl Flavor {
         }
     }
 
+    /// Stops only the receiver (I/O) thread: what was received stays in
+    /// the relay log for the applier, and the source gets no more
+    /// acknowledgements from this replica.
+    pub fn stop_receiver(self) -> String {
+        match self {
+            Flavor::MariaDb => "STOP SLAVE IO_THREAD".to_owned(),
+            Flavor::MySql80 | Flavor::MySql84 => "STOP REPLICA IO_THREAD".to_owned(),
+        }
+    }
+
+    /// Starts only the receiver (I/O) thread.
+    pub fn start_receiver(self) -> String {
+        match self {
+            Flavor::MariaDb => "START SLAVE IO_THREAD".to_owned(),
+            Flavor::MySql80 | Flavor::MySql84 => "START REPLICA IO_THREAD".to_owned(),
+        }
+    }
+
     fn start_replica_threads(self) -> String {
         match self {
             Flavor::MariaDb => "START SLAVE".to_owned(),
@@ -180,7 +200,7 @@ mod tests {
                 "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos".to_owned(),
                 "CHANGE MASTER TO MASTER_HOST='orders-1.orders', MASTER_PORT=3306, \
                  MASTER_USER='ebisu_repl', MASTER_PASSWORD='s3cr''et', \
-                 MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=10"
+                 MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
                     .to_owned(),
                 "START SLAVE".to_owned(),
             ]
@@ -270,5 +290,13 @@ mod tests {
         assert_eq!(Flavor::MariaDb.reset_replication(), "RESET SLAVE ALL");
         assert_eq!(Flavor::MySql80.stop_replication(), "STOP REPLICA");
         assert_eq!(Flavor::MySql84.reset_replication(), "RESET REPLICA ALL");
+    }
+
+    #[test]
+    fn receiver_alone_is_stopped_and_started_in_each_flavors_words() {
+        assert_eq!(Flavor::MariaDb.stop_receiver(), "STOP SLAVE IO_THREAD");
+        assert_eq!(Flavor::MySql84.stop_receiver(), "STOP REPLICA IO_THREAD");
+        assert_eq!(Flavor::MariaDb.start_receiver(), "START SLAVE IO_THREAD");
+        assert_eq!(Flavor::MySql80.start_receiver(), "START REPLICA IO_THREAD");
     }
 }

@@ -54,7 +54,9 @@ fn common(cluster: &ValidatedCluster) -> String {
     set("sync_binlog", "1");
     set("innodb_flush_log_at_trx_commit", "1");
     set("relay_log", "relay-bin");
-    set("relay_log_recovery", "ON");
+    // Keep what a replica received but did not apply across its restart: it
+    // may be the only copy of an acknowledged write once the primary is gone.
+    set("relay_log_recovery", "OFF");
     set("binlog_expire_logs_seconds", "604800");
     match cluster.flavor {
         Flavor::Mariadb => {
@@ -88,20 +90,22 @@ fn common(cluster: &ValidatedCluster) -> String {
     cnf
 }
 
-/// Added on the instance that is (or bootstraps as) the primary.
+/// Added on the instance that is (or bootstraps as) the primary. The
+/// source side of semi-sync is switched on by the operator, once a replica
+/// holds data (so a new cluster's writes never wait for a seed); these are
+/// the settings it then runs with: wait after the binary log sync, and for
+/// as long as the spec says (by default, for ever).
 fn primary(cluster: &ValidatedCluster) -> String {
     let mut cnf = String::from("[mysqld]\n");
     if let Some(semi) = cluster.semi_sync {
         match cluster.flavor {
             Flavor::Mariadb => {
-                let _ = writeln!(cnf, "rpl_semi_sync_master_enabled = ON");
                 let _ = writeln!(cnf, "rpl_semi_sync_master_timeout = {}", semi.timeout_ms);
                 let _ = writeln!(cnf, "rpl_semi_sync_master_wait_point = AFTER_SYNC");
             }
             Flavor::Mysql => {
                 // `loose_` lets the server start even if the plugin failed to load;
                 // the operator checks semi-sync at runtime.
-                let _ = writeln!(cnf, "loose_rpl_semi_sync_source_enabled = ON");
                 let _ = writeln!(
                     cnf,
                     "loose_rpl_semi_sync_source_timeout = {}",
@@ -170,6 +174,7 @@ mod tests {
             "log_slave_updates = ON",
             "gtid_strict_mode = ON",
             "sync_binlog = 1",
+            "relay_log_recovery = OFF",
         ] {
             assert!(common.contains(line), "{line} missing from {common}");
         }
@@ -187,8 +192,17 @@ mod tests {
     #[test]
     fn semi_sync_is_configured_per_role_and_flavor() {
         let basic = build_fresh(&validated(BASIC));
-        assert!(part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_enabled = ON"));
-        assert!(part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_timeout = 10000"));
+        assert!(
+            !part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_enabled"),
+            "the operator switches the source side on once a replica holds data"
+        );
+        assert!(
+            part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_timeout = 4294967295"),
+            "no timeout set: never fall back to asynchronous"
+        );
+        assert!(
+            part(&basic, CONFIG_PRIMARY).contains("rpl_semi_sync_master_wait_point = AFTER_SYNC")
+        );
         assert!(part(&basic, CONFIG_REPLICA).contains("rpl_semi_sync_slave_enabled = ON"));
 
         let production = build_fresh(&validated(MYSQL_PRODUCTION));

@@ -37,6 +37,8 @@ pub struct Children {
     pub read_service: Service,
     /// At most one instance down.
     pub pod_disruption_budget: PodDisruptionBudget,
+    /// The primary's eviction held until it moved (two or more instances).
+    pub primary_pod_disruption_budget: Option<PodDisruptionBudget>,
     /// The instances.
     pub stateful_set: StatefulSet,
 }
@@ -50,6 +52,7 @@ pub fn children(cluster: &ValidatedCluster, initialised: bool) -> Children {
         primary_service: services::primary(cluster),
         read_service: services::read(cluster),
         pod_disruption_budget: pod_disruption_budget::build(cluster),
+        primary_pod_disruption_budget: pod_disruption_budget::primary(cluster),
         stateful_set: stateful_set::build(cluster),
     }
 }

@@ -1,5 +1,7 @@
-//! The PodDisruptionBudget: voluntary disruptions (drains, evictions) take at
-//! most one instance at a time.
+//! The PodDisruptionBudgets: voluntary disruptions (drains, evictions) take
+//! at most one instance at a time, and the primary's eviction is refused
+//! until the primary has moved, so `kubectl drain` waits for a switchover
+//! instead of taking writes down with the pod.
 
 use ebisu_api::names;
 use k8s_openapi::{
@@ -29,10 +31,39 @@ pub fn build(cluster: &ValidatedCluster) -> PodDisruptionBudget {
     }
 }
 
+/// The budget selecting only the pod labelled primary (`minAvailable: 1`):
+/// an eviction of the primary is refused (and `kubectl drain` retries it)
+/// until the operator has moved the label to another pod. `None` for a
+/// single instance, which has nowhere to move: a drain must never hang.
+/// It follows the spec's replicas; the operator refuses to start the
+/// switchover only when no replica can take over, and says why.
+pub fn primary(cluster: &ValidatedCluster) -> Option<PodDisruptionBudget> {
+    if cluster.replicas < 2 || cluster.failover.mode == ebisu_api::FailoverMode::Manual {
+        return None;
+    }
+    let mut selector = cluster.selector();
+    selector.insert(names::LABEL_ROLE.to_owned(), names::ROLE_PRIMARY.to_owned());
+    Some(PodDisruptionBudget {
+        metadata: child_meta(cluster, names::primary_pod_disruption_budget(&cluster.name)),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            }),
+            // Even a primary that is not Ready stays: the operator moves it
+            // (or fails it over) rather than letting an eviction take it.
+            unhealthy_pod_eviction_policy: Some("IfHealthyBudget".to_owned()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{BASIC, validated};
+    use crate::build::fixtures::{BASIC, SINGLE, validated};
 
     #[test]
     fn at_most_one_instance_is_disrupted() {
@@ -44,5 +75,27 @@ mod tests {
             Some(names::selector_labels("orders"))
         );
         assert_eq!(pdb.metadata.owner_references.map(|o| o.len()), Some(1));
+    }
+
+    #[test]
+    fn the_primary_pdb_selects_only_the_primary_and_keeps_it() {
+        let pdb = primary(&validated(BASIC)).expect("three instances have one");
+        assert_eq!(pdb.metadata.name.as_deref(), Some("orders-primary"));
+        let spec = pdb.spec.expect("spec");
+        assert_eq!(spec.min_available, Some(IntOrString::Int(1)));
+        let labels = spec.selector.and_then(|s| s.match_labels).expect("labels");
+        assert_eq!(
+            labels.get(names::LABEL_ROLE).map(String::as_str),
+            Some("primary")
+        );
+        assert_eq!(
+            labels.get(names::LABEL_CLUSTER).map(String::as_str),
+            Some("orders")
+        );
+    }
+
+    #[test]
+    fn a_single_instance_has_no_primary_pdb_so_a_drain_never_hangs() {
+        assert_eq!(primary(&validated(SINGLE)), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use ebisu_api::{
     ServiceTemplate,
-    names::{self, AGENT_PORT, LABEL_ROLE, MYSQL_PORT, ROLE_PRIMARY, ROLE_REPLICA},
+    names::{self, AGENT_PORT, LABEL_READS, LABEL_ROLE, MYSQL_PORT, READS_SERVED, ROLE_PRIMARY},
 };
 use k8s_openapi::{
     api::core::v1::{Service, ServicePort, ServiceSpec},
@@ -34,17 +34,19 @@ pub fn primary(cluster: &ValidatedCluster) -> Service {
     role_service(
         cluster,
         names::primary_service(&cluster.name),
-        ROLE_PRIMARY,
+        (LABEL_ROLE, ROLE_PRIMARY),
         &cluster.services.primary,
     )
 }
 
-/// `<name>-read`: selects the replicas.
+/// `<name>-read`: selects the replicas the operator labelled as serving
+/// reads (replicating without error, within the allowed lag). Readiness
+/// stays "serves queries": lag never makes a pod unready.
 pub fn read(cluster: &ValidatedCluster) -> Service {
     role_service(
         cluster,
         names::read_service(&cluster.name),
-        ROLE_REPLICA,
+        (LABEL_READS, READS_SERVED),
         &cluster.services.read,
     )
 }
@@ -52,7 +54,7 @@ pub fn read(cluster: &ValidatedCluster) -> Service {
 fn role_service(
     cluster: &ValidatedCluster,
     name: String,
-    role: &str,
+    (key, value): (&str, &str),
     template: &ServiceTemplate,
 ) -> Service {
     let mut metadata = child_meta(cluster, name);
@@ -66,7 +68,7 @@ fn role_service(
         metadata.annotations = Some(template.annotations.clone());
     }
     let mut selector = cluster.selector();
-    selector.insert(LABEL_ROLE.to_owned(), role.to_owned());
+    selector.insert(key.to_owned(), value.to_owned());
     Service {
         metadata,
         spec: Some(ServiceSpec {
@@ -122,14 +124,15 @@ mod tests {
     }
 
     #[test]
-    fn read_service_selects_replicas() {
+    fn read_service_selects_replicas_that_serve_reads() {
         let svc = read(&validated(BASIC));
         assert_eq!(svc.metadata.name.as_deref(), Some("orders-read"));
         let selector = svc.spec.and_then(|s| s.selector).expect("selector");
         assert_eq!(
-            selector.get("ebisu.dev/role").map(String::as_str),
-            Some("replica")
+            selector.get("ebisu.dev/reads").map(String::as_str),
+            Some("serve")
         );
+        assert_eq!(selector.get("ebisu.dev/role"), None);
     }
 
     #[test]

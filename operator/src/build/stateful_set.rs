@@ -18,12 +18,12 @@ use k8s_openapi::{
         },
         core::v1::{
             Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
-            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SeccompProfile, SecretVolumeSource, SecurityContext, TCPSocketAction,
-            TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
-            WeightedPodAffinityTerm,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle,
+            LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
+            PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+            SecretVolumeSource, SecurityContext, TCPSocketAction, TopologySpreadConstraint, Volume,
+            VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
         },
     },
     apimachinery::pkg::{
@@ -106,7 +106,7 @@ fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
         // Nothing in the pod talks to the Kubernetes API.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        termination_grace_period_seconds: Some(120),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(MYSQL_UID),
@@ -187,12 +187,17 @@ fn server(cluster: &ValidatedCluster) -> Container {
             format!("--defaults-file={SERVER_CONFIG_FILE}"),
         ]),
         ports: Some(vec![container_port("mysql", MYSQL_PORT)]),
+        // The pre-stop hook needs the sidecar binary and who this pod is
+        // (it asks the agents, so no credentials).
+        env: Some(sidecar_env(cluster)),
         volume_mounts: Some(vec![
             mount(DATA_VOLUME, DATA_DIR, false),
             mount(SERVER_CONFIG_VOLUME, SERVER_CONFIG_DIR, true),
             mount(RUN_VOLUME, RUN_DIR, false),
             mount(TMP_VOLUME, "/tmp", false),
+            mount(SIDECAR_VOLUME, SIDECAR_BIN_DIR, true),
         ]),
+        lifecycle: Some(hold_primary()),
         resources: cluster.pod.resources.clone(),
         // Ready means "serving queries", as the agent checks it. Never "caught up":
         // lag must not take a replica out of failover candidacy or of its Service.
@@ -247,6 +252,8 @@ fn agent(cluster: &ValidatedCluster) -> Container {
             failure_threshold: Some(3),
             ..Probe::default()
         }),
+        // The operator reads the agent during the switchover too.
+        lifecycle: Some(hold_primary()),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_owned(), Quantity("50m".to_owned())),
@@ -261,6 +268,31 @@ fn agent(cluster: &ValidatedCluster) -> Container {
         }),
         security_context: Some(restricted()),
         ..Container::default()
+    }
+}
+
+/// How long a deleted primary's pod may hold its server up for the
+/// switchover: well inside the termination grace period, so the server
+/// still gets its SIGTERM and a clean shutdown.
+pub const PRE_STOP_SECONDS: u64 = 90;
+/// The pods' termination grace period.
+pub const TERMINATION_GRACE_SECONDS: i64 = 120;
+
+/// preStop: while this pod's server is the primary and a replica can take
+/// over, wait (bounded) until the operator has moved the primary away.
+fn hold_primary() -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    SIDECAR_BIN.to_owned(),
+                    "pre-stop".to_owned(),
+                    format!("--timeout-seconds={PRE_STOP_SECONDS}"),
+                ]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
     }
 }
 
@@ -512,6 +544,38 @@ mod tests {
             (owner.kind.as_str(), owner.name.as_str(), owner.controller),
             ("MySQLCluster", "orders", Some(true))
         );
+    }
+
+    #[test]
+    fn a_deleted_primary_holds_its_server_up_for_the_switchover_within_the_grace_period() {
+        let sts = build(&validated(BASIC));
+        for name in ["mysqld", "agent"] {
+            let c = container(&sts, name);
+            let hook = c
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_stop.as_ref())
+                .and_then(|h| h.exec.as_ref())
+                .and_then(|e| e.command.clone())
+                .unwrap_or_else(|| panic!("{name} has a preStop hook"));
+            assert_eq!(hook[..2], [SIDECAR_BIN.to_owned(), "pre-stop".to_owned()]);
+            assert!(
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.mount_path == SIDECAR_BIN_DIR),
+                "{name} can run the hook"
+            );
+        }
+        assert!(
+            i64::try_from(PRE_STOP_SECONDS).unwrap() + 20 <= TERMINATION_GRACE_SECONDS,
+            "the server still gets its SIGTERM in time"
+        );
+        assert_eq!(
+            pod(&sts).termination_grace_period_seconds,
+            Some(TERMINATION_GRACE_SECONDS)
+        );
+        assert_eq!(env(container(&sts, "mysqld"), "POD_NAME").name, "POD_NAME");
     }
 
     #[test]

@@ -1,26 +1,83 @@
-//! Carrying decisions out: SQL on the servers (as the operator user) and
-//! role labels on the pods. Each action is independent; one failing does
-//! not stop the others, and the next reconcile decides again.
+//! The real [`Executor`]: SQL on the servers (as the operator user), role
+//! and reads labels on the pods, annotations and memory on the
+//! MySQLCluster. Each action is idempotent, so a step that is run again
+//! after a failure or an operator restart does no harm.
 
-use ebisu_api::names::{LABEL_ROLE, ROLE_PRIMARY, ROLE_REPLICA};
-use ebisu_mysql::{Credentials, ReplicationSource, SemiSync};
+use std::time::Duration;
+
+use ebisu_api::{
+    ClusteringMemory, MySQLCluster, MySQLClusterStatus,
+    names::{LABEL_READS, LABEL_ROLE, READS_SERVED, ROLE_PRIMARY, ROLE_REPLICA},
+};
+use ebisu_mysql::{Credentials, Flavor, GtidSet, ReplicationSource, SemiSync};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
-use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, prelude::Queryable};
 use serde_json::json;
 
 use super::{
     decide::Action,
+    execute::Executor,
     observe::{self, Observed, OperatorAccount},
 };
+
+/// How long `SET GLOBAL read_only = ON` may wait for running commits
+/// before client sessions are ended to let it through.
+const FENCE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached or read.
+    #[error(transparent)]
+    Observe(#[from] observe::Error),
+    /// The server did not finish in time.
+    #[error("failed to {action} on {pod}: timed out")]
+    TimedOut {
+        /// The pod.
+        pod: String,
+        /// What was being done.
+        action: &'static str,
+    },
+    /// The server refused a statement.
+    #[error("failed to {action} on {pod}: {source}")]
+    Refused {
+        /// The pod.
+        pod: String,
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The API server refused or failed a write.
+    #[error("failed to {action}: {source}")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The action cannot be done with what was observed.
+    #[error("failed to {action}: {why}")]
+    Impossible {
+        /// What was being done.
+        action: String,
+        /// Why not.
+        why: String,
+    },
+}
 
 /// What `act` needs besides the decision.
 pub struct Target<'a> {
     /// API client.
     pub client: &'a Client,
+    /// The cluster, as read at the start of this reconcile.
+    pub cluster: &'a MySQLCluster,
     /// Namespace of the pods.
     pub namespace: &'a str,
     /// The servers as observed.
@@ -31,47 +88,8 @@ pub struct Target<'a> {
     pub replication: &'a Credentials,
     /// Semi-sync settings when it is on.
     pub semi_sync: Option<SemiSync>,
-}
-
-/// Carries out `action`; the error says what failed.
-pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), String> {
-    match action {
-        Action::LabelPrimary(pod) => label(target, pod, Some(ROLE_PRIMARY)).await,
-        Action::LabelReplica(pod) => label(target, pod, Some(ROLE_REPLICA)).await,
-        Action::Unlabel(pod) => label(target, pod, None).await,
-        Action::MakeWritable(pod) => {
-            let (flavor, ip) = server(target, pod)?;
-            sql(ip, target.account, &flavor.unfence()).await
-        }
-        Action::Fence(pod) => {
-            let (flavor, ip) = server(target, pod)?;
-            sql(ip, target.account, &flavor.fence()).await
-        }
-        Action::Replicate { pod, source_host } => {
-            let (flavor, ip) = server(target, pod)?;
-            let source = ReplicationSource::new(
-                source_host,
-                ebisu_api::names::MYSQL_PORT,
-                target.replication.clone(),
-            )
-            .map_err(|e| e.to_string())?;
-            sql(ip, target.account, &flavor.start_replication(&source)).await
-        }
-        Action::EnableSemiSync { pod, as_primary } => {
-            let (flavor, ip) = server(target, pod)?;
-            let Some(semi) = target.semi_sync else {
-                return Ok(());
-            };
-            let statements = if *as_primary {
-                flavor
-                    .semi_sync_as_primary(&semi)
-                    .map_err(|e| e.to_string())?
-            } else {
-                flavor.semi_sync_as_replica(&semi)
-            };
-            sql(ip, target.account, &statements).await
-        }
-    }
+    /// Service users whose sessions survive a fence.
+    pub keep_sessions: &'a [ebisu_mysql::UserName],
 }
 
 impl std::fmt::Debug for Target<'_> {
@@ -82,65 +100,266 @@ impl std::fmt::Debug for Target<'_> {
     }
 }
 
-fn server<'a>(target: &'a Target<'_>, pod: &str) -> Result<(ebisu_mysql::Flavor, &'a str), String> {
+impl Executor for Target<'_> {
+    async fn run(&mut self, action: &Action) -> Result<(), Error> {
+        apply(action, self).await
+    }
+}
+
+/// Carries out `action`.
+pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), Error> {
+    match action {
+        Action::Remember(memory) => remember(target, memory).await,
+        Action::ConsumeAnnotation(key) => consume_annotation(target, key).await,
+        Action::LabelPrimary(pod) => label(target, pod, LABEL_ROLE, Some(ROLE_PRIMARY)).await,
+        Action::LabelReplica(pod) => label(target, pod, LABEL_ROLE, Some(ROLE_REPLICA)).await,
+        Action::Unlabel(pod) => label(target, pod, LABEL_ROLE, None).await,
+        Action::LabelReads { pod, serve } => {
+            label(target, pod, LABEL_READS, serve.then_some(READS_SERVED)).await
+        }
+        Action::MakeWritable(pod) => {
+            let (flavor, mut conn) = open(target, pod).await?;
+            run(&mut conn, pod, "make it writable", &flavor.unfence()).await
+        }
+        Action::Fence { pod, end_sessions } => fence(target, pod, *end_sessions).await,
+        Action::Replicate { pod, source_host } => {
+            let (flavor, mut conn) = open(target, pod).await?;
+            let source = ReplicationSource::new(
+                source_host,
+                ebisu_api::names::MYSQL_PORT,
+                target.replication.clone(),
+            )
+            .map_err(|e| impossible("point replication", e))?;
+            let mut statements = vec![flavor.stop_replication()];
+            if let Some(semi) = target.semi_sync {
+                statements.extend(flavor.semi_sync_as_replica(&semi));
+            }
+            statements.extend(flavor.start_replication(&source));
+            run(&mut conn, pod, "point replication", &statements).await
+        }
+        Action::EnableSemiSync { pod, as_primary } => {
+            let Some(semi) = target.semi_sync else {
+                return Ok(());
+            };
+            let (flavor, mut conn) = open(target, pod).await?;
+            let mut statements = if *as_primary {
+                flavor
+                    .semi_sync_as_primary(&semi)
+                    .map_err(|e| impossible("enable semi-sync", e))?
+            } else {
+                // The replica side takes effect when the receiver reconnects.
+                let mut s = vec![flavor.stop_receiver()];
+                s.extend(flavor.semi_sync_as_replica(&semi));
+                s
+            };
+            if !*as_primary {
+                statements.push(flavor.start_receiver());
+            }
+            run(&mut conn, pod, "enable semi-sync", &statements).await
+        }
+        Action::StopReceiver(pod) => {
+            let (flavor, mut conn) = open(target, pod).await?;
+            run(
+                &mut conn,
+                pod,
+                "stop the receiver",
+                &[flavor.stop_receiver()],
+            )
+            .await
+        }
+        Action::CatchUp {
+            pod,
+            source,
+            timeout_secs,
+        } => {
+            let (source_flavor, mut source_conn) = open(target, source).await?;
+            let gtid: Option<String> = source_conn
+                .query_first(source_flavor.gtid_executed_query())
+                .await
+                .map_err(refused(source, "read executed GTIDs"))?;
+            let gtid = GtidSet::parse(source_flavor, &gtid.unwrap_or_default())
+                .map_err(|e| impossible("read executed GTIDs", e))?;
+            wait_applied(target, pod, &gtid, *timeout_secs).await
+        }
+        Action::WaitApplied {
+            pod,
+            gtid,
+            timeout_secs,
+        } => wait_applied(target, pod, gtid, *timeout_secs).await,
+        Action::Promote(pod) => {
+            let (flavor, mut conn) = open(target, pod).await?;
+            let statements = [flavor.stop_replication(), flavor.reset_replication()];
+            run(&mut conn, pod, "stop and forget replication", &statements).await
+        }
+    }
+}
+
+/// Read-only first (waiting for running commits), then, when asked, the
+/// client sessions end. A commit that takes longer than the patience gets
+/// its session ended so the fence can go through.
+async fn fence(target: &Target<'_>, pod: &str, end_sessions: bool) -> Result<(), Error> {
+    let (flavor, mut conn) = open(target, pod).await?;
+    let fence = flavor.fence();
+    let set = run(&mut conn, pod, "make it read-only", &fence);
+    match tokio::time::timeout(FENCE_PATIENCE, set).await {
+        Ok(result) => {
+            result?;
+            if end_sessions {
+                end_client_sessions(target, flavor, &mut conn, pod).await?;
+            }
+        }
+        Err(_) => {
+            // The first connection is mid-statement: carry on on a second one.
+            let (_, mut other) = open(target, pod).await?;
+            end_client_sessions(target, flavor, &mut other, pod).await?;
+            run(&mut other, pod, "make it read-only", &fence).await?;
+            end_client_sessions(target, flavor, &mut other, pod).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn end_client_sessions(
+    target: &Target<'_>,
+    flavor: Flavor,
+    conn: &mut Conn,
+    pod: &str,
+) -> Result<(), Error> {
+    let keep: Vec<&ebisu_mysql::UserName> = target.keep_sessions.iter().collect();
+    let ids: Vec<u64> = conn
+        .query(flavor.client_connections_query(&keep))
+        .await
+        .map_err(refused(pod, "list client sessions"))?;
+    for id in ids {
+        // A session that ended by itself meanwhile is fine.
+        let _ = conn.query_drop(flavor.kill_connection(id)).await;
+    }
+    Ok(())
+}
+
+async fn wait_applied(
+    target: &Target<'_>,
+    pod: &str,
+    gtid: &GtidSet,
+    timeout_secs: u64,
+) -> Result<(), Error> {
+    let (flavor, mut conn) = open(target, pod).await?;
+    let timeout = u32::try_from(timeout_secs).unwrap_or(u32::MAX);
+    let query = flavor
+        .wait_for_gtid_query(gtid, timeout)
+        .map_err(|e| impossible("wait for transactions", e))?;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(timeout_secs) + observe::ANSWER_TIMEOUT,
+        conn.query_first::<Option<i64>, _>(query),
+    )
+    .await
+    .map_err(|_| Error::TimedOut {
+        pod: pod.to_owned(),
+        action: "wait for transactions",
+    })?
+    .map_err(refused(pod, "wait for transactions"))?;
+    if flavor.gtid_wait_succeeded(waited.flatten()) {
+        Ok(())
+    } else {
+        Err(Error::TimedOut {
+            pod: pod.to_owned(),
+            action: "apply every transaction the old primary had",
+        })
+    }
+}
+
+async fn open(target: &Target<'_>, pod: &str) -> Result<(Flavor, Conn), Error> {
     let observed = target
         .servers
         .iter()
         .find(|s| s.state.pod == pod)
-        .ok_or_else(|| format!("failed to find server {pod}"))?;
-    match (observed.flavor, observed.ip.as_deref()) {
-        (Some(flavor), Some(ip)) => Ok((flavor, ip)),
-        _ => Err(format!("failed to reach server {pod}")),
-    }
+        .ok_or_else(|| Error::Impossible {
+            action: format!("find server {pod}"),
+            why: "it is not part of the cluster".to_owned(),
+        })?;
+    let (Some(flavor), Some(ip)) = (observed.flavor, observed.ip.as_deref()) else {
+        return Err(observe::Error::NoAddress {
+            pod: pod.to_owned(),
+        }
+        .into());
+    };
+    let conn = observe::connect(pod, ip, target.account).await?;
+    Ok((flavor, conn))
 }
 
-async fn sql(ip: &str, account: &OperatorAccount, statements: &[String]) -> Result<(), String> {
-    let mut conn = observe::connect(ip, account).await?;
+async fn run(
+    conn: &mut Conn,
+    pod: &str,
+    action: &'static str,
+    statements: &[String],
+) -> Result<(), Error> {
     for statement in statements {
-        conn.query_drop(statement)
+        tokio::time::timeout(observe::ANSWER_TIMEOUT, conn.query_drop(statement))
             .await
-            .map_err(|e| format!("failed to run a statement: {e}"))?;
+            .map_err(|_| Error::TimedOut {
+                pod: pod.to_owned(),
+                action,
+            })?
+            .map_err(refused(pod, action))?;
     }
-    let _ = conn.disconnect().await;
     Ok(())
 }
 
-async fn label(target: &Target<'_>, pod: &str, role: Option<&str>) -> Result<(), String> {
+fn refused(pod: &str, action: &'static str) -> impl FnOnce(mysql_async::Error) -> Error {
+    let pod = pod.to_owned();
+    move |source| Error::Refused {
+        pod,
+        action,
+        source,
+    }
+}
+
+fn impossible(action: &str, why: impl std::fmt::Display) -> Error {
+    Error::Impossible {
+        action: action.to_owned(),
+        why: why.to_string(),
+    }
+}
+
+async fn label(
+    target: &Target<'_>,
+    pod: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), Error> {
     let api = Api::<Pod>::namespaced(target.client.clone(), target.namespace);
-    let patch = json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
+    let patch = json!({ "metadata": { "labels": { key: value } } });
     api.patch(pod, &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map(drop)
-        .map_err(|e| format!("failed to label pod {pod}: {e}"))
+        .map_err(|source| Error::Api {
+            action: format!("label pod {pod}"),
+            source,
+        })
 }
 
-/// The Event reason and message for an action.
-pub fn describe(action: &Action) -> (&'static str, String) {
-    match action {
-        Action::LabelPrimary(pod) => (
-            "PrimaryLabelled",
-            format!("{pod} is the primary; the primary Service now selects it"),
-        ),
-        Action::LabelReplica(pod) => ("ReplicaLabelled", format!("{pod} is a replica")),
-        Action::Unlabel(pod) => (
-            "Unlabelled",
-            format!("{pod} receives no traffic until it is repaired"),
-        ),
-        Action::MakeWritable(pod) => ("PrimaryWritable", format!("made {pod} writable")),
-        Action::Fence(pod) => (
-            "Fenced",
-            format!("made {pod} read-only: it is not the primary"),
-        ),
-        Action::Replicate { pod, source_host } => (
-            "ReplicationRepaired",
-            format!("pointed {pod} at {source_host} and started replication"),
-        ),
-        Action::EnableSemiSync { pod, as_primary } => (
-            "SemiSyncEnabled",
-            format!(
-                "enabled semi-sync on {pod} as {}",
-                if *as_primary { "source" } else { "replica" }
-            ),
-        ),
-    }
+async fn consume_annotation(target: &Target<'_>, key: &str) -> Result<(), Error> {
+    let api = Api::<MySQLCluster>::namespaced(target.client.clone(), target.namespace);
+    let name = target.cluster.metadata.name.clone().unwrap_or_default();
+    let patch = json!({ "metadata": { "annotations": { key: null } } });
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            action: format!("remove annotation {key}"),
+            source,
+        })
+}
+
+async fn remember(target: &Target<'_>, memory: &ClusteringMemory) -> Result<(), Error> {
+    let status = MySQLClusterStatus {
+        clustering: memory.clone(),
+        ..target.cluster.status.clone().unwrap_or_default()
+    };
+    crate::apply::status(target.client, target.cluster, &status)
+        .await
+        .map_err(|source| Error::Api {
+            action: "remember the clustering state in status".to_owned(),
+            source,
+        })
 }

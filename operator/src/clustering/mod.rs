@@ -1,14 +1,22 @@
 //! Clustering: keep exactly one writable primary and every other server a
-//! read-only replica of it. `observe` reads each server (SQL and the agent's
-//! `/status`), `decide` is a pure function from what was observed to actions
-//! and problems, `act` carries the actions out. This part repairs drift; it
-//! never promotes a replica (failover and switchover come later) and never
-//! re-joins a server that holds transactions the primary lacks.
+//! read-only replica of it, move the primary when its node is drained or
+//! its pod deleted, and fail over when it is lost without losing an
+//! acknowledged write. `observe` reads each server (SQL and the agent's
+//! `/status`) with its pod and node; `decide` is a pure function from that
+//! to ordered steps; `execute` runs the steps in order and `act` does each
+//! action; `pass` strings them together for a reconcile; `prober` notices
+//! a silent primary between reconciles.
 
 pub mod act;
 pub mod decide;
+pub mod execute;
 pub mod observe;
+pub mod pass;
+pub mod prober;
 pub mod state;
 
-pub use decide::{Action, Decision, Problem, decide};
-pub use state::{Replication, ServerState};
+pub use decide::{
+    Action, Again, BlockedWhy, Decision, Input, Policy, Problem, SemiSyncPolicy, SwitchoverRequest,
+    decide,
+};
+pub use state::{Answer, NodeFacts, Replication, ServerState};

@@ -1,23 +1,88 @@
-//! Reading every server of a cluster over SQL, as the operator user, at the
-//! pod's IP. The labelled primary is read last, so a replica can never seem
-//! to hold a transaction the primary committed after it was read.
+//! Reading every server of a cluster (over SQL as the operator user, at the
+//! pod's IP, with the reader the sidecar uses too) and its agent's
+//! `/status`, together with the pod and node facts decisions take.
+//! Replicas are read together, the labelled primary after them, so a
+//! replica can never seem to hold a transaction the primary committed after
+//! it was read.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use ebisu_api::{
     InstanceRole,
-    names::{self, LABEL_ROLE, MYSQL_PORT, ROLE_PRIMARY, ROLE_REPLICA},
+    agent::AgentStatus,
+    names::{self, LABEL_READS, LABEL_ROLE, MYSQL_PORT, READS_SERVED, ROLE_PRIMARY, ROLE_REPLICA},
 };
-use ebisu_mysql::{Flavor, GtidSet, ReplicaStatus, ThreadState};
-use k8s_openapi::api::core::v1::Pod;
-use mysql_async::{Conn, OptsBuilder, Row, prelude::Queryable};
+use ebisu_mysql::{Flavor, driver::ServerRead};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use mysql_async::{Conn, OptsBuilder};
 use tracing::debug;
 
-use super::state::{Replication, ServerState};
+use super::state::{Answer, NodeFacts, Replication, ServerState};
 
-/// How long a server or agent may take to answer before it counts as down
-/// for this pass: a hung pod must not stall the reconcile of the others.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting may take before a server counts as silent this
+/// pass. Short: inside a cluster a connection takes milliseconds, and a
+/// silent primary is what failover waits on.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a server or agent may take to answer once connected: a hung
+/// pod must not stall the reconcile of the others.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Taints that say a node is about to be emptied (a drain, the cluster
+/// autoscaler, Karpenter); `spec.unschedulable` says it too.
+pub const DRAIN_TAINTS: &[&str] = &[
+    "node.kubernetes.io/unschedulable",
+    "ToBeDeletedByClusterAutoscaler",
+    "karpenter.sh/disrupted",
+    "karpenter.sh/disruption",
+];
+
+/// Why a server could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pod has no IP yet.
+    #[error("failed to reach {pod}: it has no address yet")]
+    NoAddress {
+        /// The pod.
+        pod: String,
+    },
+    /// Nothing answered (connection refused, reset or no route).
+    #[error("failed to reach {pod}: {source}")]
+    Unreachable {
+        /// The pod.
+        pod: String,
+        /// The driver's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// It did not answer in time.
+    #[error("failed to {action} on {pod}: timed out")]
+    TimedOut {
+        /// The pod.
+        pod: String,
+        /// What was being done.
+        action: &'static str,
+    },
+    /// The server answered with an error (authentication, too many
+    /// connections, a query it refused).
+    #[error("failed to read {pod}: {source}")]
+    Refused {
+        /// The pod.
+        pod: String,
+        /// What went wrong.
+        #[source]
+        source: ebisu_mysql::driver::ReadError,
+    },
+}
+
+impl Error {
+    /// Whether the server may be gone (as opposed to up and refusing).
+    pub fn is_silence(&self) -> bool {
+        matches!(
+            self,
+            Self::NoAddress { .. } | Self::Unreachable { .. } | Self::TimedOut { .. }
+        )
+    }
+}
 
 /// The operator's account on the servers.
 #[derive(Clone)]
@@ -49,74 +114,149 @@ pub struct Observed {
     pub lag_seconds: Option<u64>,
 }
 
-/// Reads every pod's server.
+/// Reads every pod's server; `skip` lists pods known to be silent in this
+/// reconcile (they are not waited for again).
 pub async fn servers(
     cluster: &str,
     namespace: &str,
     pods: &[Pod],
+    nodes: &BTreeMap<String, Node>,
     account: &OperatorAccount,
     agents: &reqwest::Client,
+    skip: &[String],
 ) -> Vec<Observed> {
-    let mut ordered: Vec<&Pod> = pods.iter().collect();
-    // Replicas first, the labelled primary last.
-    ordered.sort_by_key(|p| role_label(p) == Some(InstanceRole::Primary));
-    let mut out = Vec::with_capacity(ordered.len());
-    for pod in ordered {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ordinal = names::ordinal_of(&name).unwrap_or_default();
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-        let mut state = ServerState {
-            pod: name.clone(),
-            host: names::pod_host(cluster, namespace, ordinal),
-            role_label: role_label(pod),
-            reachable: false,
-            read_only: true,
-            gtid: None,
-            replication: None,
-            semi_sync_source: false,
-            semi_sync_replica: false,
-            seed_pending: true,
-        };
-        let mut flavor = None;
-        let mut lag_seconds = None;
-        if let Some(ip) = &ip {
-            // Unknown counts as pending: never race an agent applying a seed.
-            state.seed_pending = agent_seed_pending(agents, ip).await.unwrap_or(true);
-            match read(ip, account).await {
-                Ok(read) => {
-                    state.reachable = true;
-                    state.read_only = read.read_only;
-                    state.gtid = Some(read.gtid);
-                    lag_seconds = read.replica.as_ref().and_then(|r| r.seconds_behind);
-                    state.replication =
-                        read.replica
-                            .filter(|r| !r.source_host.is_empty())
-                            .map(|r| Replication {
-                                io_running: r.io_running != ThreadState::No,
-                                sql_running: r.sql_running,
-                                sql_error: r.last_sql_error.clone(),
-                                lag_seconds: r.seconds_behind,
-                                source_host: r.source_host,
-                            });
-                    state.semi_sync_source = read.semi_sync.0;
-                    state.semi_sync_replica = read.semi_sync.1;
-                    flavor = Some(read.flavor);
-                }
-                Err(error) => debug!(pod = %name, %error, "server did not answer"),
-            }
-        }
-        out.push(Observed {
-            state,
-            flavor,
-            ip,
-            lag_seconds,
-        });
-    }
+    let (primaries, replicas): (Vec<&Pod>, Vec<&Pod>) = pods
+        .iter()
+        .partition(|p| role_label(p) == Some(InstanceRole::Primary));
+    let read = |pod| {
+        let skipped = skip.iter().any(|s| Some(s) == pod_name(pod));
+        one(cluster, namespace, pod, nodes, account, agents, skipped)
+    };
+    let mut out = futures::future::join_all(replicas.into_iter().map(read)).await;
+    out.extend(futures::future::join_all(primaries.into_iter().map(read)).await);
     out
 }
 
-/// Whether the pod's agent reports a seed it has not applied yet.
-async fn agent_seed_pending(agents: &reqwest::Client, ip: &str) -> Option<bool> {
+async fn one(
+    cluster: &str,
+    namespace: &str,
+    pod: &Pod,
+    nodes: &BTreeMap<String, Node>,
+    account: &OperatorAccount,
+    agents: &reqwest::Client,
+    skipped: bool,
+) -> Observed {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ordinal = names::ordinal_of(&name).unwrap_or_default();
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+    let mut state = ServerState {
+        pod: name.clone(),
+        host: names::pod_host(cluster, namespace, ordinal),
+        role_label: role_label(pod),
+        reads_label: pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_READS))
+            .is_some_and(|v| v == READS_SERVED),
+        pod_ready: pod_ready(pod),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        node: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .map(|node| node_facts(node, nodes.get(node))),
+        answer: Answer::Silent,
+        read_only: true,
+        gtid: None,
+        replication: None,
+        semi_sync_source: false,
+        semi_sync_active: false,
+        semi_sync_replica: false,
+        // Unknown counts as pending: never race an agent applying a seed.
+        seed_pending: true,
+    };
+    let mut observed = Observed {
+        state,
+        flavor: None,
+        ip: ip.clone(),
+        lag_seconds: None,
+    };
+    if skipped {
+        return observed;
+    }
+    let Some(ip) = ip else { return observed };
+    let (agent, read) = tokio::join!(agent_status(agents, &ip), read(&name, &ip, account));
+    state = observed.state;
+    if let Some(agent) = &agent {
+        state.seed_pending = agent.seed_pending;
+    }
+    match read {
+        Ok(read) => {
+            state.answer = Answer::Answered;
+            state.read_only = read.read_only;
+            state.gtid = Some(read.gtid_executed);
+            observed.lag_seconds = read.replica.as_ref().and_then(|r| r.seconds_behind);
+            state.replication = read.replica.map(|r| Replication {
+                io_running: r.receiver_running(),
+                io_errno: r.last_io_errno,
+                sql_running: r.sql_running,
+                sql_error: r.last_sql_error.clone(),
+                lag_seconds: r.seconds_behind,
+                received: Some(r.received_gtid.clone()),
+                source_host: r.source_host,
+            });
+            state.semi_sync_source = read.semi_sync.source_enabled;
+            state.semi_sync_active = read.semi_sync.source_active;
+            state.semi_sync_replica = read.semi_sync.replica_enabled;
+            observed.flavor = Some(read.flavor);
+        }
+        Err(error) => {
+            // An agent that reports its server up contradicts silence: the
+            // server lives, the operator just cannot use it this pass.
+            let up = agent.as_ref().is_some_and(|a| a.server_up);
+            state.answer = if error.is_silence() && !up {
+                Answer::Silent
+            } else {
+                Answer::Refused
+            };
+            debug!(pod = %name, %error, "server did not answer");
+        }
+    }
+    observed.state = state;
+    observed
+}
+
+/// The node facts decisions take; a node not found counts as not ready.
+pub fn node_facts(name: &str, node: Option<&Node>) -> NodeFacts {
+    let Some(node) = node else {
+        return NodeFacts {
+            name: name.to_owned(),
+            draining: false,
+            ready: false,
+        };
+    };
+    let spec = node.spec.as_ref();
+    let cordoned = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+    let tainted = spec.and_then(|s| s.taints.as_ref()).is_some_and(|taints| {
+        taints
+            .iter()
+            .any(|t| DRAIN_TAINTS.contains(&t.key.as_str()))
+    });
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    NodeFacts {
+        name: name.to_owned(),
+        draining: cordoned || tainted,
+        ready,
+    }
+}
+
+/// What the pod's agent says, when it answers.
+async fn agent_status(agents: &reqwest::Client, ip: &str) -> Option<AgentStatus> {
     let url = format!(
         "http://{ip}:{}{}",
         names::AGENT_PORT,
@@ -133,9 +273,11 @@ async fn agent_seed_pending(agents: &reqwest::Client, ip: &str) -> Option<bool> 
         .bytes()
         .await
         .ok()?;
-    serde_json::from_slice::<ebisu_api::agent::AgentStatus>(&bytes)
-        .ok()
-        .map(|s| s.seed_pending)
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn pod_name(pod: &Pod) -> Option<&String> {
+    pod.metadata.name.as_ref()
 }
 
 fn role_label(pod: &Pod) -> Option<InstanceRole> {
@@ -146,71 +288,55 @@ fn role_label(pod: &Pod) -> Option<InstanceRole> {
     }
 }
 
-struct Read {
-    flavor: Flavor,
-    read_only: bool,
-    gtid: GtidSet,
-    replica: Option<ReplicaStatus>,
-    semi_sync: (bool, bool),
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Connects to a server as the operator.
-pub async fn connect(ip: &str, account: &OperatorAccount) -> Result<Conn, String> {
+pub async fn connect(pod: &str, ip: &str, account: &OperatorAccount) -> Result<Conn, Error> {
     let opts = OptsBuilder::default()
         .ip_or_hostname(ip.to_owned())
         .tcp_port(MYSQL_PORT)
         .user(Some(account.user.clone()))
         .pass(Some(account.password.clone()))
         .prefer_socket(false);
-    tokio::time::timeout(ANSWER_TIMEOUT, Conn::new(opts))
-        .await
-        .map_err(|_| "failed to connect: timed out".to_owned())?
-        .map_err(|e| format!("failed to connect: {e}"))
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
+        Err(_) => Err(Error::TimedOut {
+            pod: pod.to_owned(),
+            action: "connect",
+        }),
+        Ok(Err(source @ (mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)))) => {
+            Err(Error::Unreachable {
+                pod: pod.to_owned(),
+                source,
+            })
+        }
+        Ok(Err(source)) => Err(Error::Refused {
+            pod: pod.to_owned(),
+            source: ebisu_mysql::driver::ReadError::Query {
+                action: "connect",
+                source,
+            },
+        }),
+        Ok(Ok(conn)) => Ok(conn),
+    }
 }
 
-async fn read(ip: &str, account: &OperatorAccount) -> Result<Read, String> {
-    let mut conn = connect(ip, account).await?;
-    let sql = |e: mysql_async::Error| format!("failed to query: {e}");
-    let version: Option<String> = conn
-        .query_first(ebisu_mysql::sql::VERSION_QUERY)
+async fn read(pod: &str, ip: &str, account: &OperatorAccount) -> Result<ServerRead, Error> {
+    let mut conn = connect(pod, ip, account).await?;
+    let read = tokio::time::timeout(ANSWER_TIMEOUT, ebisu_mysql::driver::read_server(&mut conn))
         .await
-        .map_err(sql)?;
-    let flavor =
-        Flavor::from_server_version(&version.unwrap_or_default()).map_err(|e| e.to_string())?;
-    let read_only: Option<i64> = conn
-        .query_first(flavor.fence_state_query())
-        .await
-        .map_err(sql)?;
-    let gtid: Option<String> = conn
-        .query_first(flavor.gtid_executed_query())
-        .await
-        .map_err(sql)?;
-    let gtid = GtidSet::parse(flavor, &gtid.unwrap_or_default()).map_err(|e| e.to_string())?;
-    let row: Option<Row> = conn
-        .query_first(flavor.replica_status_query())
-        .await
-        .map_err(sql)?;
-    let replica = match row {
-        Some(row) => Some(
-            ReplicaStatus::from_row(flavor, &ebisu_mysql::driver::named_columns(&row))
-                .map_err(|e| e.to_string())?,
-        ),
-        None => None,
-    };
-    let semi_query = if flavor.is_mariadb() {
-        "SELECT @@GLOBAL.rpl_semi_sync_master_enabled, @@GLOBAL.rpl_semi_sync_slave_enabled"
-    } else {
-        "SELECT @@GLOBAL.rpl_semi_sync_source_enabled, @@GLOBAL.rpl_semi_sync_replica_enabled"
-    };
-    // Missing variables (a MySQL plugin not loaded) mean semi-sync is off.
-    let semi: Option<(i64, i64)> = conn.query_first(semi_query).await.unwrap_or(None);
-    let semi_sync = semi.map_or((false, false), |(s, r)| (s != 0, r != 0));
+        .map_err(|_| Error::TimedOut {
+            pod: pod.to_owned(),
+            action: "read the server",
+        })?
+        .map_err(|source| Error::Refused {
+            pod: pod.to_owned(),
+            source,
+        })?;
     let _ = conn.disconnect().await;
-    Ok(Read {
-        flavor,
-        read_only: read_only.unwrap_or(1) != 0,
-        gtid,
-        replica,
-        semi_sync,
-    })
+    Ok(read)
 }

@@ -1,7 +1,34 @@
-//! What the operator observed about one server, in the shape decisions take.
+//! What the operator observed about one server and its pod and node, in the
+//! shape decisions take. Built by `observe`; read by `decide`.
 
 use ebisu_api::InstanceRole;
 use ebisu_mysql::GtidSet;
+
+/// How the server answered this look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// It answered every query: the server fields below are what it said.
+    Answered,
+    /// It is up but refused the operator (authentication, too many
+    /// connections, a query error): alive, so never failed over, but
+    /// nothing can be done to it this pass.
+    Refused,
+    /// Nothing answered in time (no address, connection refused or timed
+    /// out) and its agent does not report the server up: it may be lost.
+    Silent,
+}
+
+/// The pod's node, as far as decisions care.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// Node name.
+    pub name: String,
+    /// Cordoned (`spec.unschedulable`) or carrying a drain taint: pods are
+    /// about to be evicted from it.
+    pub draining: bool,
+    /// Its Ready condition is True.
+    pub ready: bool,
+}
 
 /// One server as observed.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,21 +39,49 @@ pub struct ServerState {
     pub host: String,
     /// The pod's `ebisu.dev/role` label.
     pub role_label: Option<InstanceRole>,
-    /// The server answered; when false the fields below are unknown.
-    pub reachable: bool,
+    /// The pod's `ebisu.dev/reads` label says it serves reads.
+    pub reads_label: bool,
+    /// The pod is Ready (serves queries).
+    pub pod_ready: bool,
+    /// The pod is being deleted.
+    pub terminating: bool,
+    /// The pod's node, once scheduled.
+    pub node: Option<NodeFacts>,
+    /// How the server answered; the fields below are unknown unless `Answered`.
+    pub answer: Answer,
     /// `read_only` / `super_read_only` is on.
     pub read_only: bool,
     /// Executed GTIDs.
     pub gtid: Option<GtidSet>,
     /// Replication, when a source is configured.
     pub replication: Option<Replication>,
-    /// Semi-sync source (master) side enabled.
+    /// Semi-sync source (primary) side enabled.
     pub semi_sync_source: bool,
-    /// Semi-sync replica (slave) side enabled.
+    /// Semi-sync source side is actually waiting for acknowledgements.
+    pub semi_sync_active: bool,
+    /// Semi-sync replica side enabled.
     pub semi_sync_replica: bool,
     /// A fresh copy whose agent has not applied its recorded position yet
     /// (or an agent that did not say): its replication is the agent's to set up.
     pub seed_pending: bool,
+}
+
+impl ServerState {
+    /// The server answered this look.
+    pub fn answered(&self) -> bool {
+        self.answer == Answer::Answered
+    }
+
+    /// A replica on a healthy, schedulable node whose pod serves: where a
+    /// primary may move.
+    pub fn placeable(&self) -> bool {
+        self.pod_ready
+            && !self.terminating
+            && self
+                .node
+                .as_ref()
+                .is_some_and(|node| node.ready && !node.draining)
+    }
 }
 
 /// A server's replication, as observed.
@@ -34,12 +89,28 @@ pub struct ServerState {
 pub struct Replication {
     /// Host it replicates from.
     pub source_host: String,
-    /// The receiver thread is connected or connecting.
+    /// The receiver thread runs (connected or reconnecting).
     pub io_running: bool,
+    /// The receiver's last error number (0: none).
+    pub io_errno: u32,
     /// The applier thread runs.
     pub sql_running: bool,
     /// The applier's last error: data trouble, never repaired blindly.
     pub sql_error: Option<String>,
     /// Seconds behind.
     pub lag_seconds: Option<u64>,
+    /// GTIDs received from the source (applied or not).
+    pub received: Option<GtidSet>,
 }
+
+impl Replication {
+    /// The source refused to stream because this server holds transactions
+    /// the source lacks or wants ones it purged (error 1236 on both flavors):
+    /// the copies diverged.
+    pub fn diverged(&self) -> bool {
+        self.io_errno == ER_SOURCE_FATAL_ERROR_READING_BINLOG
+    }
+}
+
+/// `ER_MASTER_FATAL_ERROR_READING_BINLOG` / `ER_SOURCE_FATAL_ERROR_READING_BINLOG`.
+pub const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 1236;

@@ -197,10 +197,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, server::Error> {
     let mut conn = shared.monitor_conn().await?;
-    let flavor = shared.flavor(&mut conn).await?;
     let mut status = server::status(
         &mut conn,
-        flavor,
         &shared.config.advertise_host,
         shared.config.advertise_port,
     )

@@ -48,9 +48,7 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
     )
     .await?;
     let flavor = shared.flavor(&mut conn).await?;
-    if let Some(existing) = server::replica_status(&mut conn, flavor).await?
-        && !existing.source_host.is_empty()
-    {
+    if let Some(existing) = server::replica_status(&mut conn, flavor).await? {
         info!(source = %existing.source_host, "replication already set up; not setting it up twice");
         seed_marker::remove(data_dir)?;
         return Ok(());

@@ -1,5 +1,5 @@
-//! Adapters from mysql_async rows to the text rows this crate's parsers take
-//! (feature `driver`). Conversion only; connecting stays with the callers.
+//! Adapters from mysql_async rows to the text rows this crate's parsers take.
+//! Conversion only.
 
 use mysql_async::{Row, Value};
 

@@ -1,0 +1,233 @@
+//! Unplanned primary changes: the primary stopped answering. After
+//! `failoverAfterSeconds` of silence, and only when no acknowledged write
+//! can be lost (semi-sync was waiting for acknowledgements at the last
+//! look, and too few replicas are silent for any of them to hold the only
+//! copy), every answering replica's receiver is stopped so the old primary
+//! can be acknowledged nothing more; then the replica holding what every
+//! other one received applies its relay log and is promoted. Otherwise the
+//! cluster is Degraded with `FailoverBlocked`, until the primary returns or
+//! the user forces it.
+
+use ebisu_api::{Operation, OperationKind, OperationStep, names::ANNOTATION_FORCE_FAILOVER};
+
+use super::{
+    Action, Again, BlockedWhy, Decision, Input, Problem, elapsed_since, holdings, ordinal, seconds,
+    switchover,
+};
+use crate::clustering::state::ServerState;
+
+/// How often a silent primary is looked at while its debounce runs.
+const LOOK_AGAIN_MS: i64 = 500;
+
+/// The primary is silent: wait, refuse, or start a failover.
+pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
+    let since = match (&input.memory.primary_silent_since, input.probe_silent_since) {
+        (Some(remembered), Some(probed)) => remembered.0.min(probed),
+        (Some(remembered), None) => remembered.0,
+        (None, Some(probed)) => probed,
+        (None, None) => input.now,
+    };
+    let since = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(since);
+    decision.memory.primary_silent_since = Some(since.clone());
+    // Whatever happens next, no other server may take writes.
+    decision.step(super::fence_writable_others(input, &primary.pod));
+
+    let forced = input.policy.force_failover.as_deref() == Some(primary.pod.as_str());
+    if !input.policy.automatic() && !forced {
+        decision
+            .problems
+            .push(Problem::PrimaryUnreachable(primary.pod.clone()));
+        return;
+    }
+    let silent_for = elapsed_since(input, &since);
+    let debounce = seconds(input.policy.failover_after_secs);
+    if silent_for < debounce && !forced {
+        // The normal first seconds of an outage: look again soon, say nothing yet.
+        let left = (debounce - silent_for).min(k8s_openapi::jiff::SignedDuration::from_millis(
+            LOOK_AGAIN_MS,
+        ));
+        decision.sooner(Again::After(left));
+        return;
+    }
+    if !forced && let Some(why) = blocked(input, primary) {
+        decision.problems.push(Problem::FailoverBlocked {
+            pod: primary.pod.clone(),
+            why,
+        });
+        decision.sooner(Again::After(seconds(2)));
+        return;
+    }
+    let operation = Operation {
+        kind: OperationKind::Failover,
+        from: primary.pod.clone(),
+        to: None,
+        reason: if forced { "Forced" } else { "PrimaryLost" }.to_owned(),
+        step: OperationStep::StoppingReceivers,
+        started_at: input.now_time(),
+        writes_blocked_since: since,
+    };
+    if forced {
+        decision.step(vec![Action::ConsumeAnnotation(ANNOTATION_FORCE_FAILOVER)]);
+    }
+    decision.memory.operation = Some(operation);
+    decision.remember();
+    stop_receivers(input, primary, decision);
+}
+
+/// Replicas that count for the proof: every other pod except fresh copies
+/// that never replicated (they cannot have acknowledged anything).
+fn population<'a>(input: &Input<'a>, primary: &'a str) -> Vec<&'a ServerState> {
+    input
+        .others(primary)
+        .filter(|s| !(s.answered() && s.seed_pending && s.replication.is_none()))
+        .collect()
+}
+
+/// Why no failover may happen, if none may.
+fn blocked(input: &Input<'_>, primary: &ServerState) -> Option<BlockedWhy> {
+    let Some(semi_sync) = input.policy.semi_sync else {
+        return Some(BlockedWhy::SemiSyncOff);
+    };
+    if input.memory.semi_sync_active != Some(true) {
+        return Some(BlockedWhy::SemiSyncInactive);
+    }
+    // Each acknowledged commit is on `wait` replicas: with fewer than
+    // `wait` silent, at least one answering replica has it.
+    let silent: Vec<String> = population(input, &primary.pod)
+        .into_iter()
+        .filter(|s| !s.answered())
+        .map(|s| s.pod.clone())
+        .collect();
+    let wait = semi_sync.wait_for_replicas.max(1);
+    if u32::try_from(silent.len()).unwrap_or(u32::MAX) >= wait {
+        return Some(BlockedWhy::TooFewReplicas {
+            silent,
+            wait_for_replicas: wait,
+        });
+    }
+    None
+}
+
+fn stop_receivers(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
+    let stops: Vec<Action> = population(input, &primary.pod)
+        .into_iter()
+        .filter(|s| s.answered() && s.replication.as_ref().is_some_and(|r| r.io_running))
+        .map(|s| Action::StopReceiver(s.pod.clone()))
+        .collect();
+    decision.step(stops);
+    decision.sooner(Again::Now);
+}
+
+/// Carries on with a failover a previous pass (or operator) started.
+pub(super) fn resume(input: &Input<'_>, operation: &Operation, decision: &mut Decision) {
+    let old = input.server(&operation.from);
+    if operation.step >= OperationStep::Promoting {
+        let Some(candidate) = operation.to.as_deref().and_then(|pod| input.server(pod)) else {
+            decision.problems.push(Problem::OperationStalled {
+                pod: operation.to.clone().unwrap_or_default(),
+                why: "the chosen replica is gone".to_owned(),
+            });
+            return;
+        };
+        if !candidate.answered() {
+            decision.problems.push(Problem::OperationStalled {
+                pod: candidate.pod.clone(),
+                why: format!("{} does not answer", candidate.pod),
+            });
+            decision.sooner(Again::After(seconds(2)));
+            return;
+        }
+        apply_and_promote(input, old, candidate, operation.clone(), decision);
+        return;
+    }
+    if let Some(old) = old.filter(|s| s.answered()) {
+        // Back before anyone was promoted: it stays the primary, its
+        // replicas reconnect, and nothing it acknowledged was lost.
+        decision.memory.operation = None;
+        decision.memory.primary_silent_since = None;
+        decision.remember();
+        let _ = old;
+        decision.sooner(Again::Now);
+        return;
+    }
+    let Some(old) = old else {
+        decision.memory.operation = None;
+        decision.remember();
+        return;
+    };
+    if input
+        .others(&old.pod)
+        .any(|s| s.answered() && s.replication.as_ref().is_some_and(|r| r.io_running))
+    {
+        stop_receivers(input, old, decision);
+        return;
+    }
+    match choose(input, &old.pod) {
+        Some(candidate) => {
+            let mut operation = operation.clone();
+            operation.step = OperationStep::Promoting;
+            operation.to = Some(candidate.pod.clone());
+            decision.memory.operation = Some(operation.clone());
+            decision.remember();
+            apply_and_promote(input, Some(old), candidate, operation, decision);
+        }
+        None => {
+            // Nobody can take over without losing what another replica has:
+            // let the replicas receive again and wait for the primary.
+            decision.memory.operation = None;
+            decision.remember();
+            decision.problems.push(Problem::FailoverBlocked {
+                pod: old.pod.clone(),
+                why: BlockedWhy::NoCompleteCandidate,
+            });
+            decision.sooner(Again::After(seconds(2)));
+        }
+    }
+}
+
+/// The answering replica that holds everything every other answering
+/// replica holds (executed or received), can apply it, and is best placed.
+fn choose<'a>(input: &Input<'a>, old: &'a str) -> Option<&'a ServerState> {
+    let answering: Vec<&ServerState> = population(input, old)
+        .into_iter()
+        .filter(|s| s.answered())
+        .collect();
+    let mut complete: Vec<&ServerState> = answering
+        .iter()
+        .copied()
+        .filter(|candidate| {
+            let applies = candidate
+                .replication
+                .as_ref()
+                .is_some_and(|r| r.sql_running && r.sql_error.is_none());
+            let Some(mine) = holdings(candidate) else {
+                return false;
+            };
+            applies
+                && answering.iter().all(|other| {
+                    holdings(other).is_some_and(|theirs| mine.contains(&theirs).unwrap_or(false))
+                })
+        })
+        .collect();
+    complete.sort_by_key(|s| (!s.placeable(), ordinal(&s.pod)));
+    complete.first().copied()
+}
+
+fn apply_and_promote(
+    input: &Input<'_>,
+    old: Option<&ServerState>,
+    candidate: &ServerState,
+    operation: Operation,
+    decision: &mut Decision,
+) {
+    if candidate.replication.is_some()
+        && let Some(gtid) = holdings(candidate)
+    {
+        decision.step(vec![Action::WaitApplied {
+            pod: candidate.pod.clone(),
+            gtid,
+            timeout_secs: input.policy.apply_timeout_secs,
+        }]);
+    }
+    switchover::promote(input, old, candidate, operation, decision);
+}

@@ -1,0 +1,410 @@
+//! Decisions over what was observed: who the primary is, what to repair,
+//! when to switch over or fail over and to whom. One pure function,
+//! [`decide`], from one [`Input`] (the servers with their pods and nodes,
+//! the policy from the spec, the memory kept in status, the time) to one
+//! [`Decision`] (ordered steps of actions, problems, the memory to keep).
+//!
+//! It must not do IO or read a clock: `execute` carries the steps out in
+//! order and `pass` feeds the outcome back as the next observation. Every
+//! rule that protects data lives here, where it is tested exhaustively:
+//! fence before anything can make a second server writable; promote only a
+//! replica that provably holds every acknowledged write; never make an old
+//! primary writable again once its replacement may have taken writes.
+
+mod failover;
+mod problem;
+mod repair;
+mod switchover;
+#[cfg(test)]
+mod tests;
+
+use ebisu_api::{ClusteringMemory, FailoverMode, InstanceRole};
+use ebisu_mysql::GtidSet;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::state::{Answer, ServerState};
+
+pub use problem::{BlockedWhy, Problem};
+
+/// Something to do to one server, pod or the cluster object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this memory to status before going on, so that a restarted
+    /// operator resumes from here.
+    Remember(Box<ClusteringMemory>),
+    /// Remove an annotation from the MySQLCluster (a request that was handled).
+    ConsumeAnnotation(&'static str),
+    /// Label the pod primary (the `-primary` Service and PDB follow the label).
+    LabelPrimary(String),
+    /// Label the pod replica.
+    LabelReplica(String),
+    /// Remove the role label: the pod must receive no traffic.
+    Unlabel(String),
+    /// Add or remove the pod's reads label (the `-read` Service follows it).
+    LabelReads {
+        /// The pod.
+        pod: String,
+        /// Whether it serves reads.
+        serve: bool,
+    },
+    /// Make a server writable (its semi-sync source side is set first, in
+    /// an earlier step, when the cluster uses semi-sync).
+    MakeWritable(String),
+    /// Make a server read-only; with `end_sessions`, also end its client
+    /// sessions, so no transaction can commit on it after this.
+    Fence {
+        /// The server.
+        pod: String,
+        /// End client sessions after fencing.
+        end_sessions: bool,
+    },
+    /// (Re)point replication at the primary and start it, with the
+    /// semi-sync replica side set as the cluster needs.
+    Replicate {
+        /// The replica.
+        pod: String,
+        /// The source's host.
+        source_host: String,
+    },
+    /// Enable semi-sync on a server, on the side its role needs (a running
+    /// replica's receiver reconnects so that it takes effect).
+    EnableSemiSync {
+        /// The server.
+        pod: String,
+        /// Source side (primary) or replica side.
+        as_primary: bool,
+    },
+    /// Stop a replica's receiver, keeping what it received, so that the
+    /// lost primary can get no more acknowledgements.
+    StopReceiver(String),
+    /// Wait until `pod` has applied every transaction `source` holds now
+    /// (read after `source` was fenced).
+    CatchUp {
+        /// The candidate.
+        pod: String,
+        /// The fenced old primary.
+        source: String,
+        /// How long to wait.
+        timeout_secs: u64,
+    },
+    /// Wait until `pod` has applied `gtid` (what it received).
+    WaitApplied {
+        /// The candidate.
+        pod: String,
+        /// Everything it executed or received.
+        gtid: GtidSet,
+        /// How long to wait.
+        timeout_secs: u64,
+    },
+    /// Stop and forget the server's replication: it becomes a source.
+    Promote(String),
+}
+
+impl Action {
+    /// The pod the action changes, when it changes one.
+    pub fn pod(&self) -> Option<&str> {
+        match self {
+            Self::LabelPrimary(pod)
+            | Self::LabelReplica(pod)
+            | Self::Unlabel(pod)
+            | Self::LabelReads { pod, .. }
+            | Self::MakeWritable(pod)
+            | Self::Fence { pod, .. }
+            | Self::Replicate { pod, .. }
+            | Self::EnableSemiSync { pod, .. }
+            | Self::StopReceiver(pod)
+            | Self::CatchUp { pod, .. }
+            | Self::WaitApplied { pod, .. }
+            | Self::Promote(pod) => Some(pod),
+            Self::Remember(_) | Self::ConsumeAnnotation(_) => None,
+        }
+    }
+
+    fn fence(pod: &str, end_sessions: bool) -> Self {
+        Self::Fence {
+            pod: pod.to_owned(),
+            end_sessions,
+        }
+    }
+}
+
+/// Actions in ordered steps: every action of a step is attempted, and a
+/// step with a failed action ends the pass before the next step.
+pub type Steps = Vec<Vec<Action>>;
+
+/// How soon to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// At once, within the same reconcile: the steps changed what the next
+    /// decision depends on (a switchover or failover moves on).
+    Now,
+    /// After this long at the latest (a debounce or a wait that runs out).
+    After(SignedDuration),
+    /// At the usual pace.
+    Later,
+}
+
+/// A change of primary that is complete once every step has run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    /// The change, as `status.lastSwitchover`/`lastFailover` records it
+    /// (without `writesBlockedMs`, which the pass measures).
+    pub operation: ebisu_api::Operation,
+    /// The new primary.
+    pub to: String,
+}
+
+/// What to do, and what cannot be done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The primary once the steps have run, when one is known.
+    pub primary: Option<String>,
+    /// What to do, in order.
+    pub steps: Steps,
+    /// What needs a human, or time.
+    pub problems: Vec<Problem>,
+    /// What to remember once the steps have run.
+    pub memory: ClusteringMemory,
+    /// When to look again.
+    pub again: Again,
+    /// The change of primary these steps complete.
+    pub completed: Option<Completed>,
+}
+
+impl Decision {
+    fn new(memory: &ClusteringMemory) -> Self {
+        Self {
+            primary: None,
+            steps: Vec::new(),
+            problems: Vec::new(),
+            memory: memory.clone(),
+            again: Again::Later,
+            completed: None,
+        }
+    }
+
+    /// Nothing to do and nothing wrong.
+    pub fn is_settled(&self) -> bool {
+        self.steps.iter().all(Vec::is_empty) && self.problems.is_empty()
+    }
+
+    /// Every action, in order (for tests and Events).
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.steps.iter().flatten()
+    }
+
+    fn step(&mut self, actions: Vec<Action>) {
+        if !actions.is_empty() {
+            self.steps.push(actions);
+        }
+    }
+
+    fn remember(&mut self) {
+        self.steps
+            .push(vec![Action::Remember(Box::new(self.memory.clone()))]);
+    }
+
+    fn sooner(&mut self, again: Again) {
+        self.again = match (self.again, again) {
+            (Again::Now, _) | (_, Again::Now) => Again::Now,
+            (Again::After(a), Again::After(b)) => Again::After(a.min(b)),
+            (Again::After(a), Again::Later) | (Again::Later, Again::After(a)) => Again::After(a),
+            (Again::Later, Again::Later) => Again::Later,
+        };
+    }
+}
+
+/// A switchover the user asked for with the `ebisu.dev/switchover` annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchoverRequest {
+    /// Any suitable replica.
+    Any,
+    /// This pod.
+    Pod(String),
+}
+
+/// Semi-sync as the spec asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemiSyncPolicy {
+    /// Acknowledgements each commit waits for.
+    pub wait_for_replicas: u32,
+}
+
+/// What the spec (and the user's annotations) ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Semi-sync, when on.
+    pub semi_sync: Option<SemiSyncPolicy>,
+    /// Automatic or manual primary changes.
+    pub mode: FailoverMode,
+    /// Seconds of silence before a failover.
+    pub failover_after_secs: u64,
+    /// How far behind a switchover candidate may be.
+    pub max_lag_for_promotion_secs: u64,
+    /// How far behind a replica may be and still serve reads.
+    pub max_lag_for_reads_secs: u64,
+    /// How long a switchover waits for its candidate to catch up.
+    pub catch_up_timeout_secs: u64,
+    /// How long a failover waits for its candidate to apply what it received.
+    pub apply_timeout_secs: u64,
+    /// A switchover the user asked for.
+    pub switchover_request: Option<SwitchoverRequest>,
+    /// The lost primary the user forces a failover away from.
+    pub force_failover: Option<String>,
+}
+
+impl Policy {
+    fn automatic(&self) -> bool {
+        self.mode == FailoverMode::Automatic
+    }
+}
+
+/// Everything a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// Every pod of the cluster with its server, reachable or not.
+    pub servers: &'a [ServerState],
+    /// What the spec asks for.
+    pub policy: &'a Policy,
+    /// What earlier passes remembered.
+    pub memory: &'a ClusteringMemory,
+    /// When the operator's fast probe first found the primary silent, if it did.
+    pub probe_silent_since: Option<Timestamp>,
+    /// Now.
+    pub now: Timestamp,
+}
+
+impl<'a> Input<'a> {
+    fn server(&self, pod: &str) -> Option<&'a ServerState> {
+        self.servers.iter().find(|s| s.pod == pod)
+    }
+
+    fn others(&self, pod: &'a str) -> impl Iterator<Item = &'a ServerState> + 'a {
+        self.servers.iter().filter(move |s| s.pod != pod)
+    }
+
+    fn now_time(&self) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(self.now)
+    }
+}
+
+/// Decides what to do about a cluster.
+pub fn decide(input: &Input<'_>) -> Decision {
+    let mut decision = Decision::new(input.memory);
+    if let Some(operation) = &input.memory.operation {
+        match operation.kind {
+            ebisu_api::OperationKind::Switchover => {
+                switchover::resume(input, operation, &mut decision);
+            }
+            ebisu_api::OperationKind::Failover => {
+                failover::resume(input, operation, &mut decision);
+            }
+        }
+        report_nodes(input, &mut decision);
+        return decision;
+    }
+    let labelled: Vec<&ServerState> = input
+        .servers
+        .iter()
+        .filter(|s| s.role_label == Some(InstanceRole::Primary))
+        .collect();
+    match labelled.as_slice() {
+        [primary] => match primary.answer {
+            Answer::Answered => primary_answers(input, primary, &mut decision),
+            Answer::Refused => {
+                decision.memory.primary_silent_since = None;
+                decision
+                    .problems
+                    .push(Problem::PrimaryRefuses(primary.pod.clone()));
+                decision.step(fence_writable_others(input, &primary.pod));
+            }
+            Answer::Silent => failover::consider(input, primary, &mut decision),
+        },
+        [] => match repair::choose_unlabelled(input.servers) {
+            Ok(primary) => primary_answers(input, primary, &mut decision),
+            Err(problem) => {
+                decision.problems.push(problem);
+                decision.step(fence_writable_others(input, ""));
+            }
+        },
+        several => {
+            decision.problems.push(Problem::NoPrimary(format!(
+                "{} pods are labelled primary",
+                several
+                    .iter()
+                    .map(|s| s.pod.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+            decision.step(fence_writable_others(input, ""));
+        }
+    }
+    report_nodes(input, &mut decision);
+    decision
+}
+
+fn primary_answers(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
+    let memory = &mut decision.memory;
+    memory.primary_silent_since = None;
+    memory.primary_answered_at = Some(input.now_time());
+    memory.semi_sync_active = Some(
+        input.policy.semi_sync.is_some() && primary.semi_sync_source && primary.semi_sync_active,
+    );
+    if switchover::consider(input, primary, decision) {
+        return;
+    }
+    repair::repair(input, primary, decision);
+}
+
+/// Without a primary that answers, only fencing is safe: a writable server
+/// that is not the primary must stop taking writes.
+fn fence_writable_others(input: &Input<'_>, primary: &str) -> Vec<Action> {
+    input
+        .servers
+        .iter()
+        .filter(|s| s.pod != primary && s.answered() && !s.read_only)
+        .map(|s| Action::fence(&s.pod, true))
+        .collect()
+}
+
+/// A pod on a node that stopped reporting is never replaced by Kubernetes.
+fn report_nodes(input: &Input<'_>, decision: &mut Decision) {
+    for server in input.servers {
+        if let Some(node) = &server.node
+            && !node.ready
+        {
+            decision.problems.push(Problem::NodeUnreachable {
+                pod: server.pod.clone(),
+                node: node.name.clone(),
+            });
+        }
+    }
+}
+
+/// What `pod` holds: executed GTIDs, plus what it received when it replicates.
+fn holdings(server: &ServerState) -> Option<GtidSet> {
+    let executed = server.gtid.clone()?;
+    match server
+        .replication
+        .as_ref()
+        .and_then(|r| r.received.as_ref())
+    {
+        Some(received) => executed.union(received).ok(),
+        None => Some(executed),
+    }
+}
+
+fn ordinal(pod: &str) -> u32 {
+    ebisu_api::names::ordinal_of(pod).unwrap_or(u32::MAX)
+}
+
+fn elapsed_since(
+    input: &Input<'_>,
+    time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> SignedDuration {
+    input.now.duration_since(time.0)
+}
+
+fn seconds(secs: u64) -> SignedDuration {
+    SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,233 @@
+//! Problems the clustering loop will not (or not yet) repair by itself:
+//! each has a stable reason (condition reasons and Event reasons), the pod
+//! it is about, and a message that says why and what to do.
+
+/// Why a failover is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockedWhy {
+    /// The spec turned semi-sync off: nothing says a replica has every
+    /// acknowledged write.
+    SemiSyncOff,
+    /// At the last look the primary was not waiting for acknowledgements.
+    SemiSyncInactive,
+    /// Too many replicas are silent: one of them may hold the only copy.
+    TooFewReplicas {
+        /// Replicas that do not answer.
+        silent: Vec<String>,
+        /// How many acknowledgements each commit waited for.
+        wait_for_replicas: u32,
+    },
+    /// No answering replica holds what every other one received.
+    NoCompleteCandidate,
+}
+
+/// Something the operator will not repair by itself; becomes a condition
+/// and one Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The labelled primary does not answer, and nobody fails it over
+    /// (`failover: Manual`).
+    PrimaryUnreachable(String),
+    /// The labelled primary is up but refuses the operator's account.
+    PrimaryRefuses(String),
+    /// No server can be shown to be the primary.
+    NoPrimary(String),
+    /// A server holds transactions the primary lacks; it is fenced and left out.
+    ErrantTransactions {
+        /// The server.
+        pod: String,
+        /// The transactions, in the server's notation.
+        gtids: String,
+    },
+    /// The primary refuses to stream to a server whose copy diverged.
+    Diverged {
+        /// The server.
+        pod: String,
+    },
+    /// A replica's applier stopped on an error.
+    ReplicationBroken {
+        /// The replica.
+        pod: String,
+        /// The error.
+        error: String,
+    },
+    /// The primary is configured to replicate from someone.
+    PrimaryReplicates(String),
+    /// The primary is silent and may not be failed over.
+    FailoverBlocked {
+        /// The lost primary.
+        pod: String,
+        /// Why.
+        why: BlockedWhy,
+    },
+    /// The primary fell back to asynchronous replication.
+    SemiSyncFallback(String),
+    /// A one-instance cluster's only server is being disrupted.
+    SingleInstanceDisruption {
+        /// The pod.
+        pod: String,
+        /// What disrupts it.
+        cause: String,
+    },
+    /// The primary must move but no replica can take over.
+    NoSwitchoverCandidate {
+        /// The primary.
+        pod: String,
+        /// Why each replica is unsuitable.
+        why: String,
+    },
+    /// A change of primary is waiting for its candidate.
+    OperationStalled {
+        /// The candidate.
+        pod: String,
+        /// What it waits for.
+        why: String,
+    },
+    /// A pod's node stopped reporting: Kubernetes will not replace the pod.
+    NodeUnreachable {
+        /// The pod.
+        pod: String,
+        /// Its node.
+        node: String,
+    },
+}
+
+impl Problem {
+    /// The stable reason: the Event reason and the condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::PrimaryUnreachable(_) => "PrimaryUnreachable",
+            Self::PrimaryRefuses(_) => "PrimaryRefusesOperator",
+            Self::NoPrimary(_) => "NoPrimary",
+            Self::ErrantTransactions { .. } => "ErrantTransactions",
+            Self::Diverged { .. } => "Diverged",
+            Self::ReplicationBroken { .. } => "ReplicationBroken",
+            Self::PrimaryReplicates(_) => "PrimaryReplicates",
+            Self::FailoverBlocked { .. } => "FailoverBlocked",
+            Self::SemiSyncFallback(_) => "SemiSyncFallback",
+            Self::SingleInstanceDisruption { .. } => "SingleInstanceDisruption",
+            Self::NoSwitchoverCandidate { .. } => "NoSwitchoverCandidate",
+            Self::OperationStalled { .. } => "PrimaryChangeStalled",
+            Self::NodeUnreachable { .. } => "NodeUnreachable",
+        }
+    }
+
+    /// The pod the problem is about, when it is about one.
+    pub fn pod(&self) -> Option<&str> {
+        match self {
+            Self::PrimaryUnreachable(pod)
+            | Self::PrimaryRefuses(pod)
+            | Self::ErrantTransactions { pod, .. }
+            | Self::Diverged { pod }
+            | Self::ReplicationBroken { pod, .. }
+            | Self::PrimaryReplicates(pod)
+            | Self::FailoverBlocked { pod, .. }
+            | Self::SemiSyncFallback(pod)
+            | Self::SingleInstanceDisruption { pod, .. }
+            | Self::NoSwitchoverCandidate { pod, .. }
+            | Self::OperationStalled { pod, .. }
+            | Self::NodeUnreachable { pod, .. } => Some(pod),
+            Self::NoPrimary(_) => None,
+        }
+    }
+
+    /// `Reason/pod`: what makes two reports the same problem.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.reason(), self.pod().unwrap_or_default())
+    }
+
+    /// Whether it takes writes or data safety away (a Degraded cluster),
+    /// rather than only needing attention.
+    pub fn degrades(&self) -> bool {
+        !matches!(self, Self::SingleInstanceDisruption { .. })
+    }
+
+    /// What happened and what to do, for the condition and the Event.
+    pub fn message(&self) -> String {
+        match self {
+            Self::PrimaryUnreachable(pod) => format!(
+                "primary {pod} does not answer and spec.replication.failover is Manual: \
+                 annotate the cluster with ebisu.dev/switchover=<replica> once you have \
+                 checked that replica, or bring {pod} back"
+            ),
+            Self::PrimaryRefuses(pod) => format!(
+                "primary {pod} is up but refuses the operator's account: check the \
+                 credentials Secret and the server's max_connections"
+            ),
+            Self::NoPrimary(why) => format!("no primary: {why}"),
+            Self::ErrantTransactions { pod, gtids } => format!(
+                "{pod} holds transactions the primary lacks ({gtids}); it is fenced and \
+                 left out of service until it is re-seeded, its data is kept"
+            ),
+            Self::Diverged { pod } => format!(
+                "the primary refuses to stream to {pod}: its copy diverged from the \
+                 primary's; it is fenced and left out of service until it is re-seeded"
+            ),
+            Self::ReplicationBroken { pod, error } => format!(
+                "replication on {pod} stopped: {error}; it serves no reads and is never \
+                 promoted until the error is fixed"
+            ),
+            Self::PrimaryReplicates(pod) => {
+                format!("primary {pod} is configured to replicate from another server")
+            }
+            Self::FailoverBlocked { pod, why } => {
+                let why = match why {
+                    BlockedWhy::SemiSyncOff => {
+                        "spec.replication.semiSync is off, so no replica is known to hold \
+                         every acknowledged write"
+                            .to_owned()
+                    }
+                    BlockedWhy::SemiSyncInactive => {
+                        "at the last look it was not waiting for semi-sync acknowledgements \
+                         (it had fallen back to asynchronous replication, or none was \
+                         confirmed yet), so writes it acknowledged may exist nowhere else"
+                            .to_owned()
+                    }
+                    BlockedWhy::TooFewReplicas {
+                        silent,
+                        wait_for_replicas,
+                    } => format!(
+                        "{} do not answer; each commit waited for {wait_for_replicas} \
+                         acknowledgement(s), so a silent replica may hold the only copy of \
+                         an acknowledged write",
+                        silent.join(", ")
+                    ),
+                    BlockedWhy::NoCompleteCandidate => {
+                        "no answering replica that can apply its relay log holds every \
+                         transaction the other replicas received"
+                            .to_owned()
+                    }
+                };
+                format!(
+                    "primary {pod} does not answer and is not failed over: {why}. Bring \
+                     {pod} back, or accept losing what only it had with \
+                     `kubectl annotate mysqlcluster <name> ebisu.dev/force-failover={pod}`"
+                )
+            }
+            Self::SemiSyncFallback(pod) => format!(
+                "primary {pod} fell back to asynchronous replication (no replica \
+                 acknowledged within spec.replication.timeoutSeconds): writes it \
+                 acknowledges may exist only on it, so no automatic failover happens \
+                 until a replica acknowledges again"
+            ),
+            Self::SingleInstanceDisruption { pod, cause } => format!(
+                "{pod} is the only instance and {cause}: writes stop until it runs \
+                 again; add replicas (spec.replicas >= 2) so the primary can move instead"
+            ),
+            Self::NoSwitchoverCandidate { pod, why } => format!(
+                "primary {pod} must move but no replica can take over ({why}); it keeps \
+                 taking writes, and its eviction is held while the cluster has two or \
+                 more instances"
+            ),
+            Self::OperationStalled { pod, why } => {
+                format!("the change of primary to {pod} waits: {why}")
+            }
+            Self::NodeUnreachable { pod, node } => format!(
+                "node {node} of {pod} stopped reporting; Kubernetes will not replace {pod} \
+                 until the node returns. If the machine is gone for good, apply the taint \
+                 node.kubernetes.io/out-of-service=nodeshutdown:NoExecute to {node} (or \
+                 delete the Node) so {pod} can start elsewhere on its volume"
+            ),
+        }
+    }
+}

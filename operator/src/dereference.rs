@@ -1,0 +1,152 @@
+//! Dereference: read what a cluster is made of in Kubernetes (its
+//! StatefulSet, pods, claims and volumes, the nodes its pods run on) and
+//! the accounts in its credentials Secret. Reads only; it decides nothing.
+
+use std::collections::BTreeMap;
+
+use ebisu_api::names::{self, LABEL_CLUSTER, secret_keys};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret},
+};
+use kube::{Api, Client, api::ListParams};
+
+use crate::clustering::observe::OperatorAccount;
+
+/// Why reading a cluster's objects failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action}: {source}")]
+pub struct Error {
+    /// What was being read.
+    pub action: &'static str,
+    /// The client error.
+    #[source]
+    pub source: kube::Error,
+}
+
+fn error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error { action, source }
+}
+
+/// What the operator read about a cluster's children.
+#[derive(Debug, Default, Clone)]
+pub struct Observed {
+    /// The StatefulSet, if it exists.
+    pub stateful_set: Option<StatefulSet>,
+    /// The instance pods.
+    pub pods: Vec<Pod>,
+    /// The data volume claims.
+    pub claims: Vec<PersistentVolumeClaim>,
+    /// The volumes bound to those claims, by volume name.
+    pub volumes: BTreeMap<String, PersistentVolume>,
+    /// The nodes the pods run on, by name.
+    pub nodes: BTreeMap<String, Node>,
+}
+
+/// Reads a cluster's children and the nodes of its pods.
+pub async fn children(client: &Client, ns: &str, name: &str) -> Result<Observed, Error> {
+    let selector = format!("{LABEL_CLUSTER}={name}");
+    let stateful_set = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(error("read the StatefulSet"))?;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(error("list pods"))?
+        .items;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(error("list volume claims"))?
+        .items;
+    let volume_api = Api::<PersistentVolume>::all(client.clone());
+    let mut volumes = BTreeMap::new();
+    for volume_name in claims
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.volume_name.clone())
+    {
+        if let Some(volume) = volume_api
+            .get_opt(&volume_name)
+            .await
+            .map_err(error("read a volume"))?
+        {
+            volumes.insert(volume_name, volume);
+        }
+    }
+    let node_api = Api::<Node>::all(client.clone());
+    let mut nodes = BTreeMap::new();
+    for node_name in pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+    {
+        if nodes.contains_key(&node_name) {
+            continue;
+        }
+        if let Some(node) = node_api
+            .get_opt(&node_name)
+            .await
+            .map_err(error("read a node"))?
+        {
+            nodes.insert(node_name, node);
+        }
+    }
+    Ok(Observed {
+        stateful_set,
+        pods,
+        claims,
+        volumes,
+        nodes,
+    })
+}
+
+/// The accounts the operator uses on the servers.
+#[derive(Debug)]
+pub struct Accounts {
+    /// The operator's own account.
+    pub operator: OperatorAccount,
+    /// The account replicas replicate as.
+    pub replication: ebisu_mysql::Credentials,
+    /// Service users whose sessions a fence keeps.
+    pub service_users: Vec<ebisu_mysql::UserName>,
+}
+
+/// The accounts from the credentials Secret; `None` while it is missing or incomplete.
+pub async fn accounts(client: &Client, ns: &str, cluster: &str) -> Result<Option<Accounts>, Error> {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(&names::credentials_secret(cluster))
+        .await
+        .map_err(error("read the credentials Secret"))?;
+    let Some(data) = secret.and_then(|s| s.data) else {
+        return Ok(None);
+    };
+    let get = |key: &str| {
+        data.get(key)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let (Some(user), Some(password), Some(repl_user), Some(repl_password)) = (
+        get(secret_keys::OPERATOR_USER),
+        get(secret_keys::OPERATOR_PASSWORD),
+        get(secret_keys::REPLICATION_USER),
+        get(secret_keys::REPLICATION_PASSWORD),
+    ) else {
+        return Ok(None);
+    };
+    let Ok(replication) = ebisu_mysql::Credentials::new(&repl_user, &repl_password) else {
+        return Ok(None);
+    };
+    let service_users = [
+        secret_keys::OPERATOR_USER,
+        secret_keys::REPLICATION_USER,
+        secret_keys::CLONE_USER,
+        secret_keys::MONITOR_USER,
+    ]
+    .into_iter()
+    .filter_map(|key| ebisu_mysql::UserName::new(&get(key)?).ok())
+    .collect();
+    Ok(Some(Accounts {
+        operator: OperatorAccount { user, password },
+        replication,
+        service_users,
+    }))
+}

@@ -1,0 +1,297 @@
+//! Which Events a reconcile publishes, and publishing them. The policy is
+//! pure: every action done is a Normal Event and every failed one a
+//! Warning; a problem is announced once when it appears (keyed by reason
+//! and pod, not by its message, whose numbers change) and again only after
+//! it went away and came back; a change of primary gets one Event with how
+//! long writes were blocked.
+
+use ebisu_api::{OperationKind, RoleChange};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::{
+    Resource,
+    runtime::events::{Event, EventType},
+};
+use tracing::warn;
+
+use crate::clustering::{Action, Problem, execute::Outcome};
+
+/// One Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Warning (needs attention) or not.
+    pub warning: bool,
+    /// Stable reason.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+    /// The pod it is about, if any.
+    pub pod: Option<String>,
+}
+
+impl Note {
+    fn normal(reason: &str, message: String, pod: Option<&str>) -> Self {
+        Self {
+            warning: false,
+            reason: reason.to_owned(),
+            message,
+            pod: pod.map(str::to_owned),
+        }
+    }
+
+    fn warning(reason: &str, message: String, pod: Option<&str>) -> Self {
+        Self {
+            warning: true,
+            ..Self::normal(reason, message, pod)
+        }
+    }
+}
+
+/// Warnings for problems not announced yet, and the keys announced now
+/// (what status remembers for the next pass).
+pub fn for_problems(reported: &[String], problems: &[Problem]) -> (Vec<Note>, Vec<String>) {
+    let mut keys: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
+    for problem in problems {
+        let key = problem.key();
+        if keys.contains(&key) {
+            continue;
+        }
+        if !reported.contains(&key) {
+            notes.push(Note::warning(
+                problem.reason(),
+                problem.message(),
+                problem.pod(),
+            ));
+        }
+        keys.push(key);
+    }
+    (notes, keys)
+}
+
+/// One Event per action carried out or failed.
+pub fn for_outcome(outcome: &Outcome) -> Vec<Note> {
+    let mut notes: Vec<Note> = outcome
+        .done
+        .iter()
+        .filter_map(|action| {
+            describe(action).map(|(reason, message)| Note::normal(reason, message, action.pod()))
+        })
+        .collect();
+    for (action, error) in &outcome.failed {
+        let what = describe(action).map_or_else(|| "record progress".to_owned(), |(_, m)| m);
+        notes.push(Note::warning(
+            "RepairFailed",
+            format!("{what}: {error}"),
+            action.pod(),
+        ));
+    }
+    notes
+}
+
+/// The Event of a completed change of primary.
+pub fn for_role_change(kind: OperationKind, change: &RoleChange) -> Note {
+    let (reason, what) = match kind {
+        OperationKind::Switchover => ("SwitchedOver", "switched over"),
+        OperationKind::Failover => ("FailedOver", "failed over"),
+    };
+    let blocked = change.writes_blocked_ms.map_or_else(String::new, |ms| {
+        format!("; writes were blocked for {ms} ms")
+    });
+    Note::normal(
+        reason,
+        format!(
+            "{what} from {} to {} ({}){blocked}",
+            change.from, change.to, change.reason
+        ),
+        Some(&change.to),
+    )
+}
+
+/// A Warning when a switchover request was newly refused or a switchover undone.
+pub fn for_refusal(before: Option<&str>, after: Option<&str>) -> Option<Note> {
+    match after {
+        Some(why) if before != Some(why) => {
+            Some(Note::warning("SwitchoverRefused", why.to_owned(), None))
+        }
+        _ => None,
+    }
+}
+
+/// The Event reason and message of an action, `None` for bookkeeping.
+pub fn describe(action: &Action) -> Option<(&'static str, String)> {
+    Some(match action {
+        Action::Remember(_) | Action::ConsumeAnnotation(_) => return None,
+        Action::LabelPrimary(pod) => (
+            "PrimaryLabelled",
+            format!("{pod} is the primary; the primary Service now selects it"),
+        ),
+        Action::LabelReplica(pod) => ("ReplicaLabelled", format!("{pod} is a replica")),
+        Action::Unlabel(pod) => (
+            "Unlabelled",
+            format!("{pod} receives no traffic until it is repaired"),
+        ),
+        Action::LabelReads { pod, serve: true } => (
+            "ServesReads",
+            format!("{pod} replicates within the allowed lag; the read Service selects it"),
+        ),
+        Action::LabelReads { pod, serve: false } => (
+            "StopsServingReads",
+            format!("{pod} is out of the read Service"),
+        ),
+        Action::MakeWritable(pod) => ("PrimaryWritable", format!("made {pod} writable")),
+        Action::Fence { pod, end_sessions } => (
+            "Fenced",
+            format!(
+                "made {pod} read-only{}: it is not the primary",
+                if *end_sessions {
+                    " and ended its client sessions"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Action::Replicate { pod, source_host } => (
+            "ReplicationRepaired",
+            format!("pointed {pod} at {source_host} and started replication"),
+        ),
+        Action::EnableSemiSync { pod, as_primary } => (
+            "SemiSyncEnabled",
+            format!(
+                "enabled semi-sync on {pod} as {}",
+                if *as_primary { "source" } else { "replica" }
+            ),
+        ),
+        Action::StopReceiver(pod) => (
+            "ReceiverStopped",
+            format!("stopped {pod}'s receiver: the lost primary can be acknowledged nothing more"),
+        ),
+        Action::CatchUp { pod, source, .. } => (
+            "CaughtUp",
+            format!("{pod} applied every transaction {source} had"),
+        ),
+        Action::WaitApplied { pod, .. } => (
+            "RelayLogApplied",
+            format!("{pod} applied everything it had received"),
+        ),
+        Action::Promote(pod) => (
+            "ReplicationStopped",
+            format!("{pod} stopped replicating to become the primary"),
+        ),
+    })
+}
+
+/// Publishes `note` about `cluster` (and its pod); a failure is logged,
+/// never fatal.
+pub async fn publish(
+    recorder: &kube::runtime::events::Recorder,
+    cluster: &ebisu_api::MySQLCluster,
+    action: &str,
+    note: Note,
+) {
+    // The recorder folds Events with the same reason about the same objects
+    // into one series that keeps the first note; naming the object an Event
+    // is about keeps, say, a fence of orders-1 apart from one of orders-2.
+    let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
+    let event = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.clone(),
+        note: Some(note.message),
+        action: action.to_owned(),
+        secondary: note.pod.as_deref().map(|pod| about::<Pod>(&namespace, pod)),
+    };
+    if let Err(error) = recorder.publish(&event, &cluster.object_ref(&())).await {
+        warn!(%error, reason = note.reason, "failed to publish event");
+    }
+}
+
+/// A reference to an object of the cluster's namespace, for an Event.
+pub fn about<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        namespace: Some(namespace.to_owned()),
+        name: Some(name.to_owned()),
+        ..ObjectReference::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clustering::act;
+
+    fn broken(pod: &str, error: &str) -> Problem {
+        Problem::ReplicationBroken {
+            pod: pod.to_owned(),
+            error: error.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_problem_is_announced_once_while_it_lasts_even_if_its_message_changes() {
+        let (notes, reported) = for_problems(&[], &[broken("db-1", "error 1")]);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].warning);
+        assert_eq!(notes[0].reason, "ReplicationBroken");
+        assert_eq!(notes[0].pod.as_deref(), Some("db-1"));
+        let (notes, again) = for_problems(&reported, &[broken("db-1", "error 2")]);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(again, reported);
+    }
+
+    #[test]
+    fn a_problem_that_went_away_and_came_back_is_announced_again() {
+        let (_, reported) = for_problems(&[], &[broken("db-1", "e")]);
+        let (_, cleared) = for_problems(&reported, &[]);
+        assert!(cleared.is_empty());
+        let (notes, _) = for_problems(&cleared, &[broken("db-1", "e")]);
+        assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn the_same_problem_on_another_pod_is_another_event() {
+        let (_, reported) = for_problems(&[], &[broken("db-1", "e")]);
+        let (notes, keys) = for_problems(&reported, &[broken("db-1", "e"), broken("db-2", "e")]);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].pod.as_deref(), Some("db-2"));
+        assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn every_action_done_is_a_normal_event_and_every_failure_a_warning() {
+        let outcome = Outcome {
+            done: vec![
+                Action::Remember(Box::default()),
+                Action::Fence {
+                    pod: "db-1".to_owned(),
+                    end_sessions: true,
+                },
+            ],
+            failed: vec![(
+                Action::MakeWritable("db-0".to_owned()),
+                act::Error::TimedOut {
+                    pod: "db-0".to_owned(),
+                    action: "make it writable",
+                },
+            )],
+            complete: false,
+        };
+        let notes = for_outcome(&outcome);
+        assert_eq!(notes.len(), 2, "bookkeeping makes no Event: {notes:?}");
+        assert_eq!(notes[0].reason, "Fenced");
+        assert!(!notes[0].warning);
+        assert_eq!(notes[1].reason, "RepairFailed");
+        assert!(notes[1].warning && notes[1].message.contains("made db-0 writable"));
+    }
+
+    #[test]
+    fn a_refusal_is_announced_when_it_is_new() {
+        assert!(for_refusal(None, Some("no")).is_some());
+        assert!(for_refusal(Some("no"), Some("no")).is_none());
+        assert!(for_refusal(Some("no"), None).is_none());
+    }
+}
