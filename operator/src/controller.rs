@@ -191,7 +191,8 @@ pub async fn run(ctx: Context, triggers: ProbeTriggers) {
             Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
         },
     )
-    // A cordon or drain taint on a primary's node starts a switchover.
+    // A cordon or drain taint on the primary's node starts a switchover; a
+    // node that returns lets its pods be fenced and rejoined at once.
     .watches_stream(nodes, move |node| prober.clusters_on(&node.name_any()))
     .reconcile_on(triggers)
     .shutdown_on_signal()
@@ -231,7 +232,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     let validated = match validate::validate(cluster, &ctx.settings) {
         Ok(validated) => validated,
         Err(error) => {
-            ctx.prober.watch(key, None);
+            ctx.prober.forget(&key);
             let message = error.to_string();
             let already_reported = cluster.status.as_ref().is_some_and(|s| {
                 s.conditions.iter().any(|c| {
@@ -315,8 +316,11 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         }
         None => clustering::pass::PassResult::default(),
     };
-    ctx.prober
-        .watch(key, primary_target(&observed, pass.primary.as_deref()));
+    ctx.prober.watch(
+        key,
+        primary_ip(&observed, pass.primary.as_deref()),
+        observed.nodes.keys().cloned().collect(),
+    );
     let new_status = status::compute(cluster, &observed, &pass, &now);
     let settled = new_status.phase == Some(Phase::Running) && !pass.acted;
     write_status(ctx, cluster, new_status).await?;
@@ -331,22 +335,23 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     }))
 }
 
-/// The primary's pod IP and node, for the fast probe.
-fn primary_target(
-    observed: &dereference::Observed,
-    primary: Option<&str>,
-) -> Option<(String, Option<String>)> {
-    let pod = observed
+/// The primary's pod IP, for the fast probe.
+fn primary_ip(observed: &dereference::Observed, primary: Option<&str>) -> Option<String> {
+    let primary = primary?;
+    observed
         .pods
         .iter()
-        .find(|p| p.metadata.name.as_deref() == primary && primary.is_some())?;
-    let ip = pod.status.as_ref()?.pod_ip.clone()?;
-    Some((ip, pod.spec.as_ref().and_then(|s| s.node_name.clone())))
+        .find(|p| p.metadata.name.as_deref() == Some(primary))?
+        .status
+        .as_ref()?
+        .pod_ip
+        .clone()
 }
 
 /// Deletes the StorageClass the operator created for this cluster. Volumes are
 /// retained (reclaim policy Retain) and PVCs are never deleted here.
 async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
+    ctx.prober.forget(&ObjectRef::from_obj(cluster));
     let api = Api::<StorageClass>::all(ctx.client.clone());
     let selector = format!(
         "{LABEL_CLUSTER}={},{LABEL_NAMESPACE}={},app.kubernetes.io/managed-by={MANAGED_BY}",

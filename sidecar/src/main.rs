@@ -124,6 +124,9 @@ struct AgentArgs {
     /// Bytes per second a clone may be served at.
     #[arg(long, env = "EBISU_CLONE_RATE_LIMIT")]
     clone_rate_limit: Option<u64>,
+    /// The cluster's failover delay (spec.replication.failoverAfterSeconds).
+    #[arg(long, env = "EBISU_FAILOVER_AFTER_SECONDS", default_value_t = 3)]
+    failover_after_seconds: u64,
 }
 
 fn parse_flavor(s: &str) -> Result<Flavor, String> {
@@ -259,6 +262,7 @@ async fn run_agent(args: AgentArgs) -> Result<(), String> {
         server_config: args.pod.server_config,
         scratch_dir: args.scratch_dir,
         clone_rate_limit: args.clone_rate_limit,
+        failover_after: Duration::from_secs(args.failover_after_seconds),
     };
     agent::run(agent::Shared::new(config, credentials))
         .await

@@ -305,6 +305,10 @@ fn sidecar_env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
         value_env("EBISU_CLUSTER", &cluster.name),
         value_env("EBISU_FLAVOR", cluster.flavor.as_str()),
         value_env("EBISU_SERVER_ID_BASE", &cluster.server_id_base.to_string()),
+        value_env(
+            "EBISU_FAILOVER_AFTER_SECONDS",
+            &cluster.failover.after_seconds.to_string(),
+        ),
     ];
     if let Some(limit) = cluster.clone_rate_limit {
         env.push(value_env("EBISU_CLONE_RATE_LIMIT", &limit.to_string()));

@@ -28,8 +28,10 @@ pub const TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
-    ip: String,
-    node: Option<String>,
+    /// The primary's pod IP, when there is a primary to probe.
+    ip: Option<String>,
+    /// The nodes the cluster's pods run on.
+    nodes: Vec<String>,
     silent_since: Option<Timestamp>,
 }
 
@@ -57,32 +59,33 @@ impl Prober {
         )
     }
 
-    /// Probes `cluster`'s primary at `ip` on `node` from now on, or stops
-    /// probing when there is none.
+    /// From now on probes `cluster`'s primary at `primary_ip` (none: no
+    /// primary to probe) and wakes the cluster when one of `nodes` changes.
     pub fn watch(
         &self,
         cluster: ObjectRef<MySQLCluster>,
-        primary: Option<(String, Option<String>)>,
+        primary_ip: Option<String>,
+        nodes: Vec<String>,
     ) {
         let Ok(mut targets) = self.targets.lock() else {
             return;
         };
-        match primary {
-            None => {
-                targets.remove(&cluster);
-            }
-            Some((ip, node)) => {
-                let target = targets.entry(cluster).or_insert_with(|| Target {
-                    ip: ip.clone(),
-                    node: node.clone(),
-                    silent_since: None,
-                });
-                if target.ip != ip {
-                    target.silent_since = None;
-                }
-                target.ip = ip;
-                target.node = node;
-            }
+        let target = targets.entry(cluster).or_insert_with(|| Target {
+            ip: None,
+            nodes: Vec::new(),
+            silent_since: None,
+        });
+        if target.ip != primary_ip {
+            target.silent_since = None;
+        }
+        target.ip = primary_ip;
+        target.nodes = nodes;
+    }
+
+    /// Forgets `cluster` (deleted, or its spec cannot be honoured).
+    pub fn forget(&self, cluster: &ObjectRef<MySQLCluster>) {
+        if let Ok(mut targets) = self.targets.lock() {
+            targets.remove(cluster);
         }
     }
 
@@ -95,15 +98,15 @@ impl Prober {
             .and_then(|t| t.silent_since)
     }
 
-    /// The clusters whose primary runs on `node` (a change to the node,
-    /// such as a cordon, concerns them).
+    /// The clusters with a pod on `node` (a change to the node, such as a
+    /// cordon or its return, concerns them).
     pub fn clusters_on(&self, node: &str) -> Vec<ObjectRef<MySQLCluster>> {
         self.targets.lock().map_or_else(
             |_| Vec::new(),
             |targets| {
                 targets
                     .iter()
-                    .filter(|(_, t)| t.node.as_deref() == Some(node))
+                    .filter(|(_, t)| t.nodes.iter().any(|n| n == node))
                     .map(|(cluster, _)| cluster.clone())
                     .collect()
             },
@@ -119,7 +122,7 @@ impl Prober {
             let targets: Vec<(ObjectRef<MySQLCluster>, String)> = match self.targets.lock() {
                 Ok(targets) => targets
                     .iter()
-                    .map(|(c, t)| (c.clone(), t.ip.clone()))
+                    .filter_map(|(c, t)| Some((c.clone(), t.ip.clone()?)))
                     .collect(),
                 Err(_) => return,
             };
@@ -145,7 +148,10 @@ impl Prober {
         let Ok(mut targets) = self.targets.lock() else {
             return;
         };
-        let Some(target) = targets.get_mut(&cluster).filter(|t| t.ip == ip) else {
+        let Some(target) = targets
+            .get_mut(&cluster)
+            .filter(|t| t.ip.as_deref() == Some(ip))
+        else {
             return;
         };
         match (greeted, target.silent_since) {
@@ -183,7 +189,8 @@ mod tests {
         let (prober, mut triggered) = Prober::new(reqwest::Client::new());
         prober.watch(
             cluster(),
-            Some(("10.0.0.1".to_owned(), Some("node-a1".to_owned()))),
+            Some("10.0.0.1".to_owned()),
+            vec!["node-a1".to_owned()],
         );
         let at = Timestamp::UNIX_EPOCH;
         prober.record(cluster(), "10.0.0.1", false, at);
@@ -198,18 +205,19 @@ mod tests {
     #[test]
     fn a_new_primary_starts_with_a_clean_record() {
         let (prober, _triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(cluster(), Some(("10.0.0.1".to_owned(), None)));
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
         prober.record(cluster(), "10.0.0.1", false, Timestamp::now());
         prober.watch(
             cluster(),
-            Some(("10.0.0.2".to_owned(), Some("node-b1".to_owned()))),
+            Some("10.0.0.2".to_owned()),
+            vec!["node-b1".to_owned()],
         );
         assert_eq!(prober.silent_since(&cluster()), None);
         assert_eq!(prober.clusters_on("node-b1"), vec![cluster()]);
         // A late answer about the old address changes nothing.
         prober.record(cluster(), "10.0.0.1", false, Timestamp::now());
         assert_eq!(prober.silent_since(&cluster()), None);
-        prober.watch(cluster(), None);
+        prober.forget(&cluster());
         assert!(prober.clusters_on("node-b1").is_empty());
     }
 }

@@ -6,6 +6,7 @@
 mod clone_server;
 mod metrics;
 mod replication_bootstrap;
+pub mod wake_fence;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -69,6 +70,9 @@ pub struct Config {
     pub scratch_dir: PathBuf,
     /// Bytes per second a clone may be served at.
     pub clone_rate_limit: Option<u64>,
+    /// The cluster's failover delay: a freeze this long may have seen the
+    /// server replaced, so it is fenced when the agent wakes.
+    pub failover_after: Duration,
 }
 
 /// What the HTTP handlers share.
@@ -125,6 +129,10 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
         })?;
     info!(listen = %shared.config.listen, "agent serving");
     tokio::spawn(background(shared.clone()));
+    tokio::spawn(wake_fence::run(
+        shared.clone(),
+        shared.config.failover_after,
+    ));
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown())
         .await

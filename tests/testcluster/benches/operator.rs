@@ -114,7 +114,7 @@ fn main() {
     let k = Kubectl::new(cluster.kubeconfig());
 
     let started = Instant::now();
-    ebisu::install_operator(&k).unwrap();
+    ebisu::install_operator(&k, &["replicaCount=1"]).unwrap();
     let helm_install = started.elapsed();
 
     k.try_run(&["create", "namespace", NS]).unwrap();

@@ -30,25 +30,28 @@ pub enum EbisuError {
     },
 }
 
-/// `helm install ebisu charts/ebisu` into [`OPERATOR_NAMESPACE`], waiting
-/// for the operator to be ready.
-pub fn install_operator(k: &Kubectl) -> Result<(), EbisuError> {
+/// `helm install ebisu charts/ebisu` into [`OPERATOR_NAMESPACE`] with the
+/// chart's defaults plus `settings` (`key=value`, as `--set` takes them),
+/// waiting for the operator to be ready.
+pub fn install_operator(k: &Kubectl, settings: &[&str]) -> Result<(), EbisuError> {
     let helm = controlplane::bin_dir().join("helm");
     let chart = workspace_path("charts/ebisu");
-    k.run_program(
-        &helm,
-        &[
-            "install",
-            "ebisu",
-            &chart.display().to_string(),
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "120s",
-        ],
-    )?;
+    let chart = chart.display().to_string();
+    let mut args = vec![
+        "install",
+        "ebisu",
+        &chart,
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "120s",
+    ];
+    for setting in settings {
+        args.extend(["--set", setting]);
+    }
+    k.run_program(&helm, &args)?;
     Ok(())
 }
 

@@ -30,6 +30,7 @@ pub mod cleanup;
 pub mod cluster;
 pub mod command;
 pub mod controlplane;
+pub mod drill;
 pub mod ebisu;
 pub mod kubectl;
 pub mod kubelet_api;

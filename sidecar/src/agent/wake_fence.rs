@@ -1,0 +1,119 @@
+//! Fencing on waking up. A process that was frozen (its node stopped, the
+//! machine paused) for longer than the cluster's failover delay may wake
+//! up as a primary that has already been replaced: the operator may have
+//! promoted a replica meanwhile. Such a server must not take writes for a
+//! moment longer, so the agent notices the gap in its own clock and, if its
+//! server is writable, ends its client sessions (commits waiting for
+//! acknowledgements that will never come included) and makes it read-only
+//! before anything else. The operator makes it writable again if it is
+//! still the primary. This is the one change the agent makes to roles, and
+//! it only ever removes writability.
+
+use std::{sync::Arc, time::Duration};
+
+use ebisu_mysql::{Flavor, ServiceRole};
+use mysql_async::prelude::Queryable;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::Shared;
+use crate::server;
+
+/// How often the agent looks at its own clock.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Whether a gap of `gap` between two ticks means this process may have
+/// been replaced while it was frozen; pure.
+pub fn woke_from_a_freeze(gap: Duration, failover_after: Duration) -> bool {
+    gap >= failover_after.max(TICK * 2)
+}
+
+/// Watches the clock until the process ends.
+pub async fn run(shared: Arc<Shared>, failover_after: Duration) {
+    let mut last = Instant::now();
+    loop {
+        tokio::time::sleep(TICK).await;
+        let now = Instant::now();
+        let gap = now.duration_since(last);
+        last = now;
+        if woke_from_a_freeze(gap, failover_after) {
+            match fence_if_writable(&shared).await {
+                Ok(true) => info!(
+                    frozen_ms = gap.as_millis(),
+                    "woke up after a freeze as a writable server: fenced it until the operator decides"
+                ),
+                Ok(false) => {}
+                Err(error) => warn!(%error, "woke up after a freeze; could not check the server"),
+            }
+        }
+    }
+}
+
+async fn fence_if_writable(shared: &Shared) -> Result<bool, server::Error> {
+    let mut conn = server::connect(
+        &shared.config.endpoint,
+        "root",
+        shared.credentials.root_password.reveal(),
+    )
+    .await?;
+    let flavor = shared.flavor(&mut conn).await?;
+    let read_only: Option<i64> =
+        conn.query_first(flavor.fence_state_query())
+            .await
+            .map_err(|source| server::Error::Sql {
+                action: "read the fence state",
+                source,
+            })?;
+    if read_only.unwrap_or(1) != 0 {
+        return Ok(false);
+    }
+    end_sessions(shared, flavor, &mut conn).await?;
+    server::execute(&mut conn, &flavor.fence(), "make it read-only").await?;
+    // Sessions that slipped in before read-only took effect.
+    end_sessions(shared, flavor, &mut conn).await?;
+    Ok(true)
+}
+
+async fn end_sessions(
+    shared: &Shared,
+    flavor: Flavor,
+    conn: &mut mysql_async::Conn,
+) -> Result<(), server::Error> {
+    let users = &shared.credentials.users;
+    let keep = [
+        &users.get(ServiceRole::Operator).user,
+        &users.get(ServiceRole::Replication).user,
+        &users.get(ServiceRole::Clone).user,
+        &users.get(ServiceRole::Monitor).user,
+    ];
+    let ids: Vec<u64> = conn
+        .query(flavor.client_connections_query(&keep))
+        .await
+        .map_err(|source| server::Error::Sql {
+            action: "list client sessions",
+            source,
+        })?;
+    for id in ids {
+        let _ = conn.query_drop(flavor.kill_connection(id)).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gap_as_long_as_the_failover_delay_counts_as_a_freeze() {
+        let after = Duration::from_secs(3);
+        assert!(!woke_from_a_freeze(Duration::from_millis(600), after));
+        assert!(!woke_from_a_freeze(Duration::from_millis(2900), after));
+        assert!(woke_from_a_freeze(Duration::from_secs(3), after));
+        assert!(woke_from_a_freeze(Duration::from_secs(40), after));
+        // A tiny failover delay still needs more than scheduling noise.
+        assert!(!woke_from_a_freeze(
+            Duration::from_millis(700),
+            Duration::from_millis(1)
+        ));
+    }
+}

@@ -1,0 +1,562 @@
+//! The failover drill end to end on the local cluster, with real MariaDB
+//! servers and a writer that counts an id only when its commit returned OK:
+//! `kubectl drain` of the primary's node moves the primary before the pod
+//! goes; `testcluster node stop` of the primary's node fails over to a
+//! replica, and the old primary rejoins when its node starts again; an
+//! operator pod killed halfway through a switchover leaves it to its
+//! successor; a replica whose applier is stopped is never chosen; a failover
+//! is refused while semi-sync had fallen back (until forced); a one-instance
+//! cluster's drain does not hang. Each drill checks that no acknowledged
+//! write is lost, that two servers are never writable at once, and that one
+//! primary remains.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use ebisu_testcluster::{
+    Kubectl, Layout, TestCluster,
+    drill::{self, App, Looks, Poller, Writer, Writes},
+    ebisu::{self, OPERATOR_NAMESPACE},
+    kubectl::workspace_path,
+};
+
+const STATE_DIR: &str = "/tmp/ebisu-testcluster-failover";
+const NS: &str = "shop";
+const APP_USER: &str = "app";
+const APP_PASSWORD: &str = "app-password";
+
+struct Drill {
+    k: Kubectl,
+    layout: Layout,
+    cluster: TestCluster,
+    runtime: tokio::runtime::Runtime,
+    app: App,
+    next_id: u64,
+}
+
+impl Drill {
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.k
+            .try_run(args)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
+    }
+
+    fn get(&self, object: &str, path: &str) -> String {
+        self.k.jsonpath(NS, object, path)
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
+        self.k
+            .wait(what, timeout, |_| done(self).then_some(()))
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
+    }
+
+    fn diagnostics(&self) -> String {
+        let events = self.get(
+            "events",
+            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        );
+        format!(
+            "{}\nevents:\n{events}",
+            ebisu::diagnostics(&self.k, NS, "orders")
+        )
+    }
+
+    fn primary(&self) -> String {
+        self.get("myc/orders", "{.status.currentPrimary}")
+    }
+
+    fn labelled(&self, role: &str) -> Vec<String> {
+        self.get(
+            "pods",
+            &format!(
+                "{{range .items[?(@.metadata.labels.ebisu\\.dev/role==\"{role}\")]}}{{.metadata.name}} {{end}}"
+            ),
+        )
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    fn node_of(&self, pod: &str) -> String {
+        self.get(&format!("pod/{pod}"), "{.spec.nodeName}")
+    }
+
+    fn root(&self, pod: &str, statement: &str) -> String {
+        ebisu::root_sql(&self.k, &self.layout, NS, "orders", pod, statement)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
+    }
+
+    fn condition(&self, type_: &str) -> String {
+        self.get(
+            "myc/orders",
+            &format!("{{.status.conditions[?(@.type==\"{type_}\")].status}}"),
+        )
+    }
+
+    fn wait_settled(&self, ready: u32) -> String {
+        let primary = ebisu::wait_running(&self.k, NS, "orders", ready, Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
+        self.wait("one primary label", Duration::from_secs(60), |d| {
+            d.labelled("primary") == [primary.clone()]
+        });
+        primary
+    }
+
+    /// Starts the writer and the poller.
+    fn load(&mut self) -> (Writer, Poller) {
+        let writer = Writer::start(&self.app, "orders-primary", "shop.w", self.next_id);
+        let poller = Poller::start(&self.app);
+        (writer, poller)
+    }
+
+    /// Stops the load and checks what every drill promises: every
+    /// acknowledged id is on the primary, never were two servers writable,
+    /// exactly one is now.
+    fn check(&mut self, what: &str, writer: Writer, poller: Poller) -> (Writes, Looks) {
+        let writes = writer.stop();
+        let looks = poller.stop();
+        self.next_id += writes.attempts + 1;
+        assert!(
+            writes.acked.len() > 10,
+            "{what}: the writer got through ({} of {} acknowledged)\n{}",
+            writes.acked.len(),
+            writes.attempts,
+            self.diagnostics()
+        );
+        let primary = self.primary();
+        let found = self.root(&primary, "SELECT id FROM shop.w");
+        let lost = drill::missing(&writes, &found);
+        assert!(
+            lost.is_empty(),
+            "{what}: acknowledged writes lost: {lost:?}\n{}",
+            self.diagnostics()
+        );
+        assert!(
+            looks.two_writable.is_empty(),
+            "{what}: two writable servers in {} of {} looks: {:?}",
+            looks.two_writable.len(),
+            looks.rounds,
+            looks.two_writable
+        );
+        let writable: Vec<String> = self
+            .app
+            .servers()
+            .into_iter()
+            .filter(|(_, ip)| {
+                self.app
+                    .sql(ip, "SELECT @@global.read_only", Duration::from_secs(2))
+                    .is_ok_and(|v| v == "0")
+            })
+            .map(|(pod, _)| pod)
+            .collect();
+        assert_eq!(
+            writable,
+            std::slice::from_ref(&primary),
+            "{what}: one writable primary"
+        );
+        (writes, looks)
+    }
+
+    fn node(&self, action: &str, name: &str) {
+        let result = self.runtime.block_on(async {
+            match action {
+                "stop" => self.cluster.node_stop(name).await,
+                _ => self.cluster.node_start(name).await,
+            }
+        });
+        result.unwrap_or_else(|e| panic!("node {action} {name}: {e}"));
+    }
+}
+
+#[test]
+fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cluster = runtime
+        .block_on(TestCluster::up(
+            Path::new(STATE_DIR),
+            Path::new(env!("CARGO_BIN_EXE_testcluster")),
+        ))
+        .unwrap();
+    let k = Kubectl::new(cluster.kubeconfig());
+    let layout = cluster.layout().clone();
+    let app = App {
+        hosts: layout.hosts_file(NS),
+        cluster: "orders".to_owned(),
+        user: APP_USER.to_owned(),
+        password: APP_PASSWORD.to_owned(),
+    };
+    let mut d = Drill {
+        k,
+        layout,
+        cluster,
+        runtime,
+        app,
+        next_id: 0,
+    };
+    ebisu::install_operator(&d.k, &[]).expect("helm install");
+
+    a_single_instance_drain_does_not_hang(&d);
+
+    d.kubectl(&["create", "namespace", NS]);
+    let basic = workspace_path("examples/basic.yaml");
+    d.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
+    let first = d.wait_settled(3);
+    d.root(
+        &first,
+        &format!(
+            "CREATE USER {APP_USER}@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
+             GRANT ALL ON shop.* TO {APP_USER}@'%'; CREATE DATABASE shop; \
+             CREATE TABLE shop.w (id BIGINT PRIMARY KEY)"
+        ),
+    );
+
+    a_drain_of_the_primarys_node_switches_over_first(&mut d);
+    a_replica_with_a_stopped_applier_is_never_chosen(&mut d);
+    an_operator_killed_mid_switchover_leaves_it_to_its_successor(&mut d);
+    a_lost_primary_is_failed_over_and_rejoins_when_it_returns(&mut d);
+    a_failover_is_refused_while_semi_sync_had_fallen_back(&mut d);
+
+    let Drill {
+        cluster, runtime, ..
+    } = d;
+    runtime.block_on(cluster.down()).unwrap();
+}
+
+fn a_single_instance_drain_does_not_hang(d: &Drill) {
+    d.kubectl(&["create", "namespace", "solo"]);
+    let solo = "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {name: solo, namespace: solo}\nspec: {replicas: 1, storage: {size: 1Gi, ebs: {type: gp3}}}\n";
+    let path = std::env::temp_dir().join("ebisu-solo.yaml");
+    std::fs::write(&path, solo).unwrap();
+    d.kubectl(&["apply", "-f", &path.display().to_string()]);
+    ebisu::wait_running(&d.k, "solo", "solo", 1, Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&d.k, "solo", "solo")));
+    assert!(
+        d.k.try_run(&["-n", "solo", "get", "pdb", "solo-primary"])
+            .is_err(),
+        "a single instance has no primary budget to hold a drain"
+    );
+    let node = d.k.jsonpath("solo", "pod/solo-0", "{.spec.nodeName}");
+    let started = Instant::now();
+    d.kubectl(&[
+        "drain",
+        &node,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=90s",
+    ]);
+    assert!(started.elapsed() < Duration::from_secs(90));
+    d.kubectl(&["uncordon", &node]);
+    ebisu::wait_running(&d.k, "solo", "solo", 1, Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&d.k, "solo", "solo")));
+    let events = d.k.jsonpath(
+        "solo",
+        "events",
+        "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    );
+    assert!(
+        events.contains("SingleInstanceDisruption: solo-0 is the only instance"),
+        "a Warning says writes stop:\n{events}"
+    );
+    d.kubectl(&["delete", "namespace", "solo", "--wait=false"]);
+}
+
+fn a_drain_of_the_primarys_node_switches_over_first(d: &mut Drill) {
+    let old = d.primary();
+    let node = d.node_of(&old);
+    let (writer, poller) = d.load();
+    std::thread::sleep(Duration::from_secs(2));
+    d.kubectl(&[
+        "drain",
+        &node,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=180s",
+    ]);
+    let new = d.wait_settled(3);
+    std::thread::sleep(Duration::from_secs(2));
+    let (writes, _) = d.check("drain", writer, poller);
+    d.kubectl(&["uncordon", &node]);
+    assert_ne!(new, old, "the primary moved off the drained node");
+    assert_eq!(
+        d.get("myc/orders", "{.status.lastSwitchover.from} {.status.lastSwitchover.to} {.status.lastSwitchover.reason}"),
+        format!("{old} {new} NodeDrain")
+    );
+    let blocked: u64 = d
+        .get("myc/orders", "{.status.lastSwitchover.writesBlockedMs}")
+        .parse()
+        .expect("writesBlockedMs");
+    assert!(blocked > 0);
+    eprintln!(
+        "drain: {old} -> {new}, writes blocked {blocked} ms by the operator's count, \
+         longest stretch without an acknowledged write {:?}",
+        writes.longest_gap(writes.acked[0].1, writes.acked.last().unwrap().1)
+    );
+    assert_eq!(d.labelled("replica").len(), 2, "{old} is back as a replica");
+}
+
+fn a_replica_with_a_stopped_applier_is_never_chosen(d: &mut Drill) {
+    let primary = d.primary();
+    let replicas = d.labelled("replica");
+    let (stopped, caught_up) = (&replicas[0], &replicas[1]);
+    d.root(stopped, "STOP SLAVE SQL_THREAD");
+    d.kubectl(&[
+        "-n",
+        NS,
+        "annotate",
+        "myc/orders",
+        "ebisu.dev/switchover=any",
+    ]);
+    d.wait("the requested switchover", Duration::from_secs(60), |d| {
+        d.primary() != primary
+    });
+    assert_eq!(
+        &d.primary(),
+        caught_up,
+        "the replica whose applier runs was chosen"
+    );
+    assert_eq!(
+        d.get(
+            "myc/orders",
+            "{.metadata.annotations.ebisu\\.dev/switchover}"
+        ),
+        "",
+        "the request was consumed"
+    );
+    d.root(stopped, "START SLAVE SQL_THREAD");
+    d.wait_settled(3);
+
+    // A request naming a replica that cannot take over changes nothing.
+    let primary = d.primary();
+    d.kubectl(&[
+        "-n",
+        NS,
+        "annotate",
+        "myc/orders",
+        "ebisu.dev/switchover=orders-7",
+    ]);
+    d.wait("the refusal", Duration::from_secs(60), |d| {
+        d.get(
+            "myc/orders",
+            "{.status.conditions[?(@.type==\"Switching\")].message}",
+        )
+        .contains("orders-7 is not an instance")
+    });
+    assert_eq!(d.primary(), primary);
+    assert!(d.diagnostics().contains("SwitchoverRefused"));
+}
+
+fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
+    let old = d.primary();
+    let candidate = d.labelled("replica")[0].clone();
+    let (writer, poller) = d.load();
+    // Hold the candidate's applier on a lock so that the switchover waits
+    // in its catch-up step, where the operator pod is then deleted.
+    let lock = hold_table_lock(d, &candidate, 8);
+    std::thread::sleep(Duration::from_secs(1));
+    d.kubectl(&[
+        "-n",
+        NS,
+        "annotate",
+        "myc/orders",
+        &format!("ebisu.dev/switchover={candidate}"),
+    ]);
+    d.wait("the switchover to start", Duration::from_secs(30), |d| {
+        d.condition("Switching") == "True"
+    });
+    let operator = d.k.jsonpath(
+        OPERATOR_NAMESPACE,
+        "lease/ebisu-operator",
+        "{.spec.holderIdentity}",
+    );
+    d.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "delete",
+        "pod",
+        &operator,
+        "--wait=false",
+    ]);
+    let _ = lock.join();
+    d.wait("the switchover to finish", Duration::from_secs(120), |d| {
+        d.condition("Switching") == "False" && d.primary() == candidate
+    });
+    let new = d.wait_settled(3);
+    std::thread::sleep(Duration::from_secs(1));
+    d.check("operator killed mid-switchover", writer, poller);
+    assert_eq!(new, candidate);
+    assert_eq!(
+        d.get(
+            "myc/orders",
+            "{.status.lastSwitchover.from} {.status.lastSwitchover.to}"
+        ),
+        format!("{old} {candidate}")
+    );
+}
+
+/// Locks `shop.w` on `pod` for `seconds` from a root session, so its
+/// applier waits: the replica falls behind while it stays "replicating".
+fn hold_table_lock(d: &Drill, pod: &str, seconds: u32) -> std::thread::JoinHandle<()> {
+    let (k, layout, pod) = (
+        Kubectl::new(d.k.kubeconfig()),
+        d.layout.clone(),
+        pod.to_owned(),
+    );
+    std::thread::spawn(move || {
+        let statement = format!("LOCK TABLES shop.w READ; SELECT SLEEP({seconds}); UNLOCK TABLES");
+        let _ = ebisu::root_sql(&k, &layout, NS, "orders", &pod, &statement);
+    })
+}
+
+fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
+    let old = d.primary();
+    let node = d.node_of(&old);
+    let (writer, poller) = d.load();
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped_at = Instant::now();
+    d.node("stop", &node);
+    d.wait("a new primary", Duration::from_secs(60), |d| {
+        let primary = d.primary();
+        !primary.is_empty() && primary != old
+    });
+    let new = d.primary();
+    d.wait(
+        "writes through the new primary",
+        Duration::from_secs(30),
+        |d| {
+            d.app.resolve("orders-primary").is_some_and(|ip| {
+                d.app
+                    .sql(&ip, "SELECT @@global.read_only", Duration::from_secs(1))
+                    .is_ok_and(|v| v == "0")
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (writes, looks) = d.check("node stop", writer, poller);
+    assert_eq!(
+        d.get(
+            "myc/orders",
+            "{.status.lastFailover.from} {.status.lastFailover.to} {.status.lastFailover.reason}"
+        ),
+        format!("{old} {new} PrimaryLost")
+    );
+    eprintln!(
+        "node stop: {old} -> {new}; writable after {:?}, first acknowledged write after {:?}",
+        looks
+            .new_primary_after(&old, stopped_at)
+            .map(|(at, _)| at.duration_since(stopped_at)),
+        writes
+            .first_after(stopped_at + Duration::from_millis(100))
+            .map(|at| at.duration_since(stopped_at))
+    );
+    d.wait("the stuck pod explained", Duration::from_secs(60), |d| {
+        d.diagnostics()
+            .contains(&format!("NodeUnreachable: node {node} of {old}"))
+    });
+
+    // The node returns: the old primary is fenced at once and rejoins (or,
+    // if it kept a write nobody acknowledged, is kept out and reported).
+    let (writer, poller) = d.load();
+    d.node("start", &node);
+    d.wait(
+        "the old primary back in line",
+        Duration::from_secs(120),
+        |d| {
+            d.labelled("replica").contains(&old)
+                || !d
+                    .get("myc/orders", "{.status.instances[*].errantGtids}")
+                    .is_empty()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    d.check("node start", writer, poller);
+    assert_eq!(d.primary(), new, "the new primary stays");
+}
+
+fn a_failover_is_refused_while_semi_sync_had_fallen_back(d: &mut Drill) {
+    // Let the primary fall back after 1 s without acknowledgements.
+    d.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "myc/orders",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replication":{"timeoutSeconds":1}}}"#,
+    ]);
+    d.wait_settled(3);
+    let primary = d.primary();
+    let replica_nodes: Vec<String> = d.labelled("replica").iter().map(|r| d.node_of(r)).collect();
+    for node in &replica_nodes {
+        d.node("stop", node);
+    }
+    // This commit waits 1 s, then is acknowledged without any replica.
+    let ip = d.app.resolve("orders-primary").unwrap();
+    d.app
+        .sql(
+            &ip,
+            "INSERT INTO shop.w (id) VALUES (999999)",
+            Duration::from_secs(10),
+        )
+        .expect("acknowledged asynchronously");
+    d.wait("the fallback reported", Duration::from_secs(60), |d| {
+        d.diagnostics().contains("SemiSyncFallback")
+    });
+    let node = d.node_of(&primary);
+    d.node("stop", &node);
+    for node in &replica_nodes {
+        d.node("start", node);
+    }
+    d.wait("the failover refused", Duration::from_secs(60), |d| {
+        d.condition("FailoverBlocked") == "True"
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(d.primary(), primary, "nobody was promoted");
+    let writable: Vec<String> = d
+        .app
+        .servers()
+        .into_iter()
+        .filter(|(pod, ip)| {
+            *pod != primary
+                && d.app
+                    .sql(ip, "SELECT @@global.read_only", Duration::from_secs(2))
+                    .is_ok_and(|v| v == "0")
+        })
+        .map(|(pod, _)| pod)
+        .collect();
+    assert!(writable.is_empty(), "no replica writable: {writable:?}");
+    assert!(
+        d.get(
+            "myc/orders",
+            "{.status.conditions[?(@.type==\"FailoverBlocked\")].message}"
+        )
+        .contains(&format!("ebisu.dev/force-failover={primary}")),
+        "the condition says how to force it"
+    );
+
+    // Forced: a replica is promoted, and the write only the lost primary had is gone.
+    d.kubectl(&[
+        "-n",
+        NS,
+        "annotate",
+        "myc/orders",
+        &format!("ebisu.dev/force-failover={primary}"),
+    ]);
+    d.wait("the forced failover", Duration::from_secs(60), |d| {
+        let now = d.primary();
+        !now.is_empty() && now != primary
+    });
+    assert_eq!(
+        d.get("myc/orders", "{.status.lastFailover.reason}"),
+        "Forced"
+    );
+    let new = d.primary();
+    assert_eq!(
+        d.root(&new, "SELECT COUNT(*) FROM shop.w WHERE id = 999999"),
+        "0"
+    );
+    d.node("start", &node);
+}
