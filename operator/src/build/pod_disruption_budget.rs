@@ -1,7 +1,9 @@
 //! The PodDisruptionBudgets: voluntary disruptions (drains, evictions) take
 //! at most one instance at a time, and the primary's eviction is refused
 //! until the primary has moved, so `kubectl drain` waits for a switchover
-//! instead of taking writes down with the pod.
+//! instead of taking writes down with the pod. The eviction API refuses a
+//! pod that two budgets select, so with a primary budget the other one
+//! selects the replicas only (as CloudNativePG does).
 
 use ebisu_api::names;
 use k8s_openapi::{
@@ -12,14 +14,19 @@ use k8s_openapi::{
 use super::child_meta;
 use crate::validate::ValidatedCluster;
 
-/// Builds the PodDisruptionBudget.
+/// Builds the budget of the instances (of the replicas, when the primary
+/// has its own).
 pub fn build(cluster: &ValidatedCluster) -> PodDisruptionBudget {
+    let mut selector = cluster.selector();
+    if holds_the_primary(cluster) {
+        selector.insert(names::LABEL_ROLE.to_owned(), names::ROLE_REPLICA.to_owned());
+    }
     PodDisruptionBudget {
         metadata: child_meta(cluster, names::pod_disruption_budget(&cluster.name)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
-                match_labels: Some(cluster.selector()),
+                match_labels: Some(selector),
                 ..LabelSelector::default()
             }),
             // A pod that is not Ready can always be evicted: it serves nothing, and
@@ -38,7 +45,7 @@ pub fn build(cluster: &ValidatedCluster) -> PodDisruptionBudget {
 /// It follows the spec's replicas; the operator refuses to start the
 /// switchover only when no replica can take over, and says why.
 pub fn primary(cluster: &ValidatedCluster) -> Option<PodDisruptionBudget> {
-    if cluster.replicas < 2 || cluster.failover.mode == ebisu_api::FailoverMode::Manual {
+    if !holds_the_primary(cluster) {
         return None;
     }
     let mut selector = cluster.selector();
@@ -60,21 +67,35 @@ pub fn primary(cluster: &ValidatedCluster) -> Option<PodDisruptionBudget> {
     })
 }
 
+/// Whether the primary gets a budget of its own: two or more instances and
+/// automatic switchovers (with `failover: Manual` nobody would move it).
+fn holds_the_primary(cluster: &ValidatedCluster) -> bool {
+    cluster.replicas >= 2 && cluster.failover.mode == ebisu_api::FailoverMode::Automatic
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::build::fixtures::{BASIC, SINGLE, validated};
 
     #[test]
-    fn at_most_one_instance_is_disrupted() {
+    fn at_most_one_replica_is_disrupted_and_no_pod_has_two_budgets() {
         let pdb = build(&validated(BASIC));
         let spec = pdb.spec.expect("spec");
         assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+        let mut replicas = names::selector_labels("orders");
+        replicas.insert(names::LABEL_ROLE.to_owned(), "replica".to_owned());
+        assert_eq!(spec.selector.and_then(|s| s.match_labels), Some(replicas));
+        assert_eq!(pdb.metadata.owner_references.map(|o| o.len()), Some(1));
+    }
+
+    #[test]
+    fn a_single_instance_budget_selects_every_instance() {
+        let spec = build(&validated(SINGLE)).spec.expect("spec");
         assert_eq!(
             spec.selector.and_then(|s| s.match_labels),
-            Some(names::selector_labels("orders"))
+            Some(names::selector_labels("dev"))
         );
-        assert_eq!(pdb.metadata.owner_references.map(|o| o.len()), Some(1));
     }
 
     #[test]
