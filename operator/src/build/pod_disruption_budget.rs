@@ -14,17 +14,24 @@ use k8s_openapi::{
 use super::child_meta;
 use crate::validate::ValidatedCluster;
 
-/// Builds the budget of the instances (of the replicas, when the primary
-/// has its own).
+/// Builds the budget of the instances: at most one unavailable. When the
+/// primary has its own budget this one selects the replicas only, as
+/// `minAvailable: replicas - 2` (all replicas but one): a `maxUnavailable`
+/// budget counts the pods it expects from the StatefulSet's scale, which a
+/// subset of its pods never reaches.
 pub fn build(cluster: &ValidatedCluster) -> PodDisruptionBudget {
     let mut selector = cluster.selector();
-    if holds_the_primary(cluster) {
+    let (min_available, max_unavailable) = if holds_the_primary(cluster) {
         selector.insert(names::LABEL_ROLE.to_owned(), names::ROLE_REPLICA.to_owned());
-    }
+        (Some(IntOrString::Int((cluster.replicas - 2).max(0))), None)
+    } else {
+        (None, Some(IntOrString::Int(1)))
+    };
     PodDisruptionBudget {
         metadata: child_meta(cluster, names::pod_disruption_budget(&cluster.name)),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            min_available,
+            max_unavailable,
             selector: Some(LabelSelector {
                 match_labels: Some(selector),
                 ..LabelSelector::default()
@@ -82,7 +89,12 @@ mod tests {
     fn at_most_one_replica_is_disrupted_and_no_pod_has_two_budgets() {
         let pdb = build(&validated(BASIC));
         let spec = pdb.spec.expect("spec");
-        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(
+            spec.min_available,
+            Some(IntOrString::Int(1)),
+            "one of the two replicas stays"
+        );
+        assert_eq!(spec.max_unavailable, None);
         let mut replicas = names::selector_labels("orders");
         replicas.insert(names::LABEL_ROLE.to_owned(), "replica".to_owned());
         assert_eq!(spec.selector.and_then(|s| s.match_labels), Some(replicas));
@@ -92,6 +104,7 @@ mod tests {
     #[test]
     fn a_single_instance_budget_selects_every_instance() {
         let spec = build(&validated(SINGLE)).spec.expect("spec");
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(
             spec.selector.and_then(|s| s.match_labels),
             Some(names::selector_labels("dev"))
