@@ -350,13 +350,27 @@ fn a_replica_with_a_stopped_applier_is_never_chosen(d: &mut Drill) {
 }
 
 fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
+    // Room for a successor to take the Lease over (15 s) within the
+    // switchover's catch-up budget (maxLagForPromotionSeconds + 10 s).
+    d.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "myc/orders",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replication":{"maxLagForPromotionSeconds":30}}}"#,
+    ]);
     let old = d.primary();
     let candidate = d.labelled("replica")[0].clone();
     let (writer, poller) = d.load();
-    // Hold the candidate's applier on a lock so that the switchover waits
-    // in its catch-up step, where the operator pod is then deleted.
-    let lock = hold_table_lock(d, &candidate, 8);
-    std::thread::sleep(Duration::from_secs(1));
+    // The candidate applies 6 s late, so the switchover waits in its
+    // catch-up step, where the operator is then killed without a goodbye.
+    d.root(
+        &candidate,
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=6; START SLAVE",
+    );
+    std::thread::sleep(Duration::from_secs(2));
     d.kubectl(&[
         "-n",
         NS,
@@ -378,16 +392,32 @@ fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
         "delete",
         "pod",
         &operator,
-        "--wait=false",
+        "--force",
+        "--grace-period=0",
     ]);
-    let _ = lock.join();
+    d.wait("another operator to lead", Duration::from_secs(60), |d| {
+        let leader = d.k.jsonpath(
+            OPERATOR_NAMESPACE,
+            "lease/ebisu-operator",
+            "{.spec.holderIdentity}",
+        );
+        !leader.is_empty() && leader != operator
+    });
     d.wait("the switchover to finish", Duration::from_secs(120), |d| {
-        d.condition("Switching") == "False" && d.primary() == candidate
+        d.condition("Switching") == "False"
     });
     let new = d.wait_settled(3);
     std::thread::sleep(Duration::from_secs(1));
     d.check("operator killed mid-switchover", writer, poller);
-    assert_eq!(new, candidate);
+    assert_eq!(
+        new,
+        candidate,
+        "the successor finished the switchover: {}",
+        d.get(
+            "myc/orders",
+            "{.status.conditions[?(@.type==\"Switching\")].message}"
+        )
+    );
     assert_eq!(
         d.get(
             "myc/orders",
@@ -395,20 +425,6 @@ fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
         ),
         format!("{old} {candidate}")
     );
-}
-
-/// Locks `shop.w` on `pod` for `seconds` from a root session, so its
-/// applier waits: the replica falls behind while it stays "replicating".
-fn hold_table_lock(d: &Drill, pod: &str, seconds: u32) -> std::thread::JoinHandle<()> {
-    let (k, layout, pod) = (
-        Kubectl::new(d.k.kubeconfig()),
-        d.layout.clone(),
-        pod.to_owned(),
-    );
-    std::thread::spawn(move || {
-        let statement = format!("LOCK TABLES shop.w READ; SELECT SLEEP({seconds}); UNLOCK TABLES");
-        let _ = ebisu::root_sql(&k, &layout, NS, "orders", &pod, &statement);
-    })
 }
 
 fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
