@@ -252,15 +252,16 @@ fn a_single_instance_drain_does_not_hang(d: &Drill) {
     d.kubectl(&["uncordon", &node]);
     ebisu::wait_running(&d.k, "solo", "solo", 1, Duration::from_secs(240))
         .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&d.k, "solo", "solo")));
-    let events = d.k.jsonpath(
-        "solo",
-        "events",
-        "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-    );
-    assert!(
-        events.contains("SingleInstanceDisruption: solo-0 is the only instance"),
-        "a Warning says writes stop:\n{events}"
-    );
+    d.k.wait("a Warning that writes stop", Duration::from_secs(30), |k| {
+        k.jsonpath(
+            "solo",
+            "events",
+            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        )
+        .contains("SingleInstanceDisruption: solo-0 is the only instance")
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&d.k, "solo", "solo")));
     d.kubectl(&["delete", "namespace", "solo", "--wait=false"]);
 }
 

@@ -31,6 +31,22 @@ pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut 
     decision.memory.primary_silent_since = Some(since.clone());
     // Whatever happens next, no other server may take writes.
     decision.step(super::fence_writable_others(input, &primary.pod));
+    if population(input, &primary.pod).is_empty() {
+        // A single instance: nobody to fail over to; its pod's readiness says
+        // it is down, and a disruption says why.
+        let draining = primary.node.as_ref().is_some_and(|n| n.draining);
+        if primary.terminating || draining {
+            decision.problems.push(Problem::SingleInstanceDisruption {
+                pod: primary.pod.clone(),
+                cause: if primary.terminating {
+                    "its pod is being deleted".to_owned()
+                } else {
+                    "its node is being drained".to_owned()
+                },
+            });
+        }
+        return;
+    }
 
     let forced = input.policy.force_failover.as_deref() == Some(primary.pod.as_str());
     if !input.policy.automatic() && !forced {

@@ -805,6 +805,21 @@ fn a_single_instance_drain_warns_that_writes_stop_and_never_waits() {
     assert!(d.is_settled() || d.actions().all(|a| !matches!(a, Action::Fence { .. })));
 }
 
+#[test]
+fn a_single_instance_that_went_silent_is_never_failed_over_nor_blocked() {
+    let mut solo = silent(primary("db-0", "0-100-9"));
+    solo.terminating = true;
+    let d = decide_with(&[solo.clone()], &no_semi_sync(), &silent_since(NOW - 60));
+    assert!(matches!(
+        d.problems.as_slice(),
+        [Problem::SingleInstanceDisruption { pod, .. }] if pod == "db-0"
+    ));
+    solo.terminating = false;
+    let d = decide_with(&[solo], &no_semi_sync(), &silent_since(NOW - 60));
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert!(d.memory.operation.is_none());
+}
+
 fn switching(step: OperationStep, started: i64) -> ClusteringMemory {
     ClusteringMemory {
         operation: Some(Operation {
