@@ -4,7 +4,8 @@
 //! read and the current time.
 
 use ebisu_api::{
-    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus, OperationKind, Phase,
+    ClusteringMemory, InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus,
+    OperationKind, Phase,
     names::{self, LABEL_ROLE, ROLE_PRIMARY, ROLE_REPLICA},
 };
 use k8s_openapi::{
@@ -140,21 +141,7 @@ pub fn compute(
         } else {
             condition(DEGRADED, false, "AsDesired", "no instance is missing")
         },
-        match (operation, &pass.memory.last_refusal) {
-            (Some(op), _) => condition(
-                SWITCHING,
-                true,
-                &op.reason,
-                &format!(
-                    "moving the primary from {} to {} ({:?})",
-                    op.from,
-                    op.to.as_deref().unwrap_or("a replica yet to be chosen"),
-                    op.step
-                ),
-            ),
-            (None, Some(refusal)) => condition(SWITCHING, false, "Refused", refusal),
-            (None, None) => condition(SWITCHING, false, "Idle", "no change of primary in progress"),
-        },
+        switching(&previous, &pass.memory, generation, now),
         match blocked {
             Some(problem) => condition(
                 FAILOVER_BLOCKED,
@@ -191,6 +178,73 @@ pub fn compute(
         last_switchover,
         last_failover,
         clustering: pass.memory.clone(),
+    }
+}
+
+/// The `Switching` condition: True while a change of primary is in
+/// progress, False with the last refusal's reason otherwise.
+fn switching(
+    previous: &MySQLClusterStatus,
+    memory: &ClusteringMemory,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    match (&memory.operation, &memory.last_refusal) {
+        (Some(op), _) => condition(
+            previous,
+            SWITCHING,
+            true,
+            &op.reason,
+            &format!(
+                "moving the primary from {} to {} ({:?})",
+                op.from,
+                op.to.as_deref().unwrap_or("a replica yet to be chosen"),
+                op.step
+            ),
+            generation,
+            now,
+        ),
+        (None, Some(refusal)) => condition(
+            previous, SWITCHING, false, "Refused", refusal, generation, now,
+        ),
+        (None, None) => condition(
+            previous,
+            SWITCHING,
+            false,
+            "Idle",
+            "no change of primary in progress",
+            generation,
+            now,
+        ),
+    }
+}
+
+/// The status `previous` with `memory` in it, as written between the
+/// steps of a change of primary: the memory, the `Switching` condition and
+/// the phase, the rest as it was.
+pub fn with_memory(
+    cluster: &MySQLCluster,
+    memory: &ClusteringMemory,
+    now: &Time,
+) -> MySQLClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != SWITCHING)
+        .cloned()
+        .collect();
+    conditions.push(switching(&previous, memory, generation, now));
+    MySQLClusterStatus {
+        phase: if memory.operation.is_some() {
+            Some(Phase::Switching)
+        } else {
+            previous.phase
+        },
+        conditions,
+        clustering: memory.clone(),
+        ..previous
     }
 }
 

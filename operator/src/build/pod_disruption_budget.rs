@@ -39,7 +39,6 @@ pub fn build(cluster: &ValidatedCluster) -> PodDisruptionBudget {
             // A pod that is not Ready can always be evicted: it serves nothing, and
             // blocking its eviction would only block drains.
             unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
-            ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()
     }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ebisu_api::{
-    ClusteringMemory, MySQLCluster, MySQLClusterStatus,
+    ClusteringMemory, MySQLCluster,
     names::{LABEL_READS, LABEL_ROLE, READS_SERVED, ROLE_PRIMARY, ROLE_REPLICA},
 };
 use ebisu_mysql::{Credentials, Flavor, GtidSet, ReplicationSource, SemiSync};
@@ -352,10 +352,9 @@ async fn consume_annotation(target: &Target<'_>, key: &str) -> Result<(), Error>
 }
 
 async fn remember(target: &Target<'_>, memory: &ClusteringMemory) -> Result<(), Error> {
-    let status = MySQLClusterStatus {
-        clustering: memory.clone(),
-        ..target.cluster.status.clone().unwrap_or_default()
-    };
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let status = crate::status::with_memory(target.cluster, memory, &now);
     crate::apply::status(target.client, target.cluster, &status)
         .await
         .map_err(|source| Error::Api {
