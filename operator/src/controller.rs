@@ -135,7 +135,12 @@ impl Context {
             instance,
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        let agents = reqwest::Client::new();
+        // A silent agent must cost a failover check little: connecting inside a
+        // cluster takes milliseconds, so half a second means it is gone.
+        let agents = reqwest::Client::builder()
+            .connect_timeout(clustering::observe::CONNECT_TIMEOUT)
+            .build()
+            .unwrap_or_default();
         let (prober, triggers) = Prober::new(agents.clone());
         (
             Self {

@@ -22,7 +22,7 @@ use super::state::{Answer, NodeFacts, Replication, ServerState};
 /// How long connecting may take before a server counts as silent this
 /// pass. Short: inside a cluster a connection takes milliseconds, and a
 /// silent primary is what failover waits on.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a server or agent may take to answer once connected: a hung
 /// pod must not stall the reconcile of the others.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);

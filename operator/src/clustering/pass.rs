@@ -122,6 +122,14 @@ pub async fn run(
             probe_silent_since,
             now: Timestamp::now(),
         });
+        if memory.operation.is_none()
+            && let Some(operation) = &decision.memory.operation
+        {
+            let blocked_ms = Timestamp::now()
+                .duration_since(operation.writes_blocked_since.0)
+                .as_millis();
+            info!(kind = ?operation.kind, from = %operation.from, reason = %operation.reason, blocked_ms, "starting a change of primary");
+        }
         let mut target = act::Target {
             client: &ctx.client,
             cluster,
