@@ -726,6 +726,7 @@ mod tests {
                 semi_sync_source: false,
                 semi_sync_active: false,
                 semi_sync_replica: false,
+                semi_sync_timeout_ms: None,
                 seed_pending: false,
             },
             flavor: Some(ebisu_mysql::Flavor::MariaDb),

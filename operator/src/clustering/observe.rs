@@ -173,6 +173,7 @@ async fn one(
         semi_sync_source: false,
         semi_sync_active: false,
         semi_sync_replica: false,
+        semi_sync_timeout_ms: None,
         // Unknown counts as pending: never race an agent applying a seed.
         seed_pending: true,
     };
@@ -208,6 +209,7 @@ async fn one(
             });
             state.semi_sync_source = read.semi_sync.source_enabled;
             state.semi_sync_active = read.semi_sync.source_active;
+            state.semi_sync_timeout_ms = read.semi_sync.timeout_ms;
             state.semi_sync_replica = read.semi_sync.replica_enabled;
             observed.flavor = Some(read.flavor);
         }

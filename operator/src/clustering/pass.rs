@@ -66,6 +66,7 @@ pub fn policy(cluster: &MySQLCluster, validated: &ValidatedCluster) -> Policy {
     Policy {
         semi_sync: validated.semi_sync.map(|s| SemiSyncPolicy {
             wait_for_replicas: s.wait_for_replicas,
+            timeout_ms: s.timeout_ms,
         }),
         mode: failover.mode,
         failover_after_secs: failover.after_seconds,

@@ -61,6 +61,8 @@ pub struct ServerState {
     pub semi_sync_active: bool,
     /// Semi-sync replica side enabled.
     pub semi_sync_replica: bool,
+    /// How long the source side waits before falling back, in milliseconds.
+    pub semi_sync_timeout_ms: Option<u64>,
     /// A fresh copy whose agent has not applied its recorded position yet
     /// (or an agent that did not say): its replication is the agent's to set up.
     pub seed_pending: bool,

@@ -492,6 +492,23 @@ fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
             .first_after(stopped_at + Duration::from_millis(100))
             .map(|at| at.duration_since(stopped_at))
     );
+    let log = d.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "logs",
+        &d.k.jsonpath(
+            OPERATOR_NAMESPACE,
+            "lease/ebisu-operator",
+            "{.spec.holderIdentity}",
+        ),
+    ]);
+    for line in log.lines().filter(|l| {
+        l.contains("stopped answering")
+            || l.contains("change of primary")
+            || l.contains("primary moved")
+    }) {
+        eprintln!("operator: {line}");
+    }
     d.wait("the stuck pod explained", Duration::from_secs(60), |d| {
         d.diagnostics()
             .contains(&format!("NodeUnreachable: node {node} of {old}"))

@@ -228,6 +228,8 @@ pub enum SwitchoverRequest {
 pub struct SemiSyncPolicy {
     /// Acknowledgements each commit waits for.
     pub wait_for_replicas: u32,
+    /// How long the primary waits before falling back, in milliseconds.
+    pub timeout_ms: u64,
 }
 
 /// What the spec (and the user's annotations) ask for.

@@ -163,8 +163,15 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             .push(Problem::PrimaryReplicates(primary.pod.clone()));
     } else {
         if let Some(semi) = policy.semi_sync {
-            if !primary.semi_sync_source
-                && replicas_with_data(input, primary) >= semi.wait_for_replicas
+            // Enabled once enough replicas hold data; set again when its
+            // settings (the timeout) differ from the spec's.
+            let stale = primary.semi_sync_source
+                && primary
+                    .semi_sync_timeout_ms
+                    .is_some_and(|t| t != semi.timeout_ms);
+            if (!primary.semi_sync_source
+                && replicas_with_data(input, primary) >= semi.wait_for_replicas)
+                || stale
             {
                 decision.step(vec![Action::EnableSemiSync {
                     pod: primary.pod.clone(),

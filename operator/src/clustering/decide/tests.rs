@@ -12,6 +12,7 @@ use super::*;
 use crate::clustering::state::{Answer, NodeFacts, Replication, ServerState};
 
 const NOW: i64 = 1_000;
+const NEVER: u64 = 4_294_967_295;
 
 fn gtid(s: &str) -> Option<GtidSet> {
     Some(GtidSet::parse(Flavor::MariaDb, s).expect("gtid"))
@@ -49,6 +50,7 @@ fn primary(pod: &str, seq: &str) -> ServerState {
         semi_sync_source: true,
         semi_sync_active: true,
         semi_sync_replica: false,
+        semi_sync_timeout_ms: Some(NEVER),
         seed_pending: false,
     }
 }
@@ -91,6 +93,7 @@ fn policy() -> Policy {
     Policy {
         semi_sync: Some(SemiSyncPolicy {
             wait_for_replicas: 1,
+            timeout_ms: NEVER,
         }),
         mode: FailoverMode::Automatic,
         failover_after_secs: 3,
@@ -464,6 +467,20 @@ fn semi_sync_enabled_before_a_restarted_primary_is_made_writable() {
         |a| matches!(a, Action::MakeWritable(pod) if pod == "db-0"),
     );
     assert!(semi.is_some() && semi < write, "{d:?}");
+}
+
+#[test]
+fn a_changed_timeout_reaches_the_running_primary() {
+    let mut p = primary("db-0", "0-100-9");
+    p.semi_sync_timeout_ms = Some(10_000);
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    assert!(has(
+        &d,
+        &Action::EnableSemiSync {
+            pod: "db-0".to_owned(),
+            as_primary: true
+        }
+    ));
 }
 
 #[test]
