@@ -15,6 +15,17 @@ pub const PATH_STATUS: &str = "/status";
 pub const PATH_METRICS: &str = "/metrics";
 /// Path of the clone stream endpoint.
 pub const PATH_CLONE: &str = "/clone";
+/// Path of the re-seed request (`POST`, bearer clone token): the data is
+/// set aside and copied afresh when the pod next starts.
+pub const PATH_RESEED: &str = "/reseed";
+
+/// Why the operator asks for a re-seed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReseedRequest {
+    /// What is wrong with the data (errant GTIDs, divergence).
+    pub reason: String,
+}
 
 /// What a server says about itself, as `/status` returns it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -62,6 +62,14 @@ pub const CREDENTIALS_DIR: &str = "/etc/ebisu/credentials";
 /// Directory of the server's socket and pid file.
 pub const RUN_DIR: &str = "/run/mysqld";
 
+/// Directory inside the data directory where a server's data is set aside
+/// (never deleted) before it is re-seeded; servers and backup tools are
+/// told to ignore it.
+pub const KEPT_DIR: &str = ".ebisu-kept";
+/// File in the data directory asking the next init to set the data aside
+/// and re-seed (written by the agent on the operator's request).
+pub const RESEED_MARKER: &str = "ebisu-reseed-requested";
+
 /// ConfigMap keys: my.cnf parts.
 pub const CONFIG_COMMON: &str = "common.cnf";
 /// Part added on the instance that bootstraps or currently is the primary.

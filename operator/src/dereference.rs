@@ -101,7 +101,6 @@ pub async fn children(client: &Client, ns: &str, name: &str) -> Result<Observed,
 }
 
 /// The accounts the operator uses on the servers.
-#[derive(Debug)]
 pub struct Accounts {
     /// The operator's own account.
     pub operator: OperatorAccount,
@@ -109,6 +108,18 @@ pub struct Accounts {
     pub replication: ebisu_mysql::Credentials,
     /// Service users whose sessions a fence keeps.
     pub service_users: Vec<ebisu_mysql::UserName>,
+    /// The token agents want before they serve a clone or take a re-seed request.
+    pub clone_token: Option<String>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token or a password.
+        f.debug_struct("Accounts")
+            .field("operator", &self.operator)
+            .field("service_users", &self.service_users)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The accounts from the credentials Secret; `None` while it is missing or incomplete.
@@ -148,5 +159,6 @@ pub async fn accounts(client: &Client, ns: &str, cluster: &str) -> Result<Option
         operator: OperatorAccount { user, password },
         replication,
         service_users,
+        clone_token: get(secret_keys::CLONE_TOKEN),
     }))
 }

@@ -177,6 +177,13 @@ pub fn describe(action: &Action) -> Option<(&'static str, String)> {
             "ReplicationStopped",
             format!("{pod} stopped replicating to become the primary"),
         ),
+        Action::Reseed { pod, reason } => (
+            "Reseeding",
+            format!(
+                "{pod} restarts with its data set aside in .ebisu-kept on its volume (not \
+                 deleted) and is copied afresh from a healthy peer: {reason}"
+            ),
+        ),
     })
 }
 

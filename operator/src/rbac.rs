@@ -53,8 +53,9 @@ pub const RULES: &[Rule] = &[
     ),
     // Credentials: created once, completed with merge patches.
     rule("", "secrets", &["get", "list", "watch", "create", "patch"]),
-    // Pods: watched for readiness, labelled with their role.
-    rule("", "pods", &["get", "list", "watch", "patch"]),
+    // Pods: watched for readiness, labelled with their role, deleted to be
+    // re-seeded once their agent set the data aside.
+    rule("", "pods", &["get", "list", "watch", "patch", "delete"]),
     // Nodes: a cordon or drain taint on the primary's node starts a
     // switchover; a node that stopped reporting is reported.
     rule("", "nodes", &["get", "list", "watch"]),

@@ -26,3 +26,4 @@ pub mod pre_stop;
 pub mod seed_marker;
 pub mod server;
 pub mod server_config;
+pub mod set_aside;

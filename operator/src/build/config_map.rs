@@ -67,6 +67,11 @@ fn common(cluster: &ValidatedCluster) -> String {
             // Replication restarts only when the sidecar or operator asks, after
             // they have checked where it should point.
             set("skip_slave_start", "ON");
+            // Directories on the volume that are not databases: the file
+            // system's, and data set aside before a re-seed. The backup tool
+            // reads this file too, so it never streams them.
+            set("ignore_db_dirs", "lost+found");
+            set("ignore_db_dirs", ebisu_api::names::KEPT_DIR);
         }
         Flavor::Mysql => {
             set("log_bin", "binlog");

@@ -90,6 +90,10 @@ pub struct Target<'a> {
     pub semi_sync: Option<SemiSync>,
     /// Service users whose sessions survive a fence.
     pub keep_sessions: &'a [ebisu_mysql::UserName],
+    /// The clone token agents want for a re-seed request.
+    pub clone_token: Option<&'a str>,
+    /// HTTP client for the agents.
+    pub agents: &'a reqwest::Client,
 }
 
 impl std::fmt::Debug for Target<'_> {
@@ -191,7 +195,59 @@ pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), Error> {
             let statements = [flavor.stop_replication(), flavor.reset_replication()];
             run(&mut conn, pod, "stop and forget replication", &statements).await
         }
+        Action::Reseed { pod, reason } => reseed(target, pod, reason).await,
     }
+}
+
+/// Asks the pod's agent to set its data aside at the next start, then
+/// deletes the pod so that the StatefulSet starts it again.
+async fn reseed(target: &Target<'_>, pod: &str, reason: &str) -> Result<(), Error> {
+    let observed = target
+        .servers
+        .iter()
+        .find(|s| s.state.pod == pod)
+        .and_then(|s| s.ip.as_deref())
+        .ok_or_else(|| impossible("ask for a re-seed", format!("{pod} has no address")))?;
+    let token = target.clone_token.ok_or_else(|| {
+        impossible(
+            "ask for a re-seed",
+            "the credentials Secret has no clone token",
+        )
+    })?;
+    let url = format!(
+        "http://{observed}:{}{}",
+        ebisu_api::names::AGENT_PORT,
+        ebisu_api::agent::PATH_RESEED
+    );
+    let response = target
+        .agents
+        .post(url)
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(
+            serde_json::to_vec(&ebisu_api::agent::ReseedRequest {
+                reason: reason.to_owned(),
+            })
+            .unwrap_or_default(),
+        )
+        .timeout(observe::ANSWER_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| impossible(&format!("ask {pod}'s agent for a re-seed"), e))?;
+    if !response.status().is_success() {
+        return Err(impossible(
+            &format!("ask {pod}'s agent for a re-seed"),
+            format!("it answered {}", response.status()),
+        ));
+    }
+    Api::<Pod>::namespaced(target.client.clone(), target.namespace)
+        .delete(pod, &kube::api::DeleteParams::default())
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            action: format!("delete pod {pod} to re-seed it"),
+            source,
+        })
 }
 
 /// Read-only first (waiting for running commits), then, when asked, the

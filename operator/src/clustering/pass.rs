@@ -144,6 +144,8 @@ pub async fn run(
                 timeout_ms: s.timeout_ms,
             }),
             keep_sessions: &accounts.service_users,
+            clone_token: accounts.clone_token.as_deref(),
+            agents: &ctx.agents,
         };
         let outcome = execute(&decision.steps, &mut target).await;
         for (action, error) in &outcome.failed {

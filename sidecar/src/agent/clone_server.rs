@@ -56,7 +56,8 @@ pub async fn serve(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
+/// Whether the request carries the cluster's clone token (compared in constant time).
+pub(super) fn authorized(headers: &HeaderMap, token: &str) -> bool {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

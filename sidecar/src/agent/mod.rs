@@ -6,6 +6,7 @@
 mod clone_server;
 mod metrics;
 mod replication_bootstrap;
+mod reseed;
 pub mod wake_fence;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -19,7 +20,7 @@ use axum::{
 };
 use ebisu_api::{
     Flavor as FlavorFamily,
-    agent::{PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ, PATH_STATUS},
+    agent::{PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ, PATH_RESEED, PATH_STATUS},
 };
 use ebisu_mysql::Flavor;
 use tokio::sync::{OnceCell, Semaphore};
@@ -146,6 +147,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(PATH_STATUS, get(status))
         .route(PATH_METRICS, get(metrics::render))
         .route(PATH_CLONE, get(clone_server::serve))
+        .route(PATH_RESEED, axum::routing::post(reseed::request))
         .with_state(shared)
 }
 

@@ -38,6 +38,9 @@ pub enum Error {
     /// Bootstrapping the first server failed.
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::Error),
+    /// Setting the data aside for a re-seed failed.
+    #[error(transparent)]
+    SetAside(#[from] crate::set_aside::Error),
     /// No donor could provide a copy in time.
     #[error(
         "failed to seed the data directory: no donor succeeded within {waited:?} (last error: {last})"
@@ -128,6 +131,15 @@ pub async fn run(
     credentials: &ClusterCredentials,
 ) -> Result<(), Error> {
     let dir = &settings.data_dir;
+    let stamp = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    if let Some(kept) = crate::set_aside::carry_out(dir, &stamp)? {
+        warn!(kept = %kept.display(), "the operator asked for a re-seed: the data was set aside there (not deleted) and the directory is seeded afresh");
+    }
     if dir.join(SEEDING_MARKER).exists() {
         warn!(dir = %dir.display(), "an earlier seed was interrupted; wiping its partial data");
         wipe(dir)?;
@@ -227,11 +239,6 @@ fn end_seeding(dir: &Path) -> Result<(), Error> {
     })
 }
 
-/// Entries a fresh volume may hold that are not data.
-fn is_ignorable(name: &std::ffi::OsStr) -> bool {
-    name == "lost+found"
-}
-
 /// The entries of `dir` that are data (a missing directory has none).
 fn data_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>, Error> {
     let list_error = |source| Error::DataDir {
@@ -247,7 +254,7 @@ fn data_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>, Error> {
     let mut data = Vec::new();
     for entry in entries {
         let entry = entry.map_err(list_error)?;
-        if !is_ignorable(&entry.file_name()) {
+        if !crate::set_aside::is_not_data(&entry.file_name()) {
             data.push(entry);
         }
     }
@@ -259,8 +266,8 @@ pub fn is_empty(dir: &Path) -> Result<bool, Error> {
     Ok(data_entries(dir)?.is_empty())
 }
 
-/// Removes everything in `dir` (but `dir` itself and `lost+found`): a
-/// rejected copy must never be started.
+/// Removes everything in `dir` but `dir` itself, `lost+found` and data set
+/// aside: a rejected copy must never be started.
 pub fn wipe(dir: &Path) -> Result<(), Error> {
     for entry in data_entries(dir)? {
         let path = entry.path();

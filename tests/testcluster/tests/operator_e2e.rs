@@ -409,38 +409,51 @@ fn a_replica_that_drifted_is_repaired(e: &E2e) {
 
 /// A transaction written on a replica (root bypasses read_only) exists
 /// nowhere else: the replica can never be a faithful copy again. The
-/// operator reports it, takes it out of the read Service, and neither
-/// re-joins nor deletes it.
+/// operator reports it, fences it, takes it out of every Service and
+/// re-seeds it from the primary's side: its data is set aside on its
+/// volume, never deleted, and it rejoins as a replica without the row.
 fn a_replica_with_errant_transactions_is_reported_and_left_out(e: &E2e) {
+    let volume = e.instance("orders-3", "volumeId");
     e.root("orders-3", "INSERT INTO shop.orders VALUES (99, 'errant')");
     e.wait(
-        "a Degraded condition naming orders-3",
+        "Events naming the errant replica and its re-seed",
         Duration::from_secs(90),
         |e| {
-            e.get(
-                "myc/orders",
-                "{.status.conditions[?(@.type==\"Degraded\")].message}",
-            )
-            .contains("orders-3 holds transactions the primary lacks")
+            let events = e.events();
+            events.contains("ErrantTransactions: orders-3 holds transactions the primary lacks")
+                && events.contains("Reseeding: orders-3 restarts with its data set aside")
         },
     );
-    e.wait("orders-3 unlabelled", Duration::from_secs(30), |e| {
-        e.get("pod/orders-3", "{.metadata.labels.ebisu\\.dev/role}")
-            .is_empty()
+    e.wait("orders-3 a replica again", Duration::from_secs(180), |e| {
+        e.get("pod/orders-3", "{.metadata.labels.ebisu\\.dev/role}") == "replica"
     });
     assert!(
-        e.events()
-            .contains("ErrantTransactions: orders-3 holds transactions the primary lacks"),
-        "a Warning Event names the errant replica:\n{}",
-        e.events()
+        e.init_log("orders-3").contains("seeded from donor"),
+        "orders-3 was copied afresh"
     );
     assert_eq!(
-        e.root("orders-3", "SELECT item FROM shop.orders WHERE id = 99"),
-        "errant",
-        "its data is kept for the user to inspect"
+        e.root("orders-3", "SELECT COUNT(*) FROM shop.orders WHERE id = 99"),
+        "0",
+        "the errant row is gone from the running server"
     );
+    e.wait_row("orders-3", 2, "coffee");
     assert_eq!(
         e.root("orders-0", "SELECT COUNT(*) FROM shop.orders WHERE id = 99"),
         "0"
+    );
+    // ... and kept on the volume, where the user can look at it.
+    let kept = e
+        .layout
+        .volumes()
+        .join(&volume)
+        .join(ebisu_api::names::KEPT_DIR);
+    let copies: Vec<_> = std::fs::read_dir(&kept)
+        .unwrap_or_else(|e| panic!("{}: {e}", kept.display()))
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert!(
+        copies.len() == 1 && copies[0].join("shop").join("orders.ibd").exists(),
+        "the old data set aside: {copies:?}"
     );
 }

@@ -98,6 +98,15 @@ pub enum Action {
     },
     /// Stop and forget the server's replication: it becomes a source.
     Promote(String),
+    /// Set the server's data aside on its volume (never deleted) and copy
+    /// it afresh from a healthy peer: its agent records the request and the
+    /// pod is deleted, so its next start does it.
+    Reseed {
+        /// The server.
+        pod: String,
+        /// Why its data may not rejoin.
+        reason: String,
+    },
 }
 
 impl Action {
@@ -115,7 +124,8 @@ impl Action {
             | Self::StopReceiver(pod)
             | Self::CatchUp { pod, .. }
             | Self::WaitApplied { pod, .. }
-            | Self::Promote(pod) => Some(pod),
+            | Self::Promote(pod)
+            | Self::Reseed { pod, .. } => Some(pod),
             Self::Remember(_) | Self::ConsumeAnnotation(_) => None,
         }
     }

@@ -156,12 +156,14 @@ impl Problem {
             ),
             Self::NoPrimary(why) => format!("no primary: {why}"),
             Self::ErrantTransactions { pod, gtids } => format!(
-                "{pod} holds transactions the primary lacks ({gtids}); it is fenced and \
-                 left out of service until it is re-seeded, its data is kept"
+                "{pod} holds transactions the primary lacks ({gtids}); it is fenced, out \
+                 of service, and re-seeded from the primary's side; its data is kept in \
+                 .ebisu-kept on its volume"
             ),
             Self::Diverged { pod } => format!(
                 "the primary refuses to stream to {pod}: its copy diverged from the \
-                 primary's; it is fenced and left out of service until it is re-seeded"
+                 primary's; it is fenced, out of service, and re-seeded; its data is kept \
+                 in .ebisu-kept on its volume"
             ),
             Self::ReplicationBroken { pod, error } => format!(
                 "replication on {pod} stopped: {error}; it serves no reads and is never \

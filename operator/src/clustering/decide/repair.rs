@@ -96,8 +96,17 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
     let mut semi_sync = Vec::new();
     let mut replication = Vec::new();
     let mut labels = Vec::new();
+    let mut reseeds = Vec::new();
     for server in input.others(&primary.pod).filter(|s| s.answered()) {
         if let Some(problem) = unfit_to_rejoin(server, primary) {
+            if !server.seed_pending {
+                // Its data is set aside, never deleted; the copy comes from
+                // the primary's side of history.
+                reseeds.push(Action::Reseed {
+                    pod: server.pod.clone(),
+                    reason: problem.message(),
+                });
+            }
             decision.problems.push(problem);
             if !server.read_only {
                 fences.push(Action::fence(&server.pod, true));
@@ -199,6 +208,8 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
     decision.step(semi_sync);
     decision.step(replication);
     decision.step(labels);
+    // Last, and only once fenced and out of every Service.
+    decision.step(reseeds);
 }
 
 /// Replicas that hold data and are configured to replicate: once there

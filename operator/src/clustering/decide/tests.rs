@@ -326,6 +326,20 @@ fn a_replica_with_errant_transactions_is_fenced_unlabelled_and_reported_never_re
         !d.actions()
             .any(|a| matches!(a, Action::Replicate { pod, .. } if pod == "db-1"))
     );
+    let last = d.steps.last().expect("steps");
+    assert!(
+        matches!(last.as_slice(), [Action::Reseed { pod, reason }] if pod == "db-1" && reason.contains("holds transactions the primary lacks")),
+        "re-seeded last, once fenced and out of service: {last:?}"
+    );
+}
+
+#[test]
+fn a_fresh_copy_of_an_errant_server_is_not_re_seeded_again() {
+    let mut copying = replica("db-1", "0-100-9,0-101-10", "db-0");
+    copying.gtid = gtid("0-101-10");
+    copying.seed_pending = true;
+    let d = run(&[primary("db-0", "0-100-9"), copying]);
+    assert!(!d.actions().any(|a| matches!(a, Action::Reseed { .. })));
 }
 
 #[test]
@@ -339,6 +353,10 @@ fn a_replica_the_primary_refuses_to_stream_to_is_treated_as_diverged() {
     assert!(matches!(&d.problems[..], [Problem::Diverged { pod }] if pod == "db-1"));
     assert!(has(&d, &Action::Unlabel("db-1".to_owned())));
     assert!(!d.actions().any(|a| matches!(a, Action::Replicate { .. })));
+    assert!(
+        d.actions()
+            .any(|a| matches!(a, Action::Reseed { pod, .. } if pod == "db-1"))
+    );
 }
 
 #[test]

@@ -1,0 +1,37 @@
+//! `POST /reseed`: the operator found transactions on this server that the
+//! primary lacks (or a copy the primary refuses to stream to), so the data
+//! must be set aside and seeded afresh. The agent only records the request
+//! in the data directory; the pod's next `init` carries it out, after the
+//! operator has deleted the pod.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use ebisu_api::agent::ReseedRequest;
+use tracing::{info, warn};
+
+use super::{Shared, clone_server::authorized};
+
+/// `POST /reseed` with `Authorization: Bearer <clone token>`.
+pub async fn request(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<ReseedRequest>,
+) -> Response {
+    if !authorized(&headers, &shared.credentials.clone_token) {
+        warn!("refused a re-seed request with a missing or wrong token");
+        return (StatusCode::UNAUTHORIZED, "a valid clone token is required").into_response();
+    }
+    match crate::set_aside::request(&shared.config.data_dir, &body.reason) {
+        Ok(()) => {
+            info!(reason = %body.reason, "re-seed requested: the data is set aside when the pod starts again");
+            (StatusCode::OK, "recorded").into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
