@@ -30,7 +30,15 @@ pub async fn execute<E: Executor>(steps: &Steps, executor: &mut E) -> Outcome {
     let mut outcome = Outcome::default();
     for step in steps {
         for action in step {
-            match executor.run(action).await {
+            let started = std::time::Instant::now();
+            let result = executor.run(action).await;
+            tracing::debug!(
+                ?action,
+                ok = result.is_ok(),
+                ms = started.elapsed().as_millis(),
+                "action"
+            );
+            match result {
                 Ok(()) => outcome.done.push(action.clone()),
                 Err(error) => outcome.failed.push((action.clone(), error)),
             }

@@ -116,6 +116,7 @@ pub async fn run(
         )
         .await;
         let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
+        tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), "observed");
         let decision = decide(&Input {
             servers: &states,
             policy: &policy,

@@ -220,7 +220,8 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
         app,
         next_id: 0,
     };
-    ebisu::install_operator(&d.k, &[]).expect("helm install");
+    ebisu::install_operator(&d.k, &["logLevel=info\\,ebisu_operator::clustering=debug"])
+        .expect("helm install");
 
     a_single_instance_drain_does_not_hang(&d);
 
