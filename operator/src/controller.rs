@@ -165,6 +165,28 @@ fn node_disruption(node: &Node) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// What about a MySQLCluster asks for a reconcile.
+fn asks_for_work(cluster: &MySQLCluster) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let annotation = |key: &str| {
+        cluster
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        cluster.metadata.generation,
+        cluster.metadata.deletion_timestamp.is_some(),
+        &cluster.metadata.finalizers,
+        annotation(ebisu_api::names::ANNOTATION_SWITCHOVER),
+        annotation(ebisu_api::names::ANNOTATION_FORCE_FAILOVER),
+    )
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Runs the controller until a shutdown signal.
 pub async fn run(ctx: Context, triggers: ProbeTriggers) {
     let client = ctx.client.clone();
@@ -176,38 +198,47 @@ pub async fn run(ctx: Context, triggers: ProbeTriggers) {
         .default_backoff()
         .touched_objects()
         .predicate_filter(node_disruption, Default::default());
-    Controller::new(
+    // Only what asks for work wakes a cluster: its spec (generation), the
+    // annotations that ask for a switchover or a forced failover, and its
+    // deletion. Its own status writes do not.
+    let (store, writer) = kube::runtime::reflector::store();
+    let clusters = watcher(
         Api::<MySQLCluster>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
-    .owns(Api::<Service>::all(client.clone()), ours.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
-    .owns(Api::<Secret>::all(client.clone()), ours.clone())
-    .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours)
-    // Pod readiness, deletion and role labels change status and trigger
-    // switchovers; pods are owned by the StatefulSet, so map them to their
-    // cluster by label.
-    .watches(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default().labels(LABEL_CLUSTER),
-        |pod| {
-            let cluster = pod.labels().get(LABEL_CLUSTER)?.clone();
-            Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
-        },
-    )
-    // A cordon or drain taint on the primary's node starts a switchover; a
-    // node that returns lets its pods be fenced and rejoined at once.
-    .watches_stream(nodes, move |node| prober.clusters_on(&node.name_any()))
-    .reconcile_on(triggers)
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, Arc::new(ctx))
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            warn!(%error, "reconcile failed");
-        }
-    })
-    .await;
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects()
+    .predicate_filter(asks_for_work, Default::default());
+    Controller::for_stream(clusters, store)
+        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+        .owns(Api::<Secret>::all(client.clone()), ours.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours)
+        // Pod readiness, deletion and role labels change status and trigger
+        // switchovers; pods are owned by the StatefulSet, so map them to their
+        // cluster by label.
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(LABEL_CLUSTER),
+            |pod| {
+                let cluster = pod.labels().get(LABEL_CLUSTER)?.clone();
+                Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
+            },
+        )
+        // A cordon or drain taint on the primary's node starts a switchover; a
+        // node that returns lets its pods be fenced and rejoined at once.
+        .watches_stream(nodes, move |node| prober.clusters_on(&node.name_any()))
+        .reconcile_on(triggers)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile failed");
+            }
+        })
+        .await;
 }
 
 /// Reconciles one cluster.

@@ -53,9 +53,6 @@ pub struct ClusteringMemory {
     /// When the primary was first seen silent in the current outage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_silent_since: Option<Time>,
-    /// When the primary last answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary_answered_at: Option<Time>,
     /// Whether the primary was waiting for semi-sync acknowledgements at
     /// the last look at which it answered: only then can a failover prove
     /// that no acknowledged write is lost.

@@ -105,7 +105,7 @@ impl std::fmt::Debug for Target<'_> {
 }
 
 impl Executor for Target<'_> {
-    async fn run(&mut self, action: &Action) -> Result<(), Error> {
+    async fn run(&self, action: &Action) -> Result<(), Error> {
         apply(action, self).await
     }
 }

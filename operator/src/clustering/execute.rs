@@ -1,8 +1,9 @@
-//! Carrying a decision's steps out in the order it promises: every action
-//! of a step is attempted, and a step with a failed action ends the pass,
-//! so nothing a later step does (making a server writable, moving a label)
-//! can happen after an earlier one (a fence) failed. How an action is done
-//! is the [`Executor`]'s business; `act` is the real one.
+//! Carrying a decision's steps out in the order it promises: the actions of
+//! a step are independent and run together, every one is attempted, and a
+//! step with a failed action ends the pass, so nothing a later step does
+//! (making a server writable, moving a label) can happen after an earlier
+//! one (a fence) failed. How an action is done is the [`Executor`]'s
+//! business; `act` is the real one.
 
 use std::future::Future;
 
@@ -11,7 +12,7 @@ use super::{act, decide::Action, decide::Steps};
 /// Does one action.
 pub trait Executor {
     /// Carries `action` out.
-    fn run(&mut self, action: &Action) -> impl Future<Output = Result<(), act::Error>> + Send;
+    fn run(&self, action: &Action) -> impl Future<Output = Result<(), act::Error>> + Send;
 }
 
 /// What happened to a decision's steps.
@@ -26,10 +27,10 @@ pub struct Outcome {
 }
 
 /// Runs `steps` in order, stopping after the first step with a failure.
-pub async fn execute<E: Executor>(steps: &Steps, executor: &mut E) -> Outcome {
+pub async fn execute<E: Executor>(steps: &Steps, executor: &E) -> Outcome {
     let mut outcome = Outcome::default();
     for step in steps {
-        for action in step {
+        let runs = step.iter().map(|action| async move {
             let started = std::time::Instant::now();
             let result = executor.run(action).await;
             tracing::debug!(
@@ -38,6 +39,9 @@ pub async fn execute<E: Executor>(steps: &Steps, executor: &mut E) -> Outcome {
                 ms = started.elapsed().as_millis(),
                 "action"
             );
+            (action, result)
+        });
+        for (action, result) in futures::future::join_all(runs).await {
             match result {
                 Ok(()) => outcome.done.push(action.clone()),
                 Err(error) => outcome.failed.push((action.clone(), error)),
@@ -57,13 +61,15 @@ mod tests {
 
     /// Records what it was asked to do; fails the actions it was told to.
     struct Fake {
-        ran: Vec<Action>,
+        ran: std::sync::Mutex<Vec<Action>>,
         fail: Vec<Action>,
     }
 
     impl Executor for Fake {
-        async fn run(&mut self, action: &Action) -> Result<(), act::Error> {
-            self.ran.push(action.clone());
+        async fn run(&self, action: &Action) -> Result<(), act::Error> {
+            if let Ok(mut ran) = self.ran.lock() {
+                ran.push(action.clone());
+            }
             if self.fail.contains(action) {
                 return Err(act::Error::TimedOut {
                     pod: action.pod().unwrap_or_default().to_owned(),
@@ -82,12 +88,12 @@ mod tests {
     }
 
     fn run(steps: &Steps, fail: Vec<Action>) -> (Outcome, Vec<Action>) {
-        let mut fake = Fake {
-            ran: Vec::new(),
+        let fake = Fake {
+            ran: std::sync::Mutex::new(Vec::new()),
             fail,
         };
-        let outcome = futures::executor::block_on(execute(steps, &mut fake));
-        (outcome, fake.ran)
+        let outcome = futures::executor::block_on(execute(steps, &fake));
+        (outcome, fake.ran.into_inner().unwrap())
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub async fn run(
                 .as_millis();
             info!(kind = ?operation.kind, from = %operation.from, reason = %operation.reason, blocked_ms, "starting a change of primary");
         }
-        let mut target = act::Target {
+        let target = act::Target {
             client: &ctx.client,
             cluster,
             namespace: &validated.namespace,
@@ -148,7 +148,7 @@ pub async fn run(
             clone_token: accounts.clone_token.as_deref(),
             agents: &ctx.agents,
         };
-        let outcome = execute(&decision.steps, &mut target).await;
+        let outcome = execute(&decision.steps, &target).await;
         for (action, error) in &outcome.failed {
             warn!(?action, %error, "clustering step failed");
         }

@@ -358,7 +358,6 @@ pub fn decide(input: &Input<'_>) -> Decision {
 fn primary_answers(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
     let memory = &mut decision.memory;
     memory.primary_silent_since = None;
-    memory.primary_answered_at = Some(input.now_time());
     memory.semi_sync_active = Some(
         input.policy.semi_sync.is_some() && primary.semi_sync_source && primary.semi_sync_active,
     );

@@ -1,0 +1,338 @@
+//! The failover drill, measured: N drains of the primary's node and N
+//! crashes of it (`testcluster node stop`), each under a writer that counts
+//! an id only when its commit returned OK and a poller reading
+//! `@@read_only` on every server every 0.2 s; then the same drills with
+//! `spec.replication.failover: Manual` (no switchover, no failover) as the
+//! baseline. Prints, per drill kind: writes blocked p50/p95/max (the
+//! longest stretch without an acknowledged write), time from the node's
+//! stop to a writable new primary, acknowledged writes lost, and looks
+//! with two writable servers.
+//!
+//!     bash tests/bench-failover.sh
+//!
+//! (release binaries as the cluster's images; needs root). Environment:
+//! EBISU_BENCH_DRILLS drills of each kind (default 10), EBISU_BENCH_OUTAGE_SECS
+//! how long a baseline crash waits before the node returns (default 30),
+//! EBISU_BIN_DIR the binaries the pods run, EBISU_BENCH_OPERATOR_LOG the
+//! operator's log filter (its logs end up in the temp dir).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use ebisu_testcluster::{
+    Kubectl, Layout, TestCluster,
+    drill::{self, App, Poller, Writer},
+    ebisu,
+    kubectl::workspace_path,
+};
+
+const STATE_DIR: &str = "/tmp/ebisu-testcluster-bench-failover";
+const NS: &str = "bench";
+const CLUSTER: &str = "orders";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Bench {
+    k: Kubectl,
+    layout: Layout,
+    app: App,
+    next_id: u64,
+}
+
+/// One drill's numbers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    blocked: Duration,
+    to_writable: Option<Duration>,
+    lost: usize,
+    two_writable: usize,
+}
+
+impl Bench {
+    fn primary(&self) -> String {
+        self.k
+            .jsonpath(NS, &format!("myc/{CLUSTER}"), "{.status.currentPrimary}")
+    }
+
+    fn node_of(&self, pod: &str) -> String {
+        self.k
+            .jsonpath(NS, &format!("pod/{pod}"), "{.spec.nodeName}")
+    }
+
+    fn settle(&self) {
+        ebisu::wait_running(&self.k, NS, CLUSTER, 3, Duration::from_secs(600))
+            .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&self.k, NS, CLUSTER)));
+        self.k
+            .wait("one primary, two replicas", Duration::from_secs(300), |k| {
+                let roles = k.jsonpath(NS, "pods", "{.items[*].metadata.labels.ebisu\\.dev/role}");
+                let count = |r: &str| roles.split(' ').filter(|x| *x == r).count();
+                let writable = self
+                    .app
+                    .servers()
+                    .into_iter()
+                    .filter(|(_, ip)| {
+                        self.app
+                            .sql(ip, "SELECT @@global.read_only", Duration::from_secs(2))
+                            .is_ok_and(|v| v == "0")
+                    })
+                    .count();
+                (count("primary") == 1 && count("replica") == 2 && writable == 1).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&self.k, NS, CLUSTER)));
+    }
+
+    fn lost(&self, writes: &drill::Writes) -> usize {
+        let primary = self.primary();
+        let found = ebisu::root_sql(
+            &self.k,
+            &self.layout,
+            NS,
+            CLUSTER,
+            &primary,
+            "SELECT id FROM bench.w",
+        )
+        .unwrap();
+        drill::missing(writes, &found).len()
+    }
+
+    /// `kubectl drain` of the primary's node under load.
+    fn drain(&mut self) -> Sample {
+        self.settle();
+        let old = self.primary();
+        let node = self.node_of(&old);
+        let writer = Writer::start(&self.app, "orders-primary", "bench.w", self.next_id);
+        let poller = Poller::start(&self.app);
+        std::thread::sleep(Duration::from_secs(2));
+        let started = Instant::now();
+        self.k
+            .try_run(&[
+                "drain",
+                &node,
+                "--ignore-daemonsets",
+                "--delete-emptydir-data",
+                "--timeout=300s",
+            ])
+            .unwrap();
+        self.settle();
+        std::thread::sleep(Duration::from_secs(2));
+        let writes = writer.stop();
+        let looks = poller.stop();
+        let ended = Instant::now();
+        self.next_id += writes.attempts + 1;
+        self.k.try_run(&["uncordon", &node]).unwrap();
+        Sample {
+            blocked: writes.longest_gap(started, ended),
+            to_writable: None,
+            lost: self.lost(&writes),
+            two_writable: looks.two_writable.len(),
+        }
+    }
+
+    /// `testcluster node stop` of the primary's node under load; the node
+    /// returns once a new primary takes writes (or after `outage`).
+    fn crash(
+        &mut self,
+        cluster: &TestCluster,
+        runtime: &tokio::runtime::Runtime,
+        outage: Duration,
+    ) -> Sample {
+        self.settle();
+        let old = self.primary();
+        let node = self.node_of(&old);
+        let writer = Writer::start(&self.app, "orders-primary", "bench.w", self.next_id);
+        let poller = Poller::start(&self.app);
+        std::thread::sleep(Duration::from_secs(2));
+        let stopped = Instant::now();
+        runtime.block_on(cluster.node_stop(&node)).unwrap();
+        let deadline = stopped + outage;
+        while Instant::now() < deadline {
+            let moved = self.primary();
+            if !moved.is_empty() && moved != old {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        runtime.block_on(cluster.node_start(&node)).unwrap();
+        self.settle();
+        std::thread::sleep(Duration::from_secs(2));
+        let writes = writer.stop();
+        let looks = poller.stop();
+        let ended = Instant::now();
+        self.next_id += writes.attempts + 1;
+        Sample {
+            blocked: writes.longest_gap(stopped, ended),
+            to_writable: looks
+                .new_primary_after(&old, stopped)
+                .map(|(at, _)| at.duration_since(stopped)),
+            lost: self.lost(&writes),
+            two_writable: looks.two_writable.len(),
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn row(mode: &str, kind: &str, samples: &[Sample]) {
+    let mut blocked: Vec<Duration> = samples.iter().map(|s| s.blocked).collect();
+    blocked.sort();
+    let mut writable: Vec<Duration> = samples.iter().filter_map(|s| s.to_writable).collect();
+    writable.sort();
+    let never = samples.iter().filter(|s| s.to_writable.is_none()).count();
+    let secs = |d: Duration| format!("{:.2}", d.as_secs_f64());
+    let to_writable = if kind == "drain" {
+        "-".to_owned()
+    } else if writable.is_empty() {
+        "never (until the node returned)".to_owned()
+    } else {
+        format!(
+            "{} / {} / {}{}",
+            secs(percentile(&writable, 50.0)),
+            secs(percentile(&writable, 95.0)),
+            secs(*writable.last().unwrap()),
+            if never > 0 {
+                format!(" ({never} never)")
+            } else {
+                String::new()
+            }
+        )
+    };
+    println!(
+        "| {mode} | {kind} | {} | {} / {} / {} | {to_writable} | {} | {} |",
+        samples.len(),
+        secs(percentile(&blocked, 50.0)),
+        secs(percentile(&blocked, 95.0)),
+        secs(*blocked.last().unwrap_or(&Duration::ZERO)),
+        samples.iter().map(|s| s.lost).sum::<usize>(),
+        samples.iter().map(|s| s.two_writable).sum::<usize>(),
+    );
+}
+
+fn main() {
+    let drills = env_u64("EBISU_BENCH_DRILLS", 10);
+    let outage = Duration::from_secs(env_u64("EBISU_BENCH_OUTAGE_SECS", 30));
+    let bin_dir = std::env::var_os("EBISU_BIN_DIR")
+        .map_or_else(|| workspace_path("target/debug"), PathBuf::from);
+    println!("pods run the binaries in {}", bin_dir.display());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cluster = runtime
+        .block_on(TestCluster::up(
+            Path::new(STATE_DIR),
+            Path::new(env!("CARGO_BIN_EXE_testcluster")),
+        ))
+        .unwrap();
+    let layout = cluster.layout().clone();
+    let k = Kubectl::new(cluster.kubeconfig());
+    let log_level = std::env::var("EBISU_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned());
+    let log_setting = format!("logLevel={}", log_level.replace(',', "\\,"));
+    ebisu::install_operator(&k, &[&log_setting]).unwrap();
+    k.try_run(&["create", "namespace", NS]).unwrap();
+    let basic = workspace_path("examples/basic.yaml");
+    k.try_run(&["-n", NS, "apply", "-f", &basic.display().to_string()])
+        .unwrap();
+    let primary = ebisu::wait_running(&k, NS, CLUSTER, 3, Duration::from_secs(600)).unwrap();
+    ebisu::root_sql(
+        &k,
+        &layout,
+        NS,
+        CLUSTER,
+        &primary,
+        "CREATE USER app@'%' IDENTIFIED BY 'app-password'; GRANT ALL ON bench.* TO app@'%'; \
+         CREATE DATABASE bench; CREATE TABLE bench.w (id BIGINT PRIMARY KEY)",
+    )
+    .unwrap();
+    let app = App {
+        hosts: layout.hosts_file(NS),
+        cluster: CLUSTER.to_owned(),
+        user: "app".to_owned(),
+        password: "app-password".to_owned(),
+    };
+    let mut bench = Bench {
+        k,
+        layout,
+        app,
+        next_id: 0,
+    };
+
+    let mut table = Vec::new();
+    for mode in ["Automatic", "Manual"] {
+        bench
+            .k
+            .try_run(&[
+                "-n",
+                NS,
+                "patch",
+                &format!("myc/{CLUSTER}"),
+                "--type=merge",
+                "-p",
+                &format!(r#"{{"spec":{{"replication":{{"failover":"{mode}"}}}}}}"#),
+            ])
+            .unwrap();
+        let mut drains = Vec::new();
+        let mut crashes = Vec::new();
+        for i in 0..drills {
+            let sample = bench.drain();
+            println!("{mode} drain {i}: {sample:?}");
+            drains.push(sample);
+            let sample = bench.crash(&cluster, &runtime, outage);
+            println!("{mode} crash {i}: {sample:?}");
+            crashes.push(sample);
+        }
+        table.push((mode, "drain", drains));
+        table.push((mode, "node crash", crashes));
+    }
+
+    println!();
+    println!(
+        "| mode | drill | runs | writes blocked p50 / p95 / max (s) | node stop -> writable new primary p50 / p95 / max (s) | acknowledged writes lost | looks with two writable |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (mode, kind, samples) in &table {
+        row(
+            if *mode == "Manual" {
+                "Manual (baseline)"
+            } else {
+                mode
+            },
+            kind,
+            samples,
+        );
+    }
+    let logs = std::env::temp_dir().join("ebisu-bench-failover-operator.log");
+    let mut text = String::new();
+    for pod in bench
+        .k
+        .jsonpath(
+            ebisu::OPERATOR_NAMESPACE,
+            "pods",
+            "{.items[*].metadata.name}",
+        )
+        .split_whitespace()
+    {
+        text.push_str(
+            &bench
+                .k
+                .try_run(&["-n", ebisu::OPERATOR_NAMESPACE, "logs", pod])
+                .unwrap_or_default(),
+        );
+    }
+    let _ = std::fs::write(&logs, text);
+    println!("operator logs: {}", logs.display());
+    runtime.block_on(cluster.down()).unwrap();
+}
