@@ -58,6 +58,11 @@ fn common(cluster: &ValidatedCluster) -> String {
     // may be the only copy of an acknowledged write once the primary is gone.
     set("relay_log_recovery", "OFF");
     set("binlog_expire_logs_seconds", "604800");
+    // A replica notices a silent source within the failover delay (the
+    // source sends heartbeats at half this period), so by the time a
+    // failover stops the receivers they are reconnecting rather than
+    // blocked on a dead connection, and stop at once.
+    let net_timeout = cluster.failover.after_seconds.max(2).to_string();
     match cluster.flavor {
         Flavor::Mariadb => {
             set("log_bin", "mysql-bin");
@@ -67,6 +72,7 @@ fn common(cluster: &ValidatedCluster) -> String {
             // Replication restarts only when the sidecar or operator asks, after
             // they have checked where it should point.
             set("skip_slave_start", "ON");
+            set("slave_net_timeout", &net_timeout);
             // Directories on the volume that are not databases: the file
             // system's, and data set aside before a re-seed. The backup tool
             // reads this file too, so it never streams them.
@@ -80,6 +86,7 @@ fn common(cluster: &ValidatedCluster) -> String {
             set("log_replica_updates", "ON");
             set("super_read_only", "ON");
             set("skip_replica_start", "ON");
+            set("replica_net_timeout", &net_timeout);
         }
     }
     if cluster.semi_sync.is_some() && cluster.flavor == Flavor::Mysql {
@@ -180,6 +187,7 @@ mod tests {
             "gtid_strict_mode = ON",
             "sync_binlog = 1",
             "relay_log_recovery = OFF",
+            "slave_net_timeout = 3",
         ] {
             assert!(common.contains(line), "{line} missing from {common}");
         }

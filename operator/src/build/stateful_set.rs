@@ -197,7 +197,7 @@ fn server(cluster: &ValidatedCluster) -> Container {
             mount(TMP_VOLUME, "/tmp", false),
             mount(SIDECAR_VOLUME, SIDECAR_BIN_DIR, true),
         ]),
-        lifecycle: Some(hold_primary()),
+        lifecycle: hold_primary(cluster),
         resources: cluster.pod.resources.clone(),
         // Ready means "serving queries", as the agent checks it. Never "caught up":
         // lag must not take a replica out of failover candidacy or of its Service.
@@ -253,7 +253,7 @@ fn agent(cluster: &ValidatedCluster) -> Container {
             ..Probe::default()
         }),
         // The operator reads the agent during the switchover too.
-        lifecycle: Some(hold_primary()),
+        lifecycle: hold_primary(cluster),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_owned(), Quantity("50m".to_owned())),
@@ -280,8 +280,12 @@ pub const TERMINATION_GRACE_SECONDS: i64 = 120;
 
 /// preStop: while this pod's server is the primary and a replica can take
 /// over, wait (bounded) until the operator has moved the primary away.
-fn hold_primary() -> Lifecycle {
-    Lifecycle {
+/// None with `failover: Manual`: nobody would move it.
+fn hold_primary(cluster: &ValidatedCluster) -> Option<Lifecycle> {
+    if cluster.failover.mode == ebisu_api::FailoverMode::Manual {
+        return None;
+    }
+    Some(Lifecycle {
         pre_stop: Some(LifecycleHandler {
             exec: Some(ExecAction {
                 command: Some(vec![
@@ -293,7 +297,7 @@ fn hold_primary() -> Lifecycle {
             ..LifecycleHandler::default()
         }),
         ..Lifecycle::default()
-    }
+    })
 }
 
 /// What the sidecar needs to know about its cluster; credentials come as files.
