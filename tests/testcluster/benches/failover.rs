@@ -284,6 +284,16 @@ fn main() {
                 &format!(r#"{{"spec":{{"replication":{{"failover":"{mode}"}}}}}}"#),
             ])
             .unwrap();
+        if mode == "Manual" {
+            // Pods pick the mode's template (no preStop hold) when they start again.
+            for pod in ["orders-0", "orders-1", "orders-2"] {
+                bench.settle();
+                bench
+                    .k
+                    .try_run(&["-n", NS, "delete", "pod", pod, "--grace-period=5"])
+                    .unwrap();
+            }
+        }
         let mut drains = Vec::new();
         let mut crashes = Vec::new();
         for i in 0..drills {

@@ -2,8 +2,8 @@
 //! `failoverAfterSeconds` of silence, and only when no acknowledged write
 //! can be lost (semi-sync was waiting for acknowledgements at the last
 //! look, and too few replicas are silent for any of them to hold the only
-//! copy), every answering replica's receiver is stopped so the old primary
-//! can be acknowledged nothing more; then the replica holding what every
+//! copy), every answering replica's receiver is stopped (already a third of
+//! the way into the wait) so the old primary can be acknowledged nothing more; then the replica holding what every
 //! other one received applies its relay log and is promoted. Otherwise the
 //! cluster is Degraded with `FailoverBlocked`, until the primary returns or
 //! the user forces it.
@@ -58,7 +58,15 @@ pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut 
     let silent_for = elapsed_since(input, &since);
     let debounce = seconds(input.policy.failover_after_secs);
     if silent_for < debounce && !forced {
-        // The normal first seconds of an outage: look again soon, say nothing yet.
+        // The normal first seconds of an outage: look again soon, say nothing
+        // yet. A third of the way in, the receivers are stopped already: a
+        // receiver blocked on a dead connection takes MariaDB seconds to
+        // stop, and the failover must not wait for that once it is due. If
+        // the primary answers again, repair restarts them; its commits only
+        // waited for acknowledgements meanwhile.
+        if silent_for >= debounce / 3 && input.policy.semi_sync.is_some() {
+            decision.step(receivers_to_stop(input, primary));
+        }
         let left = (debounce - silent_for).min(k8s_openapi::jiff::SignedDuration::from_millis(
             LOOK_AGAIN_MS,
         ));
@@ -124,13 +132,16 @@ fn blocked(input: &Input<'_>, primary: &ServerState) -> Option<BlockedWhy> {
     None
 }
 
-fn stop_receivers(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
-    let stops: Vec<Action> = population(input, &primary.pod)
+fn receivers_to_stop(input: &Input<'_>, primary: &ServerState) -> Vec<Action> {
+    population(input, &primary.pod)
         .into_iter()
         .filter(|s| s.answered() && s.replication.as_ref().is_some_and(|r| r.io_running))
         .map(|s| Action::StopReceiver(s.pod.clone()))
-        .collect();
-    decision.step(stops);
+        .collect()
+}
+
+fn stop_receivers(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
+    decision.step(receivers_to_stop(input, primary));
     decision.sooner(Again::Now);
 }
 

@@ -997,6 +997,29 @@ fn a_primary_silent_for_less_than_the_debounce_is_only_looked_at_again_soon() {
 }
 
 #[test]
+fn receivers_are_stopped_a_third_of_the_way_into_the_wait_and_restarted_if_the_primary_returns() {
+    let d = decide_with(&lost(), &policy(), &silent_since(NOW));
+    assert!(!d.actions().any(|a| matches!(a, Action::StopReceiver(_))));
+    let d = decide_with(&lost(), &policy(), &silent_since(NOW - 1));
+    assert!(has(&d, &Action::StopReceiver("db-1".to_owned())));
+    assert!(has(&d, &Action::StopReceiver("db-2".to_owned())));
+    assert!(d.memory.operation.is_none(), "no failover yet");
+    // The primary answers again: its replicas are restarted.
+    let mut servers = lost();
+    servers[0] = primary("db-0", "0-100-9");
+    servers[1] = stopped(servers[1].clone(), "0-100-9", "0-100-9");
+    let d = decide_with(&servers, &policy(), &silent_since(NOW - 1));
+    assert_eq!(d.memory.primary_silent_since, None);
+    assert!(has(
+        &d,
+        &Action::Replicate {
+            pod: "db-1".to_owned(),
+            source_host: host("db-0")
+        }
+    ));
+}
+
+#[test]
 fn the_fast_probe_starts_the_debounce_earlier() {
     let memory = healthy_memory();
     let d = decide(&Input {
