@@ -26,7 +26,7 @@ fn cluster(spec: Value) -> Value {
         "flavor": "mariadb",
         "serverIdBase": 100,
         "storage": {"size": "20Gi"},
-        "replication": {"waitForReplicas": 1, "timeoutSeconds": 10, "maxLagForPromotionSeconds": 10},
+        "replication": {"waitForReplicas": 1, "maxLagForPromotionSeconds": 10, "maxLagForReadsSeconds": 30, "failover": "Automatic", "failoverAfterSeconds": 3},
         "clone": {"donor": "PreferReplica"},
     });
     merge(&mut full, spec);
@@ -341,4 +341,141 @@ fn crd_has_a_scale_subresource_on_replicas() {
         Some(".status.selector")
     );
     assert_eq!(crd.spec.names.short_names, Some(vec!["myc".to_owned()]));
+}
+
+/// Messages of the rules that fail on create for a cluster named `name`.
+fn create_errors_named(name: &str, spec: Value) -> Vec<String> {
+    let mut object = cluster(spec);
+    object["metadata"]["name"] = json!(name);
+    messages(Validator::new().validate(&schema(), &object, None))
+}
+
+#[test]
+fn names_that_cannot_name_the_children_are_refused() {
+    for name in ["my.db", "My-DB", "1orders", "orders-", "or_ders"] {
+        assert_refused(
+            &create_errors_named(name, json!({})),
+            "metadata.name must be a DNS-1035 label",
+        );
+    }
+    let long = "a".repeat(53);
+    assert_refused(
+        &create_errors_named(&long, json!({})),
+        "metadata.name must be at most 52 characters",
+    );
+    assert_eq!(
+        create_errors_named(&"a".repeat(52), json!({})),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        create_errors_named("orders-eu-1", json!({})),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn managed_settings_are_refused_in_every_spelling() {
+    for key in [
+        "loose-read-only",
+        "super_read-only",
+        "READ_ONLY",
+        "skip-grant-tables",
+        "skip_networking",
+        "init-file",
+        "loose_rpl_semi_sync_master_timeout",
+        "sync_binlog",
+        "gtid-domain-id",
+    ] {
+        assert_refused(
+            &create_errors(json!({"mysqlConfig": {key: "1"}})),
+            "spec.mysqlConfig must not set keys that ebisu manages",
+        );
+    }
+    for key in [
+        "max_connections",
+        "loose-innodb-io-capacity",
+        "skip-external-locking",
+    ] {
+        assert_eq!(
+            create_errors(json!({"mysqlConfig": {key: "1"}})),
+            Vec::<String>::new(),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn a_blank_image_is_refused() {
+    assert_refused(
+        &create_errors(json!({"image": "   "})),
+        "spec.image must not be empty or blank",
+    );
+    assert_eq!(
+        create_errors(json!({"image": "mariadb:10.11"})),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn iops_are_bounded_by_size_and_throughput_by_iops() {
+    let ebs = |size: &str, ebs: Value| json!({"storage": {"size": size, "ebs": ebs}});
+    assert_refused(
+        &create_errors(ebs(
+            "10Gi",
+            json!({"type": "gp3", "iops": 16000, "encrypted": true}),
+        )),
+        "at most 500 per GiB",
+    );
+    assert_eq!(
+        create_errors(ebs(
+            "32Gi",
+            json!({"type": "gp3", "iops": 16000, "encrypted": true})
+        )),
+        Vec::<String>::new()
+    );
+    // gp3's baseline 3000 IOPS come with any size.
+    assert_eq!(
+        create_errors(ebs(
+            "1Gi",
+            json!({"type": "gp3", "iops": 3000, "encrypted": true})
+        )),
+        Vec::<String>::new()
+    );
+    assert_refused(
+        &create_errors(ebs(
+            "10Gi",
+            json!({"type": "io2", "iops": 20000, "encrypted": true}),
+        )),
+        "at most 1000 per GiB",
+    );
+    assert_refused(
+        &create_errors(ebs(
+            "100Gi",
+            json!({"type": "gp3", "throughput": 1000, "encrypted": true}),
+        )),
+        "0.25 MiB/s per provisioned IOPS",
+    );
+    assert_eq!(
+        create_errors(ebs(
+            "100Gi",
+            json!({"type": "gp3", "iops": 4000, "throughput": 1000, "encrypted": true})
+        )),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn pod_labels_and_annotations_in_ebisus_keys_are_refused() {
+    assert_refused(
+        &create_errors(json!({"podTemplate": {"labels": {"ebisu.dev/role": "primary"}}})),
+        "spec.podTemplate.labels must not use ebisu.dev/ keys",
+    );
+    assert_refused(
+        &create_errors(json!({"podTemplate": {"annotations": {"ebisu.dev/x": "y"}}})),
+        "spec.podTemplate.annotations must not use ebisu.dev/ keys",
+    );
+    assert_eq!(
+        create_errors(json!({"podTemplate": {"labels": {"team": "payments"}}})),
+        Vec::<String>::new()
+    );
 }

@@ -9,7 +9,7 @@ use ebisu_api::{
     EbsSpec, EbsVolumeType, Flavor, MySQLCluster, PodTemplateOverrides, ServiceTemplates,
     cluster::{
         GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS, IO2_MAX_IOPS_PER_GIB,
-        MAX_REPLICAS, MAX_SERVER_ID, RESERVED_MYSQL_CONFIG_KEYS,
+        MAX_NAME_LEN, MAX_REPLICAS, MAX_SERVER_ID,
     },
     names,
 };
@@ -191,15 +191,39 @@ pub fn validate(
             "must not be empty: remove it to use the default image".into(),
         ));
     }
+    if !is_dns_1035_label(&name) || name.len() > MAX_NAME_LEN {
+        return Err(invalid(
+            "metadata.name",
+            format!(
+                "{name:?} must be a DNS-1035 label of at most {MAX_NAME_LEN} characters (lowercase letters, digits and '-', starting with a letter): the Services and pods are named after it; re-create the cluster under such a name"
+            ),
+        ));
+    }
     if let Some(key) = spec
         .mysql_config
         .keys()
-        .find(|k| RESERVED_MYSQL_CONFIG_KEYS.contains(&k.as_str()))
+        .find(|k| ebisu_api::cluster::config_keys::is_refused(k))
     {
         return Err(invalid(
             "spec.mysqlConfig",
-            format!("{key} is managed by ebisu: remove it"),
+            format!(
+                "{key} is managed by ebisu or would remove authentication or management: remove it"
+            ),
         ));
+    }
+    for (field, keys) in [
+        ("spec.podTemplate.labels", spec.pod_template.labels.keys()),
+        (
+            "spec.podTemplate.annotations",
+            spec.pod_template.annotations.keys(),
+        ),
+    ] {
+        if let Some(key) = keys.into_iter().find(|k| k.starts_with("ebisu.dev/")) {
+            return Err(invalid(
+                field,
+                format!("{key} is one of ebisu's own keys: use your own prefix"),
+            ));
+        }
     }
     if let Some((key, _)) = spec
         .mysql_config
@@ -446,6 +470,18 @@ fn validate_semi_sync(cluster: &MySQLCluster) -> Result<Option<SemiSync>, Error>
     }))
 }
 
+/// Lowercase letters, digits and `-`, starting with a letter and not ending with `-`.
+fn is_dns_1035_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
 fn is_config_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -595,6 +631,45 @@ mod tests {
         let (field, _) =
             refusal("  storage: {size: 10Gi, storageClassName: gp3, ebs: {type: gp3}}\n");
         assert_eq!(field, "spec.storage");
+    }
+
+    #[test]
+    fn names_that_cannot_name_the_children_are_refused() {
+        for name in ["my.db", "Orders", "1st", &"a".repeat(53)] {
+            let mut c = cluster("  storage: {size: 10Gi}\n");
+            c.metadata.name = Some(name.to_owned());
+            assert!(
+                matches!(
+                    validate(&c, &settings()),
+                    Err(Error::InvalidField {
+                        field: "metadata.name",
+                        ..
+                    })
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn managed_keys_in_any_spelling_and_ebisu_pod_labels_are_refused() {
+        for key in ["loose-read-only", "super_read-only", "skip-grant-tables"] {
+            assert_eq!(
+                refusal(&format!(
+                    "  storage: {{size: 10Gi}}\n  mysqlConfig: {{{key}: 'ON'}}\n"
+                ))
+                .0,
+                "spec.mysqlConfig",
+                "{key}"
+            );
+        }
+        assert_eq!(
+            refusal(
+                "  storage: {size: 10Gi}\n  podTemplate: {labels: {ebisu.dev/role: primary}}\n"
+            )
+            .0,
+            "spec.podTemplate.labels"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the schema so that the API server refuses what the operator cannot honour,
 //! and its status.
 
+pub mod config_keys;
 mod pod;
 mod replication;
 mod status;
@@ -32,37 +33,10 @@ pub const MAX_REPLICAS: i32 = 9;
 /// 0 disables replication).
 pub const MAX_SERVER_ID: i64 = 4_294_967_295;
 
-/// my.cnf keys the operator and sidecar manage themselves; a user setting one in
-/// `spec.mysqlConfig` would break replication or fencing, so the schema refuses them.
-pub const RESERVED_MYSQL_CONFIG_KEYS: &[&str] = &[
-    "server_id",
-    "server-id",
-    "datadir",
-    "port",
-    "socket",
-    "bind_address",
-    "bind-address",
-    "log_bin",
-    "log-bin",
-    "read_only",
-    "read-only",
-    "super_read_only",
-    "super-read-only",
-    "gtid_mode",
-    "gtid-mode",
-    "enforce_gtid_consistency",
-    "enforce-gtid-consistency",
-    "gtid_strict_mode",
-    "gtid-strict-mode",
-    "log_slave_updates",
-    "log-slave-updates",
-    "log_replica_updates",
-    "log-replica-updates",
-    "report_host",
-    "report-host",
-    "relay_log",
-    "relay-log",
-];
+/// The longest cluster name: `<name>-primary` must be a DNS-1035 label
+/// (63 characters), and the StatefulSet's revision label
+/// (`<name>-<hash of up to 10 characters>`) a label value (63).
+pub const MAX_NAME_LEN: usize = 52;
 
 /// A replicated MySQL or MariaDB cluster: one writable primary and up to eight
 /// read-only replicas, each on its own EBS volume.
@@ -114,6 +88,11 @@ pub const RESERVED_MYSQL_CONFIG_KEYS: &[&str] = &[
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[kube(
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, no dots): the Services and pods ebisu creates are named after it; choose such a name"),
+    validation = name_length_rule(),
+)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.replication) || !has(self.replication.semiSync) || !self.replication.semiSync || self.replicas >= 2")
@@ -144,8 +123,8 @@ pub struct MySQLClusterSpec {
     /// for `mysql`. It must provide the server and its physical backup tool
     /// (`mariadb-backup`, or `xtrabackup` for MySQL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self != ''")
-        .message("spec.image must not be empty: remove it to use the flavor's default image"))]
+    #[x_kube(validation = Rule::new("self.matches('\\\\S')")
+        .message("spec.image must not be empty or blank: remove it to use the flavor's default image"))]
     pub image: Option<String>,
 
     /// First server id: instance N gets `serverIdBase + N`. Choose distinct
@@ -176,12 +155,20 @@ pub struct MySQLClusterSpec {
     pub pod_template: PodTemplateOverrides,
 
     /// Extra server settings, written to the `[mysqld]` section of my.cnf as
-    /// `key = value`, at most 128 of them. Settings ebisu manages itself
-    /// (server_id, log_bin, read_only, GTID settings, ports, paths) are refused.
+    /// `key = value`, at most 64 of them, keys of at most 64 characters.
+    /// Refused, in any spelling the servers accept (case, `-`/`_`, `loose-`
+    /// and the other option prefixes): settings ebisu manages itself
+    /// (server_id, paths, ports, binary log, GTID, relay log, semi-sync,
+    /// read_only, durability) and ones that remove authentication or cut
+    /// the operator off (skip-grant-tables, skip-networking, init-file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     // Bounded so the API server's CEL cost estimate for the rule stays in budget.
-    #[x_kube(validation = reserved_config_keys_rule())]
-    #[schemars(extend("maxProperties" = 128))]
+    #[x_kube(
+        validation = reserved_config_keys_rule(),
+        validation = Rule::new("self.all(k, k.size() <= 64)")
+            .message("spec.mysqlConfig keys must be at most 64 characters"),
+    )]
+    #[schemars(extend("maxProperties" = 64))]
     pub mysql_config: BTreeMap<String, String>,
 
     /// Settings for the `<name>-primary` and `<name>-read` Services.
@@ -232,17 +219,31 @@ impl std::fmt::Display for Flavor {
     }
 }
 
-/// The CEL rule refusing [`RESERVED_MYSQL_CONFIG_KEYS`] in `spec.mysqlConfig`, built from
-/// the constant so the schema and the operator's own checks cannot drift apart.
+/// The CEL rule refusing [`config_keys::REFUSED_MYSQL_CONFIG_KEYS`] in
+/// `spec.mysqlConfig` in every spelling, built from the same list and
+/// normal form the operator checks with.
 fn reserved_config_keys_rule() -> kube::core::Rule {
-    let keys: Vec<String> = RESERVED_MYSQL_CONFIG_KEYS
-        .iter()
-        .map(|k| format!("'{k}'"))
-        .collect();
-    kube::core::Rule::new(format!("self.all(k, !(k in [{}]))", keys.join(", "))).message(
-        "spec.mysqlConfig must not set keys that ebisu manages (server_id, datadir, port, \
-         socket, bind_address, log_bin, read_only, super_read_only, GTID settings, \
-         log_slave_updates, report_host, relay_log): remove them",
+    kube::core::Rule::new(format!(
+        "self.all(k, !k.lowerAscii().replace('-', '_').matches('{}'))",
+        config_keys::refused_pattern()
+    ))
+    .message(
+        "spec.mysqlConfig must not set keys that ebisu manages or that remove authentication \
+         (server_id, datadir, port, socket, bind_address, report_host, log_bin, binlog_format, \
+         gtid_*, log_slave_updates, relay_log*, rpl_semi_sync_*, read_only, super_read_only, \
+         sync_binlog, innodb_flush_log_at_trx_commit, skip-grant-tables, skip-networking, \
+         init_file, ...), in any spelling (case, '-' or '_', loose-/skip-/enable-/disable- \
+         prefixes): remove them",
+    )
+}
+
+/// The CEL rule bounding the cluster's name, from [`MAX_NAME_LEN`].
+fn name_length_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LEN}")).message(
+        kube::core::Message::Message(format!(
+            "metadata.name must be at most {MAX_NAME_LEN} characters, so that <name>-primary and \
+             the StatefulSet's revision label stay within Kubernetes' 63: choose a shorter name"
+        )),
     )
 }
 

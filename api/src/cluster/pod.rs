@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Overrides for the instance pods.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodTemplateOverrides {
     /// CPU and memory for the database server container.
@@ -39,12 +40,20 @@ pub struct PodTemplateOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
 
-    /// Extra labels on the instance pods (ebisu's own labels win on conflict).
+    /// Extra labels on the instance pods. Keys under `ebisu.dev/` are
+    /// ebisu's own (a role label would route traffic) and are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('ebisu.dev/'))")
+        .message("spec.podTemplate.labels must not use ebisu.dev/ keys: ebisu sets those itself (ebisu.dev/role routes writes); use your own prefix"))]
+    #[schemars(extend("maxProperties" = 64))]
     pub labels: BTreeMap<String, String>,
 
-    /// Extra annotations on the instance pods.
+    /// Extra annotations on the instance pods. Keys under `ebisu.dev/` are
+    /// ebisu's own and are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('ebisu.dev/'))")
+        .message("spec.podTemplate.annotations must not use ebisu.dev/ keys: ebisu sets those itself; use your own prefix"))]
+    #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
 }
 

@@ -21,6 +21,21 @@ pub const IO2_IOPS: RangeInclusive<i32> = 100..=256_000;
 pub const GP3_MAX_IOPS_PER_GIB: i64 = 500;
 /// Most IOPS an io2 volume may have per GiB of size.
 pub const IO2_MAX_IOPS_PER_GIB: i64 = 1_000;
+/// gp3 throughput is at most 0.25 MiB/s per provisioned IOPS: one MiB/s
+/// needs this many IOPS.
+pub const GP3_IOPS_PER_MIBPS: i32 = 4;
+
+/// The CEL rule bounding IOPS by size for one volume type (`free`: IOPS
+/// every volume of the type gets whatever its size, gp3's baseline).
+fn iops_per_gib_rule(volume_type: EbsVolumeType, per_gib: i64, free: i32) -> Rule {
+    let name = volume_type.as_str();
+    Rule::new(format!(
+        "!has(self.ebs) || !has(self.ebs.iops) || self.ebs.type != '{name}' || !isQuantity(self.size) || self.ebs.iops <= {free} || self.ebs.iops <= {per_gib} * (quantity(self.size).asInteger() / 1073741824)"
+    ))
+    .message(Message::Message(format!(
+        "spec.storage.ebs.iops may be at most {per_gib} per GiB of spec.storage.size for {name} (AWS's limit): raise size or lower iops"
+    )))
+}
 
 /// Each instance's data volume.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -34,6 +49,8 @@ pub const IO2_MAX_IOPS_PER_GIB: i64 = 1_000;
         .message("spec.storage.ebs is immutable: a StorageClass's parameters cannot change; create a new cluster to change volume type, IOPS, throughput or encryption"),
     validation = Rule::new("!isQuantity(self.size) || !isQuantity(oldSelf.size) || !quantity(self.size).isLessThan(quantity(oldSelf.size))")
         .message("spec.storage.size may grow but never shrink: set it to at least its current value (volumes cannot be shrunk)"),
+    validation = iops_per_gib_rule(EbsVolumeType::Gp3, GP3_MAX_IOPS_PER_GIB, *GP3_IOPS.start()),
+    validation = iops_per_gib_rule(EbsVolumeType::Io2, IO2_MAX_IOPS_PER_GIB, 0),
 )]
 pub struct StorageSpec {
     /// Size of each instance's volume, such as `20Gi`. It may be increased
@@ -65,6 +82,8 @@ pub struct StorageSpec {
     validation = Rule::new("!has(self.throughput) || self.type == 'gp3'")
         .message("spec.storage.ebs.throughput applies only to type gp3: remove it (io2 throughput follows IOPS)"),
     validation = gp3_throughput_rule(),
+    validation = Rule::new(format!("!has(self.throughput) || self.throughput * {GP3_IOPS_PER_MIBPS} <= (has(self.iops) ? self.iops : {})", GP3_IOPS.start()))
+        .message(Message::Message(format!("spec.storage.ebs.throughput may be at most 0.25 MiB/s per provisioned IOPS (AWS's limit; {} MiB/s at the baseline {} IOPS): raise iops or lower throughput", GP3_IOPS.start() / GP3_IOPS_PER_MIBPS, GP3_IOPS.start()))),
     validation = Rule::new("!has(self.kmsKeyId) || self.encrypted")
         .message("spec.storage.ebs.kmsKeyId needs encrypted: true: set encrypted or remove kmsKeyId"),
 )]

@@ -159,5 +159,58 @@ fn api_server_accepts_the_crd_and_refuses_bad_specs() {
         "immutable",
     );
 
+    // What the API server can know is refused there, before any reconcile.
+    let create = |name: &str, spec: &str| {
+        let path = std::env::temp_dir().join(format!("ebisu-api-{}.yaml", name.len()));
+        std::fs::write(
+            &path,
+            format!("apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: '{name}', namespace: api}}\nspec: {spec}\n"),
+        )
+        .unwrap();
+        k.run(&["apply", "-f", &path.display().to_string()])
+    };
+    assert_refused(
+        create("my.db", "{storage: {size: 10Gi}}"),
+        "metadata.name",
+        "DNS-1035 label",
+    );
+    assert_refused(
+        create(&"a".repeat(60), "{storage: {size: 10Gi}}"),
+        "metadata.name",
+        "at most 52 characters",
+    );
+    for key in ["loose-read-only", "super_read-only", "skip-grant-tables"] {
+        assert_refused(
+            create(
+                "cfg",
+                &format!("{{storage: {{size: 10Gi}}, mysqlConfig: {{{key}: 'ON'}}}}"),
+            ),
+            "spec.mysqlConfig",
+            "any spelling",
+        );
+    }
+    assert_refused(
+        create("blank", "{image: '   ', storage: {size: 10Gi}}"),
+        "spec.image",
+        "blank",
+    );
+    assert_refused(
+        create(
+            "iops",
+            "{storage: {size: 10Gi, ebs: {type: gp3, iops: 16000}}}",
+        ),
+        "spec.storage.ebs.iops",
+        "500 per GiB",
+    );
+    assert_refused(
+        create(
+            "labels",
+            "{storage: {size: 10Gi}, podTemplate: {labels: {ebisu.dev/role: primary}}}",
+        ),
+        "spec.podTemplate.labels",
+        "ebisu.dev/",
+    );
+    create(&"a".repeat(52), "{storage: {size: 10Gi}}").expect("52 characters are enough");
+
     runtime.block_on(cluster.down()).unwrap();
 }
