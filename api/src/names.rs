@@ -115,6 +115,26 @@ pub mod secret_keys {
     ];
 }
 
+/// Annotation on the credentials Secret and on every data volume claim,
+/// set once the cluster has had a primary: from then on its data exists,
+/// so no instance may bootstrap an empty server and the credentials are
+/// never generated again. It outlives the MySQLCluster (claims and Secret
+/// are kept when it is deleted), so a re-created cluster knows too.
+pub const ANNOTATION_INITIALIZED: &str = "ebisu.dev/initialized";
+
+/// How a value of the credentials Secret is read, by the operator and the
+/// sidecar alike: UTF-8 with one trailing newline removed (files written
+/// by editors and `kubectl create secret --from-file` often end with one);
+/// `None` when it is empty or not UTF-8.
+pub fn secret_value(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
 /// Headless Service (per-pod DNS) and StatefulSet name.
 pub fn headless_service(cluster: &str) -> String {
     cluster.to_owned()
@@ -228,6 +248,17 @@ pub fn ordinal_of(pod_name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_values_lose_one_trailing_newline_and_empty_ones_are_none() {
+        assert_eq!(secret_value(b"s3cret\n").as_deref(), Some("s3cret"));
+        assert_eq!(secret_value(b"s3cret\r\n").as_deref(), Some("s3cret"));
+        assert_eq!(secret_value(b"s3cret").as_deref(), Some("s3cret"));
+        assert_eq!(secret_value(b"two\n\n").as_deref(), Some("two\n"));
+        assert_eq!(secret_value(b"\n"), None);
+        assert_eq!(secret_value(b""), None);
+        assert_eq!(secret_value(&[0xff, 0xfe]), None);
+    }
 
     #[test]
     fn ordinal_is_the_numeric_suffix() {

@@ -47,6 +47,16 @@ pub enum Error {
         "failed to take over StorageClass {0}: it exists and is not managed by ebisu; delete it or set spec.storage.storageClassName to use it"
     )]
     ForeignStorageClass(String),
+    /// An object with a child's name exists and belongs to someone else.
+    #[error(
+        "failed to apply {kind} {name}: an object of that name exists that this cluster does not own; ebisu does not take it over: rename or delete it"
+    )]
+    Foreign {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
 }
 
 impl Error {
@@ -55,25 +65,35 @@ impl Error {
         match self {
             Error::Api { .. } => "apply_api",
             Error::ForeignStorageClass(_) => "foreign_storage_class",
+            Error::Foreign { .. } => "foreign_child",
         }
     }
 }
 
-/// What applying changed beyond the declared objects, for Events.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// What applying changed beyond the declared objects, and what it could
+/// not apply (each failure is reported; the rest is applied anyway).
+#[derive(Debug, Default)]
 pub struct Applied {
     /// The credentials Secret was created or completed.
     pub credentials_generated: bool,
+    /// Keys the credentials Secret lacks that were not generated, because
+    /// the cluster holds data made with the old ones.
+    pub credentials_missing: Vec<&'static str>,
     /// Volume claims whose size was raised.
     pub resized_claims: Vec<String>,
+    /// Children that could not be applied.
+    pub failures: Vec<Error>,
 }
 
-/// Applies every child of `cluster`.
+/// Applies every child of `cluster`, in order. A child that fails is
+/// reported and the others are still applied, except that the StatefulSet
+/// waits for its storage, credentials and configuration.
 pub async fn all(
     client: &Client,
     cluster: &ValidatedCluster,
     children: Children,
-) -> Result<Applied, Error> {
+    initialised: bool,
+) -> Applied {
     let Children {
         storage_class,
         config_map,
@@ -85,51 +105,132 @@ pub async fn all(
         stateful_set,
     } = children;
     let ns = cluster.namespace.as_str();
+    let mut applied = Applied::default();
+    let mut ready_for_pods = true;
 
-    if let Some(class) = storage_class {
-        apply_storage_class(client, class).await?;
+    if let Some(class) = storage_class
+        && let Err(e) = apply_storage_class(client, class).await
+    {
+        applied.failures.push(e);
+        ready_for_pods = false;
     }
-    let credentials_generated = ensure_credentials(client, cluster).await?;
-    ssa(
-        &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        "ConfigMap",
-        &config_map,
-    )
-    .await?;
+    match ensure_credentials(client, cluster, initialised).await {
+        Ok(Credentials::Present) => {}
+        Ok(Credentials::Generated) => applied.credentials_generated = true,
+        Ok(Credentials::Missing(keys)) => {
+            applied.credentials_missing = keys;
+            ready_for_pods = false;
+        }
+        Err(e) => {
+            applied.failures.push(e);
+            ready_for_pods = false;
+        }
+    }
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    if let Err(e) = ours_then_ssa(&config_maps, "ConfigMap", &config_map, cluster).await {
+        applied.failures.push(e);
+        ready_for_pods = false;
+    }
     let services = Api::<Service>::namespaced(client.clone(), ns);
     for service in [&headless_service, &primary_service, &read_service] {
-        ssa(&services, "Service", service).await?;
+        if let Err(e) = ours_then_ssa(&services, "Service", service, cluster).await {
+            applied.failures.push(e);
+        }
     }
     let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
-    ssa(&budgets, "PodDisruptionBudget", &pod_disruption_budget).await?;
-    let primary_budget = names::primary_pod_disruption_budget(&cluster.name);
-    match primary_pod_disruption_budget {
-        Some(budget) => {
-            ssa(&budgets, "PodDisruptionBudget", &budget).await?;
-        }
-        // A single instance must never hold a drain forever.
-        None => match budgets
-            .delete(&primary_budget, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Api {
-                    action: "delete",
-                    kind: "PodDisruptionBudget",
-                    name: primary_budget,
-                    source,
-                });
-            }
-        },
+    if let Err(e) = ours_then_ssa(
+        &budgets,
+        "PodDisruptionBudget",
+        &pod_disruption_budget,
+        cluster,
+    )
+    .await
+    {
+        applied.failures.push(e);
     }
-    apply_stateful_set(client, ns, stateful_set).await?;
-    let resized_claims = expand_claims(client, cluster).await?;
-    Ok(Applied {
-        credentials_generated,
-        resized_claims,
-    })
+    if let Err(e) = primary_budget(&budgets, cluster, primary_pod_disruption_budget).await {
+        applied.failures.push(e);
+    }
+    if ready_for_pods && let Err(e) = apply_stateful_set(client, cluster, stateful_set).await {
+        applied.failures.push(e);
+    }
+    match expand_claims(client, cluster).await {
+        Ok(resized) => applied.resized_claims = resized,
+        Err(e) => applied.failures.push(e),
+    }
+    applied
+}
+
+async fn primary_budget(
+    budgets: &Api<PodDisruptionBudget>,
+    cluster: &ValidatedCluster,
+    budget: Option<PodDisruptionBudget>,
+) -> Result<(), Error> {
+    let name = names::primary_pod_disruption_budget(&cluster.name);
+    match budget {
+        Some(budget) => ours_then_ssa(budgets, "PodDisruptionBudget", &budget, cluster).await,
+        // A single instance must never hold a drain forever.
+        None => {
+            if budgets
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|b| owned_by(&b, cluster))
+            {
+                match budgets.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(source) => {
+                        return Err(Error::Api {
+                            action: "delete",
+                            kind: "PodDisruptionBudget",
+                            name,
+                            source,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether `object` carries this cluster's owner reference.
+fn owned_by<K: Resource>(object: &K, cluster: &ValidatedCluster) -> bool {
+    object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == cluster.owner.uid)
+}
+
+/// Server-side applies `object` unless an object of that name exists that
+/// this cluster does not own: that one is someone else's and is refused,
+/// never taken over.
+async fn ours_then_ssa<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    object: &K,
+    cluster: &ValidatedCluster,
+) -> Result<(), Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let existing = api.get_opt(&name).await.map_err(|source| Error::Api {
+        action: "read",
+        kind,
+        name: name.clone(),
+        source,
+    })?;
+    if let Some(existing) = existing
+        && !owned_by(&existing, cluster)
+    {
+        return Err(Error::Foreign { kind, name });
+    }
+    ssa(api, kind, object).await.map(drop)
 }
 
 /// Writes a cluster's status with server-side apply (the one field
@@ -201,9 +302,28 @@ async fn apply_storage_class(client: &Client, class: StorageClass) -> Result<(),
     ssa(&api, "StorageClass", &class).await.map(drop)
 }
 
-/// Creates the credentials Secret, or adds the entries it lacks; never changes
-/// an existing entry, so users may also bring their own credentials.
-async fn ensure_credentials(client: &Client, cluster: &ValidatedCluster) -> Result<bool, Error> {
+/// What the credentials Secret holds after [`ensure_credentials`].
+enum Credentials {
+    /// Every key.
+    Present,
+    /// Missing keys were generated (a cluster that never had data).
+    Generated,
+    /// These keys are missing, and were not generated: the servers hold
+    /// accounts made with the old values.
+    Missing(Vec<&'static str>),
+}
+
+/// Creates the credentials Secret, or adds the entries it lacks, but only
+/// for a cluster that never had data (`initialised` false); never changes
+/// an existing entry, so users may also bring their own credentials. The
+/// Secret has no owner reference: like the volumes, it outlives the
+/// MySQLCluster, so re-creating the cluster over its volumes finds the
+/// passwords its servers use.
+async fn ensure_credentials(
+    client: &Client,
+    cluster: &ValidatedCluster,
+    initialised: bool,
+) -> Result<Credentials, Error> {
     let api = Api::<Secret>::namespaced(client.clone(), &cluster.namespace);
     let name = names::credentials_secret(&cluster.name);
     let api_error = |action, source| Error::Api {
@@ -213,12 +333,33 @@ async fn ensure_credentials(client: &Client, cluster: &ValidatedCluster) -> Resu
         source,
     };
     let existing = api.get_opt(&name).await.map_err(|e| api_error("read", e))?;
+    if let Some(secret) = &existing
+        && owned_by(secret, cluster)
+    {
+        // Secrets made by earlier versions were owned by the cluster: a
+        // deleted cluster took the passwords of its kept volumes with it.
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "ownerReferences": null } })),
+        )
+        .await
+        .map_err(|e| api_error("release", e))?;
+    }
     let missing = secret::missing_entries(
         existing.as_ref().and_then(|s| s.data.as_ref()),
         secret::generate_secret,
     );
     if missing.is_empty() {
-        return Ok(false);
+        return Ok(Credentials::Present);
+    }
+    if initialised {
+        let keys = ebisu_api::names::secret_keys::ALL
+            .iter()
+            .copied()
+            .filter(|k| missing.contains_key(*k))
+            .collect();
+        return Ok(Credentials::Missing(keys));
     }
     match existing {
         // Create, not apply: a concurrent creator makes this fail instead of
@@ -236,17 +377,53 @@ async fn ensure_credentials(client: &Client, cluster: &ValidatedCluster) -> Resu
             .await
             .map_err(|e| api_error("complete", e))?,
     };
-    Ok(true)
+    Ok(Credentials::Generated)
+}
+
+/// Records durably that the cluster holds data: the initialised annotation
+/// on the credentials Secret and on every data claim that lacks it.
+pub async fn record_initialised(
+    client: &Client,
+    cluster: &ValidatedCluster,
+    record: &crate::dereference::Initialised,
+) -> Result<(), Error> {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = json!({ "metadata": { "annotations": { names::ANNOTATION_INITIALIZED: now } } });
+    if !record.secret_marked && record.secret_exists {
+        let name = names::credentials_secret(&cluster.name);
+        Api::<Secret>::namespaced(client.clone(), &cluster.namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Api {
+                action: "mark initialised",
+                kind: "Secret",
+                name,
+                source,
+            })?;
+    }
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &cluster.namespace);
+    for name in &record.unmarked_claims {
+        claims
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Api {
+                action: "mark initialised",
+                kind: "PersistentVolumeClaim",
+                name: name.clone(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// A StatefulSet's volumeClaimTemplates are immutable: keep the existing ones
 /// and grow volumes through their claims instead (see [`expand_claims`]).
 async fn apply_stateful_set(
     client: &Client,
-    ns: &str,
+    cluster: &ValidatedCluster,
     mut desired: StatefulSet,
 ) -> Result<(), Error> {
-    let api = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    let api = Api::<StatefulSet>::namespaced(client.clone(), &cluster.namespace);
     let name = desired.metadata.name.clone().unwrap_or_default();
     let existing = api.get_opt(&name).await.map_err(|source| Error::Api {
         action: "read",
@@ -254,6 +431,14 @@ async fn apply_stateful_set(
         name: name.clone(),
         source,
     })?;
+    if let Some(existing) = &existing
+        && !owned_by(existing, cluster)
+    {
+        return Err(Error::Foreign {
+            kind: "StatefulSet",
+            name,
+        });
+    }
     if let (Some(existing), Some(spec)) = (existing.and_then(|s| s.spec), desired.spec.as_mut()) {
         spec.volume_claim_templates = existing.volume_claim_templates;
     }

@@ -39,6 +39,7 @@ use tracing::{info, instrument, warn};
 use crate::{
     apply, build,
     build::storage_class::LABEL_NAMESPACE,
+    claims,
     clustering::{self, prober::Prober},
     dereference, events, status,
     validate::{self, OperatorSettings},
@@ -187,12 +188,59 @@ fn asks_for_work(cluster: &MySQLCluster) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// Runs the controller until a shutdown signal.
-pub async fn run(ctx: Context, triggers: ProbeTriggers) {
+/// Where the operator looks for MySQLClusters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace (a ClusterRole grants it).
+    All,
+    /// These namespaces only (a Role in each grants it).
+    Namespaces(Vec<String>),
+}
+
+/// Runs the controller(s) until a shutdown signal: one over every
+/// namespace, or one per watched namespace.
+pub async fn run(ctx: Context, triggers: ProbeTriggers, scope: Scope) {
+    tokio::spawn(ctx.prober.clone().run());
+    let ctx = Arc::new(ctx);
+    match scope {
+        Scope::All => controller(ctx, None, triggers).await,
+        Scope::Namespaces(namespaces) => {
+            // The prober's triggers go to the controller of their namespace.
+            let mut routes = std::collections::HashMap::new();
+            let mut controllers = Vec::new();
+            for ns in namespaces {
+                let (tx, rx) = futures::channel::mpsc::unbounded();
+                routes.insert(ns.clone(), tx);
+                controllers.push(controller(ctx.clone(), Some(ns), rx));
+            }
+            let route = triggers.for_each(move |cluster| {
+                if let Some(tx) = cluster.namespace.as_ref().and_then(|ns| routes.get(ns)) {
+                    let _ = tx.unbounded_send(cluster);
+                }
+                std::future::ready(())
+            });
+            futures::future::join(futures::future::join_all(controllers), route).await;
+        }
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One controller over `namespace` (every namespace when `None`).
+async fn controller(ctx: Arc<Context>, namespace: Option<String>, triggers: ProbeTriggers) {
     let client = ctx.client.clone();
+    let ns = namespace.as_deref();
     let ours =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    tokio::spawn(ctx.prober.clone().run());
     let prober = ctx.prober.clone();
     let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -203,24 +251,30 @@ pub async fn run(ctx: Context, triggers: ProbeTriggers) {
     // deletion. Its own status writes do not.
     let (store, writer) = kube::runtime::reflector::store();
     let clusters = watcher(
-        Api::<MySQLCluster>::all(client.clone()),
+        scoped::<MySQLCluster>(&client, ns),
         watcher::Config::default(),
     )
     .default_backoff()
     .reflect(writer)
     .touched_objects()
     .predicate_filter(asks_for_work, Default::default());
+    let only = namespace.clone();
     Controller::for_stream(clusters, store)
-        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
-        .owns(Api::<Service>::all(client.clone()), ours.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
-        .owns(Api::<Secret>::all(client.clone()), ours.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), ours)
+        .owns(scoped::<StatefulSet>(&client, ns), ours.clone())
+        .owns(scoped::<Service>(&client, ns), ours.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), ours.clone())
+        // The credentials Secret outlives the cluster (no owner reference):
+        // map it to its cluster by label.
+        .watches(scoped::<Secret>(&client, ns), ours.clone(), |secret| {
+            let cluster = secret.labels().get(LABEL_CLUSTER)?.clone();
+            Some(ObjectRef::new(&cluster).within(&secret.namespace()?))
+        })
+        .owns(scoped::<PodDisruptionBudget>(&client, ns), ours)
         // Pod readiness, deletion and role labels change status and trigger
         // switchovers; pods are owned by the StatefulSet, so map them to their
         // cluster by label.
         .watches(
-            Api::<Pod>::all(client.clone()),
+            scoped::<Pod>(&client, ns),
             watcher::Config::default().labels(LABEL_CLUSTER),
             |pod| {
                 let cluster = pod.labels().get(LABEL_CLUSTER)?.clone();
@@ -229,10 +283,16 @@ pub async fn run(ctx: Context, triggers: ProbeTriggers) {
         )
         // A cordon or drain taint on the primary's node starts a switchover; a
         // node that returns lets its pods be fenced and rejoined at once.
-        .watches_stream(nodes, move |node| prober.clusters_on(&node.name_any()))
+        .watches_stream(nodes, move |node| {
+            prober
+                .clusters_on(&node.name_any())
+                .into_iter()
+                .filter(|c| only.is_none() || c.namespace == only)
+                .collect::<Vec<_>>()
+        })
         .reconcile_on(triggers)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, Arc::new(ctx))
+        .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile failed");
@@ -296,12 +356,16 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         }
     };
 
-    let initialised = cluster
+    let record = dereference::initialised(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .map_err(Error::Dereference)?;
+    let had_primary = cluster
         .status
         .as_ref()
         .is_some_and(|s| s.current_primary.is_some());
+    let initialised = record.holds_data(had_primary);
     let children = build::children(&validated, initialised);
-    let applied = apply::all(&ctx.client, &validated, children).await?;
+    let applied = apply::all(&ctx.client, &validated, children, initialised).await;
     if applied.credentials_generated {
         events::publish(
             &ctx.recorder,
@@ -331,14 +395,45 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         )
         .await;
     }
+    // What the operator cannot fix about the objects: reported, and the
+    // servers are still looked after.
+    let mut problems: Vec<clustering::Problem> = applied
+        .failures
+        .iter()
+        .map(|e| {
+            warn!(kind = e.metric_label(), error = %e, "child not applied");
+            clustering::Problem::ChildNotApplied {
+                what: e.to_string(),
+            }
+        })
+        .collect();
+    if !applied.credentials_missing.is_empty() {
+        problems.push(clustering::Problem::CredentialsMissing {
+            keys: applied
+                .credentials_missing
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+        });
+    }
 
     let observed = dereference::children(&ctx.client, &validated.namespace, &validated.name)
         .await
         .map_err(Error::Dereference)?;
-    let accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
-        .await
-        .map_err(Error::Dereference)?;
-    let pass = match &accounts {
+    problems.extend(claims::pending(
+        &observed.claims,
+        &observed.storage_classes,
+        Timestamp::now(),
+    ));
+    let accounts = if applied.credentials_missing.is_empty() {
+        dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+            .await
+            .map_err(Error::Dereference)?
+    } else {
+        // Never act on servers with credentials that may not be theirs.
+        None
+    };
+    let mut pass = match &accounts {
         Some(accounts) => {
             clustering::pass::run(
                 ctx,
@@ -347,11 +442,32 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
                 &observed,
                 accounts,
                 ctx.prober.silent_since(&key),
+                initialised,
             )
             .await
         }
-        None => clustering::pass::PassResult::default(),
+        None => clustering::pass::PassResult {
+            memory: cluster
+                .status
+                .as_ref()
+                .map(|s| s.clustering.clone())
+                .unwrap_or_default(),
+            ..clustering::pass::PassResult::default()
+        },
     };
+    if pass.primary.is_some()
+        && (!record.secret_marked || !record.unmarked_claims.is_empty())
+        && let Err(error) = apply::record_initialised(&ctx.client, &validated, &record).await
+    {
+        warn!(%error, "failed to record that the cluster holds data; retrying next time");
+    }
+    pass.problems.extend(problems);
+    let (notes, reported) = events::for_problems(&pass.memory.reported, &pass.problems);
+    for note in notes {
+        warn!(reason = note.reason, message = %note.message, "cluster problem");
+        events::publish(&ctx.recorder, cluster, "Cluster", note).await;
+    }
+    pass.memory.reported = reported;
     ctx.prober.watch(
         key,
         primary_ip(&observed, pass.primary.as_deref()),

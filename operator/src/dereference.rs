@@ -8,6 +8,7 @@ use ebisu_api::names::{self, LABEL_CLUSTER, secret_keys};
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret},
+    storage::v1::StorageClass,
 };
 use kube::{Api, Client, api::ListParams};
 
@@ -41,6 +42,8 @@ pub struct Observed {
     pub volumes: BTreeMap<String, PersistentVolume>,
     /// The nodes the pods run on, by name.
     pub nodes: BTreeMap<String, Node>,
+    /// Every StorageClass (to explain a claim that waits).
+    pub storage_classes: Vec<StorageClass>,
 }
 
 /// Reads a cluster's children and the nodes of its pods.
@@ -91,13 +94,96 @@ pub async fn children(client: &Client, ns: &str, name: &str) -> Result<Observed,
             nodes.insert(node_name, node);
         }
     }
+    let storage_classes = if claims
+        .iter()
+        .any(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+    {
+        Api::<StorageClass>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(error("list storage classes"))?
+            .items
+    } else {
+        Vec::new()
+    };
     Ok(Observed {
         stateful_set,
         pods,
         claims,
         volumes,
         nodes,
+        storage_classes,
     })
+}
+
+/// What says, durably, whether a cluster ever held data: the initialised
+/// annotation on its credentials Secret and data claims, and the claims
+/// themselves (found by name, not by label, which a user may have removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Initialised {
+    /// The credentials Secret exists.
+    pub secret_exists: bool,
+    /// The credentials Secret carries the annotation.
+    pub secret_marked: bool,
+    /// Data claims that carry it.
+    pub marked_claims: Vec<String>,
+    /// Data claims that do not.
+    pub unmarked_claims: Vec<String>,
+    /// A data claim of an ordinal above 0 exists: the cluster once ran past
+    /// its first instance, so that claim may hold data.
+    pub claims_beyond_the_first: bool,
+}
+
+impl Initialised {
+    /// Whether the cluster ever held data (or may have): then nothing may
+    /// bootstrap, and missing credentials are not generated again.
+    pub fn holds_data(&self, status_had_primary: bool) -> bool {
+        status_had_primary
+            || self.secret_marked
+            || !self.marked_claims.is_empty()
+            || self.claims_beyond_the_first
+    }
+}
+
+/// Reads what records whether `cluster` was initialised.
+pub async fn initialised(client: &Client, ns: &str, cluster: &str) -> Result<Initialised, Error> {
+    let marked = |annotations: Option<&std::collections::BTreeMap<String, String>>| {
+        annotations.is_some_and(|a| a.contains_key(names::ANNOTATION_INITIALIZED))
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(&names::credentials_secret(cluster))
+        .await
+        .map_err(error("read the credentials Secret"))?;
+    let mut record = Initialised {
+        secret_exists: secret.is_some(),
+        secret_marked: secret
+            .as_ref()
+            .is_some_and(|s| marked(s.metadata.annotations.as_ref())),
+        ..Initialised::default()
+    };
+    let prefix = format!("{}-{cluster}-", names::DATA_VOLUME);
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(error("list volume claims"))?;
+    for claim in claims {
+        let Some(name) = claim.metadata.name.clone() else {
+            continue;
+        };
+        let Some(ordinal) = name
+            .strip_prefix(&prefix)
+            .and_then(|n| names::ordinal_of(&format!("x-{n}")))
+        else {
+            continue;
+        };
+        record.claims_beyond_the_first |= ordinal > 0;
+        if marked(claim.metadata.annotations.as_ref()) {
+            record.marked_claims.push(name);
+        } else {
+            record.unmarked_claims.push(name);
+        }
+    }
+    Ok(record)
 }
 
 /// The accounts the operator uses on the servers.
@@ -131,10 +217,8 @@ pub async fn accounts(client: &Client, ns: &str, cluster: &str) -> Result<Option
     let Some(data) = secret.and_then(|s| s.data) else {
         return Ok(None);
     };
-    let get = |key: &str| {
-        data.get(key)
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-    };
+    // Read as the sidecar reads the mounted files.
+    let get = |key: &str| data.get(key).and_then(|v| names::secret_value(&v.0));
     let (Some(user), Some(password), Some(repl_user), Some(repl_password)) = (
         get(secret_keys::OPERATOR_USER),
         get(secret_keys::OPERATOR_PASSWORD),

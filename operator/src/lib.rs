@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod claims;
 pub mod clustering;
 pub mod controller;
 pub mod crd;

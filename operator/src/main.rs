@@ -33,6 +33,12 @@ struct Args {
     #[arg(long, env = "POD_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Namespaces to manage MySQLClusters in (comma-separated); every
+    /// namespace when empty. With a list, the operator needs Roles in those
+    /// namespaces only (the chart's `watchNamespaces`).
+    #[arg(long, env = "EBISU_WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
+
     /// Address of the health endpoints (/healthz, /readyz).
     #[arg(long, env = "EBISU_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
     health_listen: String,
@@ -99,9 +105,24 @@ async fn main() -> std::process::ExitCode {
         sidecar_image: args.sidecar_image,
     };
     tracing::info!(sidecar_image = %settings.sidecar_image, "starting the MySQLCluster controller");
+    let namespaces: Vec<String> = args
+        .watch_namespaces
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let scope = if namespaces.is_empty() {
+        controller::Scope::All
+    } else {
+        tracing::info!(
+            ?namespaces,
+            "managing MySQLClusters in these namespaces only"
+        );
+        controller::Scope::Namespaces(namespaces)
+    };
     let (ctx, triggers) = Context::new(client, settings, args.instance);
     tokio::select! {
-        () = controller::run(ctx, triggers) => {}
+        () = controller::run(ctx, triggers, scope) => {}
         error = candidate.lost() => {
             // Another operator may already be acting: stop now, mid-reconcile
             // if need be, and stand again from a fresh process.

@@ -1,9 +1,18 @@
-//! Every permission the operator uses, and why. The Helm chart's ClusterRole
-//! (and, for the leader Lease, its Role) must grant exactly these (a test
-//! renders the chart and compares), so a new API call without a new line
-//! here fails the tests, and a line nobody needs is noticed.
+//! Every permission the operator uses, and why. The Helm chart's roles must
+//! grant exactly these (a test renders the chart in both modes and
+//! compares), so a new API call without a new line here fails the tests,
+//! and a line nobody needs is noticed.
+//!
+//! - [`CLUSTER_RULES`]: cluster-scoped objects, always in the ClusterRole.
+//! - [`WORKLOAD_RULES`]: what lives in a MySQLCluster's namespace. In the
+//!   ClusterRole by default; with the chart's `watchNamespaces`, in a Role
+//!   per watched namespace instead, so the operator can read no Secret
+//!   elsewhere.
+//! - [`LEASE_RULES`]: the leader Lease, in a Role in the operator's own
+//!   namespace, on that one Lease by name where Kubernetes allows it.
 
-/// One RBAC rule: API group, resource, verbs.
+/// One RBAC rule: API group, resource, verbs, and the object names it is
+/// limited to (empty: every object).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     /// API group (`""` for core).
@@ -12,6 +21,8 @@ pub struct Rule {
     pub resource: &'static str,
     /// Verbs.
     pub verbs: &'static [&'static str],
+    /// Object names (`resourceNames`), when limited.
+    pub names: &'static [&'static str],
 }
 
 const fn rule(group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> Rule {
@@ -19,11 +30,28 @@ const fn rule(group: &'static str, resource: &'static str, verbs: &'static [&'st
         group,
         resource,
         verbs,
+        names: &[],
     }
 }
 
-/// What the operator does.
-pub const RULES: &[Rule] = &[
+/// Cluster-scoped objects the operator reads or manages.
+pub const CLUSTER_RULES: &[Rule] = &[
+    // Nodes: a cordon or drain taint on the primary's node starts a
+    // switchover; a node that stopped reporting is reported.
+    rule("", "nodes", &["get", "list", "watch"]),
+    // Volumes tell the zone and the EBS volume id.
+    rule("", "persistentvolumes", &["get"]),
+    // The managed StorageClass; deleted by the finalizer. Listed to explain
+    // a claim that waits (no default class, a missing class).
+    rule(
+        "storage.k8s.io",
+        "storageclasses",
+        &["get", "list", "create", "patch", "delete"],
+    ),
+];
+
+/// What the operator does in a MySQLCluster's namespace.
+pub const WORKLOAD_RULES: &[Rule] = &[
     // The controller's watch; patch adds and removes the finalizer and
     // removes handled switchover and forced-failover annotations.
     rule(
@@ -33,7 +61,8 @@ pub const RULES: &[Rule] = &[
     ),
     // Status is written with server-side apply.
     rule("ebisu.dev", "mysqlclusters/status", &["patch"]),
-    // Children: read before apply (immutable fields), applied, owned and watched.
+    // Children: read before apply (ownership, immutable fields), applied,
+    // owned and watched.
     rule(
         "apps",
         "statefulsets",
@@ -51,32 +80,35 @@ pub const RULES: &[Rule] = &[
         "poddisruptionbudgets",
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
-    // Credentials: created once, completed with merge patches.
+    // Credentials: created once, completed with merge patches, released
+    // from an owner reference, marked initialised.
     rule("", "secrets", &["get", "list", "watch", "create", "patch"]),
     // Pods: watched for readiness, labelled with their role, deleted to be
     // re-seeded once their agent set the data aside.
     rule("", "pods", &["get", "list", "watch", "patch", "delete"]),
-    // Nodes: a cordon or drain taint on the primary's node starts a
-    // switchover; a node that stopped reporting is reported.
-    rule("", "nodes", &["get", "list", "watch"]),
-    // Claims grow in place; volumes tell the zone and the EBS volume id.
+    // Claims grow in place and are marked initialised.
     rule("", "persistentvolumeclaims", &["list", "patch"]),
-    rule("", "persistentvolumes", &["get"]),
-    // The managed StorageClass; deleted by the finalizer.
-    rule(
-        "storage.k8s.io",
-        "storageclasses",
-        &["get", "list", "create", "patch", "delete"],
-    ),
     // Events (kube's recorder creates, then patches repeated ones).
     rule("events.k8s.io", "events", &["create", "patch"]),
 ];
 
-/// What the operator does in its own namespace only (a Role, not the
-/// ClusterRole): the leader election's Lease, read, created when missing
-/// and renewed with server-side apply.
-pub const NAMESPACED_RULES: &[Rule] = &[rule(
-    "coordination.k8s.io",
-    "leases",
-    &["get", "create", "patch"],
-)];
+/// The ClusterRole's rules when every namespace is watched.
+pub fn all_namespaces() -> Vec<Rule> {
+    CLUSTER_RULES
+        .iter()
+        .chain(WORKLOAD_RULES)
+        .copied()
+        .collect()
+}
+
+/// The leader election's Lease in the operator's namespace: created when
+/// missing (creation cannot be limited to a name), read and renewed by name.
+pub const LEASE_RULES: &[Rule] = &[
+    rule("coordination.k8s.io", "leases", &["create"]),
+    Rule {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "patch"],
+        names: &[crate::leader::LEASE_NAME],
+    },
+];

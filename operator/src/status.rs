@@ -30,6 +30,8 @@ pub const SPEC_VALID: &str = "SpecValid";
 /// Condition: a change of primary is in progress (False says why the last
 /// request was refused, if it was).
 pub const SWITCHING: &str = "Switching";
+/// Condition: the credentials Secret lacks keys the cluster's data needs.
+pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 /// Condition: the primary is lost and ebisu refuses to fail over, because
 /// it cannot prove that no acknowledged write would be lost.
 pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
@@ -142,6 +144,24 @@ pub fn compute(
             condition(DEGRADED, false, "AsDesired", "no instance is missing")
         },
         switching(&previous, &pass.memory, generation, now),
+        match pass
+            .problems
+            .iter()
+            .find(|p| matches!(p, Problem::CredentialsMissing { .. }))
+        {
+            Some(problem) => condition(
+                CREDENTIALS_MISSING,
+                true,
+                "CredentialsMissing",
+                &problem.message(),
+            ),
+            None => condition(
+                CREDENTIALS_MISSING,
+                false,
+                "CredentialsPresent",
+                "the credentials Secret has every key",
+            ),
+        },
         match blocked {
             Some(problem) => condition(
                 FAILOVER_BLOCKED,

@@ -78,20 +78,28 @@ fn chart_lints() {
     );
 }
 
-type Grant = (String, String, String);
+/// (group, resource, verb, object name or "" for every object).
+type Grant = (String, String, String, String);
 
-/// Every (group, resource, verb) a Role or ClusterRole grants.
+/// Every grant a Role or ClusterRole makes.
 fn granted(role: &Value) -> BTreeSet<Grant> {
     let mut granted = BTreeSet::new();
     for rule in role["rules"].as_sequence().unwrap() {
+        let names: Vec<String> = rule["resourceNames"]
+            .as_sequence()
+            .map(|n| n.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_else(|| vec![String::new()]);
         for group in rule["apiGroups"].as_sequence().unwrap() {
             for resource in rule["resources"].as_sequence().unwrap() {
                 for verb in rule["verbs"].as_sequence().unwrap() {
-                    granted.insert((
-                        group.as_str().unwrap().to_owned(),
-                        resource.as_str().unwrap().to_owned(),
-                        verb.as_str().unwrap().to_owned(),
-                    ));
+                    for name in &names {
+                        granted.insert((
+                            group.as_str().unwrap().to_owned(),
+                            resource.as_str().unwrap().to_owned(),
+                            verb.as_str().unwrap().to_owned(),
+                            name.clone(),
+                        ));
+                    }
                 }
             }
         }
@@ -103,9 +111,21 @@ fn used(rules: &[ebisu_operator::rbac::Rule]) -> BTreeSet<Grant> {
     rules
         .iter()
         .flat_map(|r| {
-            r.verbs
-                .iter()
-                .map(move |v| (r.group.to_owned(), r.resource.to_owned(), (*v).to_owned()))
+            let names: Vec<&str> = if r.names.is_empty() {
+                vec![""]
+            } else {
+                r.names.to_vec()
+            };
+            r.verbs.iter().flat_map(move |v| {
+                names.clone().into_iter().map(move |n| {
+                    (
+                        r.group.to_owned(),
+                        r.resource.to_owned(),
+                        (*v).to_owned(),
+                        n.to_owned(),
+                    )
+                })
+            })
         })
         .collect()
 }
@@ -119,9 +139,13 @@ fn assert_exactly(kind: &str, granted: &BTreeSet<Grant>, used: &BTreeSet<Grant>)
         "the {kind} grants more {extra:?} / less {missing:?} than the operator uses"
     );
     assert!(
-        !granted.iter().any(|(_, _, v)| v == "*"),
+        !granted.iter().any(|(_, _, v, _)| v == "*"),
         "no wildcard verbs"
     );
+}
+
+fn all(docs: &[Value], kind: &str) -> Vec<Value> {
+    docs.iter().filter(|d| d["kind"] == kind).cloned().collect()
 }
 
 #[test]
@@ -130,7 +154,7 @@ fn cluster_role_grants_exactly_what_the_operator_uses() {
     assert_exactly(
         "ClusterRole",
         &granted(kind(&docs, "ClusterRole")),
-        &used(ebisu_operator::rbac::RULES),
+        &used(&ebisu_operator::rbac::all_namespaces()),
     );
     let binding = kind(&docs, "ClusterRoleBinding");
     assert_eq!(
@@ -140,14 +164,74 @@ fn cluster_role_grants_exactly_what_the_operator_uses() {
 }
 
 #[test]
+fn with_watch_namespaces_secrets_are_readable_only_in_those_namespaces() {
+    let docs = template(&["--set", "watchNamespaces={shop,billing}"]);
+    let cluster_role = granted(kind(&docs, "ClusterRole"));
+    assert_exactly(
+        "ClusterRole",
+        &cluster_role,
+        &used(ebisu_operator::rbac::CLUSTER_RULES),
+    );
+    assert!(!cluster_role.iter().any(|(_, r, _, _)| r == "secrets"));
+    let workload: Vec<Value> = all(&docs, "Role")
+        .into_iter()
+        .filter(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-workload")
+        })
+        .collect();
+    let namespaces: Vec<&str> = workload
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["shop", "billing"]);
+    for role in &workload {
+        assert_exactly(
+            "Role",
+            &granted(role),
+            &used(ebisu_operator::rbac::WORKLOAD_RULES),
+        );
+    }
+    assert_eq!(
+        all(&docs, "RoleBinding").len(),
+        3,
+        "two workload bindings and the Lease's"
+    );
+    let env = kind(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .clone();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "EBISU_WATCH_NAMESPACES" && e["value"] == "shop,billing")
+    );
+}
+
+#[test]
 fn role_grants_the_leader_lease_in_the_release_namespace_only() {
     let docs = template(&[]);
-    let role = kind(&docs, "Role");
+    let role = all(&docs, "Role")
+        .into_iter()
+        .find(|r| {
+            !r["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .ends_with("-workload")
+        })
+        .unwrap();
     assert_eq!(role["metadata"]["namespace"], "ebisu-system");
     assert_exactly(
         "Role",
-        &granted(role),
-        &used(ebisu_operator::rbac::NAMESPACED_RULES),
+        &granted(&role),
+        &used(ebisu_operator::rbac::LEASE_RULES),
+    );
+    assert!(
+        granted(&role)
+            .iter()
+            .all(|(_, _, verb, name)| verb == "create" || name == "ebisu-operator"),
+        "reading and renewing are limited to the one Lease"
     );
     let binding = kind(&docs, "RoleBinding");
     assert_eq!(binding["roleRef"]["kind"], "Role");
@@ -181,7 +265,7 @@ fn deployment_runs_the_configured_images_with_probes() {
         namespace["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace",
         "the leader Lease lives in the operator's namespace"
     );
-    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["replicas"], 2, "a standby by default");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);

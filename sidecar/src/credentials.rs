@@ -45,8 +45,10 @@ pub struct ClusterCredentials {
 pub fn read(dir: &Path) -> Result<ClusterCredentials, Error> {
     let get = |key: &'static str| -> Result<String, Error> {
         let path = dir.join(key);
-        std::fs::read_to_string(&path)
-            .map(|v| v.trim_end_matches(['\n', '\r']).to_owned())
+        // Read as the operator reads it; empty counts as missing, and the
+        // account checks below say so.
+        std::fs::read(&path)
+            .map(|v| ebisu_api::names::secret_value(&v).unwrap_or_default())
             .map_err(|source| Error::Read { key, path, source })
     };
     let account = |user_key: &'static str, password_key: &'static str| -> Result<Account, Error> {

@@ -74,11 +74,11 @@ pub fn rank(peers: &[Peer], preference: DonorPreference) -> Vec<Donor> {
         .collect()
 }
 
-/// Whether any peer holds data: then this instance must copy, never bootstrap.
+/// Whether any peer may hold data: then this instance must copy, never
+/// bootstrap. An agent that answers runs beside a data directory, even
+/// while its server is down.
 pub fn any_peer_has_data(peers: &[Peer]) -> bool {
-    peers
-        .iter()
-        .any(|p| p.status.as_ref().is_some_and(|s| s.server_up))
+    peers.iter().any(|p| p.status.is_some())
 }
 
 #[cfg(test)]

@@ -213,11 +213,11 @@ async fn run_init(args: InitArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     info!(path = %args.pod.server_config.display(), "wrote server config");
     let credentials = credentials::read(&args.pod.credentials).map_err(|e| e.to_string())?;
-    // The operator writes "forbidden" once the cluster has been initialised, so a
-    // lost volume is refilled from a peer instead of becoming an empty primary.
+    // Only an explicit "allowed" allows it: the operator writes it only for a
+    // cluster that never had data, so a lost volume is refilled from a peer
+    // instead of becoming an empty primary. Missing or unreadable forbids.
     let bootstrap_allowed = std::fs::read_to_string(args.config_parts.join("bootstrap"))
-        .map(|s| s.trim() != "forbidden")
-        .unwrap_or(true);
+        .is_ok_and(|s| s.trim() == "allowed");
     let settings = init::Settings {
         family: args.pod.flavor,
         data_dir: args.pod.data_dir.clone(),

@@ -22,3 +22,46 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "ebisu.image" -}}
 {{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
 {{- end -}}
+
+{{/*
+What the operator does in a MySQLCluster's namespace (operator/src/rbac.rs
+WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
+*/}}
+{{- define "ebisu.workloadRules" -}}
+  # The resource it reconciles; patch adds and removes its finalizer and
+  # removes handled switchover and forced-failover annotations.
+  - apiGroups: ["ebisu.dev"]
+    resources: ["mysqlclusters"]
+    verbs: ["get", "list", "watch", "patch"]
+  - apiGroups: ["ebisu.dev"]
+    resources: ["mysqlclusters/status"]
+    verbs: ["patch"]
+  # Children it applies (server-side apply creates through patch) and watches.
+  - apiGroups: ["apps"]
+    resources: ["statefulsets"]
+    verbs: ["get", "list", "watch", "create", "patch"]
+  - apiGroups: [""]
+    resources: ["services", "configmaps"]
+    verbs: ["get", "list", "watch", "create", "patch"]
+  # Disruption budgets; the primary's is deleted when a cluster shrinks to one.
+  - apiGroups: ["policy"]
+    resources: ["poddisruptionbudgets"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # The credentials Secret: created once, only ever completed, marked.
+  - apiGroups: [""]
+    resources: ["secrets"]
+    verbs: ["get", "list", "watch", "create", "patch"]
+  # Instance pods: watched for status, labelled with their role, deleted to
+  # be re-seeded once their agent set the data aside.
+  - apiGroups: [""]
+    resources: ["pods"]
+    verbs: ["get", "list", "watch", "patch", "delete"]
+  # Claims grow in place and are marked initialised.
+  - apiGroups: [""]
+    resources: ["persistentvolumeclaims"]
+    verbs: ["list", "patch"]
+  # Events on every role change, repair and refusal.
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create", "patch"]
+{{- end }}

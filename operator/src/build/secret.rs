@@ -45,10 +45,14 @@ pub fn missing_entries(
         .collect()
 }
 
-/// A Secret carrying `entries`, for creating it or adding missing keys.
+/// A Secret carrying `entries`, for creating it or adding missing keys. It
+/// has ebisu's labels but no owner reference: it outlives the cluster, as
+/// the volumes whose accounts it holds do.
 pub fn build(cluster: &ValidatedCluster, entries: BTreeMap<String, String>) -> Secret {
+    let mut metadata = child_meta(cluster, names::credentials_secret(&cluster.name));
+    metadata.owner_references = None;
     Secret {
-        metadata: child_meta(cluster, names::credentials_secret(&cluster.name)),
+        metadata,
         type_: Some("Opaque".to_owned()),
         string_data: Some(entries),
         ..Secret::default()
@@ -139,12 +143,17 @@ mod tests {
     }
 
     #[test]
-    fn secret_is_owned_by_the_cluster() {
+    fn the_secret_outlives_the_cluster_like_its_volumes() {
         let secret = build(&validated(BASIC), missing_entries(None, counter()));
         assert_eq!(secret.metadata.name.as_deref(), Some("orders-credentials"));
         assert_eq!(
-            secret.metadata.owner_references.map(|o| o[0].name.clone()),
-            Some(vec!["orders".to_owned()]).map(|v| v[0].clone())
+            secret.metadata.owner_references, None,
+            "never garbage-collected"
+        );
+        let labels = secret.metadata.labels.expect("labels");
+        assert_eq!(
+            labels.get(names::LABEL_CLUSTER).map(String::as_str),
+            Some("orders")
         );
     }
 }

@@ -93,6 +93,7 @@ pub async fn run(
     observed: &dereference::Observed,
     accounts: &Accounts,
     probe_silent_since: Option<Timestamp>,
+    initialised: bool,
 ) -> PassResult {
     let policy = policy(cluster, validated);
     let mut memory = cluster
@@ -100,7 +101,6 @@ pub async fn run(
         .as_ref()
         .map(|s| s.clustering.clone())
         .unwrap_or_default();
-    let reported_before = memory.reported.clone();
     let refusal_before = memory.last_refusal.clone();
     let mut result = PassResult::default();
     let mut silent: Vec<String> = Vec::new();
@@ -122,6 +122,7 @@ pub async fn run(
             policy: &policy,
             memory: &memory,
             probe_silent_since,
+            new_cluster: !initialised,
             now: Timestamp::now(),
         });
         if memory.operation.is_none()
@@ -208,18 +209,12 @@ pub async fn run(
         result.again = Some(again);
         break;
     }
-    let (notes, reported) = events::for_problems(&reported_before, &result.problems);
-    for note in notes {
-        warn!(reason = note.reason, message = %note.message, "cluster problem");
-        events::publish(&ctx.recorder, cluster, "Cluster", note).await;
-    }
     if let Some(note) =
         events::for_refusal(refusal_before.as_deref(), memory.last_refusal.as_deref())
     {
         warn!(message = %note.message, "switchover refused");
         events::publish(&ctx.recorder, cluster, "Switchover", note).await;
     }
-    memory.reported = reported;
     result.memory = memory;
     result
 }

@@ -140,14 +140,36 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
         .map_err(Error::Serve)
 }
 
+/// Requests to the unauthenticated endpoints that talk to the server
+/// (readiness, status, metrics) in flight at once; more are refused with
+/// 503 at once, so a flood can never use up the server's connections.
+const MAX_OBSERVERS: usize = 4;
+/// The longest such a request may take.
+const OBSERVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(PATH_HEALTHZ, get(|| async { "ok" }))
+    let bounded = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: tower::BoxError| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy or too slow; try again",
+                )
+            },
+        ))
+        .load_shed()
+        .concurrency_limit(MAX_OBSERVERS)
+        .timeout(OBSERVER_TIMEOUT);
+    let observers = Router::new()
         .route(PATH_READYZ, get(readyz))
         .route(PATH_STATUS, get(status))
         .route(PATH_METRICS, get(metrics::render))
+        .layer(bounded);
+    Router::new()
+        .route(PATH_HEALTHZ, get(|| async { "ok" }))
         .route(PATH_CLONE, get(clone_server::serve))
         .route(PATH_RESEED, axum::routing::post(reseed::request))
+        .merge(observers)
         .with_state(shared)
 }
 
@@ -234,5 +256,101 @@ async fn background(shared: Arc<Shared>) {
             tracing::debug!(error = %e, "server not answering");
         }
         tokio::time::sleep(Duration::from_secs(if bootstrapped { 10 } else { 2 })).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebisu_api::names::secret_keys;
+
+    /// A server that accepts connections, counts them and never answers.
+    async fn hanging_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_status_requests_is_refused_beyond_the_limit_not_queued() {
+        let (port, accepted) = hanging_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<(&str, &str)> = secret_keys::ALL
+            .iter()
+            .map(|k| (*k, "value-0123456789"))
+            .collect();
+        let mut entries = entries;
+        for (key, value) in &mut entries {
+            if key.ends_with("-user") {
+                *value = match *key {
+                    secret_keys::OPERATOR_USER => "ebisu_operator",
+                    secret_keys::REPLICATION_USER => "ebisu_repl",
+                    secret_keys::CLONE_USER => "ebisu_clone",
+                    _ => "ebisu_monitor",
+                };
+            }
+        }
+        crate::credentials::write_dir(dir.path(), &entries).unwrap();
+        let shared = Shared::new(
+            Config {
+                listen: String::new(),
+                endpoint: Endpoint::Tcp("127.0.0.1".to_owned(), port),
+                advertise_host: "db-0".to_owned(),
+                advertise_port: 3306,
+                family: FlavorFamily::Mariadb,
+                data_dir: dir.path().join("data"),
+                server_config: dir.path().join("my.cnf"),
+                scratch_dir: dir.path().to_owned(),
+                clone_rate_limit: None,
+                failover_after: Duration::from_secs(3),
+            },
+            crate::credentials::read(dir.path()).unwrap(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let agent = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(shared)).await });
+        let client = reqwest::Client::new();
+        let asks = (0..12).map(|_| {
+            let client = client.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let status = client
+                    .get(format!("http://{agent}{PATH_READYZ}"))
+                    .send()
+                    .await
+                    .map(|r| r.status());
+                (status, started.elapsed())
+            }
+        });
+        let answers: Vec<_> = futures::future::join_all(asks).await;
+        let refused_at_once = answers
+            .iter()
+            .filter(|(s, took)| {
+                matches!(s, Ok(s) if *s == StatusCode::SERVICE_UNAVAILABLE)
+                    && *took < Duration::from_millis(500)
+            })
+            .count();
+        assert!(answers.iter().all(|(s, _)| s.is_ok()), "{answers:?}");
+        assert!(refused_at_once >= 12 - MAX_OBSERVERS, "{answers:?}");
+        assert!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst) <= MAX_OBSERVERS,
+            "the server saw at most {MAX_OBSERVERS} connections"
+        );
+        // Liveness is never refused.
+        let health = client
+            .get(format!("http://{agent}{PATH_HEALTHZ}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
     }
 }

@@ -368,6 +368,21 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_whose_server_is_down_still_holds_data() {
+        let down = [peer("d", InstanceRole::Unknown, false)];
+        assert!(matches!(
+            plan(
+                true,
+                StartRole::Primary,
+                true,
+                &down,
+                DonorPreference::PreferReplica
+            ),
+            Plan::Wait(_)
+        ));
+    }
+
+    #[test]
     fn forbidden_bootstrap_and_replicas_wait() {
         assert!(matches!(
             plan(

@@ -148,7 +148,8 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
         k: Kubectl::new(cluster.kubeconfig()),
         layout: cluster.layout().clone(),
     };
-    ebisu::install_operator(&e.k, &["replicaCount=1"]).expect("helm install");
+    ebisu::install_operator(&e.k, &["replicaCount=1", "watchNamespaces={shop}"])
+        .expect("helm install");
     e.kubectl(&["create", "namespace", NS]);
     let basic = workspace_path("examples/basic.yaml");
     e.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
@@ -175,6 +176,8 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
 
     a_standby_operator_takes_over_from_the_leader(&e);
     a_replica_with_errant_transactions_is_reported_and_left_out(&e);
+    deleted_credentials_are_never_regenerated_for_data_that_exists(&e);
+    a_recreated_cluster_comes_back_with_its_data_and_passwords(&e);
 
     runtime.block_on(cluster.down()).unwrap();
 }
@@ -455,5 +458,134 @@ fn a_replica_with_errant_transactions_is_reported_and_left_out(e: &E2e) {
     assert!(
         copies.len() == 1 && copies[0].join("shop").join("orders.ibd").exists(),
         "the old data set aside: {copies:?}"
+    );
+}
+
+/// The credentials Secret of a cluster that holds data is deleted: nothing
+/// is generated (the servers' accounts use the old passwords), the cluster
+/// says so, and no server is touched; putting it back heals it.
+fn deleted_credentials_are_never_regenerated_for_data_that_exists(e: &E2e) {
+    let saved: serde_json::Value = serde_json::from_str(&e.kubectl(&[
+        "-n",
+        NS,
+        "get",
+        "secret",
+        "orders-credentials",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert!(
+        saved["metadata"]["ownerReferences"].is_null(),
+        "the Secret outlives the cluster"
+    );
+    assert!(
+        saved["metadata"]["annotations"]["ebisu.dev/initialized"].is_string(),
+        "the Secret records that the cluster holds data"
+    );
+    e.kubectl(&["-n", NS, "delete", "secret", "orders-credentials"]);
+    e.wait(
+        "a CredentialsMissing condition",
+        Duration::from_secs(60),
+        |e| {
+            e.get(
+                "myc/orders",
+                "{.status.conditions[?(@.type==\"CredentialsMissing\")].status}",
+            ) == "True"
+        },
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        e.k.try_run(&["-n", NS, "get", "secret", "orders-credentials"])
+            .is_err(),
+        "no Secret was generated"
+    );
+    assert!(
+        e.events()
+            .contains("CredentialsMissing: the credentials Secret lacks root-password"),
+        "a Warning Event says what to do:\n{}",
+        e.events()
+    );
+    // The servers were left alone: writes still go through.
+    let primary = ebisu::resolve(&e.layout, NS, "orders-primary").unwrap();
+    e.app(&primary, "INSERT INTO shop.orders VALUES (4, 'miso')")
+        .expect("the servers still serve");
+
+    // Put it back as it was.
+    let restored = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "orders-credentials",
+            "namespace": NS,
+            "labels": saved["metadata"]["labels"],
+            "annotations": saved["metadata"]["annotations"],
+        },
+        "type": "Opaque",
+        "data": saved["data"],
+    });
+    let path = std::env::temp_dir().join("ebisu-restored-credentials.json");
+    std::fs::write(&path, restored.to_string()).unwrap();
+    e.kubectl(&["create", "-f", &path.display().to_string()]);
+    e.wait("the condition to clear", Duration::from_secs(60), |e| {
+        e.get(
+            "myc/orders",
+            "{.status.conditions[?(@.type==\"CredentialsMissing\")].status}",
+        ) == "False"
+    });
+    e.wait_running(4);
+}
+
+/// Deleting the MySQLCluster keeps its volumes and its Secret; applying it
+/// again brings back the same data under the same passwords.
+fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &E2e) {
+    let password = |e: &E2e| {
+        e.k.try_run(&[
+            "-n",
+            NS,
+            "get",
+            "secret/orders-credentials",
+            "-o",
+            r#"go-template={{index .data "root-password"}}"#,
+        ])
+        .unwrap()
+    };
+    let before = password(e);
+    e.kubectl(&[
+        "-n",
+        NS,
+        "delete",
+        "myc",
+        "orders",
+        "--wait=true",
+        "--timeout=180s",
+    ]);
+    e.wait("the pods to go", Duration::from_secs(180), |e| {
+        e.get("pods", "{.items[*].metadata.name}").is_empty()
+    });
+    assert_eq!(password(e), before, "the Secret stayed");
+    let basic = workspace_path("examples/basic.yaml");
+    e.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
+    e.kubectl(&["-n", NS, "scale", "myc/orders", "--replicas=4"]);
+    e.wait_running(4);
+    assert_eq!(password(e), before, "the same passwords");
+    for pod in ["orders-0", "orders-1", "orders-2", "orders-3"] {
+        let log = e.init_log(pod);
+        assert!(
+            log.contains("data directory holds data") && !log.contains("bootstrapping"),
+            "{pod} came back on its kept volume:\n{log}"
+        );
+    }
+    let primary = ebisu::resolve(&e.layout, NS, "orders-primary").unwrap();
+    assert_eq!(
+        e.app(&primary, "SELECT item FROM shop.orders WHERE id = 4")
+            .unwrap(),
+        "miso",
+        "the data and the application's account are back"
+    );
+    assert_eq!(
+        e.root("orders-0", "SELECT 1"),
+        "1",
+        "root's password still works"
     );
 }

@@ -282,6 +282,9 @@ pub struct Input<'a> {
     pub memory: &'a ClusteringMemory,
     /// When the operator's fast probe first found the primary silent, if it did.
     pub probe_silent_since: Option<Timestamp>,
+    /// The cluster never had a primary: servers still starting are its
+    /// normal first seconds, not a problem.
+    pub new_cluster: bool,
     /// Now.
     pub now: Timestamp,
 }
@@ -335,7 +338,9 @@ pub fn decide(input: &Input<'_>) -> Decision {
         [] => match repair::choose_unlabelled(input.servers) {
             Ok(primary) => primary_answers(input, primary, &mut decision),
             Err(problem) => {
-                decision.problems.push(problem);
+                if !input.new_cluster {
+                    decision.problems.push(problem);
+                }
                 decision.step(fence_writable_others(input, ""));
             }
         },

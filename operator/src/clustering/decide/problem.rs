@@ -90,6 +90,24 @@ pub enum Problem {
         /// Its node.
         node: String,
     },
+    /// The credentials Secret lacks keys of a cluster that holds data: they
+    /// are not generated again (the servers' accounts use the old values).
+    CredentialsMissing {
+        /// The missing keys.
+        keys: Vec<String>,
+    },
+    /// A child object could not be applied.
+    ChildNotApplied {
+        /// What failed, as the apply error says it.
+        what: String,
+    },
+    /// A data claim waits for a volume.
+    ClaimPending {
+        /// The claim.
+        claim: String,
+        /// Why, as far as can be told.
+        why: String,
+    },
 }
 
 impl Problem {
@@ -109,6 +127,9 @@ impl Problem {
             Self::NoSwitchoverCandidate { .. } => "NoSwitchoverCandidate",
             Self::OperationStalled { .. } => "PrimaryChangeStalled",
             Self::NodeUnreachable { .. } => "NodeUnreachable",
+            Self::CredentialsMissing { .. } => "CredentialsMissing",
+            Self::ChildNotApplied { .. } => "ChildNotApplied",
+            Self::ClaimPending { .. } => "ClaimPending",
         }
     }
 
@@ -127,13 +148,22 @@ impl Problem {
             | Self::NoSwitchoverCandidate { pod, .. }
             | Self::OperationStalled { pod, .. }
             | Self::NodeUnreachable { pod, .. } => Some(pod),
-            Self::NoPrimary(_) => None,
+            Self::NoPrimary(_)
+            | Self::CredentialsMissing { .. }
+            | Self::ChildNotApplied { .. }
+            | Self::ClaimPending { .. } => None,
         }
     }
 
-    /// `Reason/pod`: what makes two reports the same problem.
+    /// `Reason/subject`: what makes two reports the same problem (the pod,
+    /// or the claim or child it is about).
     pub fn key(&self) -> String {
-        format!("{}/{}", self.reason(), self.pod().unwrap_or_default())
+        let subject = match self {
+            Self::ClaimPending { claim, .. } => claim.clone(),
+            Self::ChildNotApplied { what } => what.clone(),
+            other => other.pod().unwrap_or_default().to_owned(),
+        };
+        format!("{}/{subject}", self.reason())
     }
 
     /// Whether it takes writes or data safety away (a Degraded cluster),
@@ -224,6 +254,15 @@ impl Problem {
             Self::OperationStalled { pod, why } => {
                 format!("the change of primary to {pod} waits: {why}")
             }
+            Self::CredentialsMissing { keys } => format!(
+                "the credentials Secret lacks {} while the cluster holds data made with them: \
+                 ebisu does not generate them again (the servers would refuse the new \
+                 values) and changes no server; restore the Secret from your backup, or \
+                 re-create the keys with the values the servers use",
+                keys.join(", ")
+            ),
+            Self::ChildNotApplied { what } => what.clone(),
+            Self::ClaimPending { claim, why } => format!("{claim} has no volume: {why}"),
             Self::NodeUnreachable { pod, node } => format!(
                 "node {node} of {pod} stopped reporting; Kubernetes will not replace {pod} \
                  until the node returns. If the machine is gone for good, apply the taint \

@@ -11,6 +11,9 @@ use crate::clustering::state::{Replication, ServerState};
 /// Before anyone is labelled (a new cluster): the one server that
 /// replicates from nobody and holds every other server's transactions.
 pub(super) fn choose_unlabelled(servers: &[ServerState]) -> Result<&ServerState, Problem> {
+    if servers.is_empty() {
+        return Err(Problem::NoPrimary("no instance exists yet".to_owned()));
+    }
     let silent: Vec<&str> = servers
         .iter()
         .filter(|s| !s.answered())

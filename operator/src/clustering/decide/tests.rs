@@ -126,6 +126,7 @@ fn decide_with(servers: &[ServerState], policy: &Policy, memory: &ClusteringMemo
         policy,
         memory,
         probe_silent_since: None,
+        new_cluster: false,
         now: Timestamp::from_second(NOW).expect("now"),
     })
 }
@@ -232,6 +233,25 @@ fn no_primary_is_chosen_while_a_server_does_not_answer() {
     assert_eq!(d.primary, None);
     assert!(matches!(d.problems.as_slice(), [Problem::NoPrimary(m)] if m.contains("db-1")));
     assert!(writable(&d).is_empty());
+}
+
+#[test]
+fn a_new_clusters_first_seconds_are_no_problem() {
+    let starting = [silent(unlabelled(primary("db-0", "")))];
+    let memory = ClusteringMemory::default();
+    for servers in [&starting[..], &[]] {
+        let d = decide(&Input {
+            servers,
+            policy: &policy(),
+            memory: &memory,
+            probe_silent_since: None,
+            new_cluster: true,
+            now: Timestamp::from_second(NOW).expect("now"),
+        });
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+    // Once it had a primary, the same picture is a problem.
+    assert!(!run(&starting).problems.is_empty());
 }
 
 #[test]
@@ -1027,6 +1047,7 @@ fn the_fast_probe_starts_the_debounce_earlier() {
         policy: &policy(),
         memory: &memory,
         probe_silent_since: Some(Timestamp::from_second(NOW - 3).expect("t")),
+        new_cluster: false,
         now: Timestamp::from_second(NOW).expect("now"),
     });
     assert_eq!(d.memory.primary_silent_since, Some(at(NOW - 3)));
