@@ -224,6 +224,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
         .expect("helm install");
 
     a_single_instance_drain_does_not_hang(&d);
+    stuck_states_explain_themselves(&d);
 
     d.kubectl(&["create", "namespace", NS]);
     let basic = workspace_path("examples/basic.yaml");
@@ -258,6 +259,15 @@ fn a_single_instance_drain_does_not_hang(d: &Drill) {
     d.kubectl(&["apply", "-f", &path.display().to_string()]);
     ebisu::wait_running(&d.k, "solo", "solo", 1, Duration::from_secs(240))
         .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&d.k, "solo", "solo")));
+    let warnings = d.k.jsonpath(
+        "solo",
+        "events",
+        "{range .items[?(@.type==\"Warning\")]}{.reason}: {.message}{\"\\n\"}{end}",
+    );
+    assert!(
+        warnings.is_empty(),
+        "a new cluster's first seconds raise no Warning:\n{warnings}"
+    );
     assert!(
         d.k.try_run(&["-n", "solo", "get", "pdb", "solo-primary"])
             .is_err(),
@@ -287,6 +297,57 @@ fn a_single_instance_drain_does_not_hang(d: &Drill) {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&d.k, "solo", "solo")));
     d.kubectl(&["delete", "namespace", "solo", "--wait=false"]);
+}
+
+/// What the operator cannot fix is a condition and one Event saying why:
+/// a claim without a StorageClass in a cluster without a default one, and
+/// a child whose name is taken by an object that is not the cluster's.
+fn stuck_states_explain_themselves(d: &Drill) {
+    d.kubectl(&["create", "namespace", "stuck"]);
+    d.kubectl(&[
+        "-n",
+        "stuck",
+        "create",
+        "configmap",
+        "taken-config",
+        "--from-literal=a=b",
+    ]);
+    let manifests = "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {name: noclass, namespace: stuck}\nspec: {replicas: 1, storage: {size: 1Gi}}\n---\napiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {name: taken, namespace: stuck}\nspec: {replicas: 1, storage: {size: 1Gi, ebs: {type: gp3}}}\n";
+    let path = std::env::temp_dir().join("ebisu-stuck.yaml");
+    std::fs::write(&path, manifests).unwrap();
+    d.kubectl(&["apply", "-f", &path.display().to_string()]);
+    let events = |d: &Drill| {
+        d.k.jsonpath(
+            "stuck",
+            "events",
+            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        )
+    };
+    d.wait(
+        "the claim without a class explained",
+        Duration::from_secs(90),
+        |d| {
+            events(d).contains(
+                "ClaimPending: data-noclass-0 has no volume: spec.storage names no StorageClass",
+            )
+        },
+    );
+    assert!(
+        d.k.jsonpath(
+            "stuck",
+            "myc/noclass",
+            "{.status.conditions[?(@.type==\"Healthy\")].reason}"
+        ) == "ClaimPending"
+    );
+    d.wait("the taken name explained", Duration::from_secs(60), |d| {
+        events(d).contains("ChildNotApplied: failed to apply ConfigMap taken-config: an object of that name exists")
+    });
+    assert_eq!(
+        d.k.jsonpath("stuck", "configmap/taken-config", "{.data.a}"),
+        "b",
+        "the object that is not ours is left as it was"
+    );
+    d.kubectl(&["delete", "namespace", "stuck", "--wait=false"]);
 }
 
 fn a_drain_of_the_primarys_node_switches_over_first(d: &mut Drill) {

@@ -148,9 +148,10 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
         k: Kubectl::new(cluster.kubeconfig()),
         layout: cluster.layout().clone(),
     };
+    // The namespace exists before the chart puts its Role there.
+    e.kubectl(&["create", "namespace", NS]);
     ebisu::install_operator(&e.k, &["replicaCount=1", "watchNamespaces={shop}"])
         .expect("helm install");
-    e.kubectl(&["create", "namespace", NS]);
     let basic = workspace_path("examples/basic.yaml");
     e.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
 
