@@ -86,9 +86,9 @@ pub fn plan(
     }
     match (role, bootstrap_allowed) {
         (StartRole::Primary, true) => Plan::Bootstrap,
-        (StartRole::Primary, false) => {
-            Plan::Wait("bootstrapping is forbidden for this cluster (it was initialised before)")
-        }
+        (StartRole::Primary, false) => Plan::Wait(
+            "bootstrapping is not allowed: the operator allows it only for a cluster that never held data",
+        ),
         (StartRole::Replica, _) => Plan::Wait("no donor is serving yet"),
     }
 }

@@ -117,6 +117,8 @@ impl Cluster {
         std::fs::write(dir.join("parts/common.cnf"), common).unwrap();
         std::fs::write(dir.join("parts/primary.cnf"), "[mysqld]\n").unwrap();
         std::fs::write(dir.join("parts/replica.cnf"), "[mysqld]\n").unwrap();
+        // As the operator writes it for a cluster that never had data.
+        std::fs::write(dir.join("parts/bootstrap"), "allowed\n").unwrap();
         Instance {
             name,
             dir,

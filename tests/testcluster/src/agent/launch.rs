@@ -76,6 +76,10 @@ pub struct LaunchSpec {
     /// Where to record mount points created on the host, so that `down` can
     /// remove them again.
     pub created_log: Option<PathBuf>,
+    /// The image's root file system, when it has one: the mounts are made
+    /// inside it and the program runs in it (chroot).
+    #[serde(default)]
+    pub root: Option<PathBuf>,
 }
 
 impl LaunchSpec {
@@ -184,11 +188,33 @@ fn prepare(spec_path: &Path) -> Result<(LaunchSpec, Command), LaunchError> {
     })?;
     let spec: LaunchSpec = serde_json::from_str(&text)?;
     setup("set the hostname".to_owned(), "hostname", &[&spec.hostname])?;
+    let inside = |target: &Path| match &spec.root {
+        Some(root) => root.join(target.strip_prefix("/").unwrap_or(target)),
+        None => target.to_owned(),
+    };
+    if let Some(root) = &spec.root {
+        // What a container runtime gives every container of an image.
+        for (what, source) in [("dev", "/dev"), ("proc", "/proc"), ("sys", "/sys")] {
+            let target = root.join(what);
+            setup(
+                format!("mount {source} in {}", root.display()),
+                "mount",
+                &["--rbind", source, &target.display().to_string()],
+            )?;
+        }
+    }
     for mount in &spec.mounts {
-        ensure_target(&mount.source, &mount.target, spec.created_log.as_deref())?;
+        let target = inside(&mount.target);
+        // Mount points inside an image's root belong to the image, not the host.
+        let log = if spec.root.is_some() {
+            None
+        } else {
+            spec.created_log.as_deref()
+        };
+        ensure_target(&mount.source, &target, log)?;
         let (src, tgt) = (
             mount.source.display().to_string(),
-            mount.target.display().to_string(),
+            target.display().to_string(),
         );
         setup(
             format!("mount {src} at {tgt}"),
@@ -202,6 +228,16 @@ fn prepare(spec_path: &Path) -> Result<(LaunchSpec, Command), LaunchError> {
                 &["-o", "remount,bind,ro", &tgt],
             )?;
         }
+    }
+    if let Some(root) = &spec.root {
+        std::os::unix::fs::chroot(root).map_err(|e| LaunchError::Setup {
+            what: format!("enter the image's root {}", root.display()),
+            detail: e.to_string(),
+        })?;
+        std::env::set_current_dir("/").map_err(|e| LaunchError::Setup {
+            what: "change to / in the image's root".to_owned(),
+            detail: e.to_string(),
+        })?;
     }
     let mut cmd = spec.command(&spec.argv);
     if let Some(dir) = &spec.working_dir {

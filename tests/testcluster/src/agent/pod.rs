@@ -356,7 +356,7 @@ impl Task {
         volumes: &PodVolumes,
         c: &Container,
     ) -> Result<Runtime, (&'static str, String)> {
-        let argv = images::resolve(
+        let images::Resolved { argv, root } = images::resolve(
             c.image.as_deref().unwrap_or_default(),
             c.command.as_deref().unwrap_or_default(),
             c.args.as_deref().unwrap_or_default(),
@@ -439,6 +439,7 @@ impl Task {
                 groups,
                 argv,
                 created_log: Some(self.agent.layout.created_mount_points()),
+                root,
             },
             container: c.clone(),
             grace,
@@ -703,6 +704,7 @@ async fn pre_stop(
             groups: Vec::new(),
             argv: Vec::new(),
             created_log: None,
+            root: None,
         };
         if let Err(error) = probe::run(&probe, c, ip, pid, &launch).await {
             tracing::warn!(container = %c.name, %error, "preStop hook");

@@ -106,8 +106,10 @@ async fn http_get(ip: &str, port: u16, path: &str) -> Result<(), ProbeError> {
 pub async fn exec_in(pid: u32, launch: &LaunchSpec, argv: &[String]) -> Result<(), ProbeError> {
     let inner = launch.command(argv);
     let mut cmd = Command::new("nsenter");
+    // --root: a container of an image with its own root file system runs
+    // its exec probes and hooks inside that root too.
     cmd.arg(format!("--target={pid}"))
-        .args(["--mount", "--net", "--uts", "--"])
+        .args(["--mount", "--net", "--uts", "--root", "--wd", "--"])
         .arg(inner.get_program())
         .args(inner.get_args())
         .env_clear()
