@@ -69,7 +69,12 @@ fn strict_validator() -> jsonschema::Validator {
 #[test]
 fn there_are_the_documented_examples() {
     let names: Vec<String> = examples().into_iter().map(|(n, _)| n).collect();
-    for expected in ["basic.yaml", "mariadb.yaml", "production.yaml"] {
+    for expected in [
+        "basic.yaml",
+        "mariadb.yaml",
+        "mysql.yaml",
+        "production.yaml",
+    ] {
         assert!(
             names.iter().any(|n| n == expected),
             "examples/{expected} is missing"

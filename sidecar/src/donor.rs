@@ -22,6 +22,9 @@ pub struct Peer {
 pub struct Donor {
     /// Base URL of the donor's agent.
     pub agent_url: String,
+    /// The donor server itself (host, port), for copies it serves directly
+    /// (MySQL's CLONE plugin).
+    pub server: (String, u16),
     /// Host the copy replicates from.
     pub source_host: String,
     /// Port the copy replicates from.
@@ -41,6 +44,7 @@ pub fn rank(peers: &[Peer], preference: DonorPreference) -> Vec<Donor> {
         match (status.role, &status.replication) {
             (InstanceRole::Primary, None) if !status.read_only => primaries.push(Donor {
                 agent_url: peer.agent_url.clone(),
+                server: (status.host.clone(), status.port),
                 source_host: status.host.clone(),
                 source_port: status.port,
             }),
@@ -49,6 +53,7 @@ pub fn rank(peers: &[Peer], preference: DonorPreference) -> Vec<Donor> {
             {
                 let donor = Donor {
                     agent_url: peer.agent_url.clone(),
+                    server: (status.host.clone(), status.port),
                     source_host: r.source_host.clone(),
                     source_port: r.source_port,
                 };

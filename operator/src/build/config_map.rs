@@ -89,6 +89,14 @@ fn common(cluster: &ValidatedCluster) -> String {
             set("replica_net_timeout", &net_timeout);
         }
     }
+    if cluster.flavor == Flavor::Mysql {
+        // New instances are seeded with the CLONE plugin: every server may donate.
+        set("plugin_load_add", "mysql_clone.so");
+        // No file import or export, and no dependence on a directory the
+        // image may lack.
+        set("secure_file_priv", "NULL");
+        set("mysqlx", "OFF");
+    }
     if cluster.semi_sync.is_some() && cluster.flavor == Flavor::Mysql {
         set("plugin_load_add", "semisync_source.so");
         set("plugin_load_add", "semisync_replica.so");
@@ -228,6 +236,10 @@ mod tests {
                 .contains("loose_rpl_semi_sync_source_timeout = 30000")
         );
         assert!(part(&production, CONFIG_COMMON).contains("plugin_load_add = semisync_source.so"));
+        assert!(
+            part(&production, CONFIG_COMMON).contains("plugin_load_add = mysql_clone.so"),
+            "MySQL seeds new instances with the CLONE plugin"
+        );
     }
 
     #[test]

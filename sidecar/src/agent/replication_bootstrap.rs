@@ -48,15 +48,15 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
     )
     .await?;
     let flavor = shared.flavor(&mut conn).await?;
-    if let Some(existing) = server::replica_status(&mut conn, flavor).await? {
+    // A copy made by the CLONE plugin carries its GTIDs (an empty position
+    // in the marker) and may carry its donor's replication settings: point
+    // it at the source either way. A streamed copy is pointed once.
+    let carries_gtids = marker.gtid.is_empty();
+    if !carries_gtids && let Some(existing) = server::replica_status(&mut conn, flavor).await? {
         info!(source = %existing.source_host, "replication already set up; not setting it up twice");
         seed_marker::remove(data_dir)?;
         return Ok(());
     }
-    let gtid = GtidSet::parse(flavor, &marker.gtid).map_err(|source| Error::Gtid {
-        gtid: marker.gtid.clone(),
-        source,
-    })?;
     let replication = shared
         .credentials
         .users
@@ -64,7 +64,13 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
         .clone();
     let source = ReplicationSource::new(&marker.source_host, marker.source_port, replication)?;
     let mut statements = vec![flavor.stop_replication()];
-    statements.extend(flavor.seed_gtid_position(&gtid)?);
+    if !carries_gtids {
+        let gtid = GtidSet::parse(flavor, &marker.gtid).map_err(|source| Error::Gtid {
+            gtid: marker.gtid.clone(),
+            source,
+        })?;
+        statements.extend(flavor.seed_gtid_position(&gtid)?);
+    }
     statements.extend(flavor.start_replication(&source));
     server::execute(
         &mut conn,

@@ -52,6 +52,9 @@ pub async fn run(settings: &Settings, credentials: &ClusterCredentials) -> Resul
             settings.server_config.display()
         ))
         .arg("--skip-networking")
+        // Every server starts read-only (the common my.cnf part); this one
+        // must create its users first.
+        .args(writable(settings.family))
         .arg(format!("--socket={}", socket.display()))
         .arg(format!(
             "--pid-file={}",
@@ -122,28 +125,78 @@ pub async fn run(settings: &Settings, credentials: &ClusterCredentials) -> Resul
     }
 }
 
+/// MySQL's `--initialize` wants an empty directory, and a fresh volume's
+/// root holds `lost+found`: initialise in a directory beside it, then move
+/// the files up. The temporary server sets root's password before anything
+/// can connect.
+async fn initialise_mysql(settings: &Settings) -> Result<(), Error> {
+    let fresh = settings.data_dir.join(".ebisu-initialise");
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh).map_err(|e| Error::Command {
+            action: "clear a previous initialisation",
+            detail: e.to_string(),
+        })?;
+    }
+    let output = tokio::process::Command::new("mysqld")
+        .arg(format!(
+            "--defaults-file={}",
+            settings.server_config.display()
+        ))
+        .arg(format!("--datadir={}", fresh.display()))
+        .args([
+            "--initialize-insecure",
+            "--super-read-only=OFF",
+            "--read-only=OFF",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::Command {
+            action: "initialise the data directory",
+            detail: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(Error::Command {
+            action: "initialise the data directory",
+            detail: crate::backup_tool::failure(&output),
+        });
+    }
+    let moved = std::fs::read_dir(&fresh).and_then(|entries| {
+        for entry in entries.flatten() {
+            std::fs::rename(entry.path(), settings.data_dir.join(entry.file_name()))?;
+        }
+        std::fs::remove_dir(&fresh)
+    });
+    moved.map_err(|e| Error::Command {
+        action: "move the initialised files into the data directory",
+        detail: e.to_string(),
+    })?;
+    info!("initialised the data directory");
+    Ok(())
+}
+
+/// Flags that let the temporary server take writes despite the common part.
+fn writable(family: FlavorFamily) -> &'static [&'static str] {
+    match family {
+        FlavorFamily::Mariadb => &["--read-only=OFF"],
+        FlavorFamily::Mysql => &["--super-read-only=OFF", "--read-only=OFF"],
+    }
+}
+
 /// Creates the system tables in the empty data directory.
 async fn initialise(settings: &Settings) -> Result<(), Error> {
+    if settings.family == FlavorFamily::Mysql {
+        return initialise_mysql(settings).await;
+    }
     let defaults = format!("--defaults-file={}", settings.server_config.display());
     let datadir = format!("--datadir={}", settings.data_dir.display());
-    let mut cmd = match settings.family {
-        FlavorFamily::Mariadb => {
-            let mut cmd = tokio::process::Command::new("mariadb-install-db");
-            cmd.args([
-                defaults,
-                datadir,
-                "--auth-root-authentication-method=normal".to_owned(),
-                "--skip-test-db".to_owned(),
-            ]);
-            cmd
-        }
-        FlavorFamily::Mysql => {
-            let mut cmd = tokio::process::Command::new("mysqld");
-            // The temporary server sets root's password before anything can connect.
-            cmd.args([defaults, datadir, "--initialize-insecure".to_owned()]);
-            cmd
-        }
-    };
+    let mut cmd = tokio::process::Command::new("mariadb-install-db");
+    cmd.args([
+        defaults,
+        datadir,
+        "--auth-root-authentication-method=normal".to_owned(),
+        "--skip-test-db".to_owned(),
+    ]);
     let output = cmd
         .stdin(Stdio::null())
         .output()

@@ -5,6 +5,7 @@
 
 mod bootstrap;
 pub mod clone_client;
+pub mod clone_plugin;
 
 use std::{
     path::{Path, PathBuf},
@@ -201,9 +202,19 @@ async fn round(
         }
         Plan::Clone(donors) => {
             let mut last = String::new();
+            let with_plugin = uses_clone_plugin(settings.family);
             for donor in donors {
                 begin_seeding(dir).map_err(RoundError::Fatal)?;
-                match clone_client::seed_from(settings, &donor, &credentials.clone_token).await {
+                let seeded = if with_plugin {
+                    clone_plugin::seed_from(settings, &donor, credentials)
+                        .await
+                        .map_err(|e| e.to_string())
+                } else {
+                    clone_client::seed_from(settings, &donor, &credentials.clone_token)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match seeded {
                     Ok(bytes) => {
                         info!(donor = %donor.agent_url, bytes, "seeded from donor");
                         return end_seeding(dir).map_err(RoundError::Fatal);
@@ -219,6 +230,17 @@ async fn round(
         }
         Plan::Wait(reason) => Err(RoundError::Retry(reason.to_owned())),
     }
+}
+
+/// MySQL seeds with the CLONE plugin, which every server has, unless the
+/// image carries xtrabackup (then the agents stream it, as for MariaDB).
+fn uses_clone_plugin(family: FlavorFamily) -> bool {
+    family == FlavorFamily::Mysql && !on_path("xtrabackup")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn begin_seeding(dir: &Path) -> Result<(), Error> {

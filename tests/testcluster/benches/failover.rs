@@ -262,6 +262,7 @@ fn main() {
         cluster: CLUSTER.to_owned(),
         user: "app".to_owned(),
         password: "app-password".to_owned(),
+        tls: false,
     };
     let mut bench = Bench {
         k,

@@ -28,6 +28,9 @@ pub struct App {
     pub user: String,
     /// Its password.
     pub password: String,
+    /// Connect with TLS (MySQL: its accounts use caching_sha2_password,
+    /// whose first login needs an encrypted connection).
+    pub tls: bool,
 }
 
 impl App {
@@ -56,7 +59,8 @@ impl App {
     pub fn sql(&self, host: &str, statement: &str, limit: Duration) -> Result<String, String> {
         let mut child = Command::new("mariadb")
             .env("MYSQL_PWD", &self.password)
-            .args(["--skip-ssl", "--connect-timeout=1", "-N", "-B", "-h", host])
+            .arg(if self.tls { "--ssl" } else { "--skip-ssl" })
+            .args(["--connect-timeout=1", "-N", "-B", "-h", host])
             .arg(format!("-u{}", self.user))
             .args(["-e", statement])
             .stdin(Stdio::null())

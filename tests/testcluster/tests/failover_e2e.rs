@@ -211,6 +211,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
         cluster: "orders".to_owned(),
         user: APP_USER.to_owned(),
         password: APP_PASSWORD.to_owned(),
+        tls: false,
     };
     let mut d = Drill {
         k,

@@ -63,7 +63,7 @@ fn api_server_accepts_the_crd_and_refuses_bad_specs() {
     ])
     .unwrap();
     k.run(&["create", "namespace", "api"]).unwrap();
-    for example in ["basic", "mariadb", "production"] {
+    for example in ["basic", "mariadb", "mysql", "production"] {
         k.run(&[
             "-n",
             "api",
