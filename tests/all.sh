@@ -15,6 +15,9 @@ step "control plane binaries (tests/build-controlplane.sh; cached outside the cl
 EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
 export EBISU_CONTROLPLANE_BIN
 
+step "MySQL image root file system (tests/build-rootfs.sh; cached outside the clone)"
+bash tests/build-rootfs.sh >/dev/null
+
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check
 

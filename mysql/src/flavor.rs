@@ -28,7 +28,7 @@ pub const MIN_MARIADB_VERSION: ServerVersion = ServerVersion::new(10, 6, 0);
 pub enum Flavor {
     /// MySQL 8.0.26+ (and 8.1).
     MySql80,
-    /// MySQL 8.4 LTS (and 8.2, 8.3).
+    /// MySQL 8.4 LTS and later (8.2, 8.3, 9.x).
     MySql84,
     /// MariaDB 10.6+.
     MariaDb,
@@ -58,7 +58,8 @@ impl Flavor {
         }
         match (version.major, version.minor) {
             (8, 0 | 1) => Ok(Flavor::MySql80),
-            (8, _) => Ok(Flavor::MySql84),
+            // 9.x speaks 8.4's SQL (9.7 is the next LTS, tested end to end).
+            (8 | 9, _) => Ok(Flavor::MySql84),
             _ => Err(FlavorError::TooNew {
                 version: original.to_owned(),
             }),
@@ -167,9 +168,9 @@ pub enum FlavorError {
         /// The oldest accepted release.
         minimum: String,
     },
-    /// A MySQL major version after 8.
+    /// A MySQL major version after 9.
     #[error(
-        "failed to accept server version {version:?}: MySQL releases after 8.4 are not supported yet"
+        "failed to accept server version {version:?}: MySQL releases after 9 are not supported yet"
     )]
     TooNew {
         /// What the server said.
@@ -243,9 +244,13 @@ mod tests {
     }
 
     #[test]
-    fn mysql_9_is_refused() {
+    fn mysql_9_speaks_8_4_and_10_is_refused() {
+        assert_eq!(
+            Flavor::from_server_version("9.7.4-2").ok(),
+            Some(Flavor::MySql84)
+        );
         assert!(matches!(
-            Flavor::from_server_version("9.1.0"),
+            Flavor::from_server_version("10.1.0"),
             Err(FlavorError::TooNew { .. })
         ));
     }

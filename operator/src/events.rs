@@ -139,16 +139,13 @@ pub fn describe(action: &Action) -> Option<(&'static str, String)> {
             format!("{pod} is out of the read Service"),
         ),
         Action::MakeWritable(pod) => ("PrimaryWritable", format!("made {pod} writable")),
-        Action::Fence { pod, end_sessions } => (
+        Action::Fence { pod, hand_over } => (
             "Fenced",
-            format!(
-                "made {pod} read-only{}: it is not the primary",
-                if *end_sessions {
-                    " and ended its client sessions"
-                } else {
-                    ""
-                }
-            ),
+            if *hand_over {
+                format!("made {pod} read-only and ended its client sessions: it hands over")
+            } else {
+                format!("made {pod} read-only and ended its client sessions: it is not the primary")
+            },
         ),
         Action::Replicate { pod, source_host } => (
             "ReplicationRepaired",
@@ -275,7 +272,7 @@ mod tests {
                 Action::Remember(Box::default()),
                 Action::Fence {
                     pod: "db-1".to_owned(),
-                    end_sessions: true,
+                    hand_over: false,
                 },
             ],
             failed: vec![(

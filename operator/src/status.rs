@@ -55,7 +55,12 @@ pub fn compute(
             .iter()
             .find(|s| s.state.pod == instance.pod && s.state.answered())
         {
-            instance.gtid = server.state.gtid.as_ref().map(ToString::to_string);
+            instance.gtid = server
+                .state
+                .gtid
+                .as_ref()
+                .map(ToString::to_string)
+                .filter(|g| !g.is_empty());
             instance.lag_seconds = server.lag_seconds.and_then(|l| i64::try_from(l).ok());
         }
         instance.errant_gtids = pass.errant.get(&instance.pod).cloned();

@@ -151,6 +151,15 @@ impl Flavor {
         ]
     }
 
+    /// Stops waiting for acknowledgements on this server at once: commits
+    /// blocked waiting for one complete. For a server that must stop being
+    /// a primary after its clients' sessions were ended (so no client is
+    /// told those commits succeeded); fencing cannot finish while they wait.
+    pub fn semi_sync_source_off(self) -> String {
+        let (source, _) = self.semi_sync_prefixes();
+        format!("SET GLOBAL {source}_enabled = OFF")
+    }
+
     /// The status variable that is `ON` while a primary is actually waiting
     /// for acknowledgements (it turns `OFF` after a timeout).
     pub fn semi_sync_primary_status_variable(self) -> &'static str {

@@ -125,7 +125,7 @@ pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), Error> {
             let (flavor, mut conn) = open(target, pod).await?;
             run(&mut conn, pod, "make it writable", &flavor.unfence()).await
         }
-        Action::Fence { pod, end_sessions } => fence(target, pod, *end_sessions).await,
+        Action::Fence { pod, hand_over } => fence(target, pod, *hand_over).await,
         Action::Replicate { pod, source_host } => {
             let (flavor, mut conn) = open(target, pod).await?;
             let source = ReplicationSource::new(
@@ -250,19 +250,32 @@ async fn reseed(target: &Target<'_>, pod: &str, reason: &str) -> Result<(), Erro
         })
 }
 
-/// Read-only first (waiting for running commits), then, when asked, the
-/// client sessions end. A commit that takes longer than the patience gets
-/// its session ended so the fence can go through.
-async fn fence(target: &Target<'_>, pod: &str, end_sessions: bool) -> Result<(), Error> {
+/// Fences a server. Handing over (a switchover's primary): read-only first,
+/// so running commits finish, then the client sessions end; a commit that
+/// takes longer than the patience gets its session ended so the fence can go
+/// through. Otherwise (a server that must not take writes, such as an old
+/// primary that came back): sessions end first, so no client is told of a
+/// commit that completes now; commits still waiting for an acknowledgement
+/// are released; then read-only.
+async fn fence(target: &Target<'_>, pod: &str, hand_over: bool) -> Result<(), Error> {
     let (flavor, mut conn) = open(target, pod).await?;
     let fence = flavor.fence();
+    if !hand_over {
+        end_client_sessions(target, flavor, &mut conn, pod).await?;
+        // Without the semi-sync plugin there is nothing to release.
+        let _ = tokio::time::timeout(
+            observe::ANSWER_TIMEOUT,
+            conn.query_drop(flavor.semi_sync_source_off()),
+        )
+        .await;
+        run(&mut conn, pod, "make it read-only", &fence).await?;
+        return end_client_sessions(target, flavor, &mut conn, pod).await;
+    }
     let set = run(&mut conn, pod, "make it read-only", &fence);
     match tokio::time::timeout(FENCE_PATIENCE, set).await {
         Ok(result) => {
             result?;
-            if end_sessions {
-                end_client_sessions(target, flavor, &mut conn, pod).await?;
-            }
+            end_client_sessions(target, flavor, &mut conn, pod).await?;
         }
         Err(_) => {
             // The first connection is mid-statement: carry on on a second one.

@@ -83,7 +83,7 @@ mod tests {
     fn fence(pod: &str) -> Action {
         Action::Fence {
             pod: pod.to_owned(),
-            end_sessions: true,
+            hand_over: false,
         }
     }
 

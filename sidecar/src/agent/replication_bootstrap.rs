@@ -64,7 +64,11 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
         .clone();
     let source = ReplicationSource::new(&marker.source_host, marker.source_port, replication)?;
     let mut statements = vec![flavor.stop_replication()];
-    if !carries_gtids {
+    if carries_gtids {
+        // A clone of a replica carries that replica's channel, whose relay
+        // logs were not copied: forget it (GTIDs are kept).
+        statements.push(flavor.reset_replication());
+    } else {
         let gtid = GtidSet::parse(flavor, &marker.gtid).map_err(|source| Error::Gtid {
             gtid: marker.gtid.clone(),
             source,

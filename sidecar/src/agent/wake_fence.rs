@@ -3,11 +3,11 @@
 //! up as a primary that has already been replaced: the operator may have
 //! promoted a replica meanwhile. Such a server must not take writes for a
 //! moment longer, so the agent notices the gap in its own clock and, if its
-//! server is writable, ends its client sessions (commits waiting for
-//! acknowledgements that will never come included) and makes it read-only
-//! before anything else. The operator makes it writable again if it is
-//! still the primary. This is the one change the agent makes to roles, and
-//! it only ever removes writability.
+//! server is writable, ends its client sessions, releases commits waiting
+//! for acknowledgements that will never come (their clients are gone) and
+//! makes it read-only before anything else. The operator makes it writable
+//! again if it is still the primary. This is the one change the agent
+//! makes to roles, and it only ever removes writability.
 
 use std::{sync::Arc, time::Duration};
 
@@ -68,6 +68,9 @@ async fn fence_if_writable(shared: &Shared) -> Result<bool, server::Error> {
         return Ok(false);
     }
     end_sessions(shared, flavor, &mut conn).await?;
+    // Commits waiting for acknowledgements that will not come hold the
+    // fence up: release them (their clients are gone, so none is told).
+    let _ = conn.query_drop(flavor.semi_sync_source_off()).await;
     server::execute(&mut conn, &flavor.fence(), "make it read-only").await?;
     // Sessions that slipped in before read-only took effect.
     end_sessions(shared, flavor, &mut conn).await?;

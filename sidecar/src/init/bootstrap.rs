@@ -130,7 +130,7 @@ pub async fn run(settings: &Settings, credentials: &ClusterCredentials) -> Resul
 /// the files up. The temporary server sets root's password before anything
 /// can connect.
 async fn initialise_mysql(settings: &Settings) -> Result<(), Error> {
-    let fresh = settings.data_dir.join(".ebisu-initialise");
+    let fresh = settings.data_dir.join("ebisu-initialise");
     if fresh.exists() {
         std::fs::remove_dir_all(&fresh).map_err(|e| Error::Command {
             action: "clear a previous initialisation",

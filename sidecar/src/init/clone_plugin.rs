@@ -26,10 +26,11 @@ use crate::{
     server,
 };
 
-/// Where the temporary server keeps its own (throw-away) data.
-pub const SCRATCH_SERVER: &str = ".ebisu-clone-server";
+/// Where the temporary server keeps its own (throw-away) data. (MySQL
+/// cannot start on a data directory whose name begins with a dot.)
+pub const SCRATCH_SERVER: &str = "ebisu-clone-server";
 /// Where the copy lands before it moves into place.
-pub const LANDING: &str = ".ebisu-clone";
+pub const LANDING: &str = "ebisu-clone";
 
 /// Why a CLONE-plugin seed failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,7 @@ pub async fn seed_from(
         .args([
             "--skip-networking",
             "--mysqlx=OFF",
+            "--secure-file-priv=NULL",
             "--plugin-load-add=mysql_clone.so",
         ])
         .stdin(Stdio::null())
@@ -120,7 +122,7 @@ async fn initialise(scratch: &Path) -> Result<(), Error> {
     let output = tokio::process::Command::new("mysqld")
         .arg("--no-defaults")
         .arg(format!("--datadir={}", scratch.display()))
-        .arg("--initialize-insecure")
+        .args(["--initialize-insecure", "--secure-file-priv=NULL"])
         .stdin(Stdio::null())
         .output()
         .await

@@ -152,14 +152,14 @@ fn unknown_image_fails_like_an_image_pull(k: &Kubectl) {
         "-n",
         ns,
         "run",
-        "mysql",
-        "--image=mysql:8.4",
+        "postgres",
+        "--image=postgres:17",
         "--restart=Never",
     ]);
     let reason = k.wait_until("ErrImagePull", Duration::from_secs(30), |k| {
         let reason = k.jsonpath(
             ns,
-            "pod/mysql",
+            "pod/postgres",
             "{.status.containerStatuses[0].state.waiting.reason}",
         );
         (reason == "ErrImagePull").then_some(reason)
@@ -167,11 +167,11 @@ fn unknown_image_fails_like_an_image_pull(k: &Kubectl) {
     assert_eq!(reason, "ErrImagePull");
     let message = k.jsonpath(
         ns,
-        "pod/mysql",
+        "pod/postgres",
         "{.status.containerStatuses[0].state.waiting.message}",
     );
     assert!(
-        message.contains("failed to pull image \"mysql:8.4\""),
+        message.contains("failed to pull image \"postgres:17\""),
         "{message}"
     );
     k.run(&["delete", "namespace", ns, "--wait=false"]);

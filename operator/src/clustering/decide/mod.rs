@@ -50,13 +50,17 @@ pub enum Action {
     /// Make a server writable (its semi-sync source side is set first, in
     /// an earlier step, when the cluster uses semi-sync).
     MakeWritable(String),
-    /// Make a server read-only; with `end_sessions`, also end its client
-    /// sessions, so no transaction can commit on it after this.
+    /// Make a server read-only and end its client sessions, so that no
+    /// transaction can commit on it afterwards.
     Fence {
         /// The server.
         pod: String,
-        /// End client sessions after fencing.
-        end_sessions: bool,
+        /// The primary handing over in a switchover: running commits may
+        /// finish (their replicas acknowledge them) before sessions end.
+        /// Otherwise (a server that must not take writes) sessions end
+        /// first and commits still waiting for an acknowledgement that
+        /// will not come are released, so the fence cannot hang on them.
+        hand_over: bool,
     },
     /// (Re)point replication at the primary and start it, with the
     /// semi-sync replica side set as the cluster needs.
@@ -130,10 +134,10 @@ impl Action {
         }
     }
 
-    fn fence(pod: &str, end_sessions: bool) -> Self {
+    fn fence(pod: &str, hand_over: bool) -> Self {
         Self::Fence {
             pod: pod.to_owned(),
-            end_sessions,
+            hand_over,
         }
     }
 }
@@ -379,7 +383,7 @@ fn fence_writable_others(input: &Input<'_>, primary: &str) -> Vec<Action> {
         .servers
         .iter()
         .filter(|s| s.pod != primary && s.answered() && !s.read_only)
-        .map(|s| Action::fence(&s.pod, true))
+        .map(|s| Action::fence(&s.pod, false))
         .collect()
 }
 

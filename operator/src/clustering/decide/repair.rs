@@ -112,7 +112,7 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             }
             decision.problems.push(problem);
             if !server.read_only {
-                fences.push(Action::fence(&server.pod, true));
+                fences.push(Action::fence(&server.pod, false));
             }
             if server.role_label.is_some() {
                 labels.push(Action::Unlabel(server.pod.clone()));
@@ -124,7 +124,7 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
         }
         if !server.read_only {
             // A writable non-primary may have clients mid-transaction: end them.
-            fences.push(Action::fence(&server.pod, true));
+            fences.push(Action::fence(&server.pod, false));
         }
         if server.seed_pending && server.replication.is_none() {
             // A fresh copy: only its agent knows the position the copy holds.

@@ -146,7 +146,7 @@ fn has(d: &Decision, action: &Action) -> bool {
 fn fence(pod: &str) -> Action {
     Action::Fence {
         pod: pod.to_owned(),
-        end_sessions: true,
+        hand_over: false,
     }
 }
 
@@ -624,7 +624,7 @@ fn three() -> Vec<ServerState> {
 /// The order every switchover promises.
 fn assert_hands_over(d: &Decision, from: &str, to: &str) {
     let pos = |wanted: &dyn Fn(&Action) -> bool| position(d, wanted).unwrap_or(usize::MAX);
-    let fenced = pos(&|a| matches!(a, Action::Fence { pod, end_sessions: true } if pod == from));
+    let fenced = pos(&|a| matches!(a, Action::Fence { pod, hand_over: true } if pod == from));
     let caught_up =
         pos(&|a| matches!(a, Action::CatchUp { pod, source, .. } if pod == to && source == from));
     let promoted = pos(&|a| matches!(a, Action::Promote(pod) if pod == to));

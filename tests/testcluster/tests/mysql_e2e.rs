@@ -1,0 +1,276 @@
+//! MySQL end to end: real MySQL 9.7 servers (the `mysql:*` image runs in a
+//! Debian `sid` root), the operator installed by Helm, `kubectl apply -f
+//! examples/mysql.yaml`. The first instance bootstraps, the others are
+//! seeded with the CLONE plugin (one from the primary, one from a replica),
+//! writes through `<name>-primary` reach every replica, replicas refuse
+//! writes (super_read_only), a deleted replica returns on its own volume
+//! without a clone, a drain of the primary's node switches over and a node
+//! loss fails over, each under a writer that checks no acknowledged write
+//! is lost and a poller that checks two servers are never writable.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
+use std::{path::Path, time::Duration};
+
+use ebisu_testcluster::{
+    Kubectl, Layout, TestCluster,
+    drill::{self, App, Poller, Writer},
+    ebisu,
+    kubectl::workspace_path,
+};
+
+const STATE_DIR: &str = "/tmp/ebisu-testcluster-mysql";
+const NS: &str = "stock";
+const CLUSTER: &str = "inventory";
+
+struct MySql {
+    k: Kubectl,
+    layout: Layout,
+    app: App,
+    next_id: u64,
+}
+
+impl MySql {
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.k
+            .try_run(args)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
+    }
+
+    fn get(&self, object: &str, path: &str) -> String {
+        self.k.jsonpath(NS, object, path)
+    }
+
+    fn diagnostics(&self) -> String {
+        let events = self.get(
+            "events",
+            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        );
+        format!(
+            "{}\nevents:\n{events}",
+            ebisu::diagnostics(&self.k, NS, CLUSTER)
+        )
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
+        self.k
+            .wait(what, timeout, |_| done(self).then_some(()))
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
+    }
+
+    fn running(&self, ready: u32) -> String {
+        ebisu::wait_running(&self.k, NS, CLUSTER, ready, Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
+    }
+
+    fn root(&self, pod: &str, statement: &str) -> String {
+        ebisu::root_sql(&self.k, &self.layout, NS, CLUSTER, pod, statement)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
+    }
+
+    fn primary(&self) -> String {
+        self.get(&format!("myc/{CLUSTER}"), "{.status.currentPrimary}")
+    }
+
+    fn init_log(&self, pod: &str) -> String {
+        self.kubectl(&["-n", NS, "logs", pod, "-c", "init"])
+    }
+
+    fn replicas(&self) -> Vec<String> {
+        self.get(
+            "pods",
+            "{range .items[?(@.metadata.labels.ebisu\\.dev/role==\"replica\")]}{.metadata.name} {end}",
+        )
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    fn settled(&self) -> String {
+        let primary = self.running(3);
+        self.wait(
+            "one primary and two replicas",
+            Duration::from_secs(120),
+            |m| m.replicas().len() == 2,
+        );
+        primary
+    }
+
+    /// Every acknowledged id is on the primary, and two servers were never
+    /// writable (but for a moment of `thawed`, a server frozen with its node
+    /// and resumed as it was, until its agent fences it).
+    fn check(&mut self, what: &str, writer: Writer, poller: Poller, thawed: Option<&str>) {
+        let writes = writer.stop();
+        let looks = poller.stop();
+        self.next_id += writes.attempts + 1;
+        assert!(writes.acked.len() > 10, "{what}: the writer got through");
+        let found = self.root(&self.primary(), "SELECT id FROM stock.w");
+        let lost = drill::missing(&writes, &found);
+        assert!(
+            lost.is_empty(),
+            "{what}: lost {lost:?}\n{}",
+            self.diagnostics()
+        );
+        let unexplained = looks
+            .two_writable
+            .iter()
+            .filter(|w| !(w.len() == 2 && thawed.is_some_and(|t| w.iter().any(|p| p == t))))
+            .count();
+        assert!(
+            unexplained == 0 && looks.two_writable.len() <= 2,
+            "{what}: two writable: {:?}",
+            looks.two_writable
+        );
+        eprintln!(
+            "{what}: longest stretch without an acknowledged write {:?}",
+            writes.longest_gap(writes.acked[0].1, writes.acked.last().unwrap().1)
+        );
+    }
+}
+
+#[test]
+fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cluster = runtime
+        .block_on(TestCluster::up(
+            Path::new(STATE_DIR),
+            Path::new(env!("CARGO_BIN_EXE_testcluster")),
+        ))
+        .unwrap();
+    let layout = cluster.layout().clone();
+    let mut m = MySql {
+        k: Kubectl::new(cluster.kubeconfig()),
+        app: App {
+            hosts: layout.hosts_file(NS),
+            cluster: CLUSTER.to_owned(),
+            user: "app".to_owned(),
+            password: "app-password".to_owned(),
+            tls: true,
+        },
+        layout,
+        next_id: 0,
+    };
+    ebisu::install_operator(&m.k, &[]).expect("helm install");
+    m.kubectl(&["create", "namespace", NS]);
+    let example = workspace_path("examples/mysql.yaml");
+    m.kubectl(&["-n", NS, "apply", "-f", &example.display().to_string()]);
+    let primary = m.settled();
+    assert_eq!(primary, "inventory-0");
+    let version = m.root(&primary, "SELECT VERSION()");
+    assert!(version.starts_with("9.7"), "MySQL 9.7 runs: {version}");
+    for (pod, donor) in [
+        ("inventory-1", "inventory-0"),
+        ("inventory-2", "inventory-1"),
+    ] {
+        let log = m.init_log(pod);
+        assert!(
+            log.contains("cloned with the CLONE plugin")
+                && log.contains(&format!("donor=http://{donor}.")),
+            "{pod} was cloned from {donor}:\n{log}"
+        );
+    }
+    m.root(
+        &primary,
+        "CREATE USER app@'%' IDENTIFIED BY 'app-password'; GRANT ALL ON stock.* TO app@'%'; \
+         CREATE DATABASE stock; CREATE TABLE stock.w (id BIGINT PRIMARY KEY)",
+    );
+    let ip = m.app.resolve(&format!("{CLUSTER}-primary")).unwrap();
+    m.app
+        .sql(
+            &ip,
+            "INSERT INTO stock.w VALUES (1)",
+            Duration::from_secs(10),
+        )
+        .expect("a write through the primary Service");
+    for replica in m.replicas() {
+        m.wait(
+            &format!("the row on {replica}"),
+            Duration::from_secs(60),
+            |m| m.root(&replica, "SELECT COUNT(*) FROM stock.w WHERE id = 1") == "1",
+        );
+        assert_eq!(m.root(&replica, "SELECT @@global.super_read_only"), "1");
+        let replica_ip = m.app.resolve(&format!("{replica}.{CLUSTER}")).unwrap();
+        assert!(
+            m.app
+                .sql(
+                    &replica_ip,
+                    "INSERT INTO stock.w VALUES (2)",
+                    Duration::from_secs(10)
+                )
+                .is_err(),
+            "{replica} refuses writes"
+        );
+    }
+    m.next_id = 10;
+
+    // A deleted replica returns on its own volume, without a clone.
+    let replica = m.replicas()[0].clone();
+    m.kubectl(&["-n", NS, "delete", "pod", &replica]);
+    m.wait(&format!("{replica} back"), Duration::from_secs(180), |m| {
+        m.replicas().contains(&replica) && m.running_quietly()
+    });
+    let log = m.init_log(&replica);
+    assert!(
+        log.contains("data directory holds data") && !log.contains("cloned"),
+        "{replica} kept its data:\n{log}"
+    );
+
+    // Drain of the primary's node: switchover first.
+    let old = m.primary();
+    let node = m.get(&format!("pod/{old}"), "{.spec.nodeName}");
+    let writer = Writer::start(&m.app, &format!("{CLUSTER}-primary"), "stock.w", m.next_id);
+    let poller = Poller::start(&m.app);
+    std::thread::sleep(Duration::from_secs(2));
+    m.kubectl(&[
+        "drain",
+        &node,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=180s",
+    ]);
+    let new = m.settled();
+    std::thread::sleep(Duration::from_secs(2));
+    m.check("mysql drain", writer, poller, None);
+    m.kubectl(&["uncordon", &node]);
+    assert_ne!(new, old);
+    assert_eq!(
+        m.get(&format!("myc/{CLUSTER}"), "{.status.lastSwitchover.reason}"),
+        "NodeDrain"
+    );
+
+    // Loss of the primary's node: failover, then the old primary returns.
+    let old = m.primary();
+    let node = m.get(&format!("pod/{old}"), "{.spec.nodeName}");
+    let writer = Writer::start(&m.app, &format!("{CLUSTER}-primary"), "stock.w", m.next_id);
+    let poller = Poller::start(&m.app);
+    std::thread::sleep(Duration::from_secs(2));
+    runtime.block_on(cluster.node_stop(&node)).unwrap();
+    m.wait("a new primary", Duration::from_secs(60), |m| {
+        let now = m.primary();
+        !now.is_empty() && now != old
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    runtime.block_on(cluster.node_start(&node)).unwrap();
+    m.wait(
+        "the old primary back in line",
+        Duration::from_secs(240),
+        |m| m.replicas().contains(&old),
+    );
+    m.settled();
+    std::thread::sleep(Duration::from_secs(2));
+    m.check("mysql node loss", writer, poller, Some(&old));
+    assert_eq!(
+        m.get(&format!("myc/{CLUSTER}"), "{.status.lastFailover.reason}"),
+        "PrimaryLost"
+    );
+
+    runtime.block_on(cluster.down()).unwrap();
+}
+
+impl MySql {
+    fn running_quietly(&self) -> bool {
+        self.get(
+            &format!("myc/{CLUSTER}"),
+            "{.status.readyReplicas} {.status.phase}",
+        ) == "3 Running"
+    }
+}
