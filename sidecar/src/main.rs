@@ -100,6 +100,10 @@ struct InitArgs {
     /// How long to keep trying donors before failing (the container then restarts).
     #[arg(long, default_value_t = 600)]
     donor_timeout_seconds: u64,
+    /// Bytes per second a MySQL CLONE may read from its donor (the donor
+    /// agent enforces it for MariaDB's streamed copies).
+    #[arg(long, env = "EBISU_CLONE_RATE_LIMIT")]
+    clone_rate_limit: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -231,6 +235,7 @@ async fn run_init(args: InitArgs) -> Result<(), String> {
         },
         bootstrap_allowed,
         donor_timeout: Duration::from_secs(args.donor_timeout_seconds),
+        clone_rate_limit: args.clone_rate_limit,
     };
     init::run(&settings, &me, &credentials)
         .await

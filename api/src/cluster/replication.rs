@@ -121,7 +121,9 @@ pub struct CloneSpec {
     pub donor: DonorPreference,
 
     /// Bytes per second a donor may send, such as `200Mi`; unlimited when
-    /// unset. Limits the read load a seed puts on the donor's volume.
+    /// unset. Limits the read load a seed puts on the donor's volume. MySQL
+    /// applies it as the new instance's `clone_max_data_bandwidth`, in
+    /// whole MiB per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).compareTo(quantity('1Mi')) >= 0")
         .message("spec.clone.rateLimit must be a quantity of at least 1Mi (bytes per second), such as 200Mi"))]

@@ -113,6 +113,9 @@ pub struct Settings {
     pub bootstrap_allowed: bool,
     /// How long to keep trying donors.
     pub donor_timeout: Duration,
+    /// Bytes per second a CLONE-plugin copy may read (MySQL; MariaDB's
+    /// donors limit what they serve themselves).
+    pub clone_rate_limit: Option<u64>,
 }
 
 /// Written before seeding starts and removed when it is done: a data
