@@ -1,6 +1,7 @@
-//! The sidecar against real MariaDB servers: bootstrap, seeding by clone,
-//! donor choice, replication setup and its idempotence, and the clone
-//! stream's refusal of anything incomplete.
+//! The sidecar against real servers, MariaDB 10.11 and MySQL 9.7: bootstrap,
+//! seeding by clone (mariadb-backup streamed by the donor's agent, or
+//! MySQL's CLONE plugin), donor choice, replication setup and its
+//! idempotence, and a donor lost mid-copy.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
@@ -9,20 +10,49 @@ mod support;
 use std::time::Duration;
 
 use ebisu_api::InstanceRole;
-use support::{Cluster, eventually, log_of, marker_exists, promote, write_rows};
+use support::{
+    Cluster, Server, eventually, log_of, marker_donor, marker_exists, promote, write_rows,
+};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bootstrap_clone_replicate_and_restart() {
-    let cluster = Cluster::new("orders");
+async fn mariadb_bootstrap_clone_replicate_and_restart() {
+    bootstrap_clone_replicate_and_restart(Server::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_bootstrap_clone_replicate_and_restart() {
+    bootstrap_clone_replicate_and_restart(Server::MySql).await;
+}
+
+/// No anonymous users, no remote root and no account that can log in
+/// without a password (the flavor's system accounts are locked).
+fn weak_accounts_query(server: Server) -> &'static str {
+    match server {
+        Server::MariaDb => {
+            "SELECT User, Host FROM mysql.global_priv WHERE User = '' \
+             OR (User = 'root' AND Host <> 'localhost') \
+             OR (IFNULL(JSON_VALUE(Priv, '$.account_locked'), 0) = 0 \
+                 AND IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '')"
+        }
+        Server::MySql => {
+            "SELECT User, Host FROM mysql.user WHERE User = '' \
+             OR (User = 'root' AND Host <> 'localhost') \
+             OR (account_locked = 'N' AND IFNULL(authentication_string, '') = '')"
+        }
+    }
+}
+
+async fn bootstrap_clone_replicate_and_restart(server: Server) {
+    let cluster = Cluster::of(server, "orders");
 
     // The first instance bootstraps: no peer holds data.
     let mut primary = cluster.instance(0);
     let out = primary.init(&cluster, &[], 30);
     assert!(out.status.success(), "bootstrap failed:\n{}", log_of(&out));
     assert!(log_of(&out).contains("bootstrapping"), "{}", log_of(&out));
-    primary.start_mysqld();
+    primary.start_mysqld(&cluster);
     primary.start_agent(&cluster, None);
     let status = primary.status().await;
     assert!(
@@ -33,18 +63,12 @@ async fn bootstrap_clone_replicate_and_restart() {
     assert_eq!(primary.status().await.role, InstanceRole::Primary);
     write_rows(&primary, &cluster, 50, 100).await;
 
-    // No anonymous users, no remote root and no account that can log in
-    // without a password survive bootstrap (mariadb.sys is locked).
+    // No weak account survives bootstrap.
     let mut root = primary.root(&cluster).await;
-    let weak: Vec<(String, String)> = mysql_async::prelude::Queryable::query(
-        &mut root,
-        "SELECT User, Host FROM mysql.global_priv WHERE User = '' \
-         OR (User = 'root' AND Host <> 'localhost') \
-         OR (IFNULL(JSON_VALUE(Priv, '$.account_locked'), 0) = 0 \
-             AND IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '')",
-    )
-    .await
-    .unwrap();
+    let weak: Vec<(String, String)> =
+        mysql_async::prelude::Queryable::query(&mut root, weak_accounts_query(server))
+            .await
+            .unwrap();
     assert_eq!(weak, Vec::<(String, String)>::new());
     drop(root);
 
@@ -52,8 +76,8 @@ async fn bootstrap_clone_replicate_and_restart() {
     let mut first_replica = cluster.instance(1);
     let out = first_replica.init(&cluster, &[primary.agent_url()], 60);
     assert!(out.status.success(), "clone failed:\n{}", log_of(&out));
-    assert!(marker_exists(&first_replica.data_dir()));
-    first_replica.start_mysqld();
+    assert_eq!(marker_donor(&first_replica.data_dir()), primary.agent_url());
+    first_replica.start_mysqld(&cluster);
     first_replica.start_agent(&cluster, None);
     eventually(MINUTE, "the first replica to replicate", || async {
         let s = first_replica.status().await;
@@ -95,16 +119,30 @@ async fn bootstrap_clone_replicate_and_restart() {
         "second clone failed:\n{}",
         log_of(&out)
     );
-    assert!(
-        first_replica.metric("ebisu_clone_bytes_served_total").await > 0.0,
-        "the replica served the copy"
-    );
     assert_eq!(
-        primary.metric("ebisu_clone_bytes_served_total").await,
-        served_by_primary,
-        "the primary served nothing"
+        marker_donor(&second_replica.data_dir()),
+        first_replica.agent_url(),
+        "the caught-up replica was the donor"
     );
-    second_replica.start_mysqld();
+    if server == Server::MariaDb {
+        // MariaDB's copies stream through the donor's agent, which counts them.
+        assert!(
+            first_replica.metric("ebisu_clone_bytes_served_total").await > 0.0,
+            "the replica served the copy"
+        );
+        assert_eq!(
+            primary.metric("ebisu_clone_bytes_served_total").await,
+            served_by_primary,
+            "the primary served nothing"
+        );
+    } else {
+        assert!(
+            log_of(&out).contains("cloned with the CLONE plugin"),
+            "{}",
+            log_of(&out)
+        );
+    }
+    second_replica.start_mysqld(&cluster);
     second_replica.start_agent(&cluster, None);
     write_rows(&primary, &cluster, 5, 10).await;
     eventually(MINUTE, "the second replica to catch up", || async {
@@ -156,22 +194,24 @@ async fn bootstrap_clone_replicate_and_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn donor_killed_mid_stream_is_rejected_and_another_donor_used() {
-    let cluster = Cluster::new("ledger");
+/// A promoted primary holding 40 rows of 256 KiB and a replica cloned from
+/// it and replicating, whose agent serves copies at `donate_limit`.
+async fn primary_and_replica(
+    cluster: &Cluster,
+    donate_limit: Option<u64>,
+) -> (support::Instance, support::Instance) {
     let mut primary = cluster.instance(0);
-    assert!(primary.init(&cluster, &[], 30).status.success());
-    primary.start_mysqld();
-    primary.start_agent(&cluster, None);
-    promote(&primary, &cluster).await;
-    write_rows(&primary, &cluster, 40, 256 * 1024).await;
+    assert!(primary.init(cluster, &[], 60).status.success());
+    primary.start_mysqld(cluster);
+    primary.start_agent(cluster, None);
+    promote(&primary, cluster).await;
+    write_rows(&primary, cluster, 40, 256 * 1024).await;
 
     let mut replica = cluster.instance(1);
-    let out = replica.init(&cluster, &[primary.agent_url()], 60);
+    let out = replica.init(cluster, &[primary.agent_url()], 60);
     assert!(out.status.success(), "{}", log_of(&out));
-    replica.start_mysqld();
-    // The replica donates slowly, so the stream can be cut halfway.
-    replica.start_agent(&cluster, Some(4 << 20));
+    replica.start_mysqld(cluster);
+    replica.start_agent(cluster, donate_limit);
     eventually(MINUTE, "the replica to replicate", || async {
         replica
             .status()
@@ -180,6 +220,14 @@ async fn donor_killed_mid_stream_is_rejected_and_another_donor_used() {
             .is_some_and(|r| r.io_connected && r.sql_running)
     })
     .await;
+    (primary, replica)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_donor_killed_mid_stream_is_rejected_and_another_donor_used() {
+    let cluster = Cluster::new("ledger");
+    // The replica donates slowly, so the stream can be cut halfway.
+    let (primary, mut replica) = primary_and_replica(&cluster, Some(4 << 20)).await;
 
     let newcomer = cluster.instance(2);
     let peers = [replica.agent_url(), primary.agent_url()];
@@ -212,4 +260,52 @@ async fn donor_killed_mid_stream_is_rejected_and_another_donor_used() {
         primary.agent_url(),
         "the copy that was kept came from the second donor"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_donor_lost_mid_clone_is_abandoned_for_the_next() {
+    let cluster = Cluster::of(Server::MySql, "ledger");
+    let (primary, mut replica) = primary_and_replica(&cluster, None).await;
+
+    // The newcomer reads slowly (spec.clone.rateLimit), so its donor can be
+    // lost halfway: the replica's server is killed as a lost machine would be.
+    let newcomer = cluster.instance(2);
+    let peers = [replica.agent_url(), primary.agent_url()];
+    let cluster_ref = &cluster;
+    let init = std::thread::scope(|scope| {
+        let handle = scope.spawn(|| newcomer.init_limited(cluster_ref, &peers, 180, Some(4 << 20)));
+        std::thread::sleep(Duration::from_secs(4));
+        replica.kill_mysqld();
+        handle.join().unwrap()
+    });
+    let log = log_of(&init);
+    assert!(init.status.success(), "{log}");
+    assert!(
+        log.contains("copy rejected"),
+        "the clone from the lost donor failed and was abandoned:\n{log}"
+    );
+    assert!(
+        log.contains("clone in progress"),
+        "progress was reported while the slow clone ran:\n{log}"
+    );
+    assert_eq!(
+        marker_donor(&newcomer.data_dir()),
+        primary.agent_url(),
+        "the copy that was kept came from the second donor"
+    );
+    assert!(
+        !newcomer.data_dir().join("ebisu-clone").exists()
+            && !newcomer.data_dir().join("ebisu-clone-server").exists(),
+        "no scratch directory is left behind"
+    );
+
+    // The copy is whole: it replicates and holds every row.
+    let mut newcomer = newcomer;
+    newcomer.start_mysqld(&cluster);
+    newcomer.start_agent(&cluster, None);
+    write_rows(&primary, &cluster, 1, 10).await;
+    eventually(MINUTE, "the newcomer to catch up", || async {
+        newcomer.count(&cluster).await == 41
+    })
+    .await;
 }

@@ -1,6 +1,10 @@
-//! Real MariaDB instances for the sidecar's tests: each one a data directory,
-//! a `mariadbd` on a loopback port and socket, and the real `ebisu-sidecar`
-//! binary as its init step and agent, wired as a pod would wire them.
+//! Real servers for the sidecar's tests: each instance a data directory, a
+//! server on a loopback port and socket, and the real `ebisu-sidecar` binary
+//! as its init step and agent, wired as a pod would wire them. MariaDB runs
+//! from the host; MySQL 9.7 runs inside the Debian `sid` root file system
+//! that `tests/build-rootfs.sh` builds, as its image would: every process
+//! of a MySQL instance runs chrooted there, in a mount namespace of its own
+//! where the cluster's directory is bound at the same path as outside.
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
@@ -16,6 +20,42 @@ use mysql_async::{OptsBuilder, prelude::Queryable};
 
 pub const SIDECAR: &str = env!("CARGO_BIN_EXE_ebisu-sidecar");
 pub const CLONE_TOKEN: &str = "test-clone-token-0123456789abcdef";
+
+/// Which server family a test cluster runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    MariaDb,
+    MySql,
+}
+
+impl Server {
+    fn flavor_arg(self) -> &'static str {
+        match self {
+            Self::MariaDb => "mariadb",
+            Self::MySql => "mysql",
+        }
+    }
+}
+
+/// The MySQL root file system; tests/build-rootfs.sh builds it.
+pub fn mysql_root() -> PathBuf {
+    let cache = std::env::var_os("EBISU_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/ebisu"),
+        PathBuf::from,
+    );
+    let root = cache.join("rootfs/mysql-sid");
+    assert!(
+        root.join(".ebisu-complete").exists(),
+        "{} is missing: run tests/build-rootfs.sh (MySQL 9.7 from Debian sid)",
+        root.display()
+    );
+    root
+}
+
+/// Binds `dir` at the same path inside `root`, then runs the command's
+/// program chrooted there; the mount ends with the namespace.
+const IN_ROOT: &str = r#"root=$1 dir=$2; shift 2
+mkdir -p "$root$dir" && mount --bind "$dir" "$root$dir" && exec chroot "$root" "$@""#;
 
 /// Skips nothing: the tests need MariaDB. tests/setup.sh installs it.
 pub fn require_mariadb() {
@@ -51,6 +91,7 @@ pub struct Instance {
     pub dir: PathBuf,
     pub port: u16,
     pub agent_port: u16,
+    pub server: Server,
     mysqld: Option<Child>,
     agent: Option<Child>,
 }
@@ -59,11 +100,25 @@ pub struct Instance {
 pub struct Cluster {
     pub root: tempfile::TempDir,
     pub name: String,
+    pub server: Server,
+    /// MySQL's root file system, for MySQL clusters.
+    image_root: Option<PathBuf>,
 }
 
 impl Cluster {
+    /// A MariaDB cluster.
     pub fn new(name: &str) -> Self {
-        require_mariadb();
+        Self::of(Server::MariaDb, name)
+    }
+
+    pub fn of(server: Server, name: &str) -> Self {
+        let image_root = match server {
+            Server::MariaDb => {
+                require_mariadb();
+                None
+            }
+            Server::MySql => Some(mysql_root()),
+        };
         let root = tempfile::Builder::new()
             .prefix("ebisu-dp-")
             .tempdir()
@@ -85,9 +140,54 @@ impl Cluster {
         ] {
             std::fs::write(creds.join(key), value).unwrap();
         }
+        if image_root.is_some() {
+            // Inside the root the sidecar is reached through the bound directory.
+            std::fs::create_dir_all(root.path().join("bin")).unwrap();
+            std::fs::copy(SIDECAR, root.path().join("bin/ebisu-sidecar")).unwrap();
+        }
         Self {
             root,
             name: name.to_owned(),
+            server,
+            image_root,
+        }
+    }
+
+    /// A command for `program` as this cluster's image runs it.
+    fn command(&self, program: &str) -> Command {
+        match &self.image_root {
+            None => Command::new(program),
+            Some(image_root) => {
+                let mut cmd = Command::new("unshare");
+                cmd.args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "--",
+                    "sh",
+                    "-c",
+                    IN_ROOT,
+                    "in-root",
+                ])
+                .arg(image_root)
+                .arg(self.root.path())
+                .arg(program);
+                cmd
+            }
+        }
+    }
+
+    fn sidecar(&self) -> Command {
+        match self.server {
+            Server::MariaDb => self.command(SIDECAR),
+            Server::MySql => self.command(
+                &self
+                    .root
+                    .path()
+                    .join("bin/ebisu-sidecar")
+                    .display()
+                    .to_string(),
+            ),
         }
     }
 
@@ -104,16 +204,28 @@ impl Cluster {
         for sub in ["data", "run", "parts", "server", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let common = format!(
+        let mut common = format!(
             "[mysqld]\nuser = root\ndatadir = {data}\nsocket = {run}/mysqld.sock\npid_file = {run}/mysqld.pid\n\
-             port = {port}\nbind_address = 127.0.0.1\nskip_name_resolve = ON\nread_only = ON\nlog_bin = mysql-bin\n\
-             binlog_format = ROW\nlog_slave_updates = ON\ngtid_strict_mode = ON\nskip_slave_start = ON\n\
-             relay_log = relay-bin\nperformance_schema = OFF\ninnodb_buffer_pool_size = 32M\n\
-             innodb_log_file_size = 48M\nlog_error = {dir}/error.log\ntmpdir = {dir}/tmp\n",
+             port = {port}\nbind_address = 127.0.0.1\nskip_name_resolve = ON\nread_only = ON\n\
+             relay_log = relay-bin\ninnodb_buffer_pool_size = 32M\n\
+             log_error = {dir}/error.log\ntmpdir = {dir}/tmp\n",
             data = dir.join("data").display(),
             run = dir.join("run").display(),
             dir = dir.display(),
         );
+        // The flavor's part as the operator writes it (operator/src/build/config_map.rs).
+        common.push_str(match self.server {
+            Server::MariaDb => {
+                "log_bin = mysql-bin\nbinlog_format = ROW\nlog_slave_updates = ON\n\
+                 gtid_strict_mode = ON\nskip_slave_start = ON\nperformance_schema = OFF\n\
+                 innodb_log_file_size = 48M\n"
+            }
+            Server::MySql => {
+                "log_bin = binlog\ngtid_mode = ON\nenforce_gtid_consistency = ON\n\
+                 log_replica_updates = ON\nsuper_read_only = ON\nskip_replica_start = ON\n\
+                 plugin_load_add = mysql_clone.so\nsecure_file_priv = NULL\nmysqlx = OFF\n"
+            }
+        });
         std::fs::write(dir.join("parts/common.cnf"), common).unwrap();
         std::fs::write(dir.join("parts/primary.cnf"), "[mysqld]\n").unwrap();
         std::fs::write(dir.join("parts/replica.cnf"), "[mysqld]\n").unwrap();
@@ -124,6 +236,7 @@ impl Cluster {
             dir,
             port,
             agent_port,
+            server: self.server,
             mysqld: None,
             agent: None,
         }
@@ -145,7 +258,7 @@ impl Instance {
             .arg("--cluster")
             .arg(&cluster.name)
             .arg("--flavor")
-            .arg("mariadb")
+            .arg(self.server.flavor_arg())
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--server-config")
@@ -161,8 +274,23 @@ impl Instance {
 
     /// Runs `ebisu-sidecar init` to completion.
     pub fn init(&self, cluster: &Cluster, peers: &[String], donor_timeout_seconds: u64) -> Output {
-        let mut cmd = Command::new(SIDECAR);
+        self.init_limited(cluster, peers, donor_timeout_seconds, None)
+    }
+
+    /// `init` with a clone rate limit in bytes per second (MySQL's CLONE
+    /// reads no faster; MariaDB's init ignores it).
+    pub fn init_limited(
+        &self,
+        cluster: &Cluster,
+        peers: &[String],
+        donor_timeout_seconds: u64,
+        rate_limit: Option<u64>,
+    ) -> Output {
+        let mut cmd = cluster.sidecar();
         cmd.arg("init");
+        if let Some(rate) = rate_limit {
+            cmd.arg("--clone-rate-limit").arg(rate.to_string());
+        }
         self.pod_args(cluster, &mut cmd, peers);
         cmd.arg("--config-parts")
             .arg(self.dir.join("parts"))
@@ -176,9 +304,14 @@ impl Instance {
         output
     }
 
-    pub fn start_mysqld(&mut self) {
+    pub fn start_mysqld(&mut self, cluster: &Cluster) {
         let log = std::fs::File::create(self.dir.join("mysqld.out")).unwrap();
-        let child = Command::new("mariadbd")
+        let program = match self.server {
+            Server::MariaDb => "mariadbd",
+            Server::MySql => "mysqld",
+        };
+        let child = cluster
+            .command(program)
             .arg(format!(
                 "--defaults-file={}",
                 self.dir.join("server/my.cnf").display()
@@ -190,13 +323,13 @@ impl Instance {
         self.mysqld = Some(child);
         wait_for(
             Duration::from_secs(60),
-            "mariadbd to accept connections",
+            "the server to accept connections",
             || std::os::unix::net::UnixStream::connect(self.dir.join("run/mysqld.sock")).is_ok(),
         );
     }
 
     pub fn start_agent(&mut self, cluster: &Cluster, rate_limit: Option<u64>) {
-        let mut cmd = Command::new(SIDECAR);
+        let mut cmd = cluster.sidecar();
         cmd.arg("agent");
         self.pod_args(cluster, &mut cmd, &[]);
         cmd.arg("--listen")
@@ -222,6 +355,14 @@ impl Instance {
         wait_for(Duration::from_secs(30), "the agent to serve", || {
             std::net::TcpStream::connect(("127.0.0.1", self.agent_port)).is_ok()
         });
+    }
+
+    /// Kills the server at once, as a lost machine would.
+    pub fn kill_mysqld(&mut self) {
+        if let Some(mut mysqld) = self.mysqld.take() {
+            let _ = mysqld.kill();
+            let _ = mysqld.wait();
+        }
     }
 
     pub fn kill_agent(&mut self) {
@@ -280,9 +421,17 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.kill_agent();
-        if let Some(mut mysqld) = self.mysqld.take() {
-            let _ = mysqld.kill();
-            let _ = mysqld.wait();
+        self.kill_mysqld();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The mount point left in the image's root (the bind ended with its
+        // namespace); the cluster's own directory goes with its TempDir.
+        if let Some(image_root) = &self.image_root {
+            let inside = self.root.path().strip_prefix("/").unwrap();
+            let _ = std::fs::remove_dir(image_root.join(inside));
         }
     }
 }
@@ -344,4 +493,11 @@ pub fn log_of(output: &Output) -> String {
 
 pub fn marker_exists(data_dir: &Path) -> bool {
     data_dir.join("ebisu-seed.json").exists()
+}
+
+/// The seed marker's `donor` (the agent URL of the peer that was copied).
+pub fn marker_donor(data_dir: &Path) -> String {
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("ebisu-seed.json")).unwrap()).unwrap();
+    marker["donor"].as_str().unwrap().to_owned()
 }
