@@ -2,11 +2,15 @@
 //! through the agent (mariadb-backup -> framed HTTP -> mbstream -x into a new
 //! directory) against raw pipes of the same data directory in the same run:
 //! `tar -cf - | cat > /dev/null` (read only) and `tar -cf - | tar -xf -`
-//! (read and write, like a clone). Prints MB/s and the ratios.
+//! (read and write, like a clone). Then the same data on MySQL 9.7: a new
+//! instance's `ebisu-sidecar init` cloning it with the CLONE plugin (a
+//! temporary server, the clone over TLS, the move into place) against
+//! `tar | tar -x` of that data directory. Prints MB/s and the ratios.
 //!
 //!     cargo bench -p ebisu-sidecar --bench clone_throughput
 //!
-//! EBISU_BENCH_GIB sets the data size (default 1).
+//! EBISU_BENCH_GIB sets the data size (default 1); EBISU_BENCH_FLAVORS
+//! which servers run (default `mariadb,mysql`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
@@ -22,7 +26,7 @@ use std::{
 use ebisu_api::Flavor;
 use ebisu_sidecar::init::{Settings, clone_client};
 use mysql_async::prelude::Queryable;
-use support::{CLONE_TOKEN, Cluster, promote};
+use support::{CLONE_TOKEN, Cluster, Instance, Server, log_of, promote};
 
 fn dir_bytes(dir: &Path) -> u64 {
     let out = Command::new("du").arg("-sb").arg(dir).output().unwrap();
@@ -75,18 +79,38 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let cluster = Cluster::new("bench");
-    let mut primary = cluster.instance(0);
-    assert!(primary.init(&cluster, &[], 30).status.success());
-    primary.start_mysqld();
-    primary.start_agent(&cluster, None);
-    promote(&primary, &cluster).await;
+    let flavors = std::env::var("EBISU_BENCH_FLAVORS").unwrap_or_else(|_| "mariadb,mysql".into());
+    for flavor in flavors.split(',') {
+        match flavor.trim() {
+            "mariadb" => mariadb(gib).await,
+            "mysql" => mysql(gib).await,
+            other => panic!("EBISU_BENCH_FLAVORS: unknown flavor {other:?} (mariadb, mysql)"),
+        }
+    }
+}
 
-    eprintln!("loading {gib} GiB ...");
+/// A primary of `server` holding at least `gib` GiB of random bytes.
+async fn loaded_primary(cluster: &Cluster, gib: u64) -> (Instance, u64) {
+    let mut primary = cluster.instance(0);
+    let out = primary.init(cluster, &[], 60);
+    assert!(out.status.success(), "{}", log_of(&out));
+    primary.start_mysqld(cluster);
+    primary.start_agent(cluster, None);
+    promote(&primary, cluster).await;
+
+    eprintln!("{:?}: loading {gib} GiB ...", cluster.server);
     let load = Instant::now();
-    let mut conn = primary.root(&cluster).await;
+    let mut conn = primary.root(cluster).await;
     // Bulk data stays out of the binary log so the data directory is the data.
     conn.query_drop("SET sql_log_bin = 0").await.unwrap();
+    if cluster.server == Server::MySql {
+        conn.query_drop("SET SESSION cte_max_recursion_depth = 2048")
+            .await
+            .unwrap();
+    }
+    conn.query_drop("SET SESSION group_concat_max_len = 2097152")
+        .await
+        .unwrap();
     conn.query_drop("CREATE DATABASE bench").await.unwrap();
     conn.query_drop("USE bench").await.unwrap();
     conn.query_drop(
@@ -94,11 +118,20 @@ async fn main() {
     )
     .await
     .unwrap();
+    // 1024 rows (a recursive CTE both servers understand).
+    let rows =
+        "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1024) SELECT";
     // Random bytes, so nothing in the path can win by compressing.
-    conn.query_drop("INSERT INTO bench.blobs (b) SELECT RANDOM_BYTES(1024) FROM seq_1_to_1024")
-        .await
-        .unwrap();
-    conn.query_drop("UPDATE bench.blobs SET b = (SELECT GROUP_CONCAT(RANDOM_BYTES(1024) SEPARATOR '') FROM seq_1_to_1024)").await.unwrap();
+    conn.query_drop(format!(
+        "INSERT INTO bench.blobs (b) {rows} RANDOM_BYTES(1024) FROM s"
+    ))
+    .await
+    .unwrap();
+    conn.query_drop(format!(
+        "UPDATE bench.blobs SET b = ({rows} GROUP_CONCAT(RANDOM_BYTES(1024) SEPARATOR '') FROM s)"
+    ))
+    .await
+    .unwrap();
     // 1024 rows of 1 MiB make the first GiB; each further round adds one.
     for _ in 1..gib {
         conn.query_drop("INSERT INTO bench.blobs (b) SELECT b FROM bench.blobs LIMIT 1024")
@@ -107,8 +140,7 @@ async fn main() {
     }
     conn.query_drop("FLUSH TABLES").await.unwrap();
     drop(conn);
-    let data = primary.data_dir();
-    let bytes = dir_bytes(&data);
+    let bytes = dir_bytes(&primary.data_dir());
     eprintln!(
         "data directory: {:.2} GiB, loaded in {:.0?}",
         bytes as f64 / f64::from(1 << 30),
@@ -118,6 +150,13 @@ async fn main() {
         bytes >= gib << 30,
         "data set is {bytes} bytes, below {gib} GiB"
     );
+    (primary, bytes)
+}
+
+async fn mariadb(gib: u64) {
+    let cluster = Cluster::new("bench");
+    let (primary, bytes) = loaded_primary(&cluster, gib).await;
+    let data = primary.data_dir();
 
     let scratch = cluster.root.path().join("bench-out");
     let (mut raw_read, mut raw_copy, mut agent) = (Vec::new(), Vec::new(), Vec::new());
@@ -158,15 +197,7 @@ async fn main() {
         ));
         tool_alone.push(mb_s(bytes, d));
 
-        std::fs::create_dir_all(&scratch).unwrap();
-        let d = shell(&format!(
-            "tar -C {} -cf - . | tar -C {} -xf -; sync -f {}",
-            data.display(),
-            scratch.display(),
-            scratch.display()
-        ));
-        raw_copy.push(mb_s(bytes, d));
-        std::fs::remove_dir_all(&scratch).unwrap();
+        raw_copy.push(mb_s(bytes, tar_copy(&data, &scratch)));
 
         let settings = Settings {
             family: Flavor::Mariadb,
@@ -177,6 +208,7 @@ async fn main() {
             donor_preference: ebisu_api::DonorPreference::PreferReplica,
             bootstrap_allowed: false,
             donor_timeout: Duration::from_secs(60),
+            clone_rate_limit: None,
         };
         let start = Instant::now();
         let streamed = clone_client::receive(&settings, &primary.agent_url(), CLONE_TOKEN)
@@ -212,6 +244,64 @@ async fn main() {
         "clone_throughput: ratio read-only agent/tar|cat {:.2}, agent/mariadb-backup|cat {:.2}; copy agent/tar|tar {:.2}",
         through_read / read,
         through_read / tool,
+        through / copy
+    );
+}
+
+/// How long `tar | tar -x` of `data` into a new `scratch` takes, synced.
+fn tar_copy(data: &std::path::Path, scratch: &std::path::Path) -> Duration {
+    std::fs::create_dir_all(scratch).unwrap();
+    let d = shell(&format!(
+        "tar -C {} -cf - . | tar -C {} -xf -; sync -f {}",
+        data.display(),
+        scratch.display(),
+        scratch.display()
+    ));
+    std::fs::remove_dir_all(scratch).unwrap();
+    d
+}
+
+/// The CLONE plugin through `ebisu-sidecar init` (what a new MySQL
+/// instance runs) against `tar | tar -x` of the donor's data directory.
+async fn mysql(gib: u64) {
+    let cluster = Cluster::of(Server::MySql, "bench");
+    let (primary, bytes) = loaded_primary(&cluster, gib).await;
+    let data = primary.data_dir();
+    let scratch = cluster.root.path().join("bench-out");
+    let (mut raw_copy, mut clone) = (Vec::new(), Vec::new());
+    shell(&format!(
+        "tar -C {} -cf - . | cat > /dev/null",
+        data.display()
+    ));
+    for round in 1..=3 {
+        raw_copy.push(mb_s(bytes, tar_copy(&data, &scratch)));
+
+        let recipient = cluster.instance(round);
+        let start = Instant::now();
+        let out = recipient.init(&cluster, &[primary.agent_url()], 300);
+        shell(&format!("sync -f {}", recipient.data_dir().display()));
+        let d = start.elapsed();
+        assert!(out.status.success(), "{}", log_of(&out));
+        clone.push(mb_s(bytes, d));
+        eprintln!(
+            "round {round}: raw copy {:.0} MB/s, CLONE via init {:.0} MB/s ({:.1} s)",
+            raw_copy.last().unwrap(),
+            clone.last().unwrap(),
+            d.as_secs_f64()
+        );
+        std::fs::remove_dir_all(recipient.data_dir()).unwrap();
+    }
+    let (copy, through) = (median(raw_copy), median(clone));
+    println!(
+        "clone_throughput: MySQL 9.7 data {:.2} GiB",
+        bytes as f64 / f64::from(1 << 30)
+    );
+    println!("clone_throughput: raw copy  tar|tar -x   {copy:.0} MB/s");
+    println!(
+        "clone_throughput: CLONE     init (temporary server, clone over TLS, move)  {through:.0} MB/s"
+    );
+    println!(
+        "clone_throughput: ratio CLONE/tar|tar {:.2}",
         through / copy
     );
 }

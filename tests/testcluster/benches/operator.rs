@@ -1,14 +1,17 @@
-//! The operator as a user times it on the local cluster: `kubectl apply -f
-//! examples/basic.yaml` to 3 Ready (empty data), `kubectl scale` to 5 Ready
-//! with 1 GiB of data on the primary (each new instance cloned from a
-//! replica), and the operator's memory and CPU while the cluster is settled.
+//! The operator as a user times it on the local cluster, for MariaDB
+//! (`examples/basic.yaml`) and then MySQL 9.7 (`examples/mysql.yaml`):
+//! `kubectl apply` to 3 Ready (empty data), `kubectl scale` to 5 Ready with
+//! 1 GiB of data on the primary (each new instance cloned from a replica:
+//! mariadb-backup streamed by the donor's agent, or the CLONE plugin), and
+//! the operator's memory and CPU once both clusters are settled.
 //!
 //!     bash tests/bench-operator.sh
 //!
 //! (release binaries as the cluster's images; needs root). Environment:
 //! EBISU_BENCH_GIB data size (default 1), EBISU_BENCH_IDLE_SECS idle sample
 //! length (default 120: four of the operator's settled reconciles, one
-//! every 30 s), EBISU_BIN_DIR the binaries the pods run.
+//! every 30 s), EBISU_BENCH_FLAVORS (default `mariadb,mysql`),
+//! EBISU_BIN_DIR the binaries the pods run.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
@@ -21,11 +24,10 @@ use ebisu_testcluster::{
     Kubectl, TestCluster,
     ebisu::{self, OPERATOR_NAMESPACE},
     kubectl::workspace_path,
+    layout::Layout,
 };
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-bench";
-const NS: &str = "bench";
-const CLUSTER: &str = "orders";
 /// Rows of 1 MiB, inserted this many per statement (one transaction each).
 const ROWS_PER_STATEMENT: u64 = 32;
 
@@ -36,10 +38,33 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn wait_running(k: &Kubectl, ready: u32) -> Duration {
+/// One flavor's run: its namespace, example and cluster name.
+struct Run {
+    flavor: &'static str,
+    ns: &'static str,
+    example: &'static str,
+    cluster: &'static str,
+}
+
+const RUNS: [Run; 2] = [
+    Run {
+        flavor: "mariadb",
+        ns: "bench",
+        example: "examples/basic.yaml",
+        cluster: "orders",
+    },
+    Run {
+        flavor: "mysql",
+        ns: "bench-mysql",
+        example: "examples/mysql.yaml",
+        cluster: "inventory",
+    },
+];
+
+fn wait_running(k: &Kubectl, run: &Run, ready: u32) -> Duration {
     let started = Instant::now();
-    ebisu::wait_running(k, NS, CLUSTER, ready, Duration::from_secs(900))
-        .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(k, NS, CLUSTER)));
+    ebisu::wait_running(k, run.ns, run.cluster, ready, Duration::from_secs(900))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(k, run.ns, run.cluster)));
     started.elapsed()
 }
 
@@ -77,8 +102,8 @@ fn usage(pid: u32) -> (f64, u64) {
 }
 
 /// Bytes the init container of `pod` reports it cloned.
-fn cloned_bytes(k: &Kubectl, pod: &str) -> (u64, String) {
-    let log = k.try_run(&["-n", NS, "logs", pod, "-c", "init"]).unwrap();
+fn cloned_bytes(k: &Kubectl, ns: &str, pod: &str) -> (u64, String) {
+    let log = k.try_run(&["-n", ns, "logs", pod, "-c", "init"]).unwrap();
     let line = log
         .lines()
         .find(|l| l.contains("seeded from donor"))
@@ -117,77 +142,17 @@ fn main() {
     ebisu::install_operator(&k, &["replicaCount=1"]).unwrap();
     let helm_install = started.elapsed();
 
-    k.try_run(&["create", "namespace", NS]).unwrap();
-    let basic = workspace_path("examples/basic.yaml");
-    k.try_run(&["-n", NS, "apply", "-f", &basic.display().to_string()])
-        .unwrap();
-    let apply_to_3 = wait_running(&k, 3);
-    println!("apply -> 3 Ready: {:.1} s", apply_to_3.as_secs_f64());
-
-    // Data on the primary, replicated to both replicas before the scale.
-    let root = |pod: &str, sql: &str| ebisu::root_sql(&k, &layout, NS, CLUSTER, pod, sql).unwrap();
-    root(
-        "orders-0",
-        "CREATE DATABASE bench; CREATE TABLE bench.blobs (id INT AUTO_INCREMENT PRIMARY KEY, b LONGBLOB)",
-    );
-    let rows = gib * 1024;
-    let started = Instant::now();
-    for _ in 0..rows / ROWS_PER_STATEMENT {
-        root(
-            "orders-0",
-            &format!(
-                "INSERT INTO bench.blobs (b) SELECT REPEAT(RANDOM_BYTES(1024), 1024) FROM bench.seq_1_to_{ROWS_PER_STATEMENT}"
-            ),
-        );
-    }
-    for replica in ["orders-1", "orders-2"] {
-        k.wait(
-            &format!("{rows} rows on {replica}"),
-            Duration::from_secs(900),
-            |_| {
-                ebisu::root_sql(
-                    &k,
-                    &layout,
-                    NS,
-                    CLUSTER,
-                    replica,
-                    "SELECT COUNT(*) FROM bench.blobs",
-                )
-                .is_ok_and(|n| n == rows.to_string())
-                .then_some(())
-            },
-        )
-        .unwrap();
-    }
-    let load = started.elapsed();
-    println!(
-        "{gib} GiB written and replicated to 2 replicas: {:.1} s",
-        load.as_secs_f64()
-    );
-
-    k.try_run(&["-n", NS, "scale", &format!("myc/{CLUSTER}"), "--replicas=5"])
-        .unwrap();
-    let scale_to_5 = wait_running(&k, 5);
-    println!("scale -> 5 Ready: {:.1} s", scale_to_5.as_secs_f64());
-    let clones: Vec<(u64, String)> = ["orders-3", "orders-4"]
+    let flavors = std::env::var("EBISU_BENCH_FLAVORS").unwrap_or_else(|_| "mariadb,mysql".into());
+    let mut rows_out: Vec<(String, String)> = Vec::new();
+    for run in RUNS
         .iter()
-        .map(|pod| cloned_bytes(&k, pod))
-        .collect();
+        .filter(|r| flavors.split(',').any(|f| f.trim() == r.flavor))
+    {
+        rows_out.extend(measure(&k, &layout, run, gib));
+    }
 
-    // Sample the operator at rest: every pod carries its role and the
-    // cluster reports Healthy. From then on it reconciles on changes only,
-    // and otherwise looks at every server each 30 s.
-    k.wait("the cluster to settle", Duration::from_secs(120), |k| {
-        let roles = k.jsonpath(NS, "pods", "{.items[*].metadata.labels.ebisu\\.dev/role}");
-        let healthy = k.jsonpath(
-            NS,
-            &format!("myc/{CLUSTER}"),
-            "{.status.conditions[?(@.type==\"Healthy\")].status}",
-        );
-        let count = |role: &str| roles.split(' ').filter(|r| *r == role).count();
-        (count("primary") == 1 && count("replica") == 4 && healthy == "True").then_some(())
-    })
-    .unwrap();
+    // Sample the operator at rest: from then on it reconciles on changes
+    // only, and otherwise looks at every server each 30 s.
     let pid = operator_pid();
     let (cpu_before, _) = usage(pid);
     let mut rss_max = 0;
@@ -208,31 +173,11 @@ fn main() {
         "| helm install (operator Ready) | {:.1} s |",
         helm_install.as_secs_f64()
     );
-    println!(
-        "| kubectl apply basic.yaml -> 3 Ready (empty data) | {:.1} s |",
-        apply_to_3.as_secs_f64()
-    );
-    println!(
-        "| {gib} GiB written on the primary, replicated to 2 replicas | {:.1} s |",
-        load.as_secs_f64()
-    );
-    println!(
-        "| kubectl scale 3 -> 5 Ready with {gib} GiB | {:.1} s |",
-        scale_to_5.as_secs_f64()
-    );
-    for (pod, (bytes, donor)) in ["orders-3", "orders-4"].iter().zip(&clones) {
-        println!(
-            "| {pod} cloned | {:.0} MB from {} |",
-            *bytes as f64 / 1e6,
-            donor
-                .trim_start_matches("http://")
-                .split('.')
-                .next()
-                .unwrap_or_default()
-        );
+    for (measure, value) in &rows_out {
+        println!("| {measure} | {value} |");
     }
     println!(
-        "| operator ({operator_pods}) idle CPU over {idle_secs} s | {idle_cpu:.2} % of one core |"
+        "| operator ({operator_pods}) idle CPU over {idle_secs} s, every cluster settled | {idle_cpu:.2} % of one core |"
     );
     println!(
         "| operator RSS idle (end / max) | {:.1} / {:.1} MiB |",
@@ -241,4 +186,124 @@ fn main() {
     );
 
     runtime.block_on(cluster.down()).unwrap();
+}
+
+/// Apply, load, scale and settle one flavor's cluster; the table's rows.
+fn measure(k: &Kubectl, layout: &Layout, run: &Run, gib: u64) -> Vec<(String, String)> {
+    let (ns, name) = (run.ns, run.cluster);
+    k.try_run(&["create", "namespace", ns]).unwrap();
+    let example = workspace_path(run.example);
+    k.try_run(&["-n", ns, "apply", "-f", &example.display().to_string()])
+        .unwrap();
+    let apply_to_3 = wait_running(k, run, 3);
+    println!(
+        "{}: apply -> 3 Ready: {:.1} s",
+        run.flavor,
+        apply_to_3.as_secs_f64()
+    );
+
+    // Data on the primary, replicated to both replicas before the scale.
+    let pod = |ordinal: u32| format!("{name}-{ordinal}");
+    let root = |pod: &str, sql: &str| ebisu::root_sql(k, layout, ns, name, pod, sql).unwrap();
+    root(
+        &pod(0),
+        "CREATE DATABASE bench; CREATE TABLE bench.blobs (id INT AUTO_INCREMENT PRIMARY KEY, b LONGBLOB)",
+    );
+    let rows = gib * 1024;
+    let started = Instant::now();
+    for _ in 0..rows / ROWS_PER_STATEMENT {
+        // A recursive CTE both servers understand; random bytes, so nothing
+        // in the path can win by compressing.
+        root(
+            &pod(0),
+            &format!(
+                "INSERT INTO bench.blobs (b) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {ROWS_PER_STATEMENT}) SELECT REPEAT(RANDOM_BYTES(1024), 1024) FROM s"
+            ),
+        );
+    }
+    for replica in [pod(1), pod(2)] {
+        k.wait(
+            &format!("{rows} rows on {replica}"),
+            Duration::from_secs(900),
+            |_| {
+                ebisu::root_sql(
+                    k,
+                    layout,
+                    ns,
+                    name,
+                    &replica,
+                    "SELECT COUNT(*) FROM bench.blobs",
+                )
+                .is_ok_and(|n| n == rows.to_string())
+                .then_some(())
+            },
+        )
+        .unwrap();
+    }
+    let load = started.elapsed();
+    println!(
+        "{}: {gib} GiB written and replicated to 2 replicas: {:.1} s",
+        run.flavor,
+        load.as_secs_f64()
+    );
+
+    k.try_run(&["-n", ns, "scale", &format!("myc/{name}"), "--replicas=5"])
+        .unwrap();
+    let scale_to_5 = wait_running(k, run, 5);
+    println!(
+        "{}: scale -> 5 Ready: {:.1} s",
+        run.flavor,
+        scale_to_5.as_secs_f64()
+    );
+    let clones: Vec<(String, (u64, String))> = [pod(3), pod(4)]
+        .into_iter()
+        .map(|p| {
+            let cloned = cloned_bytes(k, ns, &p);
+            (p, cloned)
+        })
+        .collect();
+
+    // Settled: every pod carries its role and the cluster reports Healthy.
+    k.wait("the cluster to settle", Duration::from_secs(120), |k| {
+        let roles = k.jsonpath(ns, "pods", "{.items[*].metadata.labels.ebisu\\.dev/role}");
+        let healthy = k.jsonpath(
+            ns,
+            &format!("myc/{name}"),
+            "{.status.conditions[?(@.type==\"Healthy\")].status}",
+        );
+        let count = |role: &str| roles.split(' ').filter(|r| *r == role).count();
+        (count("primary") == 1 && count("replica") == 4 && healthy == "True").then_some(())
+    })
+    .unwrap();
+
+    let f = run.flavor;
+    let mut out = vec![
+        (
+            format!("{f}: kubectl apply {} -> 3 Ready (empty data)", run.example),
+            format!("{:.1} s", apply_to_3.as_secs_f64()),
+        ),
+        (
+            format!("{f}: {gib} GiB written on the primary, replicated to 2 replicas"),
+            format!("{:.1} s", load.as_secs_f64()),
+        ),
+        (
+            format!("{f}: kubectl scale 3 -> 5 Ready with {gib} GiB"),
+            format!("{:.1} s", scale_to_5.as_secs_f64()),
+        ),
+    ];
+    for (pod, (bytes, donor)) in clones {
+        out.push((
+            format!("{f}: {pod} cloned"),
+            format!(
+                "{:.0} MB from {}",
+                bytes as f64 / 1e6,
+                donor
+                    .trim_start_matches("http://")
+                    .split('.')
+                    .next()
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    out
 }
