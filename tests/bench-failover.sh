@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The failover benchmark on the local cluster (needs root):
-#   sudo bash tests/bench-failover.sh
+#   bash tests/bench-failover.sh   (as root)
 # N drains and N crashes of the primary's node (EBISU_BENCH_DRILLS, default
 # 10) under a writer that counts only acknowledged commits, then the same
 # with spec.replication.failover: Manual as the baseline. The pods run

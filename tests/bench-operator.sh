@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The operator benchmark on the local cluster (needs root):
-#   sudo bash tests/bench-operator.sh
+#   bash tests/bench-operator.sh   (as root)
 # Times `kubectl apply` -> 3 Ready (empty data) and `kubectl scale` -> 5 Ready
 # with 1 GiB of data (EBISU_BENCH_GIB), then samples the operator's idle CPU
 # and memory (EBISU_BENCH_IDLE_SECS). The pods run release builds, as an

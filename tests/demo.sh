@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The demo, in one command on a fresh machine (needs root):
-#   sudo bash tests/demo.sh
+# The demo, in one command on a fresh machine (as root):
+#   bash tests/demo.sh                          # MariaDB: examples/basic.yaml
+#   EBISU_DEMO_FLAVOR=mysql bash tests/demo.sh  # MySQL 9.7: examples/mysql.yaml
 # It builds whatever is missing, starts the local Kubernetes cluster, installs
-# ebisu with its Helm chart, applies examples/basic.yaml, waits until the
-# three instances are Ready, writes a row through the primary Service, reads
-# it back through the read Service (a replica) and prints `kubectl get myc`.
+# ebisu with its Helm chart, applies the example, waits until the three
+# instances are Ready, writes a row through the primary Service, reads it
+# back through the read Service (a replica) and prints `kubectl get myc`.
 # Every user-facing command is echoed as it runs. The cluster keeps running
 # afterwards, until `target/debug/testcluster down`.
 set -euo pipefail
@@ -16,7 +17,18 @@ if [[ $(id -u) != 0 ]]; then
 fi
 
 NS=demo
-CLUSTER=orders
+FLAVOR=${EBISU_DEMO_FLAVOR:-mariadb}
+case $FLAVOR in
+  # The client pods run the flavor's own client. MariaDB's servers here
+  # have no TLS certificate; MySQL makes one at initialisation, and its
+  # default password plugin wants TLS (or a socket) for the first login.
+  mariadb) CLUSTER=orders EXAMPLE=examples/basic.yaml CLIENT_IMAGE=mariadb:10.11 CLIENT=mariadb TLS=skip-ssl ;;
+  mysql) CLUSTER=inventory EXAMPLE=examples/mysql.yaml CLIENT_IMAGE=mysql:8.4 CLIENT=mysql TLS=ssl-mode=REQUIRED ;;
+  *)
+    echo "demo: EBISU_DEMO_FLAVOR must be mariadb or mysql, not '$FLAVOR'" >&2
+    exit 2
+    ;;
+esac
 state_dir=${EBISU_TESTCLUSTER_DIR:-/tmp/ebisu-testcluster}
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -39,6 +51,11 @@ export EBISU_CONTROLPLANE_BIN
 # kubectl and helm as pinned with the control plane, not whatever the machine has.
 export PATH=$EBISU_CONTROLPLANE_BIN:$PATH
 
+if [[ $FLAVOR == mysql ]]; then
+  step "MySQL image root file system (tests/build-rootfs.sh; cached after the first run)"
+  bash tests/build-rootfs.sh >/dev/null
+fi
+
 step "ebisu binaries (cargo build; the local cluster runs them as its images)"
 cargo build --workspace --bins --locked >&2
 
@@ -50,9 +67,9 @@ run kubectl get nodes -L topology.kubernetes.io/zone
 step "installing ebisu with its Helm chart"
 run helm install ebisu charts/ebisu --namespace ebisu-system --create-namespace --wait --timeout 120s
 
-step "applying examples/basic.yaml"
+step "applying $EXAMPLE"
 run kubectl create namespace "$NS"
-run kubectl -n "$NS" apply -f examples/basic.yaml
+run kubectl -n "$NS" apply -f "$EXAMPLE"
 
 step "waiting for 3 Ready instances (status as the operator reports it)"
 last=""
@@ -88,9 +105,9 @@ MYSQL_PWD=$MYSQL_PWD mariadb --skip-ssl -S "$socket" -uroot -e "
 rm -f "$socket"
 echo "  created user app with a generated password, kept in Secret $NS/app-client" >&2
 kubectl -n "$NS" create secret generic app-client \
-  --from-literal=client.cnf="$(printf '[client]\nuser=app\npassword=%s\nskip-ssl\n' "$app_password")" >/dev/null
+  --from-literal=client.cnf="$(printf '[client]\nuser=app\npassword=%s\n%s\n' "$app_password" "$TLS")" >/dev/null
 
-# A one-shot client pod: a shell script with the mariadb client and the
+# A one-shot client pod: a shell script with the flavor's client and the
 # app's credentials from the Secret, reaching servers by Service name.
 client() {
   local name=$1 script=$2
@@ -103,7 +120,7 @@ spec:
   restartPolicy: Never
   containers:
     - name: client
-      image: mariadb:10.11
+      image: $CLIENT_IMAGE
       command: [sh, -c]
       args:
         - |
@@ -125,7 +142,7 @@ EOF
 step "writing a row through the primary Service ($CLUSTER-primary), from a pod"
 client write-order "$(
   cat <<EOF
-mariadb --defaults-extra-file=/etc/app/client.cnf -h $CLUSTER-primary --table -e "
+$CLIENT --defaults-extra-file=/etc/app/client.cnf -h $CLUSTER-primary --table -e "
   INSERT INTO demo.orders VALUES (1, 'green tea');
   SELECT @@hostname AS written_on, @@read_only AS read_only"
 EOF
@@ -134,7 +151,7 @@ EOF
 step "reading it back through the read Service ($CLUSTER-read: replicas only), from a pod"
 client read-order "$(
   cat <<EOF
-sql() { mariadb --defaults-extra-file=/etc/app/client.cnf -h $CLUSTER-read "\$@"; }
+sql() { $CLIENT --defaults-extra-file=/etc/app/client.cnf -h $CLUSTER-read "\$@"; }
 # Replication is asynchronous to the client: wait until the row is applied.
 for i in \$(seq 30); do
   if [ "\$(sql -N -e 'SELECT COUNT(*) FROM demo.orders')" = 1 ]; then
@@ -153,7 +170,7 @@ run kubectl -n "$NS" get myc
 
 cat <<EOT
 
-ebisu is running a replicated MariaDB cluster on the local Kubernetes cluster.
+ebisu is running a replicated $FLAVOR cluster on the local Kubernetes cluster.
 
   export KUBECONFIG=$KUBECONFIG PATH=$EBISU_CONTROLPLANE_BIN:\$PATH
   kubectl -n $NS get myc,pods,pvc -L ebisu.dev/role

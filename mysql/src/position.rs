@@ -14,8 +14,9 @@
 //! position: a backup of a freshly cloned replica whose binary log was still
 //! empty recorded its full position (seen with mariadb-backup 10.11), and
 //! the slave info file was not written at all for a donor not configured as
-//! a replica. The XtraBackup formats follow its documentation; no MySQL
-//! server is available on the build machines.
+//! a replica. The XtraBackup formats follow its documentation (used
+//! only for images that carry xtrabackup; MySQL's own images clone with the
+//! CLONE plugin, which needs no position file).
 //!
 //! Pure: the caller reads the files.
 

@@ -6,8 +6,8 @@
 //! vocabulary (`Source_Host` or `Master_Host`, `Replica_IO_Running` or
 //! `Slave_IO_Running`, ...), so the same parser reads MySQL 8 and MariaDB
 //! rows; the flavor only decides how GTID columns are read. MariaDB rows
-//! were checked against MariaDB 10.11; MySQL rows follow the MySQL 8.0/8.4
-//! manual (no MySQL server on the build machines).
+//! were checked against MariaDB 10.11; MySQL rows follow the MySQL 8.4
+//! manual and are what MySQL 9.7 returns in the end-to-end test.
 
 use std::str::FromStr;
 
