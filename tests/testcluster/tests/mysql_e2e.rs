@@ -4,7 +4,9 @@
 //! seeded with the CLONE plugin (one from the primary, one from a replica),
 //! writes through `<name>-primary` reach every replica, replicas refuse
 //! writes (super_read_only), a deleted replica returns on its own volume
-//! without a clone, a drain of the primary's node switches over and a node
+//! without a clone, `kubectl scale` finishes after the leading operator pod
+//! is deleted halfway (the new instance cloned from a replica) and scaling
+//! back keeps the volume, a drain of the primary's node switches over and a node
 //! loss fails over, each under a writer that checks no acknowledged write
 //! is lost and a poller that checks two servers are never writable.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
@@ -14,7 +16,7 @@ use std::{path::Path, time::Duration};
 use ebisu_testcluster::{
     Kubectl, Layout, TestCluster,
     drill::{self, App, Poller, Writer},
-    ebisu,
+    ebisu::{self, OPERATOR_NAMESPACE},
     kubectl::workspace_path,
 };
 
@@ -212,6 +214,55 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     assert!(
         log.contains("data directory holds data") && !log.contains("cloned"),
         "{replica} kept its data:\n{log}"
+    );
+
+    // Scale to 4 with the leading operator pod deleted halfway: the other
+    // operator pod takes the Lease and finishes; the new instance is cloned
+    // from a replica. Scaling back keeps its volume.
+    let leader = m.k.jsonpath(
+        OPERATOR_NAMESPACE,
+        "lease/ebisu-operator",
+        "{.spec.holderIdentity}",
+    );
+    assert!(!leader.is_empty(), "an operator pod holds the Lease");
+    m.kubectl(&["-n", NS, "scale", &format!("myc/{CLUSTER}"), "--replicas=4"]);
+    m.wait("inventory-3 created", Duration::from_secs(60), |m| {
+        !m.get("pod/inventory-3", "{.metadata.name}").is_empty()
+    });
+    m.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", &leader]);
+    m.running(4);
+    let log = m.init_log("inventory-3");
+    let primary = m.primary();
+    assert!(
+        log.contains("cloned with the CLONE plugin")
+            && !log.contains(&format!("donor=http://{primary}.")),
+        "inventory-3 was cloned from a replica:\n{log}"
+    );
+    m.wait("the row on inventory-3", Duration::from_secs(60), |m| {
+        m.root("inventory-3", "SELECT COUNT(*) FROM stock.w WHERE id = 1") == "1"
+    });
+    m.wait(
+        "inventory-3 labelled replica",
+        Duration::from_secs(60),
+        |m| m.replicas().contains(&"inventory-3".to_owned()),
+    );
+    let holder = m.k.jsonpath(
+        OPERATOR_NAMESPACE,
+        "lease/ebisu-operator",
+        "{.spec.holderIdentity}",
+    );
+    assert!(
+        !holder.is_empty() && holder != leader,
+        "another operator pod leads: {holder}"
+    );
+    m.kubectl(&["-n", NS, "scale", &format!("myc/{CLUSTER}"), "--replicas=3"]);
+    m.wait("scaled back to 3", Duration::from_secs(120), |m| {
+        m.running_quietly() && m.get("pod/inventory-3", "{.metadata.name}").is_empty()
+    });
+    assert_eq!(
+        m.get("pvc/data-inventory-3", "{.status.phase}"),
+        "Bound",
+        "a scaled-down instance keeps its volume"
     );
 
     // Drain of the primary's node: switchover first.
