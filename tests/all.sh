@@ -2,7 +2,7 @@
 # Everything CI runs, from a fresh clone on a new machine:
 #   bash tests/all.sh
 # formatting, lints, the CRD drift check, every test of the workspace and
-# the README's demo command.
+# the README's demo, with each server flavor.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -38,3 +38,7 @@ step "the README's demo works (tests/demo.sh on its own cluster)"
 demo_dir=/tmp/ebisu-testcluster-demo-check
 trap './target/debug/testcluster --state-dir "$demo_dir" down >/dev/null 2>&1 || true' EXIT
 EBISU_TESTCLUSTER_DIR=$demo_dir bash tests/demo.sh
+
+step "the README's MySQL demo works (EBISU_DEMO_FLAVOR=mysql tests/demo.sh)"
+./target/debug/testcluster --state-dir "$demo_dir" down >/dev/null
+EBISU_TESTCLUSTER_DIR=$demo_dir EBISU_DEMO_FLAVOR=mysql bash tests/demo.sh
