@@ -14,5 +14,5 @@ pub use cluster::{
     CloneSpec, ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor,
     InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
     OperationKind, OperationStep, Phase, PodTemplateOverrides, ReplicationSpec, RoleChange,
-    ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec,
+    ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy,
 };

@@ -122,6 +122,11 @@ pub mod secret_keys {
 /// are kept when it is deleted), so a re-created cluster knows too.
 pub const ANNOTATION_INITIALIZED: &str = "ebisu.dev/initialized";
 
+/// Pod template annotation: a digest of the my.cnf parts the servers read at
+/// start, so that changed server settings make a new StatefulSet revision
+/// (which a rolling update brings to every server).
+pub const ANNOTATION_CONFIG_DIGEST: &str = "ebisu.dev/config-digest";
+
 /// How a value of the credentials Secret is read, by the operator and the
 /// sidecar alike: UTF-8 with one trailing newline removed (files written
 /// by editors and `kubectl create secret --from-file` often end with one);

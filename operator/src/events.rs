@@ -174,6 +174,10 @@ pub fn describe(action: &Action) -> Option<(&'static str, String)> {
             "ReplicationStopped",
             format!("{pod} stopped replicating to become the primary"),
         ),
+        Action::Restart(pod) => (
+            "RollingUpdate",
+            format!("evicted {pod} so that it restarts on the current spec"),
+        ),
         Action::Reseed { pod, reason } => (
             "Reseeding",
             format!(

@@ -86,6 +86,9 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     // Pods: watched for readiness, labelled with their role, deleted to be
     // re-seeded once their agent set the data aside.
     rule("", "pods", &["get", "list", "watch", "patch", "delete"]),
+    // Rolling updates restart pods through the eviction API, so that
+    // their PodDisruptionBudgets apply.
+    rule("", "pods/eviction", &["create"]),
     // Claims grow in place and are marked initialised.
     rule("", "persistentvolumeclaims", &["list", "patch"]),
     // Events (kube's recorder creates, then patches repeated ones).

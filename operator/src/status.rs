@@ -16,7 +16,7 @@ use k8s_openapi::{
 pub use crate::dereference::Observed;
 use crate::{
     build::stateful_set::ZONE_LABEL,
-    clustering::{Problem, pass::PassResult},
+    clustering::{Problem, Rollout, pass::PassResult},
 };
 
 /// Condition: at least one instance serves queries.
@@ -35,6 +35,8 @@ pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 /// Condition: the primary is lost and ebisu refuses to fail over, because
 /// it cannot prove that no acknowledged write would be lost.
 pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
+/// True while some instances run an old spec (an older StatefulSet revision).
+pub const UPDATING: &str = "Updating";
 
 /// Status of a cluster whose spec is valid and whose children were applied.
 pub fn compute(
@@ -66,6 +68,8 @@ pub fn compute(
         instance.errant_gtids = pass.errant.get(&instance.pod).cloned();
     }
     let ready = i32::try_from(instances.iter().filter(|i| i.ready).count()).unwrap_or(i32::MAX);
+    let update_revision = crate::clustering::pass::update_revision(observed).map(str::to_owned);
+    let updated = i32::try_from(instances.iter().filter(|i| i.updated).count()).unwrap_or(i32::MAX);
     let current_primary = pass.primary.clone().or_else(|| {
         instances
             .iter()
@@ -167,6 +171,11 @@ pub fn compute(
                 "the credentials Secret has every key",
             ),
         },
+        updating(
+            &instances,
+            pass.rollout.as_ref(),
+            |status, reason, message| condition(UPDATING, status, reason, message),
+        ),
         match blocked {
             Some(problem) => condition(
                 FAILOVER_BLOCKED,
@@ -196,6 +205,8 @@ pub fn compute(
         observed_generation: generation,
         replicas: existing,
         ready_replicas: ready,
+        update_revision,
+        updated_replicas: updated,
         selector: Some(names::selector_string(&names::selector_labels(name))),
         current_primary,
         instances,
@@ -203,6 +214,54 @@ pub fn compute(
         last_switchover,
         last_failover,
         clustering: pass.memory.clone(),
+    }
+}
+
+/// The `Updating` condition: True while pods run an old spec, with what
+/// the rolling update does about them.
+fn updating(
+    instances: &[InstanceStatus],
+    rollout: Option<&Rollout>,
+    condition: impl Fn(bool, &str, &str) -> Condition,
+) -> Condition {
+    let old: Vec<&str> = instances
+        .iter()
+        .filter(|i| !i.updated && i.revision.is_some())
+        .map(|i| i.pod.as_str())
+        .collect();
+    if old.is_empty() {
+        return condition(false, "UpToDate", "every instance runs the current spec");
+    }
+    let pending = format!(
+        "{} of {} instances run an old spec ({})",
+        old.len(),
+        instances.len(),
+        old.join(", ")
+    );
+    match rollout {
+        Some(Rollout::Manual) => condition(
+            true,
+            "UpdatePending",
+            &format!(
+                "{pending}; spec.updateStrategy is Manual: delete their pods to update them, \
+                 replicas first, the primary after a switchover"
+            ),
+        ),
+        Some(Rollout::Restarting(pod)) => condition(
+            true,
+            "RollingUpdate",
+            &format!("{pending}; restarting {pod}"),
+        ),
+        Some(Rollout::SwitchingOver) => condition(
+            true,
+            "RollingUpdate",
+            &format!("{pending}; the primary hands over to an updated replica"),
+        ),
+        Some(Rollout::Waiting(why)) => {
+            condition(true, "UpdatePaused", &format!("{pending}; waiting: {why}"))
+        }
+        // The update is done as far as decisions go; pods catch up.
+        Some(Rollout::UpToDate) | None => condition(true, "UpdatePending", &pending),
     }
 }
 
@@ -328,7 +387,17 @@ fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
         .map(|(ordinal, pod)| {
             let pod_name = names::pod(cluster, ordinal);
             let volume = claim_volume(observed, &pod_name);
+            let update_revision = crate::clustering::pass::update_revision(observed);
+            let revision = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::clustering::observe::REVISION_LABEL))
+                .cloned();
             InstanceStatus {
+                updated: revision.is_some()
+                    && !crate::clustering::observe::outdated(pod, update_revision),
+                revision,
                 role: role(pod),
                 ready: pod_ready(pod),
                 zone: volume.and_then(volume_zone),
@@ -752,6 +821,7 @@ mod tests {
                 semi_sync_active: false,
                 semi_sync_replica: false,
                 semi_sync_timeout_ms: None,
+                outdated: false,
                 seed_pending: false,
             },
             flavor: Some(ebisu_mysql::Flavor::MariaDb),

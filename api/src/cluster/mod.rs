@@ -77,6 +77,12 @@ pub const MAX_NAME_LEN: usize = 52;
         json_path = ".spec.replicas"
     ),
     printcolumn(
+        name = "Updated",
+        type_ = "integer",
+        description = "Instances running the current spec",
+        json_path = ".status.updatedReplicas"
+    ),
+    printcolumn(
         name = "Phase",
         type_ = "string",
         description = "Lifecycle phase",
@@ -174,6 +180,29 @@ pub struct MySQLClusterSpec {
     /// Settings for the `<name>-primary` and `<name>-read` Services.
     #[serde(default)]
     pub services: ServiceTemplates,
+
+    /// How a changed spec (image, `mysqlConfig`, resources, pod template)
+    /// reaches running servers, which only take it when restarted.
+    /// `RollingUpdate` (default): the operator restarts replicas one at a
+    /// time, each once the cluster is healthy and every replica caught up,
+    /// then switches over to an updated replica and restarts the old
+    /// primary last. `Manual`: nothing is restarted; the `Updating`
+    /// condition says which instances run the old spec (delete a pod to
+    /// update it). A primary is only moved automatically under
+    /// `replication.failover: Automatic`; otherwise the rollout waits at
+    /// the primary for a requested switchover.
+    #[serde(default)]
+    pub update_strategy: UpdateStrategy,
+}
+
+/// How a changed spec reaches running servers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpdateStrategy {
+    /// Replicas one at a time, then a switchover, then the old primary.
+    #[default]
+    RollingUpdate,
+    /// Report which instances run the old spec; restart nothing.
+    Manual,
 }
 
 /// The server family a cluster runs.

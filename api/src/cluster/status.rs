@@ -21,6 +21,12 @@ pub struct MySQLClusterStatus {
     /// Instances serving queries.
     #[serde(default)]
     pub ready_replicas: i32,
+    /// The StatefulSet's update revision: the pod template of the current spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_revision: Option<String>,
+    /// Instances whose pod runs the update revision.
+    #[serde(default)]
+    pub updated_replicas: i32,
     /// Label selector of the instance pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
@@ -30,7 +36,8 @@ pub struct MySQLClusterStatus {
     /// One entry per instance pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceStatus>,
-    /// `Available`, `Healthy`, `Switching`, `Degraded` and `SpecValid`.
+    /// `Available`, `Healthy`, `Switching`, `Degraded`, `Updating`,
+    /// `CredentialsMissing`, `FailoverBlocked` and `SpecValid`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The last planned primary change.
@@ -163,6 +170,12 @@ pub struct InstanceStatus {
     pub volume_id: Option<String>,
     /// The pod is Ready (serving queries; says nothing about lag).
     pub ready: bool,
+    /// The StatefulSet revision the pod was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The pod runs the current spec (its revision is the update revision).
+    #[serde(default)]
+    pub updated: bool,
     /// Transactions this server holds that the primary lacks; it is kept
     /// out of service until it is re-seeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -56,6 +56,11 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   - apiGroups: [""]
     resources: ["pods"]
     verbs: ["get", "list", "watch", "patch", "delete"]
+  # Rolling updates restart pods through the eviction API, so that their
+  # disruption budgets apply.
+  - apiGroups: [""]
+    resources: ["pods/eviction"]
+    verbs: ["create"]
   # Claims grow in place and are marked initialised.
   - apiGroups: [""]
     resources: ["persistentvolumeclaims"]

@@ -35,6 +35,21 @@ pub fn build(cluster: &ValidatedCluster, initialised: bool) -> ConfigMap {
     }
 }
 
+/// A digest of the my.cnf parts every server reads at start (hex, 16
+/// characters): stable across operator builds, as it marks pod templates.
+pub fn server_config_digest(cluster: &ValidatedCluster) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [common(cluster), primary(cluster), replica(cluster)] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Settings every instance has, whatever its role. Every server starts
 /// read-only: only the operator makes a server writable, so a restarted
 /// former primary can never take writes behind its back.
@@ -258,5 +273,19 @@ mod tests {
             .expect("user setting");
         assert!(managed < user);
         assert!(common.contains("max_connections = 2000"));
+    }
+
+    #[test]
+    fn the_config_digest_follows_server_settings_only() {
+        let basic = validated(BASIC);
+        let digest = server_config_digest(&basic);
+        assert_eq!(digest.len(), 16);
+        assert_eq!(digest, server_config_digest(&validated(BASIC)), "stable");
+        let mut tuned = basic.clone();
+        tuned
+            .mysql_config
+            .insert("max_connections".to_owned(), "300".to_owned());
+        assert_ne!(server_config_digest(&tuned), digest, "a changed setting");
+        assert_ne!(server_config_digest(&validated(MYSQL_PRODUCTION)), digest);
     }
 }

@@ -36,6 +36,16 @@ use k8s_openapi::{
 use super::child_meta;
 use crate::validate::ValidatedCluster;
 
+/// The user's pod annotations and the server settings' digest.
+fn pod_annotations(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
+    let mut annotations = cluster.pod.annotations.clone();
+    annotations.insert(
+        names::ANNOTATION_CONFIG_DIGEST.to_owned(),
+        super::config_map::server_config_digest(cluster),
+    );
+    annotations
+}
+
 /// Where the sidecar binary is copied so that containers of any image can run it.
 pub const SIDECAR_BIN_DIR: &str = "/opt/ebisu/bin";
 /// The sidecar binary inside the pod.
@@ -85,8 +95,7 @@ pub fn build(cluster: &ValidatedCluster) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: (!cluster.pod.annotations.is_empty())
-                        .then(|| cluster.pod.annotations.clone()),
+                    annotations: Some(pod_annotations(cluster)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec(cluster)),

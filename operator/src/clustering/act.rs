@@ -196,7 +196,21 @@ pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), Error> {
             run(&mut conn, pod, "stop and forget replication", &statements).await
         }
         Action::Reseed { pod, reason } => reseed(target, pod, reason).await,
+        Action::Restart(pod) => restart(target, pod).await,
     }
+}
+
+/// Evicts the pod, so that its PodDisruptionBudget decides whether it may
+/// go now; the StatefulSet starts it again from the current spec.
+async fn restart(target: &Target<'_>, pod: &str) -> Result<(), Error> {
+    Api::<Pod>::namespaced(target.client.clone(), target.namespace)
+        .evict(pod, &kube::api::EvictParams::default())
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            action: format!("evict pod {pod} to restart it on the current spec"),
+            source,
+        })
 }
 
 /// Asks the pod's agent to set its data aside at the next start, then

@@ -1,6 +1,6 @@
 //! Clustering: keep exactly one writable primary and every other server a
 //! read-only replica of it, move the primary when its node is drained or
-//! its pod deleted, and fail over when it is lost without losing an
+//! its pod deleted, roll pods onto a changed spec, and fail over when it is lost without losing an
 //! acknowledged write. `observe` reads each server (SQL and the agent's
 //! `/status`) with its pod and node; `decide` is a pure function from that
 //! to ordered steps; `execute` runs the steps in order and `act` does each
@@ -16,7 +16,7 @@ pub mod prober;
 pub mod state;
 
 pub use decide::{
-    Action, Again, BlockedWhy, Decision, Input, Policy, Problem, SemiSyncPolicy, SwitchoverRequest,
-    decide,
+    Action, Again, BlockedWhy, Decision, Input, Policy, Problem, Rollout, SemiSyncPolicy,
+    SwitchoverRequest, decide,
 };
 pub use state::{Answer, NodeFacts, Replication, ServerState};

@@ -114,6 +114,21 @@ pub struct Observed {
     pub lag_seconds: Option<u64>,
 }
 
+/// The pod label the StatefulSet controller sets to the revision a pod
+/// was made from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// Whether `pod` was made from another revision than `update_revision`
+/// (unknown revisions are not: nothing is restarted on a guess).
+pub fn outdated(pod: &Pod, update_revision: Option<&str>) -> bool {
+    let revision = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(REVISION_LABEL));
+    matches!((revision, update_revision), (Some(rev), Some(update)) if rev != update)
+}
+
 /// Reads every pod's server; `skip` lists pods known to be silent in this
 /// reconcile (they are not waited for again).
 pub async fn servers(
@@ -174,6 +189,8 @@ async fn one(
         semi_sync_active: false,
         semi_sync_replica: false,
         semi_sync_timeout_ms: None,
+        // Set by the pass, which knows the StatefulSet.
+        outdated: false,
         // Unknown counts as pending: never race an agent applying a seed.
         seed_pending: true,
     };

@@ -49,6 +49,8 @@ pub struct PassResult {
     pub acted: bool,
     /// When to look again.
     pub again: Option<Again>,
+    /// Where a rolling update stands, when the servers were looked at.
+    pub rollout: Option<super::Rollout>,
 }
 
 /// The policy the spec and the cluster's annotations ask for.
@@ -82,7 +84,19 @@ pub fn policy(cluster: &MySQLCluster, validated: &ValidatedCluster) -> Policy {
             }
         }),
         force_failover: annotation(ANNOTATION_FORCE_FAILOVER),
+        update: cluster.spec.update_strategy,
     }
+}
+
+/// The StatefulSet's update revision (the pod template of the current spec).
+pub fn update_revision(observed: &dereference::Observed) -> Option<&str> {
+    observed
+        .stateful_set
+        .as_ref()?
+        .status
+        .as_ref()?
+        .update_revision
+        .as_deref()
 }
 
 /// Runs the clustering pass for a cluster whose children were applied.
@@ -105,7 +119,7 @@ pub async fn run(
     let mut result = PassResult::default();
     let mut silent: Vec<String> = Vec::new();
     for round in 0..MAX_ROUNDS {
-        let servers = observe::servers(
+        let mut servers = observe::servers(
             &validated.name,
             &validated.namespace,
             &observed.pods,
@@ -115,6 +129,13 @@ pub async fn run(
             &silent,
         )
         .await;
+        for server in &mut servers {
+            server.state.outdated = observed
+                .pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(server.state.pod.as_str()))
+                .is_some_and(|pod| observe::outdated(pod, update_revision(observed)));
+        }
         let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
         tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), "observed");
         let decision = decide(&Input {
@@ -196,6 +217,7 @@ pub async fn run(
             .collect();
         result.primary.clone_from(&decision.primary);
         result.problems = decision.problems;
+        result.rollout = Some(decision.rollout);
         result.servers = servers;
         let again = if outcome.complete {
             decision.again
@@ -271,6 +293,7 @@ mod tests {
             memory,
             again: Again::Later,
             completed: None,
+            rollout: crate::clustering::Rollout::UpToDate,
         }
     }
 

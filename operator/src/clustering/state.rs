@@ -63,6 +63,9 @@ pub struct ServerState {
     pub semi_sync_replica: bool,
     /// How long the source side waits before falling back, in milliseconds.
     pub semi_sync_timeout_ms: Option<u64>,
+    /// The pod was made from an older revision of the StatefulSet than its
+    /// update revision: the server runs an old spec until it restarts.
+    pub outdated: bool,
     /// A fresh copy whose agent has not applied its recorded position yet
     /// (or an agent that did not say): its replication is the agent's to set up.
     pub seed_pending: bool,

@@ -17,8 +17,9 @@ mod repair;
 mod switchover;
 #[cfg(test)]
 mod tests;
+mod update;
 
-use ebisu_api::{ClusteringMemory, FailoverMode, InstanceRole};
+use ebisu_api::{ClusteringMemory, FailoverMode, InstanceRole, UpdateStrategy};
 use ebisu_mysql::GtidSet;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -102,6 +103,9 @@ pub enum Action {
     },
     /// Stop and forget the server's replication: it becomes a source.
     Promote(String),
+    /// Evict the pod (its PodDisruptionBudget applies) so that the
+    /// StatefulSet starts it again from the current spec.
+    Restart(String),
     /// Set the server's data aside on its volume (never deleted) and copy
     /// it afresh from a healthy peer: its agent records the request and the
     /// pod is deleted, so its next start does it.
@@ -129,6 +133,7 @@ impl Action {
             | Self::CatchUp { pod, .. }
             | Self::WaitApplied { pod, .. }
             | Self::Promote(pod)
+            | Self::Restart(pod)
             | Self::Reseed { pod, .. } => Some(pod),
             Self::Remember(_) | Self::ConsumeAnnotation(_) => None,
         }
@@ -183,6 +188,23 @@ pub struct Decision {
     pub again: Again,
     /// The change of primary these steps complete.
     pub completed: Option<Completed>,
+    /// Where a rolling update of pods that run an old spec stands.
+    pub rollout: Rollout,
+}
+
+/// Where a rolling update stands (when some pods run an old spec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// No pod runs an old spec.
+    UpToDate,
+    /// `spec.updateStrategy: Manual`: reported, nothing restarted.
+    Manual,
+    /// This pod is restarted now.
+    Restarting(String),
+    /// The primary hands over to an updated replica now.
+    SwitchingOver,
+    /// Not now, and why (it goes on by itself once that passes).
+    Waiting(String),
 }
 
 impl Decision {
@@ -194,6 +216,7 @@ impl Decision {
             memory: memory.clone(),
             again: Again::Later,
             completed: None,
+            rollout: Rollout::Waiting("no primary answers".to_owned()),
         }
     }
 
@@ -267,6 +290,8 @@ pub struct Policy {
     pub switchover_request: Option<SwitchoverRequest>,
     /// The lost primary the user forces a failover away from.
     pub force_failover: Option<String>,
+    /// How a changed spec reaches running servers.
+    pub update: UpdateStrategy,
 }
 
 impl Policy {
@@ -311,6 +336,7 @@ impl<'a> Input<'a> {
 pub fn decide(input: &Input<'_>) -> Decision {
     let mut decision = Decision::new(input.memory);
     if let Some(operation) = &input.memory.operation {
+        decision.rollout = Rollout::Waiting("a change of primary is in progress".to_owned());
         match operation.kind {
             ebisu_api::OperationKind::Switchover => {
                 switchover::resume(input, operation, &mut decision);
@@ -371,9 +397,21 @@ fn primary_answers(input: &Input<'_>, primary: &ServerState, decision: &mut Deci
         input.policy.semi_sync.is_some() && primary.semi_sync_source && primary.semi_sync_active,
     );
     if switchover::consider(input, primary, decision) {
+        let reason = decision
+            .memory
+            .operation
+            .as_ref()
+            .or(decision.completed.as_ref().map(|c| &c.operation))
+            .map(|o| o.reason.as_str());
+        if reason == Some(update::REASON) {
+            decision.rollout = Rollout::SwitchingOver;
+        } else {
+            decision.rollout = Rollout::Waiting("a change of primary is in progress".to_owned());
+        }
         return;
     }
     repair::repair(input, primary, decision);
+    update::roll(input, primary, decision);
 }
 
 /// Without a primary that answers, only fencing is safe: a writable server

@@ -11,7 +11,7 @@ use ebisu_api::{
 
 use super::{
     Action, Again, Completed, Decision, Input, Problem, SwitchoverRequest, elapsed_since, ordinal,
-    repair, seconds,
+    repair, seconds, update,
 };
 use crate::clustering::state::ServerState;
 
@@ -26,11 +26,10 @@ fn trigger(input: &Input<'_>, primary: &ServerState) -> Option<&'static str> {
     if primary.terminating {
         return Some("PodDeleted");
     }
-    primary
-        .node
-        .as_ref()
-        .filter(|node| node.draining)
-        .map(|_| "NodeDrain")
+    if primary.node.as_ref().is_some_and(|node| node.draining) {
+        return Some("NodeDrain");
+    }
+    update::primary_due(input, primary).then_some(update::REASON)
 }
 
 /// Starts a switchover when one is due; returns whether it started (the

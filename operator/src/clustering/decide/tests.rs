@@ -1,5 +1,5 @@
 //! Decisions, case by case: repair around a healthy primary, switchovers
-//! and their resumption, failovers and their refusals.
+//! and their resumption, failovers and their refusals, rolling updates.
 
 use ebisu_api::{
     ClusteringMemory, FailoverMode, InstanceRole, Operation, OperationKind, OperationStep,
@@ -51,6 +51,7 @@ fn primary(pod: &str, seq: &str) -> ServerState {
         semi_sync_active: true,
         semi_sync_replica: false,
         semi_sync_timeout_ms: Some(NEVER),
+        outdated: false,
         seed_pending: false,
     }
 }
@@ -103,6 +104,7 @@ fn policy() -> Policy {
         apply_timeout_secs: 60,
         switchover_request: None,
         force_failover: None,
+        update: ebisu_api::UpdateStrategy::RollingUpdate,
     }
 }
 
@@ -1355,4 +1357,186 @@ fn an_old_primary_that_returns_with_nothing_extra_rejoins_as_a_replica() {
         }
     ));
     assert!(has(&d, &Action::LabelReplica("db-0".to_owned())));
+}
+
+// --- rolling updates --------------------------------------------------------
+
+fn outdated(mut s: ServerState) -> ServerState {
+    s.outdated = true;
+    s
+}
+
+fn settled_three() -> Vec<ServerState> {
+    vec![
+        primary("db-0", "0-100-9"),
+        replica("db-1", "0-100-9", "db-0"),
+        replica("db-2", "0-100-9", "db-0"),
+    ]
+}
+
+fn restarts(d: &Decision) -> Vec<&str> {
+    d.actions()
+        .filter_map(|a| match a {
+            Action::Restart(pod) => Some(pod.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_up_to_date_cluster_restarts_nothing() {
+    let d = run(&settled_three());
+    assert!(d.is_settled(), "{d:?}");
+    assert_eq!(d.rollout, Rollout::UpToDate);
+}
+
+#[test]
+fn replicas_restart_one_at_a_time_highest_ordinal_first() {
+    let servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    let d = run(&servers);
+    assert_eq!(restarts(&d), ["db-2"]);
+    assert_eq!(d.actions().count(), 1, "nothing else: {d:?}");
+    assert_eq!(d.rollout, Rollout::Restarting("db-2".to_owned()));
+
+    // db-2 came back updated; db-1 is next, the primary still last.
+    let mut servers = servers;
+    servers[2].outdated = false;
+    assert_eq!(restarts(&run(&servers)), ["db-1"]);
+}
+
+#[test]
+fn a_restart_waits_for_every_server_to_serve_and_catch_up() {
+    let base: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    type Change = fn(&mut ServerState);
+    let cases: [(&str, Change); 5] = [
+        ("is restarting", |s| s.terminating = true),
+        ("to serve", |s| s.pod_ready = false),
+        ("to catch up", |s| {
+            if let Some(r) = s.replication.as_mut() {
+                r.lag_seconds = Some(11);
+            }
+        }),
+        ("to catch up", |s| {
+            if let Some(r) = s.replication.as_mut() {
+                r.lag_seconds = None;
+            }
+        }),
+        ("drained", |s| {
+            if let Some(node) = s.node.as_mut() {
+                node.draining = true;
+            }
+        }),
+    ];
+    for (why, change) in cases {
+        let mut servers = base.clone();
+        change(&mut servers[1]);
+        let d = run(&servers);
+        assert!(restarts(&d).is_empty(), "{why}: {d:?}");
+        match &d.rollout {
+            Rollout::Waiting(message) => {
+                assert!(
+                    message.contains("db-1") && message.contains(why),
+                    "{message}"
+                );
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_cluster_with_a_problem_is_not_rolled() {
+    let mut servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    // The primary stopped waiting for acknowledgements.
+    servers[0].semi_sync_active = false;
+    let d = run(&servers);
+    assert!(restarts(&d).is_empty(), "{d:?}");
+    assert!(matches!(&d.rollout, Rollout::Waiting(why) if why.contains("needs attention")));
+}
+
+#[test]
+fn manual_strategy_reports_and_restarts_nothing() {
+    let servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    let manual = Policy {
+        update: ebisu_api::UpdateStrategy::Manual,
+        ..policy()
+    };
+    let d = decide_with(&servers, &manual, &healthy_memory());
+    assert!(d.is_settled(), "{d:?}");
+    assert_eq!(d.rollout, Rollout::Manual);
+}
+
+#[test]
+fn the_primary_goes_last_after_a_switchover_to_an_updated_replica() {
+    let mut servers = settled_three();
+    servers[0].outdated = true;
+    let d = run(&servers);
+    assert!(
+        restarts(&d).is_empty(),
+        "the primary is never restarted: {d:?}"
+    );
+    assert_hands_over(&d, "db-0", "db-1");
+    assert_eq!(
+        d.completed.as_ref().map(|c| c.operation.reason.as_str()),
+        Some("RollingUpdate")
+    );
+    assert_eq!(d.rollout, Rollout::SwitchingOver);
+
+    // Once it is a caught-up replica, the old primary is restarted.
+    let after = vec![
+        outdated(replica("db-0", "0-100-9", "db-1")),
+        primary("db-1", "0-100-9"),
+        replica("db-2", "0-100-9", "db-1"),
+    ];
+    assert_eq!(restarts(&run(&after)), ["db-0"]);
+}
+
+#[test]
+fn the_primary_waits_for_a_switchover_under_manual_failover_or_alone() {
+    let mut servers = settled_three();
+    servers[0].outdated = true;
+    let manual = Policy {
+        mode: FailoverMode::Manual,
+        ..policy()
+    };
+    let d = decide_with(&servers, &manual, &healthy_memory());
+    assert!(d.is_settled(), "{d:?}");
+    assert!(
+        matches!(&d.rollout, Rollout::Waiting(why) if why.contains("ebisu.dev/switchover=any")),
+        "{:?}",
+        d.rollout
+    );
+
+    let alone = [outdated(primary("db-0", "0-100-9"))];
+    let d = run(&alone);
+    assert!(d.actions().next().is_none(), "{d:?}");
+    assert!(matches!(&d.rollout, Rollout::Waiting(why) if why.contains("only instance")));
+}
+
+/// Over every mix of outdated, unready and terminating servers: at most
+/// one restart, never of the primary, and only while all serve.
+#[test]
+fn restarts_are_single_never_the_primary_and_only_when_all_serve() {
+    for mask in 0u32..(1 << 9) {
+        let mut servers = settled_three();
+        for (i, s) in servers.iter_mut().enumerate() {
+            s.outdated = mask & (1 << i) != 0;
+            s.pod_ready = mask & (1 << (i + 3)) == 0;
+            s.terminating = mask & (1 << (i + 6)) != 0;
+        }
+        let d = run(&servers);
+        let restarted = restarts(&d);
+        assert!(restarted.len() <= 1, "{mask:b}: {restarted:?}");
+        assert!(
+            !restarted.contains(&"db-0"),
+            "{mask:b}: the primary restarted"
+        );
+        if !restarted.is_empty() {
+            assert!(
+                servers.iter().all(|s| s.pod_ready && !s.terminating),
+                "{mask:b}: restarted while a server was down"
+            );
+            assert!(servers.iter().any(|s| s.outdated && s.pod == restarted[0]));
+        }
+    }
 }
