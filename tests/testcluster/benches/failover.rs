@@ -275,15 +275,11 @@ fn main() {
     for mode in ["Automatic", "Manual"] {
         bench
             .k
-            .try_run(&[
-                "-n",
+            .merge_patch(
                 NS,
-                "patch",
                 &format!("myc/{CLUSTER}"),
-                "--type=merge",
-                "-p",
                 &format!(r#"{{"spec":{{"replication":{{"failover":"{mode}"}}}}}}"#),
-            ])
+            )
             .unwrap();
         if mode == "Manual" {
             // Pods pick the mode's template (no preStop hold) when they start again.

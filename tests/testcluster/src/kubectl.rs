@@ -48,6 +48,11 @@ impl Kubectl {
         &self.kubeconfig
     }
 
+    /// `kubectl -n NS patch OBJECT --type=merge -p PATCH`.
+    pub fn merge_patch(&self, ns: &str, object: &str, patch: &str) -> Result<String, KubectlError> {
+        self.try_run(&["-n", ns, "patch", object, "--type=merge", "-p", patch])
+    }
+
     /// Runs kubectl; its trimmed stdout on success, its stderr as the error.
     pub fn try_run(&self, args: &[&str]) -> Result<String, KubectlError> {
         self.run_program(&self.program, args)

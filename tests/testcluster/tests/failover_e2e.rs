@@ -6,7 +6,8 @@
 //! operator pod killed halfway through a switchover leaves it to its
 //! successor; a replica whose applier is stopped is never chosen; a failover
 //! is refused while semi-sync had fallen back (until forced); a one-instance
-//! cluster's drain does not hang. Each drill checks that no acknowledged
+//! cluster's drain does not hang; a changed `mysqlConfig` rolls through the
+//! replicas and one switchover. Each drill checks that no acknowledged
 //! write is lost, that two servers are never writable at once, and that one
 //! primary remains.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
@@ -46,6 +47,13 @@ impl Drill {
 
     fn get(&self, object: &str, path: &str) -> String {
         self.k.jsonpath(NS, object, path)
+    }
+
+    /// Merge-patches the cluster.
+    fn patch(&self, patch: &str) {
+        self.k
+            .merge_patch(NS, "myc/orders", patch)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
     }
 
     fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
@@ -245,6 +253,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
     an_operator_killed_mid_switchover_leaves_it_to_its_successor(&mut d);
     a_lost_primary_is_failed_over_and_rejoins_when_it_returns(&mut d);
     a_failover_is_refused_while_semi_sync_had_fallen_back(&mut d);
+    a_changed_spec_rolls_through_one_switchover(&mut d);
 
     let Drill {
         cluster, runtime, ..
@@ -439,15 +448,7 @@ fn a_replica_with_a_stopped_applier_is_never_chosen(d: &mut Drill) {
 fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
     // Room for a successor to take the Lease over (15 s) within the
     // switchover's catch-up budget (maxLagForPromotionSeconds + 10 s).
-    d.kubectl(&[
-        "-n",
-        NS,
-        "patch",
-        "myc/orders",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replication":{"maxLagForPromotionSeconds":30}}}"#,
-    ]);
+    d.patch(r#"{"spec":{"replication":{"maxLagForPromotionSeconds":30}}}"#);
     let old = d.primary();
     let candidate = d.labelled("replica")[0].clone();
     let (writer, poller) = d.load();
@@ -598,15 +599,7 @@ fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
 
 fn a_failover_is_refused_while_semi_sync_had_fallen_back(d: &mut Drill) {
     // Let the primary fall back after 1 s without acknowledgements.
-    d.kubectl(&[
-        "-n",
-        NS,
-        "patch",
-        "myc/orders",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replication":{"timeoutSeconds":1}}}"#,
-    ]);
+    d.patch(r#"{"spec":{"replication":{"timeoutSeconds":1}}}"#);
     d.wait_settled(3);
     let primary = d.primary();
     let replica_nodes: Vec<String> = d.labelled("replica").iter().map(|r| d.node_of(r)).collect();
@@ -679,4 +672,63 @@ fn a_failover_is_refused_while_semi_sync_had_fallen_back(d: &mut Drill) {
         "0"
     );
     d.node("start", &node);
+}
+
+/// A changed `mysqlConfig` is a new StatefulSet revision: the replicas
+/// restart one at a time, the primary hands over to an updated replica and
+/// restarts last, and every server ends on the new settings, under the
+/// writer and the poller.
+fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
+    d.wait_settled(3);
+    d.wait("a healthy cluster", Duration::from_secs(300), |d| {
+        d.condition("Healthy") == "True" && d.labelled("replica").len() == 2
+    });
+    let old = d.primary();
+    let before = d.get("sts/orders", "{.status.updateRevision}");
+    let switchovers_before = d.get("myc/orders", "{.status.lastSwitchover.startedAt}");
+    let (writer, poller) = d.load();
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    d.patch(r#"{"spec":{"mysqlConfig":{"max_connections":"300"}}}"#);
+    let mut revision = String::new();
+    d.wait("a new revision", Duration::from_secs(60), |d| {
+        revision = d.get("sts/orders", "{.status.updateRevision}");
+        !revision.is_empty() && revision != before
+    });
+    d.wait("the Updating condition", Duration::from_secs(60), |d| {
+        d.condition("Updating") == "True"
+    });
+    d.wait("every instance updated", Duration::from_secs(600), |d| {
+        d.get(
+            "myc/orders",
+            "{.status.updateRevision} {.status.updatedReplicas}",
+        ) == format!("{revision} 3")
+            && d.condition("Updating") == "False"
+    });
+    let new = d.wait_settled(3);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let (writes, _) = d.check("rolling update", writer, poller);
+    assert_ne!(new, old, "the primary handed over");
+    assert_ne!(
+        d.get("myc/orders", "{.status.lastSwitchover.startedAt}"),
+        switchovers_before
+    );
+    assert_eq!(
+        d.get("myc/orders", "{.status.lastSwitchover.reason}"),
+        "RollingUpdate"
+    );
+    for pod in ["orders-0", "orders-1", "orders-2"] {
+        assert_eq!(
+            d.root(pod, "SELECT @@max_connections"),
+            "300",
+            "{pod} runs the new settings"
+        );
+    }
+    eprintln!(
+        "rolling update: {old} -> {new} in {took:?}, writes blocked {} ms by the operator's \
+         count, longest stretch without an acknowledged write {:?}",
+        d.get("myc/orders", "{.status.lastSwitchover.writesBlockedMs}"),
+        writes.longest_gap(writes.acked[0].1, writes.acked.last().unwrap().1)
+    );
 }

@@ -8,7 +8,8 @@
 //! is deleted halfway (the new instance cloned from a replica) and scaling
 //! back keeps the volume, a drain of the primary's node switches over and a node
 //! loss fails over, each under a writer that checks no acknowledged write
-//! is lost and a poller that checks two servers are never writable.
+//! is lost and a poller that checks two servers are never writable, as is a
+//! new image tag rolled through the replicas and one switchover.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 use std::{path::Path, time::Duration};
@@ -312,6 +313,49 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     assert_eq!(
         m.get(&format!("myc/{CLUSTER}"), "{.status.lastFailover.reason}"),
         "PrimaryLost"
+    );
+
+    // A new image tag rolls through the replicas and one switchover.
+    m.wait("a healthy cluster", Duration::from_secs(300), |m| {
+        m.running_quietly() && m.replicas().len() == 2
+    });
+    let old = m.primary();
+    let before = m.get("sts/inventory", "{.status.updateRevision}");
+    let writer = Writer::start(&m.app, &format!("{CLUSTER}-primary"), "stock.w", m.next_id);
+    let poller = Poller::start(&m.app);
+    std::thread::sleep(Duration::from_secs(2));
+    m.k.merge_patch(
+        NS,
+        &format!("myc/{CLUSTER}"),
+        r#"{"spec":{"image":"mysql:9.7"}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
+    let mut revision = String::new();
+    m.wait("a new revision", Duration::from_secs(60), |m| {
+        revision = m.get("sts/inventory", "{.status.updateRevision}");
+        !revision.is_empty() && revision != before
+    });
+    m.wait("every instance updated", Duration::from_secs(600), |m| {
+        m.get(
+            &format!("myc/{CLUSTER}"),
+            "{.status.updateRevision} {.status.updatedReplicas}",
+        ) == format!("{revision} 3")
+            && m.get(
+                &format!("myc/{CLUSTER}"),
+                "{.status.conditions[?(@.type==\"Updating\")].status}",
+            ) == "False"
+    });
+    let new = m.settled();
+    std::thread::sleep(Duration::from_secs(2));
+    m.check("mysql rolling update", writer, poller, None);
+    assert_ne!(new, old, "the primary handed over");
+    assert_eq!(
+        m.get(&format!("myc/{CLUSTER}"), "{.status.lastSwitchover.reason}"),
+        "RollingUpdate"
+    );
+    assert_eq!(
+        m.get("pods", "{.items[*].spec.containers[0].image}"),
+        "mysql:9.7 mysql:9.7 mysql:9.7"
     );
 
     runtime.block_on(cluster.down()).unwrap();

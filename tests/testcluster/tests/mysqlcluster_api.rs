@@ -24,7 +24,9 @@ impl Api {
     }
 
     fn patch(&self, object: &str, patch: &str) -> Result<String, String> {
-        self.run(&["-n", "api", "patch", object, "--type=merge", "-p", patch])
+        self.0
+            .merge_patch("api", object, patch)
+            .map_err(|e| e.to_string())
     }
 }
 
