@@ -174,6 +174,17 @@ pub fn describe(action: &Action) -> Option<(&'static str, String)> {
             "ReplicationStopped",
             format!("{pod} stopped replicating to become the primary"),
         ),
+        Action::SetGlobals { pod, settings } => (
+            "ConfigApplied",
+            format!(
+                "set {} on {pod} without a restart",
+                settings
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
         Action::Restart(pod) => (
             "RollingUpdate",
             format!("evicted {pod} so that it restarts on the current spec"),

@@ -18,6 +18,7 @@ pub mod dereference;
 pub mod events;
 pub mod health;
 pub mod leader;
+pub mod online_config;
 pub mod quantity;
 pub mod rbac;
 pub mod status;

@@ -162,6 +162,10 @@ pub struct MySQLClusterSpec {
 
     /// Extra server settings, written to the `[mysqld]` section of my.cnf as
     /// `key = value`, at most 64 of them, keys of at most 64 characters.
+    /// Variables both flavors change at runtime (max_connections, timeouts,
+    /// buffer and cache sizes, the slow and general logs, sql_mode) with
+    /// plain values are also set on the running servers (`SET GLOBAL`);
+    /// any other change restarts the servers as `updateStrategy` says.
     /// Refused, in any spelling the servers accept (case, `-`/`_`, `loose-`
     /// and the other option prefixes): settings ebisu manages itself
     /// (server_id, paths, ports, binary log, GTID, relay log, semi-sync,

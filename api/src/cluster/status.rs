@@ -1,6 +1,8 @@
 //! `status` of a MySQLCluster: what the operator observed and did, written
 //! only by the operator.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -79,6 +81,10 @@ pub struct ClusteringMemory {
     /// each is announced once while it lasts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reported: Vec<String>,
+    /// The `spec.mysqlConfig` settings applied to each server without a
+    /// restart (`SET GLOBAL`), by pod: variable -> value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub online_config: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ClusteringMemory {

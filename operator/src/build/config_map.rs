@@ -37,14 +37,12 @@ pub fn build(cluster: &ValidatedCluster, initialised: bool) -> ConfigMap {
 
 /// A digest of the my.cnf parts every server reads at start (hex, 16
 /// characters): stable across operator builds, as it marks pod templates.
+/// Settings that reach running servers without a restart are left out:
+/// the role parts (semi-sync, which the operator sets on the servers
+/// itself) and the user's settings that apply online.
 pub fn server_config_digest(cluster: &ValidatedCluster) -> String {
     use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    for part in [common(cluster), primary(cluster), replica(cluster)] {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    hasher.finalize()[..8]
+    Sha256::digest(common_with(cluster, false).as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -54,6 +52,11 @@ pub fn server_config_digest(cluster: &ValidatedCluster) -> String {
 /// read-only: only the operator makes a server writable, so a restarted
 /// former primary can never take writes behind its back.
 fn common(cluster: &ValidatedCluster) -> String {
+    common_with(cluster, true)
+}
+
+/// [`common`], with or without the user's settings that apply online.
+fn common_with(cluster: &ValidatedCluster, online_too: bool) -> String {
     let mut cnf = String::from("[mysqld]\n");
     let mut set = |key: &str, value: &str| {
         // Writing to a String cannot fail.
@@ -116,9 +119,14 @@ fn common(cluster: &ValidatedCluster) -> String {
         set("plugin_load_add", "semisync_source.so");
         set("plugin_load_add", "semisync_replica.so");
     }
-    if !cluster.mysql_config.is_empty() {
+    let user: Vec<(&String, &String)> = cluster
+        .mysql_config
+        .iter()
+        .filter(|(key, value)| online_too || !crate::online_config::applies_online(key, value))
+        .collect();
+    if !user.is_empty() {
         cnf.push_str("# spec.mysqlConfig\n");
-        for (key, value) in &cluster.mysql_config {
+        for (key, value) in user {
             let _ = writeln!(cnf, "{key} = {value}");
         }
     }
@@ -276,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn the_config_digest_follows_server_settings_only() {
+    fn the_config_digest_follows_settings_that_need_a_restart() {
         let basic = validated(BASIC);
         let digest = server_config_digest(&basic);
         assert_eq!(digest.len(), 16);
@@ -285,7 +293,16 @@ mod tests {
         tuned
             .mysql_config
             .insert("max_connections".to_owned(), "300".to_owned());
-        assert_ne!(server_config_digest(&tuned), digest, "a changed setting");
+        assert_eq!(
+            server_config_digest(&tuned),
+            digest,
+            "a setting applied online restarts nothing"
+        );
+        tuned
+            .mysql_config
+            .insert("back_log".to_owned(), "100".to_owned());
+        assert_ne!(server_config_digest(&tuned), digest, "a static setting");
+        assert!(common(&tuned).contains("max_connections = 300"));
         assert_ne!(server_config_digest(&validated(MYSQL_PRODUCTION)), digest);
     }
 }

@@ -197,7 +197,34 @@ pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), Error> {
         }
         Action::Reseed { pod, reason } => reseed(target, pod, reason).await,
         Action::Restart(pod) => restart(target, pod).await,
+        Action::SetGlobals { pod, settings } => set_globals(target, pod, settings).await,
     }
+}
+
+/// Sets each variable; one the server refuses (a value out of range, a
+/// variable this version lacks) is logged and left to the next restart,
+/// which reads it from my.cnf, rather than retried on every pass.
+async fn set_globals(
+    target: &Target<'_>,
+    pod: &str,
+    settings: &[(String, String)],
+) -> Result<(), Error> {
+    let (_, mut conn) = open(target, pod).await?;
+    for (variable, value) in settings {
+        let statement = format!("SET GLOBAL {variable} = {value}");
+        match run(&mut conn, pod, "apply mysqlConfig online", &[statement]).await {
+            Ok(()) => {}
+            Err(Error::Refused { source, .. }) => tracing::warn!(
+                pod,
+                variable,
+                value,
+                error = %source,
+                "the server refused a mysqlConfig setting online; it applies at its next restart"
+            ),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
 }
 
 /// Evicts the pod, so that its PodDisruptionBudget decides whether it may

@@ -9,7 +9,8 @@
 //! back keeps the volume, a drain of the primary's node switches over and a node
 //! loss fails over, each under a writer that checks no acknowledged write
 //! is lost and a poller that checks two servers are never writable, as is a
-//! new image tag rolled through the replicas and one switchover.
+//! new image tag rolled through the replicas and one switchover (after a
+//! `mysqlConfig` setting applied online, without one).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 use std::{path::Path, time::Duration};
@@ -321,6 +322,33 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     });
     let old = m.primary();
     let before = m.get("sts/inventory", "{.status.updateRevision}");
+    // A setting both flavors change at runtime is applied online.
+    m.k.merge_patch(
+        NS,
+        &format!("myc/{CLUSTER}"),
+        r#"{"spec":{"mysqlConfig":{"max_connections":"300"}}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
+    m.wait("max_connections online", Duration::from_secs(60), |m| {
+        ["inventory-0", "inventory-1", "inventory-2"]
+            .iter()
+            .all(|pod| {
+                ebisu::root_sql(
+                    &m.k,
+                    &m.layout,
+                    NS,
+                    CLUSTER,
+                    pod,
+                    "SELECT @@GLOBAL.max_connections",
+                )
+                .is_ok_and(|v| v == "300")
+            })
+    });
+    assert_eq!(
+        m.get("sts/inventory", "{.status.updateRevision}"),
+        before,
+        "an online setting makes no new revision"
+    );
     let writer = Writer::start(&m.app, &format!("{CLUSTER}-primary"), "stock.w", m.next_id);
     let poller = Poller::start(&m.app);
     std::thread::sleep(Duration::from_secs(2));

@@ -12,6 +12,7 @@
 //! primary writable again once its replacement may have taken writes.
 
 mod failover;
+mod online;
 mod problem;
 mod repair;
 mod switchover;
@@ -103,6 +104,14 @@ pub enum Action {
     },
     /// Stop and forget the server's replication: it becomes a source.
     Promote(String),
+    /// Set global variables on a running server: changed `mysqlConfig`
+    /// settings that apply online, `DEFAULT` for removed ones.
+    SetGlobals {
+        /// The server.
+        pod: String,
+        /// Variable and SQL value, in order.
+        settings: Vec<(String, String)>,
+    },
     /// Evict the pod (its PodDisruptionBudget applies) so that the
     /// StatefulSet starts it again from the current spec.
     Restart(String),
@@ -134,6 +143,7 @@ impl Action {
             | Self::WaitApplied { pod, .. }
             | Self::Promote(pod)
             | Self::Restart(pod)
+            | Self::SetGlobals { pod, .. }
             | Self::Reseed { pod, .. } => Some(pod),
             Self::Remember(_) | Self::ConsumeAnnotation(_) => None,
         }
@@ -292,6 +302,8 @@ pub struct Policy {
     pub force_failover: Option<String>,
     /// How a changed spec reaches running servers.
     pub update: UpdateStrategy,
+    /// The `mysqlConfig` settings that apply online: variable -> SQL value.
+    pub online_config: std::collections::BTreeMap<String, String>,
 }
 
 impl Policy {
@@ -411,6 +423,7 @@ fn primary_answers(input: &Input<'_>, primary: &ServerState, decision: &mut Deci
         return;
     }
     repair::repair(input, primary, decision);
+    online::apply(input, decision);
     update::roll(input, primary, decision);
 }
 
