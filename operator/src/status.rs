@@ -383,11 +383,11 @@ fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
         .filter_map(|p| Some((names::ordinal_of(p.metadata.name.as_deref()?)?, p)))
         .collect();
     pods.sort_by_key(|(ordinal, _)| *ordinal);
+    let update_revision = crate::clustering::pass::update_revision(observed);
     pods.into_iter()
         .map(|(ordinal, pod)| {
             let pod_name = names::pod(cluster, ordinal);
             let volume = claim_volume(observed, &pod_name);
-            let update_revision = crate::clustering::pass::update_revision(observed);
             let revision = pod
                 .metadata
                 .labels

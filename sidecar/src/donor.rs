@@ -31,6 +31,20 @@ pub struct Donor {
     pub source_port: u16,
 }
 
+impl Donor {
+    /// The seed marker of a copy from this donor at `gtid` (empty when the
+    /// copy carries its own position), `bytes` long.
+    pub fn seed_marker(&self, gtid: String, bytes: u64) -> crate::seed_marker::SeedMarker {
+        crate::seed_marker::SeedMarker {
+            gtid,
+            source_host: self.source_host.clone(),
+            source_port: self.source_port,
+            donor: self.agent_url.clone(),
+            bytes,
+        }
+    }
+}
+
 /// Donors to try, best first.
 pub fn rank(peers: &[Peer], preference: DonorPreference) -> Vec<Donor> {
     let mut caught_up: Vec<(u64, Donor)> = Vec::new();

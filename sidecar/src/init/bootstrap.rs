@@ -161,13 +161,7 @@ async fn initialise_mysql(settings: &Settings) -> Result<(), Error> {
             detail: crate::backup_tool::failure(&output),
         });
     }
-    let moved = std::fs::read_dir(&fresh).and_then(|entries| {
-        for entry in entries.flatten() {
-            std::fs::rename(entry.path(), settings.data_dir.join(entry.file_name()))?;
-        }
-        std::fs::remove_dir(&fresh)
-    });
-    moved.map_err(|e| Error::Command {
+    super::move_contents(&fresh, &settings.data_dir).map_err(|e| Error::Command {
         action: "move the initialised files into the data directory",
         detail: e.to_string(),
     })?;

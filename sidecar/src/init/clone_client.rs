@@ -20,7 +20,7 @@ use crate::{
     backup_tool,
     clone_stream::{self, Decoder, Item},
     donor::{Donor, Peer},
-    seed_marker::{self, SeedMarker},
+    seed_marker,
 };
 
 /// Why a copy was rejected.
@@ -104,16 +104,7 @@ pub async fn seed_from(settings: &Settings, donor: &Donor, token: &str) -> Resul
     let bytes = receive(settings, &donor.agent_url, token).await?;
     prepare(settings).await?;
     let gtid = read_position(settings)?;
-    seed_marker::write(
-        &settings.data_dir,
-        &SeedMarker {
-            gtid,
-            source_host: donor.source_host.clone(),
-            source_port: donor.source_port,
-            donor: donor.agent_url.clone(),
-            bytes,
-        },
-    )?;
+    seed_marker::write(&settings.data_dir, &donor.seed_marker(gtid, bytes))?;
     Ok(bytes)
 }
 

@@ -10,23 +10,14 @@
 //! donor is a valid donor, `spec.clone.rateLimit` caps what is read, and
 //! progress goes to the init container's log every few seconds.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
 use ebisu_mysql::{ServiceRole, sql::quote_literal};
 use mysql_async::prelude::Queryable;
 use tracing::info;
 
 use super::Settings;
-use crate::{
-    credentials::ClusterCredentials,
-    donor::Donor,
-    seed_marker::{self, SeedMarker},
-    server,
-};
+use crate::{credentials::ClusterCredentials, donor::Donor, seed_marker, server};
 
 /// Where the temporary server keeps its own (throw-away) data. (MySQL
 /// cannot start on a data directory whose name begins with a dot.)
@@ -114,19 +105,10 @@ pub async fn seed_from(
     let _ = tokio::time::timeout(Duration::from_secs(60), temp.wait()).await;
     let bytes = result?;
     std::fs::remove_dir_all(&scratch).map_err(step("remove the scratch directory"))?;
-    move_into_place(&landing, data)?;
+    super::move_contents(&landing, data).map_err(step("move the copy into place"))?;
     info!(donor = %donor.server.0, bytes, "cloned with the CLONE plugin");
-    seed_marker::write(
-        data,
-        &SeedMarker {
-            // The copy carries its own gtid_executed.
-            gtid: String::new(),
-            source_host: donor.source_host.clone(),
-            source_port: donor.source_port,
-            donor: donor.agent_url.clone(),
-            bytes,
-        },
-    )?;
+    // The copy carries its own gtid_executed.
+    seed_marker::write(data, &donor.seed_marker(String::new(), bytes))?;
     Ok(bytes)
 }
 
@@ -298,21 +280,6 @@ fn progress_line(data: u64, estimate: u64) -> String {
         "clone in progress, {percent}% of {:.2} GiB",
         estimate as f64 / GIB
     )
-}
-
-/// Moves every entry of `landing` into `data` (the same file system).
-fn move_into_place(landing: &Path, data: &Path) -> Result<(), Error> {
-    let entries: Vec<PathBuf> = std::fs::read_dir(landing)
-        .map_err(step("list the copy"))?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    for entry in entries {
-        if let Some(name) = entry.file_name() {
-            std::fs::rename(&entry, data.join(name)).map_err(step("move the copy into place"))?;
-        }
-    }
-    std::fs::remove_dir(landing).map_err(step("remove the landing directory"))
 }
 
 #[cfg(test)]

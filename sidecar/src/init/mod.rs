@@ -22,6 +22,20 @@ use crate::{
     identity::{Identity, StartRole},
 };
 
+/// Moves every entry of `from` into `to` (the same file system), then
+/// removes `from`: how a copy or a fresh initialisation made beside the
+/// volume's own entries (lost+found) takes its place.
+fn move_contents(from: &Path, to: &Path) -> std::io::Result<()> {
+    // Listed first: the directory is not changed while it is read.
+    let names: Vec<_> = std::fs::read_dir(from)?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    for name in names {
+        std::fs::rename(from.join(&name), to.join(&name))?;
+    }
+    std::fs::remove_dir(from)
+}
+
 /// Why the data directory could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
