@@ -26,7 +26,9 @@ fi
 
 if ! command -v debootstrap >/dev/null; then
   echo "build-rootfs: installing debootstrap" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2
+  # A machine whose package lists were never fetched knows no debootstrap yet.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2; }
 fi
 # The machine's own Debian mirror, as its apt sources name it.
 mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
