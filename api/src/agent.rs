@@ -19,6 +19,17 @@ pub const PATH_CLONE: &str = "/clone";
 /// set aside and copied afresh when the pod next starts.
 pub const PATH_RESEED: &str = "/reseed";
 
+/// Response header of `/readyz` on a server whose semi-sync source side is
+/// enabled: [`SEMI_SYNC_WAITING`] while commits wait for a replica's
+/// acknowledgement, [`SEMI_SYNC_FALLEN_BACK`] after a timeout made it
+/// asynchronous. The operator's probe reads it so that a primary that
+/// stopped waiting is known within a probe period, not a reconcile period.
+pub const HEADER_SEMI_SYNC: &str = "ebisu-semi-sync";
+/// [`HEADER_SEMI_SYNC`]: commits wait for an acknowledgement.
+pub const SEMI_SYNC_WAITING: &str = "waiting";
+/// [`HEADER_SEMI_SYNC`]: commits no longer wait (fell back to asynchronous).
+pub const SEMI_SYNC_FALLEN_BACK: &str = "fallen-back";
+
 /// Why the operator asks for a re-seed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -192,6 +192,23 @@ async fn bootstrap_clone_replicate_and_restart(server: Server) {
         !primary.agent_log().contains("not-the-token"),
         "the presented token is never logged"
     );
+
+    // Readiness says whether a semi-sync primary still waits: none of
+    // these replicas acknowledges, so the first commit times out and the
+    // primary falls back, which the operator's probe must learn at once.
+    assert_eq!(
+        primary.readyz_semi_sync().await,
+        None,
+        "not a semi-sync source"
+    );
+    primary.semi_sync_source(&cluster, Some(300)).await;
+    write_rows(&primary, &cluster, 1, 10).await;
+    assert_eq!(
+        primary.readyz_semi_sync().await.as_deref(),
+        Some(ebisu_api::agent::SEMI_SYNC_FALLEN_BACK)
+    );
+    primary.semi_sync_source(&cluster, None).await;
+    assert_eq!(primary.readyz_semi_sync().await, None);
 }
 
 /// A promoted primary holding 40 rows of 256 KiB and a replica cloned from

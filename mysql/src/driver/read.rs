@@ -93,7 +93,7 @@ pub async fn read_server(conn: &mut Conn) -> Result<ServerRead, ReadError> {
         .map_err(query("read executed GTIDs"))?;
     let gtid_executed = GtidSet::parse(flavor, &gtid.unwrap_or_default())?;
     let replica = replica_status(conn, flavor).await?;
-    let semi_sync = semi_sync(conn, flavor).await?;
+    let semi_sync = read_semi_sync(conn, flavor).await?;
     Ok(ServerRead {
         flavor,
         // Unknown counts as fenced: never mistake a server for writable.
@@ -123,7 +123,8 @@ pub async fn replica_status(
     Ok((!status.source_host.is_empty()).then_some(status))
 }
 
-async fn semi_sync(conn: &mut Conn, flavor: Flavor) -> Result<SemiSyncState, ReadError> {
+/// The server's semi-sync settings and whether its source side waits.
+pub async fn read_semi_sync(conn: &mut Conn, flavor: Flavor) -> Result<SemiSyncState, ReadError> {
     // SHOW never fails when a MySQL plugin is not loaded: its names are just absent.
     let variables: Vec<(String, String)> = conn
         .query("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%'")

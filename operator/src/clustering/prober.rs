@@ -6,7 +6,11 @@
 //! never count as aborted connections on the server, which blocks a host
 //! after `max_connect_errors` of them. When a primary stops answering, its
 //! cluster is reconciled at once and told since when the probe found it
-//! silent; the reconcile's own look decides.
+//! silent; the reconcile's own look decides. The agent's answer also says
+//! whether a semi-sync primary still waits for acknowledgements: when that
+//! changes the cluster is reconciled at once too, because a failover is
+//! refused after a fallback only if the operator saw the fallback before
+//! the primary was lost.
 //!
 //! It never acts on a server: it only triggers reconciles.
 
@@ -16,7 +20,11 @@ use std::{
     time::Duration,
 };
 
-use ebisu_api::{MySQLCluster, agent::PATH_READYZ, names::AGENT_PORT};
+use ebisu_api::{
+    MySQLCluster,
+    agent::{HEADER_SEMI_SYNC, PATH_READYZ, SEMI_SYNC_FALLEN_BACK},
+    names::AGENT_PORT,
+};
 use futures::channel::mpsc;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
@@ -33,6 +41,18 @@ struct Target {
     /// The nodes the cluster's pods run on.
     nodes: Vec<String>,
     silent_since: Option<Timestamp>,
+    /// The last answer said semi-sync had fallen back to asynchronous.
+    fallen_back: bool,
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// No answer in time, or the agent said the server does not answer.
+    Silent,
+    /// The server answers; `fallen_back`: its semi-sync source side stopped
+    /// waiting for acknowledgements.
+    Answered { fallen_back: bool },
 }
 
 /// The primaries being probed and the channel that triggers reconciles.
@@ -74,9 +94,11 @@ impl Prober {
             ip: None,
             nodes: Vec::new(),
             silent_since: None,
+            fallen_back: false,
         });
         if target.ip != primary_ip {
             target.silent_since = None;
+            target.fallen_back = false;
         }
         target.ip = primary_ip;
         target.nodes = nodes;
@@ -129,22 +151,16 @@ impl Prober {
             let agents = &self.agents;
             let probes = targets.into_iter().map(|(cluster, ip)| async move {
                 let started = Timestamp::now();
-                let answered = answers(agents, &ip).await;
-                (cluster, ip, answered, started)
+                let probe = probe(agents, &ip).await;
+                (cluster, ip, probe, started)
             });
-            for (cluster, ip, greeted, started) in futures::future::join_all(probes).await {
-                self.record(cluster, &ip, greeted, started);
+            for (cluster, ip, probe, started) in futures::future::join_all(probes).await {
+                self.record(cluster, &ip, probe, started);
             }
         }
     }
 
-    fn record(
-        &self,
-        cluster: ObjectRef<MySQLCluster>,
-        ip: &str,
-        greeted: bool,
-        started: Timestamp,
-    ) {
+    fn record(&self, cluster: ObjectRef<MySQLCluster>, ip: &str, probe: Probe, started: Timestamp) {
         let Ok(mut targets) = self.targets.lock() else {
             return;
         };
@@ -154,31 +170,51 @@ impl Prober {
         else {
             return;
         };
-        match (greeted, target.silent_since) {
-            (true, _) => target.silent_since = None,
-            (false, Some(_)) => {}
-            (false, None) => {
+        match probe {
+            Probe::Answered { fallen_back } => {
+                target.silent_since = None;
+                if fallen_back != target.fallen_back {
+                    target.fallen_back = fallen_back;
+                    if fallen_back {
+                        tracing::info!(cluster = %cluster, primary = ip, "primary stopped waiting for replica acknowledgements");
+                    }
+                    let _ = self.trigger.unbounded_send(cluster);
+                }
+            }
+            Probe::Silent if target.silent_since.is_none() => {
                 target.silent_since = Some(started);
                 tracing::info!(cluster = %cluster, primary = ip, "primary stopped answering the probe");
                 let _ = self.trigger.unbounded_send(cluster);
             }
+            Probe::Silent => {}
         }
     }
 }
 
-/// Whether the agent at `ip` says its server answers, in time.
-async fn answers(agents: &reqwest::Client, ip: &str) -> bool {
-    agents
+/// Asks the agent at `ip` whether its server answers, in time, and
+/// whether it still waits for semi-sync acknowledgements.
+async fn probe(agents: &reqwest::Client, ip: &str) -> Probe {
+    match agents
         .get(format!("http://{ip}:{AGENT_PORT}{PATH_READYZ}"))
         .timeout(TIMEOUT)
         .send()
         .await
-        .is_ok_and(|response| response.status().is_success())
+    {
+        Ok(response) if response.status().is_success() => Probe::Answered {
+            fallen_back: response
+                .headers()
+                .get(HEADER_SEMI_SYNC)
+                .is_some_and(|v| v.as_bytes() == SEMI_SYNC_FALLEN_BACK.as_bytes()),
+        },
+        _ => Probe::Silent,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ANSWERED: Probe = Probe::Answered { fallen_back: false };
 
     fn cluster() -> ObjectRef<MySQLCluster> {
         ObjectRef::new("orders").within("shop")
@@ -193,12 +229,12 @@ mod tests {
             vec!["node-a1".to_owned()],
         );
         let at = Timestamp::UNIX_EPOCH;
-        prober.record(cluster(), "10.0.0.1", false, at);
-        prober.record(cluster(), "10.0.0.1", false, Timestamp::now());
+        prober.record(cluster(), "10.0.0.1", Probe::Silent, at);
+        prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
         assert_eq!(prober.silent_since(&cluster()), Some(at));
         assert_eq!(triggered.try_recv().ok(), Some(cluster()));
         assert!(triggered.try_recv().is_err(), "one trigger per outage");
-        prober.record(cluster(), "10.0.0.1", true, Timestamp::now());
+        prober.record(cluster(), "10.0.0.1", ANSWERED, Timestamp::now());
         assert_eq!(prober.silent_since(&cluster()), None);
     }
 
@@ -206,7 +242,7 @@ mod tests {
     fn a_new_primary_starts_with_a_clean_record() {
         let (prober, _triggered) = Prober::new(reqwest::Client::new());
         prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
-        prober.record(cluster(), "10.0.0.1", false, Timestamp::now());
+        prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
         prober.watch(
             cluster(),
             Some("10.0.0.2".to_owned()),
@@ -215,9 +251,30 @@ mod tests {
         assert_eq!(prober.silent_since(&cluster()), None);
         assert_eq!(prober.clusters_on("node-b1"), vec![cluster()]);
         // A late answer about the old address changes nothing.
-        prober.record(cluster(), "10.0.0.1", false, Timestamp::now());
+        prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
         assert_eq!(prober.silent_since(&cluster()), None);
         prober.forget(&cluster());
         assert!(prober.clusters_on("node-b1").is_empty());
+    }
+
+    #[test]
+    fn a_fallback_and_its_end_each_trigger_one_reconcile() {
+        let (prober, mut triggered) = Prober::new(reqwest::Client::new());
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
+        let fallen = Probe::Answered { fallen_back: true };
+        prober.record(cluster(), "10.0.0.1", ANSWERED, Timestamp::now());
+        assert!(triggered.try_recv().is_err(), "nothing changed");
+        prober.record(cluster(), "10.0.0.1", fallen, Timestamp::now());
+        prober.record(cluster(), "10.0.0.1", fallen, Timestamp::now());
+        assert_eq!(triggered.try_recv().ok(), Some(cluster()));
+        assert!(triggered.try_recv().is_err(), "one trigger per fallback");
+        prober.record(cluster(), "10.0.0.1", ANSWERED, Timestamp::now());
+        assert_eq!(triggered.try_recv().ok(), Some(cluster()));
+        // A new primary starts as waiting: its first fallback triggers too.
+        prober.record(cluster(), "10.0.0.1", fallen, Timestamp::now());
+        let _ = triggered.try_recv();
+        prober.watch(cluster(), Some("10.0.0.2".to_owned()), Vec::new());
+        prober.record(cluster(), "10.0.0.2", fallen, Timestamp::now());
+        assert_eq!(triggered.try_recv().ok(), Some(cluster()));
     }
 }

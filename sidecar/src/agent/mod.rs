@@ -20,7 +20,10 @@ use axum::{
 };
 use ebisu_api::{
     Flavor as FlavorFamily,
-    agent::{PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ, PATH_RESEED, PATH_STATUS},
+    agent::{
+        HEADER_SEMI_SYNC, PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ, PATH_RESEED,
+        PATH_STATUS, SEMI_SYNC_FALLEN_BACK, SEMI_SYNC_WAITING,
+    },
 };
 use ebisu_mysql::Flavor;
 use tokio::sync::{OnceCell, Semaphore};
@@ -186,18 +189,25 @@ async fn shutdown() {
 
 /// Ready means the server answers queries. Lag never makes a replica unready:
 /// whether it may be promoted is the operator's decision.
+/// Ready when the server answers; on a semi-sync source the answer also
+/// says whether commits still wait for acknowledgements (the same look, so
+/// the operator's twice-a-second probe learns of a fallback at once).
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let check = async {
         let mut conn = shared.monitor_conn().await?;
-        mysql_async::prelude::Queryable::query_drop(&mut conn, "SELECT 1")
-            .await
-            .map_err(|source| server::Error::Sql {
-                action: "run SELECT 1",
-                source,
-            })
+        let flavor = shared.flavor(&mut conn).await?;
+        Ok::<_, server::Error>(ebisu_mysql::driver::read_semi_sync(&mut conn, flavor).await?)
     };
     match tokio::time::timeout(Duration::from_secs(3), check).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Ok(semi_sync)) if semi_sync.source_enabled => {
+            let state = if semi_sync.source_active {
+                SEMI_SYNC_WAITING
+            } else {
+                SEMI_SYNC_FALLEN_BACK
+            };
+            (StatusCode::OK, [(HEADER_SEMI_SYNC, state)], "ready").into_response()
+        }
+        Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

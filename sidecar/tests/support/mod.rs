@@ -15,7 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ebisu_api::{agent::AgentStatus, names::secret_keys};
+use ebisu_api::{
+    agent::{self, AgentStatus},
+    names::secret_keys,
+};
 use mysql_async::{OptsBuilder, prelude::Queryable};
 
 pub const SIDECAR: &str = env!("CARGO_BIN_EXE_ebisu-sidecar");
@@ -392,6 +395,47 @@ impl Instance {
             .await
             .unwrap();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// `/readyz`'s semi-sync header, when it has one.
+    pub async fn readyz_semi_sync(&self) -> Option<String> {
+        let response = reqwest::get(format!("{}{}", self.agent_url(), agent::PATH_READYZ))
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+        response
+            .headers()
+            .get(agent::HEADER_SEMI_SYNC)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// Plays the operator's part: this server waits for a semi-sync
+    /// acknowledgement for at most `timeout_ms` per commit (`None`: never).
+    pub async fn semi_sync_source(&self, cluster: &Cluster, timeout_ms: Option<u64>) {
+        let mut conn = self.root(cluster).await;
+        let flavor = ebisu_mysql::driver::read_flavor(&mut conn).await.unwrap();
+        let active: Vec<String> = conn
+            .query(ebisu_mysql::sql::ACTIVE_PLUGINS_QUERY)
+            .await
+            .unwrap();
+        for plugin in flavor.semi_sync_plugins() {
+            if !active.iter().any(|a| a.eq_ignore_ascii_case(plugin.name)) {
+                conn.query_drop(plugin.install_statement()).await.unwrap();
+            }
+        }
+        let statements = match timeout_ms {
+            Some(timeout_ms) => flavor
+                .semi_sync_as_primary(&ebisu_mysql::sql::SemiSync {
+                    enabled: true,
+                    wait_for_replicas: 1,
+                    timeout_ms,
+                })
+                .unwrap(),
+            None => vec![flavor.semi_sync_source_off()],
+        };
+        for statement in statements {
+            conn.query_drop(statement).await.unwrap();
+        }
     }
 
     pub async fn metric(&self, name: &str) -> f64 {

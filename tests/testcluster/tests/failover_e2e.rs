@@ -621,9 +621,24 @@ fn a_failover_is_refused_while_semi_sync_had_fallen_back(d: &mut Drill) {
             Duration::from_secs(10),
         )
         .expect("acknowledged asynchronously");
-    d.wait("the fallback reported", Duration::from_secs(60), |d| {
-        d.diagnostics().contains("SemiSyncFallback")
+    // What the refusal rests on is the operator's memory of the fallback
+    // (an Event from an earlier stage of the drill would not do).
+    let acknowledged = Instant::now();
+    d.wait("the fallback remembered", Duration::from_secs(60), |d| {
+        d.get("myc/orders", "{.status.clustering.semiSyncActive}") == "false"
     });
+    eprintln!(
+        "semi-sync fallback: remembered {:?} after the asynchronous acknowledgement",
+        acknowledged.elapsed()
+    );
+    assert!(
+        d.get(
+            "events",
+            "{range .items[*]}{.reason}/{.message}{\"\\n\"}{end}"
+        )
+        .contains(&format!("SemiSyncFallback/primary {primary} fell back")),
+        "the fallback is an Event naming the primary"
+    );
     let node = d.node_of(&primary);
     d.node("stop", &node);
     for node in &replica_nodes {
