@@ -63,6 +63,10 @@ pub struct AgentStatus {
     /// applied yet: nobody else may point its replication anywhere.
     #[serde(default)]
     pub seed_pending: bool,
+    /// The flavor's upgrade step after a start on a new release failed, and
+    /// why (it is tried again every few seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_error: Option<String>,
 }
 
 /// A replica's replication threads as the server reports them.

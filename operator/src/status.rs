@@ -64,6 +64,7 @@ pub fn compute(
                 .map(ToString::to_string)
                 .filter(|g| !g.is_empty());
             instance.lag_seconds = server.lag_seconds.and_then(|l| i64::try_from(l).ok());
+            instance.version = server.state.version.map(|v| v.to_string());
         }
         instance.errant_gtids = pass.errant.get(&instance.pod).cloned();
     }
@@ -260,6 +261,11 @@ fn updating(
         Some(Rollout::Waiting(why)) => {
             condition(true, "UpdatePaused", &format!("{pending}; waiting: {why}"))
         }
+        Some(Rollout::Refused(why)) => condition(
+            true,
+            "DowngradeRefused",
+            &format!("{pending}; refused: {why}"),
+        ),
         // The update is done as far as decisions go; pods catch up.
         Some(Rollout::UpToDate) | None => condition(true, "UpdatePending", &pending),
     }
@@ -410,6 +416,7 @@ fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
                 }),
                 gtid: None,
                 lag_seconds: None,
+                version: None,
                 errant_gtids: None,
                 pod: pod_name,
             }
@@ -816,6 +823,8 @@ mod tests {
                 gtid: Some(
                     ebisu_mysql::GtidSet::parse(ebisu_mysql::Flavor::MariaDb, gtid).expect("gtid"),
                 ),
+                version: None,
+                upgrade_error: None,
                 replication: None,
                 semi_sync_source: false,
                 semi_sync_active: false,

@@ -117,6 +117,7 @@ mod tests {
                 gtid_executed: Some("0-100-5".to_owned()),
                 replication: None,
                 seed_pending: false,
+                upgrade_error: None,
             }),
         }
     }
@@ -141,6 +142,7 @@ mod tests {
                     last_error: error.map(str::to_owned),
                 }),
                 seed_pending: false,
+                upgrade_error: None,
             }),
         }
     }

@@ -104,6 +104,7 @@ mod tests {
                 last_error: None,
             }),
             seed_pending: false,
+            upgrade_error: None,
         }
     }
 

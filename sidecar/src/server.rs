@@ -115,5 +115,6 @@ pub async fn status(conn: &mut Conn, host: &str, port: u16) -> Result<AgentStatu
         gtid_executed: (!gtid.is_empty()).then_some(gtid),
         replication,
         seed_pending: false,
+        upgrade_error: None,
     })
 }

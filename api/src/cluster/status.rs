@@ -168,6 +168,9 @@ pub struct InstanceStatus {
     /// Replication lag in seconds (replicas only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<i64>,
+    /// The server's version (MAJOR.MINOR.PATCH), as it reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Availability zone of the instance's volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,

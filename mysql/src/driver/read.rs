@@ -7,7 +7,7 @@
 use mysql_async::{Conn, Row, prelude::Queryable};
 
 use crate::{
-    flavor::{Flavor, FlavorError},
+    flavor::{Flavor, FlavorError, ServerVersion},
     gtid::{GtidError, GtidSet},
     replica_status::{ReplicaStatus, ReplicaStatusError},
     sql::VERSION_QUERY,
@@ -58,6 +58,8 @@ pub struct SemiSyncState {
 /// One look at a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRead {
+    /// Its version.
+    pub version: ServerVersion,
     /// Its flavor, from its version.
     pub flavor: Flavor,
     /// `read_only` (MariaDB) or `super_read_only` (MySQL) is on.
@@ -73,16 +75,23 @@ pub struct ServerRead {
 
 /// Reads the server's flavor from its version.
 pub async fn read_flavor(conn: &mut Conn) -> Result<Flavor, ReadError> {
+    Ok(read_version(conn).await?.1)
+}
+
+/// Reads the server's version and the flavor it makes.
+pub async fn read_version(conn: &mut Conn) -> Result<(ServerVersion, Flavor), ReadError> {
     let version: Option<String> = conn
         .query_first(VERSION_QUERY)
         .await
         .map_err(query("read the version"))?;
-    Ok(Flavor::from_server_version(&version.unwrap_or_default())?)
+    let version = version.unwrap_or_default();
+    let parsed = ServerVersion::parse(&version)?;
+    Ok((parsed, Flavor::from_server_version(&version)?))
 }
 
 /// Reads everything decisions and `/status` need, in one fixed order.
 pub async fn read_server(conn: &mut Conn) -> Result<ServerRead, ReadError> {
-    let flavor = read_flavor(conn).await?;
+    let (version, flavor) = read_version(conn).await?;
     let read_only: Option<i64> = conn
         .query_first(flavor.fence_state_query())
         .await
@@ -95,6 +104,7 @@ pub async fn read_server(conn: &mut Conn) -> Result<ServerRead, ReadError> {
     let replica = replica_status(conn, flavor).await?;
     let semi_sync = read_semi_sync(conn, flavor).await?;
     Ok(ServerRead {
+        version,
         flavor,
         // Unknown counts as fenced: never mistake a server for writable.
         read_only: read_only.unwrap_or(1) != 0,

@@ -184,6 +184,8 @@ async fn one(
         answer: Answer::Silent,
         read_only: true,
         gtid: None,
+        version: None,
+        upgrade_error: None,
         replication: None,
         semi_sync_source: false,
         semi_sync_active: false,
@@ -208,12 +210,14 @@ async fn one(
     state = observed.state;
     if let Some(agent) = &agent {
         state.seed_pending = agent.seed_pending;
+        state.upgrade_error.clone_from(&agent.upgrade_error);
     }
     match read {
         Ok(read) => {
             state.answer = Answer::Answered;
             state.read_only = read.read_only;
             state.gtid = Some(read.gtid_executed);
+            state.version = Some(read.version);
             observed.lag_seconds = read.replica.as_ref().and_then(|r| r.seconds_behind);
             state.replication = read.replica.map(|r| Replication {
                 io_running: r.receiver_running(),

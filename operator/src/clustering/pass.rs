@@ -86,6 +86,7 @@ pub fn policy(cluster: &MySQLCluster, validated: &ValidatedCluster) -> Policy {
         force_failover: annotation(ANNOTATION_FORCE_FAILOVER),
         update: cluster.spec.update_strategy,
         online_config: crate::online_config::online(&validated.mysql_config),
+        image: validated.image.clone(),
     }
 }
 

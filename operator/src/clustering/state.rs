@@ -2,7 +2,7 @@
 //! shape decisions take. Built by `observe`; read by `decide`.
 
 use ebisu_api::InstanceRole;
-use ebisu_mysql::GtidSet;
+use ebisu_mysql::{GtidSet, ServerVersion};
 
 /// How the server answered this look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,10 @@ pub struct ServerState {
     pub read_only: bool,
     /// Executed GTIDs.
     pub gtid: Option<GtidSet>,
+    /// The server's version.
+    pub version: Option<ServerVersion>,
+    /// Its agent says the upgrade step after a new release failed, and why.
+    pub upgrade_error: Option<String>,
     /// Replication, when a source is configured.
     pub replication: Option<Replication>,
     /// Semi-sync source (primary) side enabled.

@@ -1,12 +1,14 @@
 //! `ebisu-sidecar agent`: the long-running companion of the server. Serves
 //! health, readiness (the server answers queries; never about lag), status,
-//! Prometheus metrics and clone streams to peers, and on the first start
-//! after a clone points replication at the recorded source.
+//! Prometheus metrics and clone streams to peers, on the first start after
+//! a clone points replication at the recorded source, and after a start on
+//! a new release runs the flavor's upgrade step.
 
 mod clone_server;
 mod metrics;
 mod replication_bootstrap;
 mod reseed;
+mod upgrade;
 pub mod wake_fence;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -87,6 +89,8 @@ pub struct Shared {
     flavor: OnceCell<Flavor>,
     clone_slot: Arc<Semaphore>,
     metrics: Metrics,
+    /// Why the last upgrade step failed, while it keeps failing.
+    upgrade_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -98,6 +102,7 @@ impl Shared {
             flavor: OnceCell::new(),
             clone_slot: Arc::new(Semaphore::new(1)),
             metrics: Metrics::new(),
+            upgrade_error: std::sync::Mutex::new(None),
         })
     }
 
@@ -112,6 +117,16 @@ impl Shared {
             monitor.password.reveal(),
         )
         .await
+    }
+
+    fn upgrade_error(&self) -> Option<String> {
+        self.upgrade_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_upgrade_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.upgrade_error.lock() {
+            *slot = error;
+        }
     }
 
     async fn flavor(&self, conn: &mut mysql_async::Conn) -> Result<Flavor, server::Error> {
@@ -230,6 +245,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
                 gtid_executed: None,
                 replication: None,
                 seed_pending: crate::seed_marker::path(&shared.config.data_dir).exists(),
+                upgrade_error: shared.upgrade_error(),
             };
             warn!(error = %e, "status: server unavailable");
             (StatusCode::OK, Json(down)).into_response()
@@ -246,6 +262,7 @@ async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, s
     )
     .await?;
     status.seed_pending = crate::seed_marker::path(&shared.config.data_dir).exists();
+    status.upgrade_error = shared.upgrade_error();
     shared.metrics.observe(&status);
     Ok(status)
 }
@@ -254,11 +271,32 @@ async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, s
 /// metrics fresh.
 async fn background(shared: Arc<Shared>) {
     let mut bootstrapped = false;
+    let mut upgraded = false;
     loop {
         if !bootstrapped {
             match replication_bootstrap::run(&shared).await {
                 Ok(()) => bootstrapped = true,
                 Err(e) => warn!(error = %e, "replication bootstrap not done yet; retrying"),
+            }
+        }
+        if !upgraded {
+            // A server that is down is not an upgrade failure: only what
+            // the tool or the version read said is reported.
+            match upgrade::run(&shared).await {
+                Ok(()) => {
+                    upgraded = true;
+                    shared.set_upgrade_error(None);
+                }
+                Err(upgrade::Error::Server(e)) => {
+                    tracing::debug!(error = %e, "server not answering; upgrade step waits");
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    if shared.upgrade_error().as_deref() != Some(error.as_str()) {
+                        warn!(%error, "system table upgrade failed; trying again");
+                    }
+                    shared.set_upgrade_error(Some(error));
+                }
             }
         }
         if let Err(e) = read_status(&shared).await {

@@ -341,6 +341,7 @@ mod tests {
                 gtid_executed: None,
                 replication: None,
                 seed_pending: false,
+                upgrade_error: None,
             }),
         }
     }

@@ -801,4 +801,33 @@ fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
         d.get("myc/orders", "{.status.lastSwitchover.writesBlockedMs}"),
         writes.longest_gap(writes.acked[0].1, writes.acked.last().unwrap().1)
     );
+
+    // An image of an older release series is refused before any restart.
+    let uids = d.get("pods", pods);
+    d.patch(r#"{"spec":{"image":"mariadb:10.6"}}"#);
+    d.wait("the downgrade refused", Duration::from_secs(60), |d| {
+        d.get(
+            "myc/orders",
+            "{.status.conditions[?(@.type==\"Updating\")].reason}",
+        ) == "DowngradeRefused"
+    });
+    let message = d.get(
+        "myc/orders",
+        "{.status.conditions[?(@.type==\"Updating\")].message}",
+    );
+    assert!(
+        message.contains("spec.image mariadb:10.6") && message.contains("10.11"),
+        "{message}"
+    );
+    assert!(
+        d.get("events", "{range .items[*]}{.reason}{\"\\n\"}{end}")
+            .contains("DowngradeRefused")
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(d.get("pods", pods), uids, "no pod was restarted");
+    d.patch(r#"{"spec":{"image":null}}"#);
+    d.wait("back up to date", Duration::from_secs(60), |d| {
+        d.condition("Updating") == "False"
+    });
+    assert_eq!(d.get("pods", pods), uids, "nor by undoing it");
 }

@@ -19,6 +19,7 @@ mod switchover;
 #[cfg(test)]
 mod tests;
 mod update;
+mod version;
 
 use ebisu_api::{ClusteringMemory, FailoverMode, InstanceRole, UpdateStrategy};
 use ebisu_mysql::GtidSet;
@@ -215,6 +216,8 @@ pub enum Rollout {
     SwitchingOver,
     /// Not now, and why (it goes on by itself once that passes).
     Waiting(String),
+    /// Not at all until the spec changes, and why (a downgrade).
+    Refused(String),
 }
 
 impl Decision {
@@ -304,6 +307,8 @@ pub struct Policy {
     pub update: UpdateStrategy,
     /// The `mysqlConfig` settings that apply online: variable -> SQL value.
     pub online_config: std::collections::BTreeMap<String, String>,
+    /// The server image the spec asks for.
+    pub image: String,
 }
 
 impl Policy {
@@ -399,6 +404,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
         }
     }
     report_nodes(input, &mut decision);
+    report_upgrades(input, &mut decision);
     decision
 }
 
@@ -447,6 +453,18 @@ fn report_nodes(input: &Input<'_>, decision: &mut Decision) {
             decision.problems.push(Problem::NodeUnreachable {
                 pod: server.pod.clone(),
                 node: node.name.clone(),
+            });
+        }
+    }
+}
+
+/// A failed upgrade step is the agent's to retry, the user's to fix.
+fn report_upgrades(input: &Input<'_>, decision: &mut Decision) {
+    for server in input.servers {
+        if let Some(error) = &server.upgrade_error {
+            decision.problems.push(Problem::UpgradeFailed {
+                pod: server.pod.clone(),
+                error: error.clone(),
             });
         }
     }

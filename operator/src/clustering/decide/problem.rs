@@ -101,6 +101,15 @@ pub enum Problem {
         /// What failed, as the apply error says it.
         what: String,
     },
+    /// A rolling update would move servers to an older release series.
+    DowngradeRefused(String),
+    /// The flavor's upgrade step failed on a server started on a new release.
+    UpgradeFailed {
+        /// The server.
+        pod: String,
+        /// What the agent said.
+        error: String,
+    },
     /// A data claim waits for a volume.
     ClaimPending {
         /// The claim.
@@ -130,6 +139,8 @@ impl Problem {
             Self::CredentialsMissing { .. } => "CredentialsMissing",
             Self::ChildNotApplied { .. } => "ChildNotApplied",
             Self::ClaimPending { .. } => "ClaimPending",
+            Self::DowngradeRefused(_) => "DowngradeRefused",
+            Self::UpgradeFailed { .. } => "UpgradeFailed",
         }
     }
 
@@ -147,11 +158,13 @@ impl Problem {
             | Self::SingleInstanceDisruption { pod, .. }
             | Self::NoSwitchoverCandidate { pod, .. }
             | Self::OperationStalled { pod, .. }
-            | Self::NodeUnreachable { pod, .. } => Some(pod),
+            | Self::NodeUnreachable { pod, .. }
+            | Self::UpgradeFailed { pod, .. } => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
             | Self::ChildNotApplied { .. }
-            | Self::ClaimPending { .. } => None,
+            | Self::ClaimPending { .. }
+            | Self::DowngradeRefused(_) => None,
         }
     }
 
@@ -169,7 +182,12 @@ impl Problem {
     /// Whether it takes writes or data safety away (a Degraded cluster),
     /// rather than only needing attention.
     pub fn degrades(&self) -> bool {
-        !matches!(self, Self::SingleInstanceDisruption { .. })
+        !matches!(
+            self,
+            Self::SingleInstanceDisruption { .. }
+                | Self::DowngradeRefused(_)
+                | Self::UpgradeFailed { .. }
+        )
     }
 
     /// What happened and what to do, for the condition and the Event.
@@ -263,6 +281,12 @@ impl Problem {
             ),
             Self::ChildNotApplied { what } => what.clone(),
             Self::ClaimPending { claim, why } => format!("{claim} has no volume: {why}"),
+            Self::DowngradeRefused(why) => why.clone(),
+            Self::UpgradeFailed { pod, error } => format!(
+                "{pod} runs a new release but its upgrade step failed: {error}; it serves \
+                 and is retried every few seconds, and the rolling update waits: see \
+                 `kubectl logs {pod} -c agent` and fix the cause"
+            ),
             Self::NodeUnreachable { pod, node } => format!(
                 "node {node} of {pod} stopped reporting; Kubernetes will not replace {pod} \
                  until the node returns. If the machine is gone for good, apply the taint \

@@ -5,7 +5,7 @@ use ebisu_api::{
     ClusteringMemory, FailoverMode, InstanceRole, Operation, OperationKind, OperationStep,
     names::{ANNOTATION_FORCE_FAILOVER, ANNOTATION_SWITCHOVER},
 };
-use ebisu_mysql::{Flavor, GtidSet};
+use ebisu_mysql::{Flavor, GtidSet, ServerVersion};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::*;
@@ -16,6 +16,13 @@ const NEVER: u64 = 4_294_967_295;
 
 fn gtid(s: &str) -> Option<GtidSet> {
     Some(GtidSet::parse(Flavor::MariaDb, s).expect("gtid"))
+}
+
+fn mariadb(major: u32, minor: u32, patch: u32) -> ServerVersion {
+    ServerVersion {
+        mariadb: true,
+        ..ServerVersion::new(major, minor, patch)
+    }
 }
 
 fn host(pod: &str) -> String {
@@ -46,6 +53,8 @@ fn primary(pod: &str, seq: &str) -> ServerState {
         answer: Answer::Answered,
         read_only: false,
         gtid: gtid(seq),
+        version: Some(mariadb(10, 11, 9)),
+        upgrade_error: None,
         replication: None,
         semi_sync_source: true,
         semi_sync_active: true,
@@ -106,6 +115,7 @@ fn policy() -> Policy {
         force_failover: None,
         update: ebisu_api::UpdateStrategy::RollingUpdate,
         online_config: std::collections::BTreeMap::new(),
+        image: "mariadb:10.11".to_owned(),
     }
 }
 
@@ -1403,6 +1413,115 @@ fn replicas_restart_one_at_a_time_highest_ordinal_first() {
     let mut servers = servers;
     servers[2].outdated = false;
     assert_eq!(restarts(&run(&servers)), ["db-1"]);
+}
+
+fn with_image(image: &str) -> Policy {
+    Policy {
+        image: image.to_owned(),
+        ..policy()
+    }
+}
+
+fn refused(d: &Decision) -> Option<&str> {
+    match &d.rollout {
+        Rollout::Refused(why) => Some(why),
+        _ => None,
+    }
+}
+
+#[test]
+fn an_image_of_an_older_series_restarts_nothing_and_says_why() {
+    let servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    for image in [
+        "mariadb:10.6",
+        "mariadb:10.6.21",
+        "registry:5000/mariadb:9.9",
+    ] {
+        let d = decide_with(&servers, &with_image(image), &healthy_memory());
+        assert!(restarts(&d).is_empty(), "{image}: {d:?}");
+        let why = refused(&d).unwrap_or_else(|| panic!("{image}: {:?}", d.rollout));
+        assert!(
+            why.contains(image) && why.contains("10.11") && why.contains("spec.image"),
+            "names the field, both versions and the fix: {why}"
+        );
+        assert_eq!(
+            d.problems.iter().map(Problem::reason).collect::<Vec<_>>(),
+            ["DowngradeRefused"]
+        );
+        assert!(!d.problems[0].degrades(), "the servers still serve");
+    }
+    // Only the primary on an old spec: it does not hand over either.
+    let mut servers = settled_three();
+    servers[0].outdated = true;
+    let d = decide_with(&servers, &with_image("mariadb:10.6"), &healthy_memory());
+    assert!(
+        d.memory.operation.is_none() && d.completed.is_none(),
+        "{d:?}"
+    );
+    assert!(refused(&d).is_some());
+}
+
+#[test]
+fn a_failed_upgrade_step_is_reported_and_holds_the_roll() {
+    let mut servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    servers[2].outdated = false;
+    servers[2].upgrade_error = Some("failed to upgrade the system tables".to_owned());
+    let d = run(&servers);
+    assert!(restarts(&d).is_empty(), "{d:?}");
+    assert!(matches!(&d.rollout, Rollout::Waiting(why) if why.contains("db-2")));
+    let problem = d
+        .problems
+        .iter()
+        .find(|p| p.reason() == "UpgradeFailed")
+        .expect("reported");
+    assert_eq!(problem.pod(), Some("db-2"));
+    assert!(problem.message().contains("kubectl logs db-2 -c agent"));
+    assert!(!problem.degrades());
+}
+
+#[test]
+fn upgrades_patch_downgrades_and_unversioned_tags_roll() {
+    let servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    for image in [
+        "mariadb:11.4",
+        "mariadb:10.11.2",
+        "mariadb:latest",
+        "mariadb",
+    ] {
+        let d = decide_with(&servers, &with_image(image), &healthy_memory());
+        assert_eq!(restarts(&d), ["db-2"], "{image}: {d:?}");
+    }
+}
+
+#[test]
+fn a_replica_back_on_an_older_series_than_the_primary_stops_the_roll() {
+    // An unversioned tag turned out older: db-2 came back on 10.6.
+    let mut servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    servers[2].outdated = false;
+    servers[2].version = Some(mariadb(10, 6, 21));
+    let d = decide_with(&servers, &with_image("mariadb:latest"), &healthy_memory());
+    assert!(restarts(&d).is_empty(), "{d:?}");
+    let why = refused(&d).unwrap_or_default();
+    assert!(
+        why.contains("db-2") && why.contains("10.6.21") && why.contains("db-0"),
+        "{why}"
+    );
+    // Nor does the primary hand over to it.
+    let mut servers = settled_three();
+    servers[0].outdated = true;
+    servers[1].version = Some(mariadb(10, 6, 21));
+    servers[2].version = Some(mariadb(10, 6, 21));
+    let d = decide_with(&servers, &with_image("mariadb:latest"), &healthy_memory());
+    assert!(
+        d.memory.operation.is_none() && d.completed.is_none(),
+        "{d:?}"
+    );
+    // A newer replica is what an upgrade looks like: it goes on.
+    let mut servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    servers[2].outdated = false;
+    servers[2].version = Some(mariadb(11, 4, 5));
+    let d = decide_with(&servers, &with_image("mariadb:11.4"), &healthy_memory());
+    assert_eq!(restarts(&d), ["db-1"]);
 }
 
 #[test]

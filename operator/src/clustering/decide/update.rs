@@ -2,11 +2,12 @@
 //! image, my.cnf or pod template) are restarted one at a time, replicas
 //! first, each only while every server serves and every replica is caught
 //! up; then the primary hands over to an updated replica (a switchover with
-//! reason `RollingUpdate`) and is restarted last, as a replica.
+//! reason `RollingUpdate`) and is restarted last, as a replica. Nothing is
+//! restarted onto an older release series (see `version`).
 
 use ebisu_api::UpdateStrategy;
 
-use super::{Action, Again, Decision, Input, Rollout, ordinal, seconds};
+use super::{Action, Again, Decision, Input, Problem, Rollout, ordinal, seconds, version};
 use crate::clustering::state::ServerState;
 
 /// The switchover reason of a rolling update.
@@ -35,6 +36,9 @@ fn hold(input: &Input<'_>, primary: &ServerState) -> Option<String> {
             }
             Some(_) => {}
             None => return Some(format!("{pod} is not scheduled")),
+        }
+        if server.upgrade_error.is_some() {
+            return Some(format!("{pod}'s upgrade step failed"));
         }
         if server.pod == primary.pod {
             continue;
@@ -65,6 +69,7 @@ pub(super) fn primary_due(input: &Input<'_>, primary: &ServerState) -> bool {
         && input.others(&primary.pod).next().is_some()
         && input.others(&primary.pod).all(|s| !s.outdated)
         && hold(input, primary).is_none()
+        && version::refusal(input, primary).is_none()
 }
 
 /// Restarts the next replica on an old spec when the cluster is healthy
@@ -77,6 +82,13 @@ pub(super) fn roll(input: &Input<'_>, primary: &ServerState, decision: &mut Deci
     }
     if input.policy.update == UpdateStrategy::Manual {
         decision.rollout = Rollout::Manual;
+        return;
+    }
+    if let Some(why) = version::refusal(input, primary) {
+        decision
+            .problems
+            .push(Problem::DowngradeRefused(why.clone()));
+        decision.rollout = Rollout::Refused(why);
         return;
     }
     if let Some(why) = hold(input, primary) {
