@@ -62,6 +62,19 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A PodDisruptionBudget allows no disruption of the pod now.
+    #[error("failed to evict {pod}: a PodDisruptionBudget allows no disruption now")]
+    DisruptionRefused {
+        /// The pod.
+        pod: String,
+    },
+    /// More than one PodDisruptionBudget selects the pod: the eviction API
+    /// refuses to evict it at all.
+    #[error("failed to evict {pod}: more than one PodDisruptionBudget selects it")]
+    OverlappingBudgets {
+        /// The pod.
+        pod: String,
+    },
     /// The action cannot be done with what was observed.
     #[error("failed to {action}: {why}")]
     Impossible {
@@ -234,9 +247,24 @@ async fn restart(target: &Target<'_>, pod: &str) -> Result<(), Error> {
         .evict(pod, &kube::api::EvictParams::default())
         .await
         .map(drop)
-        .map_err(|source| Error::Api {
-            action: format!("evict pod {pod} to restart it on the current spec"),
-            source,
+        .map_err(|source| match source {
+            // 429 is how the eviction API says a budget forbids it now;
+            // it answers 500 to a pod two budgets select, every time.
+            kube::Error::Api(status) if status.code == 429 => Error::DisruptionRefused {
+                pod: pod.to_owned(),
+            },
+            kube::Error::Api(status)
+                if status.code == 500
+                    && status.message.contains("more than one PodDisruptionBudget") =>
+            {
+                Error::OverlappingBudgets {
+                    pod: pod.to_owned(),
+                }
+            }
+            source => Error::Api {
+                action: format!("evict pod {pod} to restart it on the current spec"),
+                source,
+            },
         })
 }
 

@@ -101,6 +101,17 @@ pub fn update_revision(observed: &dereference::Observed) -> Option<&str> {
         .as_deref()
 }
 
+/// The StatefulSet controller has seen the pod template last applied, so
+/// its update revision is the current spec's. Until then a pod may look
+/// outdated against a revision the spec has just moved away from (a change
+/// undone within seconds would restart a pod for nothing).
+pub fn template_observed(observed: &dereference::Observed) -> bool {
+    observed.stateful_set.as_ref().is_some_and(|sts| {
+        let seen = sts.status.as_ref().and_then(|s| s.observed_generation);
+        matches!((seen, sts.metadata.generation), (Some(seen), Some(current)) if seen >= current)
+    })
+}
+
 /// Runs the clustering pass for a cluster whose children were applied.
 pub async fn run(
     ctx: &Context,
@@ -131,12 +142,14 @@ pub async fn run(
             &silent,
         )
         .await;
+        let template_observed = template_observed(observed);
         for server in &mut servers {
-            server.state.outdated = observed
-                .pods
-                .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(server.state.pod.as_str()))
-                .is_some_and(|pod| observe::outdated(pod, update_revision(observed)));
+            server.state.outdated = template_observed
+                && observed
+                    .pods
+                    .iter()
+                    .find(|p| p.metadata.name.as_deref() == Some(server.state.pod.as_str()))
+                    .is_some_and(|pod| observe::outdated(pod, update_revision(observed)));
         }
         let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
         tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), "observed");
@@ -173,8 +186,24 @@ pub async fn run(
             agents: &ctx.agents,
         };
         let outcome = execute(&decision.steps, &target).await;
+        // A budget refusing an eviction now is the rolling update's to
+        // report in its condition (budgets lag pods becoming ready, so it
+        // passes), not a failure to log on every pass.
+        let evictions_refused: Vec<&act::Error> = outcome
+            .failed
+            .iter()
+            .map(|(_, error)| error)
+            .filter(|e| {
+                matches!(
+                    e,
+                    act::Error::DisruptionRefused { .. } | act::Error::OverlappingBudgets { .. }
+                )
+            })
+            .collect();
         for (action, error) in &outcome.failed {
-            warn!(?action, %error, "clustering step failed");
+            if !evictions_refused.iter().any(|e| std::ptr::eq(*e, error)) {
+                warn!(?action, %error, "clustering step failed");
+            }
         }
         for note in events::for_outcome(&outcome) {
             info!(reason = note.reason, message = %note.message, "clustering");
@@ -220,9 +249,28 @@ pub async fn run(
         result.primary.clone_from(&decision.primary);
         result.problems = decision.problems;
         result.rollout = Some(decision.rollout);
+        match evictions_refused.first() {
+            Some(act::Error::OverlappingBudgets { pod }) => {
+                let problem = Problem::OverlappingBudgets(pod.clone());
+                result.rollout = Some(super::Rollout::Waiting(problem.message()));
+                result.problems.push(problem);
+            }
+            Some(act::Error::DisruptionRefused { pod }) => {
+                result.rollout = Some(super::Rollout::Waiting(format!(
+                    "a PodDisruptionBudget allows no disruption of {pod} now"
+                )));
+            }
+            _ => {}
+        }
         result.servers = servers;
         let again = if outcome.complete {
             decision.again
+        } else if evictions_refused
+            .iter()
+            .any(|e| matches!(e, act::Error::OverlappingBudgets { .. }))
+        {
+            // Only the user can remove the other budget.
+            Again::After(k8s_openapi::jiff::SignedDuration::from_secs(10))
         } else {
             // A failed step: look again soon, with everything re-read.
             Again::After(k8s_openapi::jiff::SignedDuration::from_secs(2))
@@ -331,5 +379,31 @@ mod tests {
         let d = decision(planned, Vec::new());
         let outcome = Outcome::default();
         assert_eq!(kept_memory(&before, &d, &outcome).operation, None);
+    }
+
+    #[test]
+    fn pods_are_compared_only_with_a_revision_of_the_applied_template() {
+        use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+        let sts = |generation: i64, seen: Option<i64>| dereference::Observed {
+            stateful_set: Some(StatefulSet {
+                metadata: kube::api::ObjectMeta {
+                    generation: Some(generation),
+                    ..Default::default()
+                },
+                status: Some(StatefulSetStatus {
+                    observed_generation: seen,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(template_observed(&sts(4, Some(4))));
+        assert!(
+            !template_observed(&sts(5, Some(4))),
+            "a template just applied"
+        );
+        assert!(!template_observed(&sts(1, None)));
+        assert!(!template_observed(&dereference::Observed::default()));
     }
 }

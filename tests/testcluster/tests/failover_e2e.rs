@@ -757,17 +757,48 @@ fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
     );
     assert_eq!(d.get("pods", pods), uids, "and restarts no pod");
 
-    // One that needs a restart rolls.
-    let started = Instant::now();
+    // One that needs a restart rolls, once a budget of the user's that
+    // also selects the first replica to restart (which makes the eviction
+    // API refuse it) is gone.
+    let first = d
+        .labelled("replica")
+        .into_iter()
+        .max_by_key(|p| p.rsplit('-').next().and_then(|n| n.parse::<u32>().ok()))
+        .unwrap();
+    d.kubectl(&[
+        "-n",
+        NS,
+        "create",
+        "pdb",
+        "hold-one",
+        &format!("--selector=statefulset.kubernetes.io/pod-name={first}"),
+        "--max-unavailable=0",
+    ]);
     d.patch(r#"{"spec":{"mysqlConfig":{"back_log":"100"}}}"#);
     let mut revision = String::new();
     d.wait("a new revision", Duration::from_secs(60), |d| {
         revision = d.get("sts/orders", "{.status.updateRevision}");
         !revision.is_empty() && revision != before
     });
-    d.wait("the Updating condition", Duration::from_secs(60), |d| {
-        d.condition("Updating") == "True"
+    let updating = "{.status.conditions[?(@.type==\"Updating\")].message}";
+    d.wait("the second budget reported", Duration::from_secs(60), |d| {
+        d.get("myc/orders", updating)
+            .contains("more than one PodDisruptionBudget")
+            && d.get(
+                "events",
+                "{range .items[*]}{.reason}/{.message}{\"\\n\"}{end}",
+            )
+            .contains(&format!(
+                "OverlappingBudgets/{first} is selected by more than one PodDisruptionBudget"
+            ))
     });
+    assert_eq!(
+        d.get("pods", pods),
+        uids,
+        "nothing restarted past the budget"
+    );
+    d.kubectl(&["-n", NS, "delete", "pdb", "hold-one"]);
+    let started = Instant::now();
     d.wait("every instance updated", Duration::from_secs(600), |d| {
         d.get(
             "myc/orders",

@@ -103,6 +103,9 @@ pub enum Problem {
     },
     /// A rolling update would move servers to an older release series.
     DowngradeRefused(String),
+    /// More than one PodDisruptionBudget selects a pod, so it cannot be
+    /// evicted at all (neither by a rolling update nor by a drain).
+    OverlappingBudgets(String),
     /// The flavor's upgrade step failed on a server started on a new release.
     UpgradeFailed {
         /// The server.
@@ -141,6 +144,7 @@ impl Problem {
             Self::ClaimPending { .. } => "ClaimPending",
             Self::DowngradeRefused(_) => "DowngradeRefused",
             Self::UpgradeFailed { .. } => "UpgradeFailed",
+            Self::OverlappingBudgets(_) => "OverlappingBudgets",
         }
     }
 
@@ -159,7 +163,8 @@ impl Problem {
             | Self::NoSwitchoverCandidate { pod, .. }
             | Self::OperationStalled { pod, .. }
             | Self::NodeUnreachable { pod, .. }
-            | Self::UpgradeFailed { pod, .. } => Some(pod),
+            | Self::UpgradeFailed { pod, .. }
+            | Self::OverlappingBudgets(pod) => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
             | Self::ChildNotApplied { .. }
@@ -187,6 +192,7 @@ impl Problem {
             Self::SingleInstanceDisruption { .. }
                 | Self::DowngradeRefused(_)
                 | Self::UpgradeFailed { .. }
+                | Self::OverlappingBudgets(_)
         )
     }
 
@@ -282,6 +288,12 @@ impl Problem {
             Self::ChildNotApplied { what } => what.clone(),
             Self::ClaimPending { claim, why } => format!("{claim} has no volume: {why}"),
             Self::DowngradeRefused(why) => why.clone(),
+            Self::OverlappingBudgets(pod) => format!(
+                "{pod} is selected by more than one PodDisruptionBudget, so the eviction \
+                 API refuses to evict it: the rolling update cannot restart it and a drain \
+                 of its node hangs. ebisu's own budgets already allow one instance at a \
+                 time and hold the primary until it has moved: delete the other budget"
+            ),
             Self::UpgradeFailed { pod, error } => format!(
                 "{pod} runs a new release but its upgrade step failed: {error}; it serves \
                  and is retried every few seconds, and the rolling update waits: see \
