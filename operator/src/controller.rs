@@ -41,7 +41,7 @@ use crate::{
     build::storage_class::LABEL_NAMESPACE,
     claims,
     clustering::{self, prober::Prober},
-    dereference, events, status,
+    dereference, events, init_failures, status,
     validate::{self, OperatorSettings},
 };
 
@@ -425,6 +425,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         &observed.storage_classes,
         Timestamp::now(),
     ));
+    problems.extend(init_failures::failing(&observed.pods));
     let accounts = if applied.credentials_missing.is_empty() {
         dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
             .await

@@ -17,6 +17,7 @@ pub mod crd;
 pub mod dereference;
 pub mod events;
 pub mod health;
+pub mod init_failures;
 pub mod leader;
 pub mod online_config;
 pub mod quantity;

@@ -169,6 +169,8 @@ fn init(cluster: &ValidatedCluster) -> Container {
         name: "init".to_owned(),
         image: Some(cluster.image.clone()),
         command: Some(vec![SIDECAR_BIN.to_owned(), "init".to_owned()]),
+        // Why it failed reaches the pod's status, where the operator reads it.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         env: Some(sidecar_env(cluster)),
         volume_mounts: Some(vec![
             mount(SIDECAR_VOLUME, SIDECAR_BIN_DIR, true),
@@ -708,6 +710,13 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(init_names, vec!["install-sidecar", "init"]);
+        assert_eq!(
+            container(&sts, "init")
+                .termination_message_policy
+                .as_deref(),
+            Some("FallbackToLogsOnError"),
+            "a failed init's reason reaches the pod status, where the operator reads it"
+        );
         assert_eq!(
             container(&sts, "install-sidecar").image.as_deref(),
             Some("ghcr.io/ebisu/sidecar:test")

@@ -103,6 +103,16 @@ pub enum Problem {
     },
     /// A rolling update would move servers to an older release series.
     DowngradeRefused(String),
+    /// A pod's init container failed again and again (its copy or its
+    /// initialisation) and has not succeeded since.
+    InitFailing {
+        /// The pod.
+        pod: String,
+        /// How often it failed.
+        failures: i32,
+        /// The error it ended with.
+        why: String,
+    },
     /// More than one PodDisruptionBudget selects a pod, so it cannot be
     /// evicted at all (neither by a rolling update nor by a drain).
     OverlappingBudgets(String),
@@ -145,6 +155,7 @@ impl Problem {
             Self::DowngradeRefused(_) => "DowngradeRefused",
             Self::UpgradeFailed { .. } => "UpgradeFailed",
             Self::OverlappingBudgets(_) => "OverlappingBudgets",
+            Self::InitFailing { .. } => "InitFailing",
         }
     }
 
@@ -164,7 +175,8 @@ impl Problem {
             | Self::OperationStalled { pod, .. }
             | Self::NodeUnreachable { pod, .. }
             | Self::UpgradeFailed { pod, .. }
-            | Self::OverlappingBudgets(pod) => Some(pod),
+            | Self::OverlappingBudgets(pod)
+            | Self::InitFailing { pod, .. } => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
             | Self::ChildNotApplied { .. }
@@ -288,6 +300,11 @@ impl Problem {
             Self::ChildNotApplied { what } => what.clone(),
             Self::ClaimPending { claim, why } => format!("{claim} has no volume: {why}"),
             Self::DowngradeRefused(why) => why.clone(),
+            Self::InitFailing { pod, failures, why } => format!(
+                "{pod} cannot start: its init container failed {failures} times, last with: \
+                 {why}. It is retried with back-off; `kubectl logs {pod} -c init` has the \
+                 whole log"
+            ),
             Self::OverlappingBudgets(pod) => format!(
                 "{pod} is selected by more than one PodDisruptionBudget, so the eviction \
                  API refuses to evict it: the rolling update cannot restart it and a drain \

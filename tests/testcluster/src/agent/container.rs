@@ -164,6 +164,15 @@ fn terminated(
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+    let fallback = rt.container.termination_message_policy.as_deref()
+        == Some("FallbackToLogsOnError")
+        && code != 0;
+    let message = message.or_else(|| {
+        fallback
+            .then(|| std::fs::read(&rt.log).ok())
+            .flatten()
+            .map(|log| log_tail(&log))
+    });
     K8sState {
         terminated: Some(ContainerStateTerminated {
             exit_code: code,
@@ -175,6 +184,19 @@ fn terminated(
         }),
         ..K8sState::default()
     }
+}
+
+/// What the kubelet takes from a failed container's log as its message
+/// under `FallbackToLogsOnError`: the last 80 lines, at most 2048 bytes.
+fn log_tail(log: &[u8]) -> String {
+    let text = String::from_utf8_lossy(log);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    let mut start = tail.len().saturating_sub(2048);
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    tail[start..].to_owned()
 }
 
 /// Stops a process group: SIGTERM, `grace`, then SIGKILL.
@@ -452,4 +474,21 @@ pub fn exited_marker(log: &Path) -> PathBuf {
 /// The log file path of a container in a pod directory.
 pub fn log_path(pod_dir: &Path, container: &str) -> PathBuf {
     pod_dir.join("logs").join(format!("{container}.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_tail;
+
+    #[test]
+    fn a_failed_containers_message_is_its_logs_last_lines() {
+        let log: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let tail = log_tail(log.as_bytes());
+        assert!(
+            tail.starts_with("line 20\n") && tail.ends_with("line 99"),
+            "{tail}"
+        );
+        let long = "x".repeat(5000);
+        assert_eq!(log_tail(long.as_bytes()).len(), 2048);
+    }
 }
