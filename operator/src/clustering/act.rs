@@ -85,6 +85,17 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A disruption budget refused an eviction: the rolling update's to
+    /// report, not a step failure to log.
+    pub fn is_eviction_refused(&self) -> bool {
+        matches!(
+            self,
+            Self::DisruptionRefused { .. } | Self::OverlappingBudgets { .. }
+        )
+    }
+}
+
 /// What `act` needs besides the decision.
 pub struct Target<'a> {
     /// API client.

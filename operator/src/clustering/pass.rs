@@ -193,15 +193,10 @@ pub async fn run(
             .failed
             .iter()
             .map(|(_, error)| error)
-            .filter(|e| {
-                matches!(
-                    e,
-                    act::Error::DisruptionRefused { .. } | act::Error::OverlappingBudgets { .. }
-                )
-            })
+            .filter(|e| e.is_eviction_refused())
             .collect();
         for (action, error) in &outcome.failed {
-            if !evictions_refused.iter().any(|e| std::ptr::eq(*e, error)) {
+            if !error.is_eviction_refused() {
                 warn!(?action, %error, "clustering step failed");
             }
         }

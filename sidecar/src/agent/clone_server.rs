@@ -112,10 +112,7 @@ async fn run_backup(shared: &Shared, tx: &Sender, started: Instant) -> Result<u6
         )
     })?;
     let clone = shared.credentials.users.get(ServiceRole::Clone);
-    let socket = match &config.endpoint {
-        crate::server::Endpoint::Socket(path) => path.clone(),
-        crate::server::Endpoint::Tcp(..) => config.scratch_dir.join("mysqld.sock"),
-    };
+    let socket = config.socket();
     let defaults = scratch.path().join("backup.cnf");
     // Only this process's user may read the file holding the password.
     crate::server_config::write_atomically(

@@ -81,6 +81,17 @@ pub struct Config {
     pub failover_after: Duration,
 }
 
+impl Config {
+    /// The local server's socket, for the tools that read an option file
+    /// (with a TCP endpoint, as in tests, the socket beside the scratch dir).
+    fn socket(&self) -> PathBuf {
+        match &self.endpoint {
+            Endpoint::Socket(path) => path.clone(),
+            Endpoint::Tcp(..) => self.scratch_dir.join("mysqld.sock"),
+        }
+    }
+}
+
 /// What the HTTP handlers share.
 #[derive(Debug)]
 pub struct Shared {

@@ -12,7 +12,7 @@ use ebisu_mysql::ServerVersion;
 use tracing::info;
 
 use super::Shared;
-use crate::server::{self, Endpoint};
+use crate::server;
 
 /// The files MariaDB records the release its system tables match in
 /// (`mysql_upgrade_info` until 11.x renamed it).
@@ -78,9 +78,11 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
     let defaults = scratch.path().join("upgrade.cnf");
     crate::server_config::write_atomically(
         &defaults,
-        client_options(
-            &shared.config.endpoint,
+        crate::backup_tool::defaults_file(
+            "",
+            "root",
             shared.credentials.root_password.reveal(),
+            &shared.config.socket(),
         )
         .as_bytes(),
     )
@@ -141,16 +143,6 @@ fn needs_upgrade(recorded: Option<&str>, running: &ServerVersion) -> bool {
     }
 }
 
-/// `[client]` options for root over the local server's endpoint.
-fn client_options(endpoint: &Endpoint, password: &str) -> String {
-    let password = password.replace('\\', "\\\\").replace('"', "\\\"");
-    let target = match endpoint {
-        Endpoint::Socket(path) => format!("socket = {}\n", path.display()),
-        Endpoint::Tcp(host, port) => format!("host = {host}\nport = {port}\nprotocol = TCP\n"),
-    };
-    format!("[client]\nuser = root\npassword = \"{password}\"\n{target}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,18 +180,6 @@ mod tests {
         assert_eq!(
             recorded_release(dir.path()).as_deref(),
             Some("10.11.19-MariaDB")
-        );
-    }
-
-    #[test]
-    fn the_credentials_reach_the_server_the_agent_talks_to() {
-        let socket = client_options(&Endpoint::Socket("/run/mysqld.sock".into()), "p\"w");
-        assert!(socket.contains("socket = /run/mysqld.sock"), "{socket}");
-        assert!(socket.contains(r#"password = "p\"w""#), "{socket}");
-        let tcp = client_options(&Endpoint::Tcp("127.0.0.1".to_owned(), 3307), "pw");
-        assert!(
-            tcp.contains("port = 3307") && tcp.contains("protocol = TCP"),
-            "{tcp}"
         );
     }
 }

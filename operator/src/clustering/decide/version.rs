@@ -62,7 +62,8 @@ pub(super) fn refusal(input: &Input<'_>, primary: &ServerState) -> Option<String
             ));
         }
     }
-    let primary_series = series(&primary.version?);
+    let primary_version = primary.version?;
+    let primary_series = series(&primary_version);
     input
         .others(&primary.pod)
         .filter(|s| !s.outdated)
@@ -74,7 +75,7 @@ pub(super) fn refusal(input: &Input<'_>, primary: &ServerState) -> Option<String
                      no other server is restarted onto an older release; set spec.image \
                      back to a {} image or newer",
                     s.pod,
-                    primary.version.map(|v| v.to_string()).unwrap_or_default(),
+                    primary_version,
                     primary.pod,
                     shown(primary_series),
                 )
