@@ -65,7 +65,9 @@ export KUBECONFIG=$state_dir/kubeconfig
 run kubectl get nodes -L topology.kubernetes.io/zone
 
 step "installing ebisu with its Helm chart"
-run helm install ebisu charts/ebisu --namespace ebisu-system --create-namespace --wait --timeout 120s
+# The local cluster's EC2 API and its credentials, as IRSA would give them on EKS.
+run helm install ebisu charts/ebisu --namespace ebisu-system --create-namespace --wait --timeout 120s \
+  --set aws.envFromSecret=local-ec2
 
 step "applying $EXAMPLE"
 run kubectl create namespace "$NS"

@@ -30,3 +30,6 @@ if ((${#missing[@]})); then
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+
+# The local EC2 API (moto), cached outside the repository.
+bash "$(dirname "${BASH_SOURCE[0]}")/install-moto.sh" >/dev/null

@@ -1,5 +1,5 @@
-//! The real control plane as child processes: etcd, kube-apiserver,
-//! kube-controller-manager and kube-scheduler, started in order, each waited
+//! The real control plane as child processes: etcd, the local EC2 API (moto),
+//! kube-apiserver, kube-controller-manager and kube-scheduler, started in order, each waited
 //! on until healthy, with logs and pid files under the state directory.
 
 use std::path::{Path, PathBuf};
@@ -11,8 +11,8 @@ use tokio::process::{Child, Command};
 use crate::certs::Pki;
 use crate::command;
 use crate::layout::{
-    APISERVER_PORT, BRIDGE_ADDR, CONTROLLER_MANAGER_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, Layout,
-    SCHEDULER_PORT, SERVICE_CIDR,
+    APISERVER_PORT, BRIDGE_ADDR, CONTROLLER_MANAGER_PORT, EC2_PORT, ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT, Layout, SCHEDULER_PORT, SERVICE_CIDR,
 };
 
 /// How long one daemon may take to become healthy.
@@ -26,6 +26,9 @@ pub enum ControlPlaneError {
         "failed to find {0}: build it with tests/build-controlplane.sh and set EBISU_CONTROLPLANE_BIN"
     )]
     Missing(PathBuf),
+    /// moto's server is not installed.
+    #[error("failed to find the local EC2 API {0}: install it with tests/install-moto.sh")]
+    MissingMoto(PathBuf),
     /// A daemon could not be started or its files written.
     #[error("failed to start {name}: {source}")]
     Start {
@@ -116,9 +119,18 @@ fn spawn(
     name: &str,
     args: &[String],
 ) -> Result<Daemon, ControlPlaneError> {
-    let program = bin.join(name);
+    spawn_program(layout, &bin.join(name), name, args, &[])
+}
+
+fn spawn_program(
+    layout: &Layout,
+    program: &Path,
+    name: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+) -> Result<Daemon, ControlPlaneError> {
     if !program.is_file() {
-        return Err(ControlPlaneError::Missing(program));
+        return Err(ControlPlaneError::Missing(program.to_owned()));
     }
     let start = |source| ControlPlaneError::Start {
         name: name.to_owned(),
@@ -126,8 +138,9 @@ fn spawn(
     };
     let log = std::fs::File::create(layout.logs().join(format!("{name}.log"))).map_err(start)?;
     let log_err = log.try_clone().map_err(start)?;
-    let child = Command::new(&program)
+    let child = Command::new(program)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -223,6 +236,31 @@ async fn start_all(
     )?;
     wait_healthy(layout, &mut etcd, &format!("{etcd_url}/health"), &[]).await?;
     plane.daemons.push(etcd);
+
+    let moto = crate::ec2::moto_server();
+    if !moto.is_file() {
+        return Err(ControlPlaneError::MissingMoto(moto));
+    }
+    let mut ec2 = spawn_program(
+        layout,
+        &moto,
+        "moto",
+        &[
+            format!("--host={BRIDGE_ADDR}"),
+            format!("--port={EC2_PORT}"),
+        ],
+        // No built-in AMIs and snapshots: the account holds only what we make.
+        &[("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")],
+    )?;
+    wait_healthy(
+        layout,
+        &mut ec2,
+        &format!("{}/moto-api/data.json", crate::ec2::endpoint()),
+        // Any successful answer prints `ok`.
+        &["-f", "-o", "/dev/null", "-w", "ok"],
+    )
+    .await?;
+    plane.daemons.push(ec2);
 
     let mut apiserver = spawn(
         layout,

@@ -48,6 +48,8 @@ pub fn install_operator(k: &Kubectl, settings: &[&str]) -> Result<(), EbisuError
         "--timeout",
         "120s",
     ];
+    // The local EC2 API's endpoint and credentials (made by `testcluster up`).
+    args.extend(["--set", "aws.envFromSecret=local-ec2"]);
     for setting in settings {
         args.extend(["--set", setting]);
     }

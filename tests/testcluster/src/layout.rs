@@ -28,6 +28,8 @@ pub const VETH_PREFIX: &str = "veb";
 
 /// The apiserver's port, on [`BRIDGE_ADDR`].
 pub const APISERVER_PORT: u16 = 6443;
+/// The local EC2 API's port, on [`BRIDGE_ADDR`] (the operator's pod calls it).
+pub const EC2_PORT: u16 = 24566;
 /// etcd's client port on loopback.
 pub const ETCD_CLIENT_PORT: u16 = 23790;
 /// etcd's peer port on loopback.

@@ -32,6 +32,7 @@ pub mod command;
 pub mod controlplane;
 pub mod drill;
 pub mod ebisu;
+pub mod ec2;
 pub mod kubectl;
 pub mod kubelet_api;
 pub mod layout;

@@ -19,6 +19,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::ec2::Ec2;
 use crate::layout::NodeSpec;
 use crate::network;
 
@@ -142,7 +143,7 @@ fn node_status(spec: &NodeSpec) -> NodeStatus {
     }
 }
 
-fn node_object(spec: &NodeSpec) -> Node {
+fn node_object(spec: &NodeSpec, instance: &str) -> Node {
     let labels = BTreeMap::from([
         (HOSTNAME_LABEL.to_owned(), spec.name.clone()),
         ("kubernetes.io/os".to_owned(), "linux".to_owned()),
@@ -166,15 +167,16 @@ fn node_object(spec: &NodeSpec) -> Node {
         },
         spec: Some(K8sNodeSpec {
             pod_cidr: Some(format!("10.244.{}.0/24", u32::from(spec.index) + 1)),
-            provider_id: Some(format!("aws:///{}/i-{:017x}", spec.zone, spec.index)),
+            provider_id: Some(format!("aws:///{}/{instance}", spec.zone)),
             ..K8sNodeSpec::default()
         }),
         status: Some(node_status(spec)),
     }
 }
 
-/// Creates the Node objects (status included) and their Leases.
-pub async fn register(client: &Client, nodes: &[NodeSpec]) -> Result<(), NodesError> {
+/// Creates the Node objects (status included, `spec.providerID` naming the
+/// node's EC2 instance) and their Leases.
+pub async fn register(client: &Client, nodes: &[NodeSpec], ec2: &Ec2) -> Result<(), NodesError> {
     let api: Api<Node> = Api::all(client.clone());
     for spec in nodes {
         let err = |action| {
@@ -184,7 +186,8 @@ pub async fn register(client: &Client, nodes: &[NodeSpec]) -> Result<(), NodesEr
                 source,
             }
         };
-        api.create(&PostParams::default(), &node_object(spec))
+        let instance = ec2.instance(&spec.name).unwrap_or_default();
+        api.create(&PostParams::default(), &node_object(spec, instance))
             .await
             .map_err(err("create"))?;
         post_ready(client, spec).await?;

@@ -1,9 +1,11 @@
-//! An EBS-like volume provisioner for StorageClasses whose provisioner is
-//! `ebs.csi.aws.com`: a PV per claim, pinned to the zone of the node the
-//! scheduler selected (WaitForFirstConsumer) with an EBS-style volume id and a
-//! host directory as its disk; claims grow when the class allows expansion;
-//! released volumes are deleted when their reclaim policy says so.
-//! Single attachment is enforced by the agent when it mounts volumes.
+//! The EBS CSI driver's controller side for StorageClasses whose provisioner
+//! is `ebs.csi.aws.com`: an EC2 volume (CreateVolume in the local EC2 API,
+//! with the class's type, IOPS, throughput and tags) and a PV per claim,
+//! pinned to the zone of the node the scheduler selected
+//! (WaitForFirstConsumer), with a host directory named after the volume id
+//! as its disk; claims grow (ModifyVolume) when the class allows expansion;
+//! released volumes are deleted (DeleteVolume) when their reclaim policy
+//! says so. Attaching is the agent's, when it mounts volumes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,9 +19,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use rand::Rng;
 use serde_json::json;
 
+use k8s_openapi::api::storage::v1::StorageClass;
+
+use crate::ec2::{Ec2, Ec2Error, NewVolume, gib_ceil, is_not_found};
 use crate::layout::Layout;
 use crate::nodes::ZONE_LABEL;
 use crate::stores::Stores;
@@ -40,6 +44,9 @@ pub enum ProvisionerError {
         /// The API error.
         source: kube::Error,
     },
+    /// An EC2 call failed.
+    #[error(transparent)]
+    Ec2(#[from] Ec2Error),
     /// The volume's directory could not be made or removed.
     #[error("failed to {action} volume directory {path}: {source}")]
     Disk {
@@ -52,22 +59,16 @@ pub enum ProvisionerError {
     },
 }
 
-/// A new EBS-style volume id: `vol-` and 17 hex digits.
-pub fn new_volume_id() -> String {
-    let n: u128 = rand::rng().random();
-    format!("vol-{:017x}", n & ((1u128 << 68) - 1))
-}
-
 /// The provisioner loop: one pass a second over the cached claims.
-pub async fn run(client: Client, stores: Stores, layout: Layout) {
+pub async fn run(client: Client, stores: Stores, layout: Layout, ec2: Ec2) {
     loop {
         for claim in stores.claims.state() {
-            if let Err(error) = reconcile_claim(&client, &stores, &layout, &claim).await {
+            if let Err(error) = reconcile_claim(&client, &stores, &layout, &ec2, &claim).await {
                 tracing::warn!(claim = %claim.name_any(), %error, "provisioner");
             }
         }
         for volume in stores.volumes.state() {
-            if let Err(error) = reclaim(&client, &layout, &volume).await {
+            if let Err(error) = reclaim(&client, &layout, &ec2, &volume).await {
                 tracing::warn!(volume = %volume.name_any(), %error, "provisioner");
             }
         }
@@ -115,6 +116,7 @@ async fn reconcile_claim(
     client: &Client,
     stores: &Stores,
     layout: &Layout,
+    ec2: &Ec2,
     claim: &PersistentVolumeClaim,
 ) -> Result<(), ProvisionerError> {
     let Some(spec) = claim.spec.as_ref() else {
@@ -135,10 +137,10 @@ async fn reconcile_claim(
         return Ok(());
     }
     match spec.volume_name.as_deref().filter(|v| !v.is_empty()) {
-        None => provision(client, stores, layout, claim, &class).await,
+        None => provision(client, stores, layout, ec2, claim, &class).await,
         Some(volume) => {
             if class.allow_volume_expansion == Some(true) {
-                expand(client, stores, claim, volume).await
+                expand(client, stores, ec2, claim, volume).await
             } else {
                 Ok(())
             }
@@ -150,8 +152,9 @@ async fn provision(
     client: &Client,
     stores: &Stores,
     layout: &Layout,
+    ec2: &Ec2,
     claim: &PersistentVolumeClaim,
-    class: &k8s_openapi::api::storage::v1::StorageClass,
+    class: &StorageClass,
 ) -> Result<(), ProvisionerError> {
     let pv_name = format!("pvc-{}", claim.uid().unwrap_or_default());
     if stores
@@ -186,7 +189,11 @@ async fn provision(
     let Some(size) = requested(claim) else {
         return Ok(());
     };
-    let volume_id = new_volume_id();
+    let Some(bytes) = quantity_bytes(&size) else {
+        return Ok(());
+    };
+    let new = new_volume(class, claim, &pv_name, &zone, gib_ceil(bytes));
+    let volume_id = ec2.create_volume(&new).await?;
     let dir = layout.volumes().join(&volume_id);
     std::fs::create_dir_all(&dir).map_err(|source| ProvisionerError::Disk {
         action: "create",
@@ -253,10 +260,12 @@ async fn provision(
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let _ = std::fs::remove_dir(&dir);
+            let _ = ec2.delete_volume(&volume_id).await;
             Ok(())
         }
         Err(source) => {
             let _ = std::fs::remove_dir(&dir);
+            let _ = ec2.delete_volume(&volume_id).await;
             Err(ProvisionerError::Api {
                 action: format!("create volume {pv_name}"),
                 source,
@@ -265,10 +274,62 @@ async fn provision(
     }
 }
 
-/// Grows the PV and then the claim's status when the request exceeds them.
+/// The EC2 volume for a claim: the class's `type`, `iops`, `throughput`,
+/// `encrypted` and `tagSpecification_N` (`key=value`) parameters, and the
+/// tags the EBS CSI driver adds (`CSIVolumeName`, the claim's and PV's names).
+fn new_volume(
+    class: &StorageClass,
+    claim: &PersistentVolumeClaim,
+    pv_name: &str,
+    zone: &str,
+    size_gib: i32,
+) -> NewVolume {
+    let empty = BTreeMap::new();
+    let params = class.parameters.as_ref().unwrap_or(&empty);
+    let number = |key: &str| params.get(key).and_then(|v| v.parse::<i32>().ok());
+    let mut tags = BTreeMap::from([
+        ("CSIVolumeName".to_owned(), pv_name.to_owned()),
+        ("ebs.csi.aws.com/cluster".to_owned(), "true".to_owned()),
+        (
+            "kubernetes.io/created-for/pvc/name".to_owned(),
+            claim.name_any(),
+        ),
+        (
+            "kubernetes.io/created-for/pvc/namespace".to_owned(),
+            claim.namespace().unwrap_or_default(),
+        ),
+        (
+            "kubernetes.io/created-for/pv/name".to_owned(),
+            pv_name.to_owned(),
+        ),
+    ]);
+    for (key, value) in params {
+        if key.starts_with("tagSpecification_")
+            && let Some((k, v)) = value.split_once('=')
+        {
+            tags.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    NewVolume {
+        zone: zone.to_owned(),
+        size_gib,
+        volume_type: params
+            .get("type")
+            .cloned()
+            .unwrap_or_else(|| "gp3".to_owned()),
+        iops: number("iops"),
+        throughput: number("throughput"),
+        encrypted: params.get("encrypted").is_some_and(|v| v == "true"),
+        tags,
+    }
+}
+
+/// Grows the volume at EC2, the PV and then the claim's status when the
+/// request exceeds them.
 async fn expand(
     client: &Client,
     stores: &Stores,
+    ec2: &Ec2,
     claim: &PersistentVolumeClaim,
     volume: &str,
 ) -> Result<(), ProvisionerError> {
@@ -295,6 +356,9 @@ async fn expand(
         .unwrap_or(0);
     let err = |action: String| move |source| ProvisionerError::Api { action, source };
     if pv_bytes < want_bytes {
+        if let Some(csi) = pv.spec.as_ref().and_then(|s| s.csi.as_ref()) {
+            ec2.resize(&csi.volume_handle, gib_ceil(want_bytes)).await?;
+        }
         let api: Api<PersistentVolume> = Api::all(client.clone());
         let patch = json!({ "spec": { "capacity": { "storage": want } } });
         api.patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
@@ -340,6 +404,7 @@ async fn expand(
 async fn reclaim(
     client: &Client,
     layout: &Layout,
+    ec2: &Ec2,
     pv: &PersistentVolume,
 ) -> Result<(), ProvisionerError> {
     let Some(spec) = pv.spec.as_ref() else {
@@ -351,6 +416,11 @@ async fn reclaim(
     let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
     if !released || spec.persistent_volume_reclaim_policy.as_deref() != Some("Delete") {
         return Ok(());
+    }
+    // Still attached (its pod is stopping): DeleteVolume refuses, retry.
+    match ec2.delete_volume(&csi.volume_handle).await {
+        Err(error) if !is_not_found(&error) => return Err(error.into()),
+        _ => {}
     }
     let dir = layout.volumes().join(&csi.volume_handle);
     if dir.exists() {
@@ -382,13 +452,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn volume_ids_look_like_ebs_ids() {
-        let id = new_volume_id();
-        assert_eq!(id.len(), 21, "{id}");
-        assert!(
-            id.starts_with("vol-") && id[4..].chars().all(|c| c.is_ascii_hexdigit()),
-            "{id}"
+    fn volumes_take_the_class_parameters_and_the_drivers_tags() {
+        let class: StorageClass = serde_json::from_value(json!({
+            "metadata": { "name": "ebisu-orders" },
+            "provisioner": DRIVER,
+            "parameters": {
+                "type": "io2", "iops": "4000", "encrypted": "true",
+                "tagSpecification_1": "ebisu.dev/cluster=orders",
+            },
+        }))
+        .unwrap();
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": { "name": "data-orders-0", "namespace": "shop" },
+        }))
+        .unwrap();
+        let v = new_volume(&class, &claim, "pvc-1", "us-east-1b", 20);
+        assert_eq!((v.zone.as_str(), v.size_gib), ("us-east-1b", 20));
+        assert_eq!(v.volume_type, "io2");
+        assert_eq!(
+            (v.iops, v.throughput, v.encrypted),
+            (Some(4000), None, true)
         );
+        assert_eq!(v.tags["ebisu.dev/cluster"], "orders");
+        assert_eq!(v.tags["kubernetes.io/created-for/pvc/namespace"], "shop");
+        assert_eq!(v.tags["CSIVolumeName"], "pvc-1");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::agent::Agent;
 use crate::certs::{self, CertsError};
 use crate::controlplane::{self, ControlPlaneError};
+use crate::ec2::{Ec2, Ec2Error};
 use crate::kubelet_api::{self, KubeletApiError};
 use crate::layout::{self, APISERVER_PORT, BRIDGE_ADDR, Layout};
 use crate::network::{self, NetworkError};
@@ -51,6 +52,9 @@ pub enum SupervisorError {
     /// Nodes could not be registered.
     #[error(transparent)]
     Nodes(#[from] NodesError),
+    /// The nodes' EC2 instances could not be made.
+    #[error(transparent)]
+    Ec2(#[from] Ec2Error),
 }
 
 fn files(what: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -146,7 +150,9 @@ async fn start(
     kubelet_api::start(layout, &pki, &node_specs).await?;
     let plane = controlplane::start(layout, &pki).await?;
     let client = client(layout).await?;
-    nodes::register(&client, &node_specs).await?;
+    let ec2 = Ec2::start(&node_specs).await?;
+    nodes::register(&client, &node_specs, &ec2).await?;
+    ec2_credentials(&client).await?;
     let (stopped, _) = watch::channel(BTreeSet::new());
     for spec in &node_specs {
         tokio::spawn(nodes::heartbeat(
@@ -160,10 +166,56 @@ async fn start(
         client.clone(),
         stores.clone(),
         layout.clone(),
+        ec2.clone(),
     ));
-    let agent = Agent::new(client, stores, layout.clone(), node_specs, stopped);
+    let agent = Agent::new(client, stores, layout.clone(), node_specs, stopped, ec2);
     tokio::spawn(agent.clone().run());
+    tokio::spawn(agent.clone().follow_instances());
     Ok((plane, agent))
+}
+
+/// The Secret `ebisu-system/local-ec2`: the local EC2 API's endpoint, region
+/// and static credentials as environment variables, for the operator's
+/// chart (`aws.envFromSecret`), as IRSA would give them on EKS.
+async fn ec2_credentials(client: &Client) -> Result<(), SupervisorError> {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::api::{Api, PostParams};
+    let ns = crate::ebisu::OPERATOR_NAMESPACE;
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": ns },
+    }))
+    .map_err(|e| SupervisorError::Client(e.to_string()))?;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "local-ec2", "namespace": ns },
+        "stringData": {
+            "AWS_REGION": crate::ec2::REGION,
+            "AWS_ENDPOINT_URL_EC2": crate::ec2::endpoint(),
+            "AWS_ACCESS_KEY_ID": crate::ec2::ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": crate::ec2::SECRET_ACCESS_KEY,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    }))
+    .map_err(|e| SupervisorError::Client(e.to_string()))?;
+    let failed = |e: kube::Error| {
+        SupervisorError::Client(format!("failed to create the local EC2 credentials: {e}"))
+    };
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(failed(e)),
+    }
+    match Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(failed(e)),
+    }
+    Ok(())
 }
 
 /// One control connection: a line `node stop NAME` or `node start NAME`,
@@ -182,7 +234,7 @@ async fn serve_control(stream: tokio::net::UnixStream, agent: Arc<Agent>) {
                 }
             }
             ["node", "start", name] => {
-                if agent.start_node(name).await {
+                if agent.power_on_node(name).await {
                     "ok".to_owned()
                 } else {
                     format!("error: no node {name}")

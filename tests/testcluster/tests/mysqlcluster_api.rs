@@ -155,9 +155,9 @@ fn api_server_accepts_the_crd_and_refuses_bad_specs() {
     assert_refused(
         k.patch(
             "myc/payments",
-            r#"{"spec":{"storage":{"ebs":{"iops":90000}}}}"#,
+            r#"{"spec":{"storage":{"ebs":{"type":"io2","iops":4000}}}}"#,
         ),
-        "spec.storage.ebs",
+        "spec.storage.ebs.type",
         "immutable",
     );
 

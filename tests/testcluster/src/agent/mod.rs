@@ -22,7 +22,10 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
+use aws_sdk_ec2::types::InstanceStateName;
+
 use crate::command;
+use crate::ec2::Ec2;
 use crate::layout::{Layout, NodeSpec};
 use crate::network;
 use crate::nodes::StoppedNodes;
@@ -44,6 +47,11 @@ pub struct Agent {
     pub stopped: StoppedNodes,
     /// Volume attachments.
     pub attachments: Attachments,
+    /// The nodes' instances and volumes.
+    pub ec2: Ec2,
+    /// Nodes whose instance was stopped at EC2 (powered off, not just
+    /// unreachable): their processes never run again.
+    powered_off: Mutex<BTreeSet<String>>,
     pods: Mutex<HashMap<String, PodHandle>>,
     /// Pod uid -> address.
     ips: Mutex<BTreeMap<String, String>>,
@@ -68,6 +76,7 @@ impl Agent {
         layout: Layout,
         nodes: Vec<NodeSpec>,
         stopped: StoppedNodes,
+        ec2: Ec2,
     ) -> Arc<Self> {
         let recorder = Recorder::new(
             client.clone(),
@@ -83,6 +92,8 @@ impl Agent {
             nodes,
             stopped,
             attachments: Attachments::default(),
+            ec2,
+            powered_off: Mutex::new(BTreeSet::new()),
             pods: Mutex::new(HashMap::new()),
             ips: Mutex::new(BTreeMap::new()),
             last_ip: Mutex::new(BTreeMap::new()),
@@ -182,6 +193,67 @@ impl Agent {
             s.remove(name);
         });
         true
+    }
+
+    /// Follows the nodes' instances at EC2: one stopped there (fenced) is
+    /// powered off here, and one started again boots with no old process.
+    pub async fn follow_instances(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let states = match self.ec2.instance_states().await {
+                Ok(states) => states,
+                Err(error) => {
+                    tracing::warn!(%error, "following instances");
+                    continue;
+                }
+            };
+            for (node, state) in states {
+                let off = self.powered_off.lock().is_ok_and(|p| p.contains(&node));
+                let running = matches!(
+                    state,
+                    InstanceStateName::Running | InstanceStateName::Pending
+                );
+                if !running && !off {
+                    tracing::info!(%node, ?state, "instance stopped at EC2: powering the node off");
+                    if let Ok(mut p) = self.powered_off.lock() {
+                        p.insert(node.clone());
+                    }
+                    self.stop_node(&node).await;
+                } else if running && off {
+                    tracing::info!(%node, "instance running again: booting the node");
+                    self.boot_node(&node).await;
+                }
+            }
+        }
+    }
+
+    /// `node start`: a stopped node resumes; a powered-off one is started at
+    /// EC2 and boots.
+    pub async fn power_on_node(&self, name: &str) -> bool {
+        if self.powered_off.lock().is_ok_and(|p| p.contains(name)) {
+            if let Err(error) = self.ec2.start_instance(name).await {
+                tracing::warn!(%error, "node start");
+                return false;
+            }
+            self.boot_node(name).await;
+            return true;
+        }
+        self.start_node(name).await
+    }
+
+    /// A powered-off node comes back: what ran on it is gone (killed while
+    /// frozen, so it never runs again), then it rejoins like a restarted
+    /// kubelet and starts its pods afresh.
+    async fn boot_node(&self, name: &str) {
+        for (_, pids) in self.node_pods(name) {
+            for pid in pids {
+                command::signal_group(pid, "KILL").await;
+            }
+        }
+        if let Ok(mut p) = self.powered_off.lock() {
+            p.remove(name);
+        }
+        self.start_node(name).await;
     }
 
     fn node_pods(&self, name: &str) -> Vec<(Option<network::PodNetwork>, Vec<u32>)> {

@@ -328,6 +328,8 @@ impl Task {
                     pod_dir: &self.dir,
                     node: &self.node.name,
                     attachments: &agent.attachments,
+                    ec2: &agent.ec2,
+                    zone: &self.node.zone,
                 };
                 match volumes::prepare(&ctx, pod).await {
                     Ok(v) => return Some(v),
@@ -647,9 +649,12 @@ impl Task {
             }
             network.delete().await;
         }
-        self.agent
-            .attachments
-            .release(&volumes.attached, &volumes::pod_key(pod));
+        let freed = self.agent.attachments.release(
+            &volumes.attached,
+            &self.node.name,
+            &volumes::pod_key(pod),
+        );
+        volumes::detach(&self.agent.ec2, &self.node.name, &freed).await;
         self.agent.release_ip(&pod.uid().unwrap_or_default());
         let _ = std::fs::remove_dir_all(&self.dir);
         if deletion.delete_object {

@@ -1,7 +1,9 @@
 //! A pod's volumes as host paths: emptyDir, configMap, secret, downwardAPI and
 //! projected (service-account token, CA, namespace) are files under the pod's
 //! directory; a PVC is its PV's volume directory, mounted only when no other
-//! node holds the volume (single attachment, like an EBS volume).
+//! node holds the volume. An EBS volume is attached to the node's instance
+//! at EC2 first (its zone, one instance at a time) and detached when the
+//! node's last pod using it stops.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -10,13 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, KeyToPath, PersistentVolumeClaim, Pod, Secret, ServiceAccount, Volume,
+    ConfigMap, KeyToPath, Node, PersistentVolumeClaim, Pod, Secret, ServiceAccount, Volume,
 };
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::env::field_value;
 use crate::command;
+use crate::ec2::Ec2;
 use crate::layout::Layout;
 use crate::stores::Stores;
 
@@ -53,34 +56,50 @@ pub struct Attachments {
 
 impl Attachments {
     /// Attaches `handle` to `node` for `pod`, unless another node holds it;
-    /// then returns the pods holding it there.
-    pub fn attach(&self, handle: &str, node: &str, pod: &str) -> Result<(), (String, Vec<String>)> {
+    /// then returns the pods holding it there. `take_over` moves it from
+    /// another node regardless (EC2 has already moved the volume).
+    pub fn attach(
+        &self,
+        handle: &str,
+        node: &str,
+        pod: &str,
+        take_over: bool,
+    ) -> Result<(), (String, Vec<String>)> {
         let Ok(mut map) = self.inner.lock() else {
             return Ok(());
         };
         let entry = map
             .entry(handle.to_owned())
             .or_insert_with(|| (node.to_owned(), BTreeSet::new()));
-        if entry.0 != node && !entry.1.is_empty() {
-            return Err((entry.0.clone(), entry.1.iter().cloned().collect()));
+        if entry.0 != node {
+            if !entry.1.is_empty() && !take_over {
+                return Err((entry.0.clone(), entry.1.iter().cloned().collect()));
+            }
+            entry.1.clear();
         }
         entry.0 = node.to_owned();
         entry.1.insert(pod.to_owned());
         Ok(())
     }
 
-    /// Releases `pod`'s hold on its volumes.
-    pub fn release(&self, handles: &[String], pod: &str) {
+    /// Releases `pod`'s hold on its volumes on `node`, and returns the
+    /// handles no pod on `node` holds any more (to detach).
+    pub fn release(&self, handles: &[String], node: &str, pod: &str) -> Vec<String> {
+        let mut freed = Vec::new();
         if let Ok(mut map) = self.inner.lock() {
             for handle in handles {
-                if let Some(entry) = map.get_mut(handle) {
+                if let Some(entry) = map.get_mut(handle)
+                    && entry.0 == node
+                {
                     entry.1.remove(pod);
                     if entry.1.is_empty() {
                         map.remove(handle);
+                        freed.push(handle.clone());
                     }
                 }
             }
         }
+        freed
     }
 }
 
@@ -199,6 +218,10 @@ pub struct VolumeContext<'a> {
     pub node: &'a str,
     /// Volume attachments.
     pub attachments: &'a Attachments,
+    /// The EC2 API holding the EBS volumes.
+    pub ec2: &'a Ec2,
+    /// The node's zone.
+    pub zone: &'a str,
 }
 
 impl std::fmt::Debug for VolumeContext<'_> {
@@ -215,7 +238,10 @@ pub async fn prepare(ctx: &VolumeContext<'_>, pod: &Pod) -> Result<PodVolumes, V
     let mut out = PodVolumes::default();
     let result = prepare_all(ctx, pod, &mut out).await;
     if result.is_err() {
-        ctx.attachments.release(&out.attached, &pod_key(pod));
+        let freed = ctx
+            .attachments
+            .release(&out.attached, ctx.node, &pod_key(pod));
+        detach(ctx.ec2, ctx.node, &freed).await;
     }
     result.map(|()| out)
 }
@@ -483,6 +509,10 @@ async fn claim_dir(
             )
         })?;
     let spec = pv.spec.clone().unwrap_or_default();
+    let ebs = spec
+        .csi
+        .as_ref()
+        .is_some_and(|c| c.driver == crate::provisioner::DRIVER);
     let (handle, dir) = if let Some(csi) = &spec.csi {
         (
             csi.volume_handle.clone(),
@@ -498,7 +528,13 @@ async fn claim_dir(
             format!("persistentvolume \"{volume_name}\" has no source the test cluster can mount"),
         ));
     };
-    if let Err((node, pods)) = ctx.attachments.attach(&handle, ctx.node, &pod_key(pod)) {
+    if ebs {
+        attach_at_ec2(ctx, &volume_name, &handle).await?;
+    }
+    if let Err((node, pods)) = ctx
+        .attachments
+        .attach(&handle, ctx.node, &pod_key(pod), ebs)
+    {
         return Err(waiting(
             "FailedAttachVolume",
             format!(
@@ -513,6 +549,84 @@ async fn claim_dir(
         give_to_group(&dir, group).await;
     }
     Ok(dir)
+}
+
+/// The taint that says a node is shut down for good (its volumes may be
+/// detached at once).
+const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
+
+/// What the attach/detach controller and the EBS CSI driver do before a
+/// pod's volume is mounted: the volume must be in the node's zone and is
+/// attached to the node's instance. One attached to another instance
+/// waits (Multi-Attach), unless that node carries the out-of-service taint:
+/// then it is force-detached there first, as Kubernetes does for a node
+/// declared shut down.
+async fn attach_at_ec2(
+    ctx: &VolumeContext<'_>,
+    volume_name: &str,
+    volume_id: &str,
+) -> Result<(), VolumeError> {
+    let failed = |e: crate::ec2::Ec2Error| waiting("FailedAttachVolume", e.to_string());
+    let volume = ctx.ec2.volume(volume_id).await.map_err(failed)?;
+    let zone = volume.availability_zone().unwrap_or_default();
+    if zone != ctx.zone {
+        return Err(waiting(
+            "FailedAttachVolume",
+            format!(
+                "volume {volume_id} is in zone {zone} and node {} in {}: an EBS volume attaches only in its own zone",
+                ctx.node, ctx.zone
+            ),
+        ));
+    }
+    let mine = ctx.ec2.instance(ctx.node).map_err(failed)?;
+    match crate::ec2::attached_instance(&volume) {
+        Some(instance) if instance == mine => return Ok(()),
+        Some(instance) => {
+            let holder = ctx.ec2.node_of(instance).unwrap_or(instance).to_owned();
+            if !out_of_service(ctx.client, &holder).await {
+                return Err(waiting(
+                    "FailedAttachVolume",
+                    format!(
+                        "Multi-Attach error for volume \"{volume_name}\" Volume is already exclusively attached to one node ({holder}, instance {instance}) and can't be attached to another"
+                    ),
+                ));
+            }
+            tracing::info!(volume = volume_id, node = %holder, "force-detaching from an out-of-service node");
+            ctx.ec2
+                .detach(volume_id, instance, true)
+                .await
+                .map_err(failed)?;
+        }
+        None => {}
+    }
+    ctx.ec2
+        .attach(volume_id, ctx.node, "/dev/xvdba")
+        .await
+        .map_err(failed)
+}
+
+async fn out_of_service(client: &Client, node: &str) -> bool {
+    let api: Api<Node> = Api::all(client.clone());
+    api.get(node).await.is_ok_and(|n| {
+        n.spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .iter()
+            .any(|t| t.key == OUT_OF_SERVICE)
+    })
+}
+
+/// Detaches volumes no pod on `node` uses any more from its instance.
+pub async fn detach(ec2: &Ec2, node: &str, handles: &[String]) {
+    let Ok(instance) = ec2.instance(node) else {
+        return;
+    };
+    for handle in handles.iter().filter(|h| h.starts_with("vol-")) {
+        // Already detached elsewhere (a fenced node's volume): nothing to do.
+        if let Err(error) = ec2.detach(handle, instance, false).await {
+            tracing::debug!(%error, "detach");
+        }
+    }
 }
 
 /// The kubelet's fsGroup handling (OnRootMismatch): when the volume's root is
@@ -541,16 +655,55 @@ mod tests {
     #[test]
     fn a_volume_held_on_one_node_cannot_attach_on_another_until_released() {
         let attachments = Attachments::default();
-        assert!(attachments.attach("vol-1", "node-a1", "ns/p0").is_ok());
+        let v = || vec!["vol-1".to_owned()];
+        assert!(
+            attachments
+                .attach("vol-1", "node-a1", "ns/p0", false)
+                .is_ok()
+        );
         // Another pod on the same node may share it (as RWO allows).
-        assert!(attachments.attach("vol-1", "node-a1", "ns/p1").is_ok());
-        let (node, pods) = attachments.attach("vol-1", "node-a2", "ns/p2").unwrap_err();
+        assert!(
+            attachments
+                .attach("vol-1", "node-a1", "ns/p1", false)
+                .is_ok()
+        );
+        let (node, pods) = attachments
+            .attach("vol-1", "node-a2", "ns/p2", false)
+            .unwrap_err();
         assert_eq!(node, "node-a1");
         assert_eq!(pods, ["ns/p0", "ns/p1"]);
-        attachments.release(&["vol-1".to_owned()], "ns/p0");
-        assert!(attachments.attach("vol-1", "node-a2", "ns/p2").is_err());
-        attachments.release(&["vol-1".to_owned()], "ns/p1");
-        assert!(attachments.attach("vol-1", "node-a2", "ns/p2").is_ok());
+        assert!(attachments.release(&v(), "node-a1", "ns/p0").is_empty());
+        assert!(
+            attachments
+                .attach("vol-1", "node-a2", "ns/p2", false)
+                .is_err()
+        );
+        // The last pod on the node frees the volume there: detach it.
+        assert_eq!(attachments.release(&v(), "node-a1", "ns/p1"), v());
+        assert!(
+            attachments
+                .attach("vol-1", "node-a2", "ns/p2", false)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_volume_moved_at_ec2_is_taken_over_and_the_old_node_frees_nothing() {
+        let attachments = Attachments::default();
+        let v = || vec!["vol-1".to_owned()];
+        assert!(
+            attachments
+                .attach("vol-1", "node-a1", "ns/p0", false)
+                .is_ok()
+        );
+        assert!(
+            attachments
+                .attach("vol-1", "node-a2", "ns/p0", true)
+                .is_ok()
+        );
+        // The fenced node's pod stopping later must not detach it from a2.
+        assert!(attachments.release(&v(), "node-a1", "ns/p0").is_empty());
+        assert_eq!(attachments.release(&v(), "node-a2", "ns/p0"), v());
     }
 
     #[test]
