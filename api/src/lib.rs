@@ -15,4 +15,5 @@ pub use cluster::{
     InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
     OperationKind, OperationStep, Phase, PodTemplateOverrides, ReplicationSpec, RoleChange,
     ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy,
+    VolumeModificationStatus, VolumeStatus,
 };

@@ -193,9 +193,26 @@ fn storage_class_and_ebs_parameters_are_immutable() {
         "storageClassName is immutable",
     );
     let ebs = json!({"storage": {"size": "20Gi", "ebs": {"type": "gp3", "iops": 3000, "encrypted": true}}});
+    // IOPS and throughput change in place (ModifyVolume); the rest cannot.
+    let faster = json!({"storage": {"size": "20Gi", "ebs": {"type": "gp3", "iops": 4000, "throughput": 250, "encrypted": true}}});
+    assert_eq!(update_errors(ebs.clone(), faster), Vec::<String>::new());
     assert_refused(
-        &update_errors(ebs.clone(), json!({"storage": {"ebs": {"iops": 4000}}})),
-        "spec.storage.ebs is immutable",
+        &update_errors(
+            ebs.clone(),
+            json!({"storage": {"size": "20Gi", "ebs": {"type": "io2", "iops": 3000, "encrypted": true}}}),
+        ),
+        "spec.storage.ebs.type, encrypted and kmsKeyId are immutable",
+    );
+    assert_refused(
+        &update_errors(
+            ebs.clone(),
+            json!({"storage": {"size": "20Gi", "ebs": {"type": "gp3", "iops": 3000, "encrypted": false}}}),
+        ),
+        "spec.storage.ebs.type, encrypted and kmsKeyId are immutable",
+    );
+    assert_refused(
+        &update_errors(ebs.clone(), json!({"storage": {"size": "20Gi"}})),
+        "spec.storage.ebs cannot be added or removed",
     );
     let grown = json!({"storage": {"size": "30Gi", "ebs": {"type": "gp3", "iops": 3000, "encrypted": true}}});
     assert_eq!(update_errors(ebs, grown), Vec::<String>::new());

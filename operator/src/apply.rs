@@ -298,6 +298,19 @@ async fn apply_storage_class(client: &Client, class: StorageClass) -> Result<(),
         if !ours {
             return Err(Error::ForeignStorageClass(name));
         }
+        // A StorageClass's parameters are immutable. Claims and volumes name
+        // their class only, so a changed spec.storage.ebs (IOPS, throughput)
+        // replaces the class for new volumes; existing ones are modified at EC2.
+        if existing.parameters != class.parameters {
+            api.delete(&name, &Default::default())
+                .await
+                .map_err(|source| Error::Api {
+                    action: "replace",
+                    kind: "StorageClass",
+                    name: name.clone(),
+                    source,
+                })?;
+        }
     }
     ssa(&api, "StorageClass", &class).await.map(drop)
 }

@@ -110,6 +110,10 @@ pub struct Context {
     pub agents: reqwest::Client,
     /// The fast primary probe.
     pub prober: Arc<Prober>,
+    /// EC2, for the volumes.
+    pub ec2: aws_sdk_ec2::Client,
+    /// The latest look at each cluster's volumes.
+    pub volume_looks: Arc<crate::ebs::looks::Looks>,
 }
 
 impl std::fmt::Debug for Context {
@@ -128,6 +132,7 @@ impl Context {
     /// the stream of reconciles its prober asks for.
     pub fn new(
         client: Client,
+        ec2: aws_sdk_ec2::Client,
         settings: OperatorSettings,
         instance: Option<String>,
     ) -> (Self, ProbeTriggers) {
@@ -150,6 +155,8 @@ impl Context {
                 recorder,
                 agents,
                 prober,
+                ec2,
+                volume_looks: Arc::default(),
             },
             triggers,
         )
@@ -426,6 +433,18 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         Timestamp::now(),
     ));
     problems.extend(init_failures::failing(&observed.pods));
+    let (volumes, due) =
+        ctx.volume_looks
+            .latest(&key, cluster.metadata.generation, std::time::Instant::now());
+    if due {
+        tokio::spawn(look_at_volumes(
+            ctx.clone(),
+            cluster.clone(),
+            validated.clone(),
+            observed.clone(),
+        ));
+    }
+    problems.extend(volumes.problems.iter().cloned());
     let accounts = if applied.credentials_missing.is_empty() {
         dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
             .await
@@ -462,6 +481,29 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     {
         warn!(%error, "failed to record that the cluster holds data; retrying next time");
     }
+    let servers: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
+    let me = format!("{}/{}", validated.namespace, validated.name);
+    let fencing = crate::fencing::run(
+        &ctx.client,
+        &ctx.ec2,
+        crate::fencing::Inputs {
+            me: &me,
+            enabled: validated.failover.fence_nodes,
+            servers: &servers,
+            primary: pass.primary.as_deref(),
+            observed_nodes: &observed.nodes,
+            fenced_before: cluster
+                .status
+                .as_ref()
+                .map(|s| s.fenced_nodes.as_slice())
+                .unwrap_or_default(),
+        },
+    )
+    .await;
+    for note in fencing.notes {
+        events::publish(&ctx.recorder, cluster, "Fence", note).await;
+    }
+    problems.extend(fencing.problems);
     pass.problems.extend(problems);
     let (notes, reported) = events::for_problems(&pass.memory.reported, &pass.problems);
     for note in notes {
@@ -472,9 +514,15 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     ctx.prober.watch(
         key,
         primary_ip(&observed, pass.primary.as_deref()),
-        observed.nodes.keys().cloned().collect(),
+        observed
+            .nodes
+            .keys()
+            .chain(&fencing.fenced)
+            .cloned()
+            .collect(),
     );
-    let new_status = status::compute(cluster, &observed, &pass, &now);
+    let mut new_status = status::compute(cluster, &observed, &pass, &volumes.volumes, &now);
+    new_status.fenced_nodes = fencing.fenced;
     let settled = new_status.phase == Some(Phase::Running) && !pass.acted;
     write_status(ctx, cluster, new_status).await?;
     Ok(Action::requeue(match pass.again {
@@ -486,6 +534,53 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         _ if settled => SETTLED_REQUEUE,
         _ => UNSETTLED_REQUEUE,
     }))
+}
+
+/// One look at the cluster's volumes at EC2, in the background: what it
+/// changed is an Event, and news asks for a reconcile to write status.
+async fn look_at_volumes(
+    ctx: Context,
+    cluster: MySQLCluster,
+    validated: validate::ValidatedCluster,
+    observed: dereference::Observed,
+) {
+    let key = ObjectRef::from_obj(&cluster);
+    let outcome = match tokio::time::timeout(
+        crate::ebs::looks::TIMEOUT,
+        crate::ebs::reconcile(&ctx.ec2, &validated, &observed),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => crate::ebs::Outcome {
+            problems: vec![clustering::Problem::Ec2Unavailable(format!(
+                "no answer within {:?}",
+                crate::ebs::looks::TIMEOUT
+            ))],
+            ..crate::ebs::Outcome::default()
+        },
+    };
+    for (pod, change) in &outcome.modified {
+        events::publish(
+            &ctx.recorder,
+            &cluster,
+            "ModifyVolume",
+            events::Note {
+                warning: false,
+                reason: "VolumeModified".to_owned(),
+                message: format!("modifying {pod}'s volume {change}"),
+                pod: Some(pod.clone()),
+            },
+        )
+        .await;
+    }
+    let generation = cluster.metadata.generation;
+    if ctx
+        .volume_looks
+        .store(&key, generation, outcome, std::time::Instant::now())
+    {
+        ctx.prober.trigger(key);
+    }
 }
 
 /// The primary's pod IP, for the fast probe.
@@ -505,6 +600,7 @@ fn primary_ip(observed: &dereference::Observed, primary: Option<&str>) -> Option
 /// retained (reclaim policy Retain) and PVCs are never deleted here.
 async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.prober.forget(&ObjectRef::from_obj(cluster));
+    ctx.volume_looks.forget(&ObjectRef::from_obj(cluster));
     let api = Api::<StorageClass>::all(ctx.client.clone());
     let selector = format!(
         "{LABEL_CLUSTER}={},{LABEL_NAMESPACE}={},app.kubernetes.io/managed-by={MANAGED_BY}",

@@ -120,7 +120,8 @@ async fn main() -> std::process::ExitCode {
         );
         controller::Scope::Namespaces(namespaces)
     };
-    let (ctx, triggers) = Context::new(client, settings, args.instance);
+    let ec2 = ebisu_operator::ebs::client().await;
+    let (ctx, triggers) = Context::new(client, ec2, settings, args.instance);
     tokio::select! {
         () = controller::run(ctx, triggers, scope) => {}
         error = candidate.lost() => {

@@ -37,8 +37,9 @@ const fn rule(group: &'static str, resource: &'static str, verbs: &'static [&'st
 /// Cluster-scoped objects the operator reads or manages.
 pub const CLUSTER_RULES: &[Rule] = &[
     // Nodes: a cordon or drain taint on the primary's node starts a
-    // switchover; a node that stopped reporting is reported.
-    rule("", "nodes", &["get", "list", "watch"]),
+    // switchover; a node that stopped reporting is reported; patch sets and
+    // removes the out-of-service taint of a fenced node (fenceNodes).
+    rule("", "nodes", &["get", "list", "watch", "patch"]),
     // Volumes tell the zone and the EBS volume id.
     rule("", "persistentvolumes", &["get"]),
     // The managed StorageClass; deleted by the finalizer. Listed to explain

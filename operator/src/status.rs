@@ -3,9 +3,11 @@
 //! the clustering pass found and did. Pure: the caller passes in what it
 //! read and the current time.
 
+use std::collections::BTreeMap;
+
 use ebisu_api::{
     ClusteringMemory, InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus,
-    OperationKind, Phase,
+    OperationKind, Phase, VolumeStatus,
     names::{self, LABEL_ROLE, ROLE_PRIMARY, ROLE_REPLICA},
 };
 use k8s_openapi::{
@@ -43,6 +45,7 @@ pub fn compute(
     cluster: &MySQLCluster,
     observed: &Observed,
     pass: &PassResult,
+    volumes: &BTreeMap<String, VolumeStatus>,
     now: &Time,
 ) -> MySQLClusterStatus {
     let previous = cluster.status.clone().unwrap_or_default();
@@ -67,6 +70,7 @@ pub fn compute(
             instance.version = server.state.version.map(|v| v.to_string());
         }
         instance.errant_gtids = pass.errant.get(&instance.pod).cloned();
+        instance.volume = volumes.get(&instance.pod).cloned();
     }
     let ready = i32::try_from(instances.iter().filter(|i| i.ready).count()).unwrap_or(i32::MAX);
     let update_revision = crate::clustering::pass::update_revision(observed).map(str::to_owned);
@@ -215,6 +219,7 @@ pub fn compute(
         last_switchover,
         last_failover,
         clustering: pass.memory.clone(),
+        fenced_nodes: previous.fenced_nodes,
     }
 }
 
@@ -418,6 +423,7 @@ fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
                 lag_seconds: None,
                 version: None,
                 errant_gtids: None,
+                volume: None,
                 pod: pod_name,
             }
         })
@@ -586,6 +592,7 @@ mod tests {
             &cluster(3, None),
             &observed,
             &PassResult::default(),
+            &BTreeMap::new(),
             &at(100),
         );
         let summary: Vec<(&str, InstanceRole, bool)> = status
@@ -663,8 +670,14 @@ mod tests {
             volumes: BTreeMap::from([("pv-1".to_owned(), volume)]),
             ..Observed::default()
         };
-        let instance =
-            &compute(&cluster(1, None), &observed, &PassResult::default(), &at(1)).instances[0];
+        let instance = &compute(
+            &cluster(1, None),
+            &observed,
+            &PassResult::default(),
+            &BTreeMap::new(),
+            &at(1),
+        )
+        .instances[0];
         assert_eq!(instance.zone.as_deref(), Some("us-east-1b"));
         assert_eq!(instance.volume_id.as_deref(), Some("vol-0abc"));
     }
@@ -679,12 +692,14 @@ mod tests {
             &cluster(1, None),
             &observed,
             &PassResult::default(),
+            &BTreeMap::new(),
             &at(100),
         );
         let second = compute(
             &cluster(1, Some(first.clone())),
             &observed,
             &PassResult::default(),
+            &BTreeMap::new(),
             &at(200),
         );
         assert_eq!(
@@ -699,6 +714,7 @@ mod tests {
             &cluster(1, Some(second)),
             &down,
             &PassResult::default(),
+            &BTreeMap::new(),
             &at(300),
         );
         assert_eq!(find(&third, HEALTHY).last_transition_time, at(300));
@@ -726,7 +742,13 @@ mod tests {
             errant: BTreeMap::from([("orders-1".to_owned(), "0-101-3".to_owned())]),
             ..PassResult::default()
         };
-        let status = compute(&cluster(2, None), &observed, &pass, &at(5));
+        let status = compute(
+            &cluster(2, None),
+            &observed,
+            &pass,
+            &BTreeMap::new(),
+            &at(5),
+        );
         assert_eq!(status.phase, Some(Phase::Degraded));
         assert_eq!(find(&status, DEGRADED).status, "True");
         assert_eq!(find(&status, DEGRADED).reason, "ErrantTransactions");
@@ -758,7 +780,13 @@ mod tests {
             phase: Some(Phase::Running),
             ..MySQLClusterStatus::default()
         };
-        let status = compute(&cluster(2, Some(running)), &observed, &pass, &at(5));
+        let status = compute(
+            &cluster(2, Some(running)),
+            &observed,
+            &pass,
+            &BTreeMap::new(),
+            &at(5),
+        );
         assert_eq!(status.phase, Some(Phase::Degraded));
         let blocked = find(&status, FAILOVER_BLOCKED);
         assert_eq!(blocked.status, "True");
@@ -793,7 +821,13 @@ mod tests {
             },
             ..PassResult::default()
         };
-        let status = compute(&cluster(2, None), &observed, &pass, &at(5));
+        let status = compute(
+            &cluster(2, None),
+            &observed,
+            &pass,
+            &BTreeMap::new(),
+            &at(5),
+        );
         assert_eq!(status.phase, Some(Phase::Switching));
         let switching = find(&status, SWITCHING);
         assert_eq!(
@@ -845,7 +879,13 @@ mod tests {
             pods: vec![pod(0, true, Some("primary"))],
             ..Observed::default()
         };
-        let running = compute(&cluster(1, None), &observed, &PassResult::default(), &at(1));
+        let running = compute(
+            &cluster(1, None),
+            &observed,
+            &PassResult::default(),
+            &BTreeMap::new(),
+            &at(1),
+        );
         let failed = invalid(
             &cluster(1, Some(running)),
             "failed to validate spec.x: bad",

@@ -105,6 +105,8 @@ pub struct FailoverPolicy {
     pub max_lag_for_promotion_seconds: u64,
     /// How far behind a replica may be and still serve reads.
     pub max_lag_for_reads_seconds: u64,
+    /// Fence lost nodes at EC2 so their instances come back elsewhere.
+    pub fence_nodes: bool,
 }
 
 /// Validated storage.
@@ -288,6 +290,7 @@ pub fn validate(
                     .max(0)
                     .unsigned_abs(),
             ),
+            fence_nodes: spec.replication.fence_nodes,
         },
         clone_rate_limit,
         clone_donor: spec.clone.donor,

@@ -18,7 +18,7 @@ pub use pod::{PodTemplateOverrides, ServiceTemplate, ServiceTemplates, ServiceTy
 pub use replication::{CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
 pub use status::{
     ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation, OperationKind,
-    OperationStep, Phase, RoleChange,
+    OperationStep, Phase, RoleChange, VolumeModificationStatus, VolumeStatus,
 };
 pub use storage::{
     EbsSpec, EbsVolumeType, GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS,

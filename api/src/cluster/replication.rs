@@ -70,6 +70,20 @@ pub struct ReplicationSpec {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 300")
         .message("spec.replication.failoverAfterSeconds must be between 1 and 300"))]
     pub failover_after_seconds: i32,
+
+    /// Recover instances lost with their node (off by default). A
+    /// StatefulSet pod on a node that stopped answering is never replaced by
+    /// Kubernetes, and its EBS volume stays attached there. With this on,
+    /// once the primary serves elsewhere, a node that is NotReady and on
+    /// which none of this cluster's servers answers is fenced: its EC2
+    /// instance is stopped (forced), and the node gets the
+    /// `node.kubernetes.io/out-of-service` taint, so Kubernetes deletes its
+    /// pods and detaches their volumes at once; each lost instance comes
+    /// back on a healthy node in its volume's zone, as a replica. The taint
+    /// is removed when the node is Ready again. A node that answers is never
+    /// fenced. Needs `ec2:StopInstances` and permission to patch Nodes.
+    #[serde(default)]
+    pub fence_nodes: bool,
 }
 
 /// Who moves the primary.
@@ -92,6 +106,7 @@ impl Default for ReplicationSpec {
             max_lag_for_reads_seconds: default_max_lag_for_reads_seconds(),
             failover: FailoverMode::default(),
             failover_after_seconds: default_failover_after_seconds(),
+            fence_nodes: false,
         }
     }
 }

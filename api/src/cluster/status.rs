@@ -52,6 +52,11 @@ pub struct MySQLClusterStatus {
     /// back by the operator after a restart, never set by users.
     #[serde(default, skip_serializing_if = "ClusteringMemory::is_empty")]
     pub clustering: ClusteringMemory,
+    /// Nodes ebisu fenced for this cluster (`spec.replication.fenceNodes`):
+    /// their EC2 instance was stopped and they carry the out-of-service
+    /// taint until they are Ready again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fenced_nodes: Vec<String>,
 }
 
 /// What the clustering loop must remember between passes, kept in status
@@ -177,6 +182,10 @@ pub struct InstanceStatus {
     /// EBS volume id backing the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_id: Option<String>,
+    /// The EBS volume as EC2 describes it (absent when the volume is not an
+    /// EBS CSI volume or EC2 could not be asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeStatus>,
     /// The pod is Ready (serving queries; says nothing about lag).
     pub ready: bool,
     /// The StatefulSet revision the pod was made from.
@@ -189,6 +198,67 @@ pub struct InstanceStatus {
     /// out of service until it is re-seeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errant_gtids: Option<String>,
+}
+
+/// An instance's EBS volume, from EC2's DescribeVolumes.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// Volume id.
+    pub id: String,
+    /// Availability zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Volume type (`gp3`, `io2`, ...).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    /// Size in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_gib: Option<i32>,
+    /// Provisioned IOPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i32>,
+    /// Throughput in MiB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<i32>,
+    /// Volume state (`creating`, `available`, `in-use`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The EC2 instance it is attached to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_to: Option<String>,
+    /// The attachment's state (`attaching`, `attached`, `detaching`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_state: Option<String>,
+    /// The latest modification EC2 reports for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modification: Option<VolumeModificationStatus>,
+    /// A change of IOPS or throughput the spec asks for that waits, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_change: Option<String>,
+}
+
+/// A volume modification (ModifyVolume) and how far it got.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeModificationStatus {
+    /// `modifying`, `optimizing`, `completed` or `failed`.
+    pub state: String,
+    /// Percent done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<i64>,
+    /// IOPS it changes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_iops: Option<i32>,
+    /// Throughput it changes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_throughput: Option<i32>,
+    /// Size it changes to, in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_size_gib: Option<i32>,
+    /// When it started; EC2 allows the next one 6 hours later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
 }
 
 /// The role of an instance.

@@ -45,8 +45,10 @@ fn iops_per_gib_rule(volume_type: EbsVolumeType, per_gib: i64, free: i32) -> Rul
         .message("spec.storage: set either storageClassName or ebs, not both: storageClassName uses an existing class, ebs makes ebisu manage one"),
     validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)")
         .message("spec.storage.storageClassName is immutable: existing volumes keep their class; create a new cluster to move to another class"),
-    validation = Rule::new("has(self.ebs) == has(oldSelf.ebs) && (!has(self.ebs) || self.ebs == oldSelf.ebs)")
-        .message("spec.storage.ebs is immutable: a StorageClass's parameters cannot change; create a new cluster to change volume type, IOPS, throughput or encryption"),
+    validation = Rule::new("has(self.ebs) == has(oldSelf.ebs)")
+        .message("spec.storage.ebs cannot be added or removed: existing volumes keep their class; create a new cluster to move between ebs and a StorageClass"),
+    validation = Rule::new("!has(self.ebs) || (self.ebs.type == oldSelf.ebs.type && self.ebs.encrypted == oldSelf.ebs.encrypted && has(self.ebs.kmsKeyId) == has(oldSelf.ebs.kmsKeyId) && (!has(self.ebs.kmsKeyId) || self.ebs.kmsKeyId == oldSelf.ebs.kmsKeyId))")
+        .message("spec.storage.ebs.type, encrypted and kmsKeyId are immutable: EBS cannot change them on existing volumes; create a new cluster to change them (iops and throughput may change)"),
     validation = Rule::new("!isQuantity(self.size) || !isQuantity(oldSelf.size) || !quantity(self.size).isLessThan(quantity(oldSelf.size))")
         .message("spec.storage.size may grow but never shrink: set it to at least its current value (volumes cannot be shrunk)"),
     validation = iops_per_gib_rule(EbsVolumeType::Gp3, GP3_MAX_IOPS_PER_GIB, *GP3_IOPS.start()),
@@ -66,7 +68,8 @@ pub struct StorageSpec {
 
     /// Have ebisu create and own a StorageClass for the EBS CSI driver
     /// (`ebs.csi.aws.com`, WaitForFirstConsumer, expansion allowed) with these
-    /// parameters. Immutable.
+    /// parameters. Cannot be added or removed later; `type`, `encrypted` and
+    /// `kmsKeyId` are immutable, `iops` and `throughput` may change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebs: Option<EbsSpec>,
 }
@@ -94,10 +97,13 @@ pub struct EbsSpec {
 
     /// Provisioned IOPS: 3000 to 80000 for gp3 (3000 when unset), 100 to
     /// 256000 for io2 (required). At most 500 (gp3) or 1000 (io2) per GiB.
+    /// A change is applied to existing volumes with EC2's ModifyVolume,
+    /// which allows one modification per volume every 6 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
 
-    /// Throughput in MiB/s, gp3 only: 125 to 2000 (125 when unset).
+    /// Throughput in MiB/s, gp3 only: 125 to 2000 (125 when unset). Changes
+    /// are applied like `iops`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<i32>,
 

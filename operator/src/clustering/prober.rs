@@ -104,6 +104,12 @@ impl Prober {
         target.nodes = nodes;
     }
 
+    /// Asks for a reconcile of `cluster` (news from outside the clustering
+    /// pass, such as a finished look at its volumes).
+    pub fn trigger(&self, cluster: ObjectRef<MySQLCluster>) {
+        let _ = self.trigger.unbounded_send(cluster);
+    }
+
     /// Forgets `cluster` (deleted, or its spec cannot be honoured).
     pub fn forget(&self, cluster: &ObjectRef<MySQLCluster>) {
         if let Ok(mut targets) = self.targets.lock() {

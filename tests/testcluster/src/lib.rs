@@ -9,8 +9,12 @@
 //!   `ebisu0`, 10.244.0.0/16), UTS namespace and a mount namespace per
 //!   container with the volumes bind-mounted. Images map to host programs by
 //!   the table in [`agent::images`]; unknown images fail with `ErrImagePull`.
-//! - An EBS-like provisioner ([`provisioner`]) for `ebs.csi.aws.com` classes:
-//!   zone-pinned PVs with `vol-...` ids, resizing, single attachment.
+//! - A local EC2 API ([`ec2`]: moto on the bridge address) in which each
+//!   node is an instance (`spec.providerID aws:///ZONE/i-...`), and the EBS
+//!   CSI driver's part ([`provisioner`]) for `ebs.csi.aws.com` classes:
+//!   volumes created, resized and deleted there, zone-pinned PVs, attached
+//!   to one instance at a time in their own zone. An instance stopped at
+//!   EC2 powers its node off; started again, the node boots afresh.
 //! - A minimal kubelet API on each node's address ([`kubelet_api`]) so that
 //!   `kubectl logs [-f] [--tail]` works through the apiserver; there is no
 //!   `kubectl exec`, attach or port-forward.

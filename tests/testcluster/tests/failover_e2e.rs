@@ -260,6 +260,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
     a_lost_primary_is_failed_over_and_rejoins_when_it_returns(&mut d);
     a_failover_is_refused_while_semi_sync_had_fallen_back(&mut d);
     a_changed_spec_rolls_through_one_switchover(&mut d);
+    a_lost_node_is_fenced_and_its_instance_returns_elsewhere(&mut d);
 
     let Drill {
         cluster, runtime, ..
@@ -861,4 +862,109 @@ fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
         d.condition("Updating") == "False"
     });
     assert_eq!(d.get("pods", pods), uids, "nor by undoing it");
+}
+
+/// `spec.replication.fenceNodes`: after the failover away from a node that
+/// stopped answering, ebisu stops its EC2 instance and taints it
+/// out-of-service; Kubernetes then moves the lost instance, volume and all,
+/// to the other node of its zone, where it rejoins as a replica. When the
+/// node is started again, the taint goes.
+fn a_lost_node_is_fenced_and_its_instance_returns_elsewhere(d: &mut Drill) {
+    d.wait_settled(3);
+    d.patch(r#"{"spec":{"replication":{"fenceNodes":true}}}"#);
+    let old = d.primary();
+    let node = d.node_of(&old);
+    let uid = d.get(&format!("pod/{old}"), "{.metadata.uid}");
+    let zone_of = |d: &Drill, node: &str| {
+        d.k.jsonpath(
+            "default",
+            &format!("node/{node}"),
+            "{.metadata.labels.topology\\.kubernetes\\.io/zone}",
+        )
+    };
+    let zone = zone_of(d, &node);
+    let provider =
+        d.k.jsonpath("default", &format!("node/{node}"), "{.spec.providerID}");
+    let instance = provider.rsplit('/').next().unwrap().to_owned();
+    let volume = d.get(&format!("pvc/data-{old}"), "{.spec.volumeName}");
+    let (writer, poller) = d.load();
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped_at = Instant::now();
+    d.node("stop", &node);
+    d.wait("a new primary", Duration::from_secs(60), |d| {
+        let primary = d.primary();
+        !primary.is_empty() && primary != old
+    });
+    let taints = format!("node/{node}");
+    d.wait(&format!("{node} fenced"), Duration::from_secs(120), |d| {
+        d.k.jsonpath("default", &taints, "{.spec.taints[*].key}")
+            .contains("node.kubernetes.io/out-of-service")
+            && d.get("myc/orders", "{.status.fencedNodes}").contains(&node)
+    });
+    let fenced_after = stopped_at.elapsed();
+    let ec2 = ebisu_testcluster::ec2::client();
+    let state = d
+        .runtime
+        .block_on(ec2.describe_instances().instance_ids(&instance).send())
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.state().and_then(|s| s.name()).cloned());
+    assert_eq!(
+        state,
+        Some(aws_sdk_ec2::types::InstanceStateName::Stopped),
+        "the fenced node's instance {instance} is stopped at EC2"
+    );
+    d.wait(
+        &format!("{old} Ready again as a replica on another node"),
+        Duration::from_secs(300),
+        |d| {
+            let now = d.get(
+                &format!("pod/{old}"),
+                "{.metadata.uid} {.spec.nodeName} {.status.conditions[?(@.type==\"Ready\")].status}",
+            );
+            let fields: Vec<&str> = now.split(' ').collect();
+            matches!(fields[..], [new_uid, on, "True"] if new_uid != uid && on != node)
+                && d.labelled("replica").contains(&old)
+        },
+    );
+    let back_after = stopped_at.elapsed();
+    let new_node = d.node_of(&old);
+    assert_eq!(
+        zone_of(d, &new_node),
+        zone,
+        "{old} stays in its volume's zone"
+    );
+    assert_eq!(
+        d.get(&format!("pvc/data-{old}"), "{.spec.volumeName}"),
+        volume,
+        "{old} came back on its own volume"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    d.check("fenced node", writer, poller);
+    let events = d.diagnostics();
+    assert!(
+        events.contains(&format!(
+            "NodeFenced: node {node} stopped answering with {old}"
+        )),
+        "a NodeFenced Event names the node and {old}:\n{events}"
+    );
+    eprintln!(
+        "fencing: {node} fenced {fenced_after:?} after it stopped; {old} Ready again as a replica on {new_node} after {back_after:?}"
+    );
+
+    // The node is started again: it boots with nothing of the old pod
+    // running, and the taint goes.
+    d.node("start", &node);
+    d.wait(&format!("{node} unfenced"), Duration::from_secs(90), |d| {
+        !d.k.jsonpath("default", &taints, "{.spec.taints[*].key}")
+            .contains("node.kubernetes.io/out-of-service")
+            && d.get("myc/orders", "{.status.fencedNodes}").is_empty()
+    });
+    assert!(
+        d.diagnostics()
+            .contains(&format!("NodeUnfenced: node {node} is Ready again"))
+    );
+    d.wait_settled(3);
 }

@@ -156,6 +156,7 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     e.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
 
     three_instances_replicate_from_one_primary(&e);
+    volumes_are_described_tagged_and_modified_at_ec2(&e, &runtime);
     a_replica_that_drifted_is_repaired(&e);
     a_deleted_replica_returns_on_its_volume_without_a_clone(&e);
     scale_up_finishes_after_the_operator_pod_is_deleted(&e);
@@ -230,6 +231,145 @@ fn three_instances_replicate_from_one_primary(e: &E2e) {
             "{replica} refuses writes"
         );
     }
+}
+
+/// The volumes as EC2 (the local EC2 API) has them, and as status shows them.
+fn ec2_volume(runtime: &tokio::runtime::Runtime, id: &str) -> aws_sdk_ec2::types::Volume {
+    let ec2 = ebisu_testcluster::ec2::client();
+    runtime
+        .block_on(ec2.describe_volumes().volume_ids(id).send())
+        .unwrap()
+        .volumes()
+        .first()
+        .cloned()
+        .unwrap()
+}
+
+fn volumes_are_described_tagged_and_modified_at_ec2(e: &E2e, runtime: &tokio::runtime::Runtime) {
+    let pods = ["orders-0", "orders-1", "orders-2"];
+    e.wait(
+        "every instance's volume described from EC2 in status",
+        Duration::from_secs(60),
+        |e| {
+            pods.iter()
+                .all(|p| e.instance(p, "volume.state") == "in-use")
+        },
+    );
+    for pod in pods {
+        let id = e.instance(pod, "volumeId");
+        assert_eq!(e.instance(pod, "volume.id"), id);
+        let node = e.get(&format!("pod/{pod}"), "{.spec.nodeName}");
+        let provider =
+            e.k.jsonpath("default", &format!("node/{node}"), "{.spec.providerID}");
+        let instance = provider.rsplit('/').next().unwrap().to_owned();
+        assert!(instance.starts_with("i-"), "{provider}");
+        assert_eq!(e.instance(pod, "volume.attachedTo"), instance);
+        assert_eq!(e.instance(pod, "volume.zone"), e.node_zone(pod));
+        assert_eq!(e.instance(pod, "volume.type"), "gp3");
+        assert_eq!(e.instance(pod, "volume.sizeGib"), "10");
+        assert_eq!(e.instance(pod, "volume.iops"), "3000");
+
+        let volume = ec2_volume(runtime, &id);
+        assert_eq!(volume.availability_zone(), Some(e.node_zone(pod).as_str()));
+        assert_eq!(
+            volume.attachments().first().and_then(|a| a.instance_id()),
+            Some(instance.as_str()),
+            "{pod}'s volume is attached to its node's instance"
+        );
+        let tags: BTreeSet<(String, String)> = volume
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+            .collect();
+        for tag in [
+            ("ebisu.dev/cluster", "orders"),
+            ("ebisu.dev/namespace", NS),
+            ("ebisu.dev/instance", pod),
+        ] {
+            assert!(
+                tags.contains(&(tag.0.to_owned(), tag.1.to_owned())),
+                "{pod}'s volume {id} lacks tag {tag:?}: {tags:?}"
+            );
+        }
+    }
+
+    // A changed IOPS reaches the existing volumes through ModifyVolume,
+    // and new volumes through a replaced StorageClass.
+    e.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "myc/orders",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"ebs":{"iops":4000}}}}"#,
+    ]);
+    e.wait("every volume at 4000 IOPS", Duration::from_secs(60), |e| {
+        pods.iter().all(|p| {
+            e.instance(p, "volume.iops") == "4000"
+                && e.instance(p, "volume.modification.targetIops") == "4000"
+        })
+    });
+    for pod in pods {
+        let id = e.instance(pod, "volumeId");
+        assert_eq!(ec2_volume(runtime, &id).iops(), Some(4000), "{pod}");
+        assert!(
+            e.events()
+                .contains(&format!("modifying {pod}'s volume {id}: iops 3000 -> 4000")),
+            "a VolumeModified Event names {pod}:\n{}",
+            e.events()
+        );
+    }
+    let class = e.get("myc/orders", "{.spec.storage.ebs.type}");
+    assert_eq!(class, "gp3");
+    let params =
+        e.k.jsonpath("default", "storageclass", "{.items[*].parameters.iops}");
+    assert_eq!(params, "4000", "the managed StorageClass was replaced");
+
+    // EC2 allows one modification per volume in 6 hours: a second change waits,
+    // saying so, and nothing is asked of EC2.
+    e.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "myc/orders",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"ebs":{"throughput":250}}}}"#,
+    ]);
+    e.wait(
+        "the throughput change deferred",
+        Duration::from_secs(60),
+        |e| {
+            pods.iter().all(|p| {
+                e.instance(p, "volume.pendingChange")
+                    .contains("every 6 hours")
+            })
+        },
+    );
+    assert!(
+        e.events()
+            .contains("VolumeChangeDeferred: orders-0's volume: throughput")
+    );
+    for pod in pods {
+        let id = e.instance(pod, "volumeId");
+        assert_ne!(ec2_volume(runtime, &id).throughput(), Some(250), "{pod}");
+    }
+    // Taking the change back clears it.
+    e.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "myc/orders",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"ebs":{"throughput":null}}}}"#,
+    ]);
+    e.wait("no change pending", Duration::from_secs(60), |e| {
+        pods.iter()
+            .all(|p| e.instance(p, "volume.pendingChange").is_empty())
+    });
+    e.wait_running(3);
 }
 
 fn a_deleted_replica_returns_on_its_volume_without_a_clone(e: &E2e) {

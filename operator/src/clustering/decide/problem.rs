@@ -123,6 +123,23 @@ pub enum Problem {
         /// What the agent said.
         error: String,
     },
+    /// A lost node should be fenced but cannot be.
+    FenceImpossible {
+        /// The lost servers on it.
+        pod: String,
+        /// Why.
+        why: String,
+    },
+    /// EC2 could not be asked about the volumes (no credentials, no
+    /// permission, no network): volume status and changes are unavailable.
+    Ec2Unavailable(String),
+    /// A change of a volume's IOPS or throughput must wait.
+    VolumeChangeDeferred {
+        /// The instance.
+        pod: String,
+        /// What waits and why.
+        why: String,
+    },
     /// A data claim waits for a volume.
     ClaimPending {
         /// The claim.
@@ -156,6 +173,9 @@ impl Problem {
             Self::UpgradeFailed { .. } => "UpgradeFailed",
             Self::OverlappingBudgets(_) => "OverlappingBudgets",
             Self::InitFailing { .. } => "InitFailing",
+            Self::Ec2Unavailable(_) => "EC2Unavailable",
+            Self::FenceImpossible { .. } => "FenceImpossible",
+            Self::VolumeChangeDeferred { .. } => "VolumeChangeDeferred",
         }
     }
 
@@ -176,12 +196,15 @@ impl Problem {
             | Self::NodeUnreachable { pod, .. }
             | Self::UpgradeFailed { pod, .. }
             | Self::OverlappingBudgets(pod)
-            | Self::InitFailing { pod, .. } => Some(pod),
+            | Self::InitFailing { pod, .. }
+            | Self::VolumeChangeDeferred { pod, .. }
+            | Self::FenceImpossible { pod, .. } => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
             | Self::ChildNotApplied { .. }
             | Self::ClaimPending { .. }
-            | Self::DowngradeRefused(_) => None,
+            | Self::DowngradeRefused(_)
+            | Self::Ec2Unavailable(_) => None,
         }
     }
 
@@ -205,6 +228,8 @@ impl Problem {
                 | Self::DowngradeRefused(_)
                 | Self::UpgradeFailed { .. }
                 | Self::OverlappingBudgets(_)
+                | Self::Ec2Unavailable(_)
+                | Self::VolumeChangeDeferred { .. }
         )
     }
 
@@ -300,6 +325,18 @@ impl Problem {
             Self::ChildNotApplied { what } => what.clone(),
             Self::ClaimPending { claim, why } => format!("{claim} has no volume: {why}"),
             Self::DowngradeRefused(why) => why.clone(),
+            Self::Ec2Unavailable(why) => format!(
+                "EC2 cannot be asked about the volumes ({why}): status.instances[].volume \
+                 and IOPS/throughput changes are unavailable, everything else works. Give \
+                 the operator AWS credentials (IRSA or EKS Pod Identity) with the IAM \
+                 policy in the chart's README"
+            ),
+            Self::VolumeChangeDeferred { pod, why } => format!("{pod}'s volume: {why}"),
+            Self::FenceImpossible { pod, why } => format!(
+                "{pod} is lost with its node and spec.replication.fenceNodes is on, but the \
+                 node cannot be fenced: {why}. Stop the machine, then taint the node with \
+                 node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
+            ),
             Self::InitFailing { pod, failures, why } => format!(
                 "{pod} cannot start: its init container failed {failures} times, last with: \
                  {why}. It is retried with back-off; `kubectl logs {pod} -c init` has the \

@@ -1,0 +1,134 @@
+//! The looks at each cluster's volumes, made in the background so that EC2
+//! (slow, throttled or unreachable) never delays a reconcile and with it a
+//! failover: a reconcile takes the latest outcome and starts a new look
+//! when one is due; a look that finds something new asks for a reconcile.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ebisu_api::MySQLCluster;
+use kube::runtime::reflector::ObjectRef;
+
+use super::Outcome;
+
+/// How old a look may get before the next reconcile starts another.
+pub const REFRESH: Duration = Duration::from_secs(30);
+/// How long one look may take before it counts as EC2 being unavailable.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Default)]
+struct Entry {
+    outcome: Outcome,
+    done_at: Option<Instant>,
+    generation: Option<i64>,
+    running: bool,
+    /// The last look changed a volume: look again at once.
+    again: bool,
+}
+
+/// Each cluster's latest look.
+#[derive(Debug, Default)]
+pub struct Looks {
+    entries: Mutex<HashMap<ObjectRef<MySQLCluster>, Entry>>,
+}
+
+impl Looks {
+    /// The latest outcome for `cluster`, and whether a new look should start
+    /// now (none yet, the spec changed, the last one is old or changed
+    /// something); if so it counts as running from now on.
+    pub fn latest(
+        &self,
+        cluster: &ObjectRef<MySQLCluster>,
+        generation: Option<i64>,
+        now: Instant,
+    ) -> (Outcome, bool) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return (Outcome::default(), false);
+        };
+        let entry = entries.entry(cluster.clone()).or_default();
+        let due = !entry.running
+            && (entry.again
+                || entry.generation != generation
+                || entry
+                    .done_at
+                    .is_none_or(|at| now.duration_since(at) >= REFRESH));
+        if due {
+            entry.running = true;
+        }
+        (entry.outcome.clone(), due)
+    }
+
+    /// Records a finished look; true when its outcome differs from the last.
+    pub fn store(
+        &self,
+        cluster: &ObjectRef<MySQLCluster>,
+        generation: Option<i64>,
+        outcome: Outcome,
+        now: Instant,
+    ) -> bool {
+        let Ok(mut entries) = self.entries.lock() else {
+            return false;
+        };
+        let entry = entries.entry(cluster.clone()).or_default();
+        entry.again = !outcome.modified.is_empty();
+        let changed =
+            entry.outcome.volumes != outcome.volumes || entry.outcome.problems != outcome.problems;
+        entry.outcome = Outcome {
+            modified: Vec::new(),
+            ..outcome
+        };
+        entry.done_at = Some(now);
+        entry.generation = generation;
+        entry.running = false;
+        changed || entry.again
+    }
+
+    /// Forgets a deleted cluster.
+    pub fn forget(&self, cluster: &ObjectRef<MySQLCluster>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(cluster);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clustering::Problem;
+
+    #[test]
+    fn a_look_is_due_first_on_a_new_spec_when_old_and_after_a_change() {
+        let looks = Looks::default();
+        let key = ObjectRef::new("orders").within("shop");
+        let t0 = Instant::now();
+        assert!(looks.latest(&key, Some(1), t0).1, "first look");
+        assert!(!looks.latest(&key, Some(1), t0).1, "one look at a time");
+        assert!(!looks.store(&key, Some(1), Outcome::default(), t0));
+        assert!(!looks.latest(&key, Some(1), t0 + Duration::from_secs(5)).1);
+        assert!(
+            looks.latest(&key, Some(2), t0 + Duration::from_secs(5)).1,
+            "new spec"
+        );
+        let found = Outcome {
+            problems: vec![Problem::Ec2Unavailable("no credentials".to_owned())],
+            ..Outcome::default()
+        };
+        assert!(looks.store(&key, Some(2), found.clone(), t0 + Duration::from_secs(6)));
+        let (latest, due) = looks.latest(&key, Some(2), t0 + Duration::from_secs(7));
+        assert_eq!((latest, due), (found.clone(), false));
+        assert!(
+            looks.latest(&key, Some(2), t0 + Duration::from_secs(40)).1,
+            "refresh"
+        );
+        let modified = Outcome {
+            modified: vec![("orders-0".to_owned(), "vol-1: iops 3000 -> 4000".to_owned())],
+            ..found
+        };
+        assert!(looks.store(&key, Some(2), modified, t0 + Duration::from_secs(41)));
+        assert!(
+            looks.latest(&key, Some(2), t0 + Duration::from_secs(41)).1,
+            "after a change"
+        );
+    }
+}
