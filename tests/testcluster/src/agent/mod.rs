@@ -219,6 +219,10 @@ impl Agent {
                         p.insert(node.clone());
                     }
                     self.stop_node(&node).await;
+                    // Powered off: nothing it ran holds a file or a lock any
+                    // more (a frozen server would keep InnoDB's locks on a
+                    // volume its successor mounts).
+                    self.kill_node_processes(&node).await;
                 } else if running && off {
                     tracing::info!(%node, "instance running again: booting the node");
                     self.boot_node(&node).await;
@@ -245,15 +249,40 @@ impl Agent {
     /// frozen, so it never runs again), then it rejoins like a restarted
     /// kubelet and starts its pods afresh.
     async fn boot_node(&self, name: &str) {
+        self.kill_node_processes(name).await;
+        // Pods deleted while it was off are never started again: stop their
+        // tasks before the node resumes, so no container of theirs restarts
+        // on a volume that now serves another node.
+        let live: BTreeSet<String> = self
+            .stores
+            .pods
+            .state()
+            .iter()
+            .filter_map(|p| p.uid())
+            .collect();
+        if let Ok(handles) = self.pods.lock() {
+            for (uid, handle) in handles.iter() {
+                if handle.node == name && !live.contains(uid) {
+                    let _ = handle.deleting.send(Some(Deletion {
+                        grace: Duration::ZERO,
+                        delete_object: false,
+                    }));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(mut p) = self.powered_off.lock() {
+            p.remove(name);
+        }
+        self.start_node(name).await;
+    }
+
+    async fn kill_node_processes(&self, name: &str) {
         for (_, pids) in self.node_pods(name) {
             for pid in pids {
                 command::signal_group(pid, "KILL").await;
             }
         }
-        if let Ok(mut p) = self.powered_off.lock() {
-            p.remove(name);
-        }
-        self.start_node(name).await;
     }
 
     fn node_pods(&self, name: &str) -> Vec<(Option<network::PodNetwork>, Vec<u32>)> {
