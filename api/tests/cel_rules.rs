@@ -496,3 +496,20 @@ fn pod_labels_and_annotations_in_ebisus_keys_are_refused() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn given_volumes_must_be_distinct_ebs_volume_ids() {
+    let ebs = |volumes: Value| json!({"storage": {"size": "20Gi", "ebs": {"type": "gp3", "encrypted": true, "volumes": volumes}}});
+    assert_eq!(
+        create_errors(ebs(json!(["vol-0123456789abcdef0", "vol-0a1b2c3d"]))),
+        Vec::<String>::new()
+    );
+    assert_refused(
+        &create_errors(ebs(json!(["volume-1"]))),
+        "spec.storage.ebs.volumes must be EBS volume ids",
+    );
+    assert_refused(
+        &create_errors(ebs(json!(["vol-0a1b2c3d", "vol-0a1b2c3d"]))),
+        "names a volume twice",
+    );
+}

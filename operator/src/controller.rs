@@ -371,7 +371,17 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         .as_ref()
         .is_some_and(|s| s.current_primary.is_some());
     let initialised = record.holds_data(had_primary);
-    let children = build::children(&validated, initialised);
+    let statics = crate::static_volumes::prepare(&ctx.client, &ctx.ec2, &validated).await;
+    let children = match statics.hold_at {
+        Some(hold) if hold < validated.replicas => build::children(
+            &validate::ValidatedCluster {
+                replicas: hold,
+                ..validated.clone()
+            },
+            initialised,
+        ),
+        _ => build::children(&validated, initialised),
+    };
     let applied = apply::all(&ctx.client, &validated, children, initialised).await;
     if applied.credentials_generated {
         events::publish(
@@ -433,6 +443,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         Timestamp::now(),
     ));
     problems.extend(init_failures::failing(&observed.pods));
+    problems.extend(statics.problems);
     let (volumes, due) =
         ctx.volume_looks
             .latest(&key, cluster.metadata.generation, std::time::Instant::now());

@@ -24,5 +24,6 @@ pub mod leader;
 pub mod online_config;
 pub mod quantity;
 pub mod rbac;
+pub mod static_volumes;
 pub mod status;
 pub mod validate;

@@ -40,8 +40,9 @@ pub const CLUSTER_RULES: &[Rule] = &[
     // switchover; a node that stopped reporting is reported; patch sets and
     // removes the out-of-service taint of a fenced node (fenceNodes).
     rule("", "nodes", &["get", "list", "watch", "patch"]),
-    // Volumes tell the zone and the EBS volume id.
-    rule("", "persistentvolumes", &["get"]),
+    // Volumes tell the zone and the EBS volume id; created for volumes
+    // given in spec.storage.ebs.volumes (static provisioning).
+    rule("", "persistentvolumes", &["get", "create"]),
     // The managed StorageClass; deleted by the finalizer. Listed to explain
     // a claim that waits (no default class, a missing class).
     rule(
@@ -90,8 +91,9 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     // Rolling updates restart pods through the eviction API, so that
     // their PodDisruptionBudgets apply.
     rule("", "pods/eviction", &["create"]),
-    // Claims grow in place and are marked initialised.
-    rule("", "persistentvolumeclaims", &["list", "patch"]),
+    // Claims grow in place and are marked initialised; created bound to a
+    // given volume (static provisioning).
+    rule("", "persistentvolumeclaims", &["list", "patch", "create"]),
     // Events (kube's recorder creates, then patches repeated ones).
     rule("events.k8s.io", "events", &["create", "patch"]),
 ];

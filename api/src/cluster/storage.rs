@@ -115,6 +115,26 @@ pub struct EbsSpec {
     /// key when unset. Needs `encrypted: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+
+    /// Existing EBS volumes to use (static provisioning), in ordinal order:
+    /// instance `i` gets `volumes[i]`; instances beyond the list get new
+    /// volumes. Read when an instance's claim is first made: ebisu checks
+    /// the volume through EC2 (it exists, is attached nowhere, is in a zone
+    /// with nodes, and holds at least `spec.storage.size`) and binds it to
+    /// the instance's claim. A volume that fails the check is a
+    /// `StaticVolumeRefused` condition naming it, and that instance and the
+    /// ones after it are not created until it is fixed. Its data is used
+    /// as it is: an empty volume is initialised, one holding a data
+    /// directory is started on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(
+        validation = Rule::new("self.all(v, v.matches('^vol-[0-9a-f]{8,17}$'))")
+            .message("spec.storage.ebs.volumes must be EBS volume ids such as vol-0123456789abcdef0"),
+        validation = Rule::new("self.all(v, self.exists_one(w, w == v))")
+            .message("spec.storage.ebs.volumes names a volume twice: each instance needs its own"),
+    )]
+    #[schemars(length(max = 9), inner(length(max = 21)))]
+    pub volumes: Vec<String>,
 }
 
 /// The EBS volume types ebisu supports.

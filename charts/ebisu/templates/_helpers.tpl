@@ -61,10 +61,11 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   - apiGroups: [""]
     resources: ["pods/eviction"]
     verbs: ["create"]
-  # Claims grow in place and are marked initialised.
+  # Claims grow in place and are marked initialised; created bound to a
+  # given volume (static provisioning).
   - apiGroups: [""]
     resources: ["persistentvolumeclaims"]
-    verbs: ["list", "patch"]
+    verbs: ["list", "patch", "create"]
   # Events on every role change, repair and refusal.
   - apiGroups: ["events.k8s.io"]
     resources: ["events"]

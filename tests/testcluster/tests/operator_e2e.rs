@@ -180,6 +180,7 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     a_replica_with_errant_transactions_is_reported_and_left_out(&e);
     deleted_credentials_are_never_regenerated_for_data_that_exists(&e);
     a_recreated_cluster_comes_back_with_its_data_and_passwords(&e);
+    given_volumes_are_checked_and_bound(&e, &runtime);
 
     runtime.block_on(cluster.down()).unwrap();
 }
@@ -728,5 +729,91 @@ fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &E2e) {
         e.root("orders-0", "SELECT 1"),
         "1",
         "root's password still works"
+    );
+}
+
+/// `spec.storage.ebs.volumes`: a volume made beforehand at EC2 becomes the
+/// instance's volume, in its zone; a wrong id is a condition naming it, and
+/// the instance is not created (so it never gets a new, empty volume).
+fn given_volumes_are_checked_and_bound(e: &E2e, runtime: &tokio::runtime::Runtime) {
+    let ec2 = ebisu_testcluster::ec2::client();
+    let created = runtime
+        .block_on(
+            ec2.create_volume()
+                .availability_zone("us-east-1b")
+                .size(10)
+                .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+                .send(),
+        )
+        .unwrap();
+    let id = created.volume_id().unwrap().to_owned();
+    let manifest = format!(
+        "apiVersion: ebisu.dev/v1alpha1
+kind: MySQLCluster
+metadata:
+  name: ledger
+spec:
+  replicas: 1
+  storage:
+    size: 10Gi
+    ebs:
+      type: gp3
+      volumes: [{id}]
+---
+apiVersion: ebisu.dev/v1alpha1
+kind: MySQLCluster
+metadata:
+  name: audit
+spec:
+  replicas: 1
+  storage:
+    size: 10Gi
+    ebs:
+      type: gp3
+      volumes: [vol-0000000000000dead]
+"
+    );
+    let path = std::env::temp_dir().join("ebisu-static-volumes.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    e.kubectl(&["-n", NS, "apply", "-f", &path.display().to_string()]);
+    ebisu::wait_running(&e.k, NS, "ledger", 1, Duration::from_secs(240))
+        .unwrap_or_else(|err| panic!("{err}\n{}", ebisu::diagnostics(&e.k, NS, "ledger")));
+    let pv = e.get("pvc/data-ledger-0", "{.spec.volumeName}");
+    assert_eq!(pv, format!("ebisu-{id}"));
+    assert_eq!(
+        e.k.jsonpath("default", &format!("pv/{pv}"), "{.spec.csi.volumeHandle}"),
+        id
+    );
+    assert_eq!(
+        e.node_zone("ledger-0"),
+        "us-east-1b",
+        "ledger-0 runs in its volume's zone"
+    );
+    e.wait("ledger's volume in status", Duration::from_secs(60), |e| {
+        e.get(
+            "myc/ledger",
+            "{.status.instances[0].volume.id} {.status.instances[0].volume.attachedTo}",
+        )
+        .starts_with(&format!("{id} i-"))
+    });
+
+    e.wait("the wrong volume reported", Duration::from_secs(60), |e| {
+        e.events().contains(
+            "StaticVolumeRefused: audit-0 cannot use vol-0000000000000dead: volume vol-0000000000000dead does not exist",
+        )
+    });
+    assert!(
+        e.get("myc/audit", "{.status.conditions[*].message}")
+            .contains("vol-0000000000000dead"),
+        "a condition names the volume"
+    );
+    assert!(
+        e.k.try_run(&["-n", NS, "get", "pvc/data-audit-0"]).is_err(),
+        "no claim (and no new volume) for audit-0"
+    );
+    assert!(
+        e.get("pods", "{.items[*].metadata.name}")
+            .split(' ')
+            .all(|p| p != "audit-0")
     );
 }

@@ -123,6 +123,15 @@ pub enum Problem {
         /// What the agent said.
         error: String,
     },
+    /// A volume given in `spec.storage.ebs.volumes` cannot be used.
+    StaticVolumeRefused {
+        /// The instance it is for.
+        pod: String,
+        /// The volume.
+        volume: String,
+        /// Why.
+        why: String,
+    },
     /// A lost node should be fenced but cannot be.
     FenceImpossible {
         /// The lost servers on it.
@@ -175,6 +184,7 @@ impl Problem {
             Self::InitFailing { .. } => "InitFailing",
             Self::Ec2Unavailable(_) => "EC2Unavailable",
             Self::FenceImpossible { .. } => "FenceImpossible",
+            Self::StaticVolumeRefused { .. } => "StaticVolumeRefused",
             Self::VolumeChangeDeferred { .. } => "VolumeChangeDeferred",
         }
     }
@@ -198,7 +208,8 @@ impl Problem {
             | Self::OverlappingBudgets(pod)
             | Self::InitFailing { pod, .. }
             | Self::VolumeChangeDeferred { pod, .. }
-            | Self::FenceImpossible { pod, .. } => Some(pod),
+            | Self::FenceImpossible { pod, .. }
+            | Self::StaticVolumeRefused { pod, .. } => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
             | Self::ChildNotApplied { .. }
@@ -332,6 +343,15 @@ impl Problem {
                  policy in the chart's README"
             ),
             Self::VolumeChangeDeferred { pod, why } => format!("{pod}'s volume: {why}"),
+            Self::StaticVolumeRefused { pod, volume, why } => format!(
+                "{pod} cannot use {}: {why}; {pod} and the instances after it are not \
+                 created until it is fixed, so it never gets a new, empty volume instead",
+                if volume.is_empty() {
+                    "its given volume"
+                } else {
+                    volume
+                }
+            ),
             Self::FenceImpossible { pod, why } => format!(
                 "{pod} is lost with its node and spec.replication.fenceNodes is on, but the \
                  node cannot be fenced: {why}. Stop the machine, then taint the node with \
