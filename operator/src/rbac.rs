@@ -41,8 +41,9 @@ pub const CLUSTER_RULES: &[Rule] = &[
     // removes the out-of-service taint of a fenced node (fenceNodes).
     rule("", "nodes", &["get", "list", "watch", "patch"]),
     // Volumes tell the zone and the EBS volume id; created for volumes
-    // given in spec.storage.ebs.volumes (static provisioning).
-    rule("", "persistentvolumes", &["get", "create"]),
+    // given in spec.storage.ebs.volumes (static provisioning), and patched
+    // to forget a deleted claim so a given volume binds to its instance again.
+    rule("", "persistentvolumes", &["get", "create", "patch"]),
     // The managed StorageClass; deleted by the finalizer. Listed to explain
     // a claim that waits (no default class, a missing class).
     rule(

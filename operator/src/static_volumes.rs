@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{Volume, VolumeState};
 use ebisu_api::names::{self, DATA_VOLUME};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
@@ -78,9 +79,40 @@ pub fn check(
     Ok(zone)
 }
 
+/// How many instances the StatefulSet may have when the instance at
+/// `refused` could not get its volume: none from there on, except that
+/// instances which already exist (`running`) stay. Removing one would stop
+/// a server that holds data, possibly the primary, over a claim someone
+/// deleted by hand; at worst the StatefulSet gives that instance a new
+/// volume, which is seeded by a clone while the given one is kept.
+pub fn hold(refused: Option<i32>, running: i32) -> Option<i32> {
+    refused.map(|r| r.max(running))
+}
+
 /// Makes the PVs and claims of the given volumes whose claims do not exist
 /// yet, and says how many instances may exist.
 pub async fn prepare(
+    client: &Client,
+    ec2: &aws_sdk_ec2::Client,
+    validated: &ValidatedCluster,
+) -> Outcome {
+    let mut outcome = refusals(client, ec2, validated).await;
+    if outcome.hold_at.is_some() {
+        let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &validated.namespace);
+        let running = match sets.get_opt(&names::statefulset(&validated.name)).await {
+            Ok(set) => set
+                .and_then(|s| s.spec)
+                .and_then(|s| s.replicas)
+                .unwrap_or(0),
+            // Unknown: keep what the spec says rather than guess lower.
+            Err(_) => validated.replicas,
+        };
+        outcome.hold_at = hold(outcome.hold_at, running);
+    }
+    outcome
+}
+
+async fn refusals(
     client: &Client,
     ec2: &aws_sdk_ec2::Client,
     validated: &ValidatedCluster,
@@ -290,7 +322,7 @@ async fn bind(
     let pv = volume_object(validated, class, ordinal, id, zone);
     match pvs.create(&PostParams::default(), &pv).await {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => release(&pvs, &pv).await?,
         Err(e) => {
             return Err(format!(
                 "failed to create the PersistentVolume for {id}: {e}"
@@ -310,6 +342,52 @@ async fn bind(
     }
     tracing::info!(volume = id, %zone, ordinal, "bound a given volume");
     Ok(())
+}
+
+/// A PV of ours left Released by a deleted claim still names that claim's
+/// uid, so the new claim would wait forever: forget the old uid so the
+/// volume binds to its instance's claim again (same name, same data).
+async fn release(pvs: &Api<PersistentVolume>, pv: &PersistentVolume) -> Result<(), String> {
+    let name = pv.name_any();
+    let current = pvs
+        .get(&name)
+        .await
+        .map_err(|e| format!("failed to read the PersistentVolume {name}: {e}"))?;
+    if !rebindable(&current, pv) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"spec": {"claimRef": {"uid": null, "resourceVersion": null}}});
+    pvs.patch(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| format!("failed to free the PersistentVolume {name} for its claim: {e}"))?;
+    tracing::info!(
+        volume = name,
+        "freed a released given volume for its new claim"
+    );
+    Ok(())
+}
+
+/// Whether `current` is the PV we would have made, Released from the same
+/// claim name (never one bound elsewhere or made by someone else).
+fn rebindable(current: &PersistentVolume, wanted: &PersistentVolume) -> bool {
+    let released = current.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
+    let claim = |pv: &PersistentVolume| {
+        pv.spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .map(|r| (r.namespace.clone(), r.name.clone()))
+    };
+    let handle = |pv: &PersistentVolume| {
+        pv.spec
+            .as_ref()
+            .and_then(|s| s.csi.as_ref())
+            .map(|c| c.volume_handle.clone())
+    };
+    released && claim(current) == claim(wanted) && handle(current) == handle(wanted)
 }
 
 #[cfg(test)]
@@ -335,6 +413,53 @@ mod tests {
             v = v.attachments(VolumeAttachment::builder().instance_id(instance).build());
         }
         v.build()
+    }
+
+    #[test]
+    fn a_refused_volume_never_removes_an_instance_that_exists() {
+        assert_eq!(hold(None, 3), None);
+        // Growing from 2: the third instance waits for its volume.
+        assert_eq!(hold(Some(2), 2), Some(2));
+        assert_eq!(hold(Some(0), 0), Some(0));
+        // A middle claim deleted by hand: instances 1 and 2 stay.
+        assert_eq!(hold(Some(1), 3), Some(3));
+    }
+
+    fn given_pv(phase: &str, claim: &str, handle: &str) -> PersistentVolume {
+        let mut pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ebisu-vol-0abc"},
+            "spec": {
+                "claimRef": {"namespace": "db", "name": claim, "uid": "old"},
+                "csi": {"driver": EBS_PROVISIONER, "volumeHandle": handle},
+            },
+        }))
+        .unwrap();
+        pv.status = Some(k8s_openapi::api::core::v1::PersistentVolumeStatus {
+            phase: Some(phase.to_owned()),
+            ..Default::default()
+        });
+        pv
+    }
+
+    #[test]
+    fn only_our_released_volume_is_freed_for_the_same_claim() {
+        let wanted = given_pv("", "data-db-1", "vol-0abc");
+        assert!(rebindable(
+            &given_pv("Released", "data-db-1", "vol-0abc"),
+            &wanted
+        ));
+        assert!(!rebindable(
+            &given_pv("Bound", "data-db-1", "vol-0abc"),
+            &wanted
+        ));
+        assert!(!rebindable(
+            &given_pv("Released", "data-other-0", "vol-0abc"),
+            &wanted
+        ));
+        assert!(!rebindable(
+            &given_pv("Released", "data-db-1", "vol-0fff"),
+            &wanted
+        ));
     }
 
     #[test]

@@ -213,8 +213,9 @@ async fn clone(
     // (`kubectl logs <pod> -c init`), read from the recipient's own
     // performance_schema on a second session.
     let mut watcher = server::connect(&endpoint, "root", "").await.ok();
-    let mut every = tokio::time::interval(PROGRESS_EVERY);
-    every.tick().await;
+    // The first report comes soon, to show the clone is under way.
+    let mut every =
+        tokio::time::interval_at(tokio::time::Instant::now() + FIRST_PROGRESS, PROGRESS_EVERY);
     {
         let cloning = server::execute(&mut conn, &statements, "clone from the donor");
         tokio::pin!(cloning);
@@ -247,7 +248,8 @@ fn bandwidth_mib(bytes_per_second: u64) -> u64 {
     (bytes_per_second >> 20).max(1)
 }
 
-/// How often a running clone's progress is logged.
+/// When a running clone's progress is first logged, and how often after.
+const FIRST_PROGRESS: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Logs the stage the clone is in and how much of it is done.

@@ -797,6 +797,30 @@ spec:
         .starts_with(&format!("{id} i-"))
     });
 
+    // Deleting the cluster and then its claim by hand keeps the volume
+    // (Retain); the same cluster applied again gets it back, data and all.
+    let sql = |statement: &str| {
+        ebisu::root_sql(&e.k, &e.layout, NS, "ledger", "ledger-0", statement)
+            .unwrap_or_else(|err| panic!("{err}\n{}", ebisu::diagnostics(&e.k, NS, "ledger")))
+    };
+    sql("CREATE DATABASE keep; CREATE TABLE keep.t (v TEXT); INSERT INTO keep.t VALUES ('kept')");
+    e.kubectl(&["-n", NS, "delete", "myc/ledger", "--wait=true"]);
+    e.wait("ledger-0 gone", Duration::from_secs(120), |e| {
+        e.k.try_run(&["-n", NS, "get", "pod/ledger-0"]).is_err()
+    });
+    e.kubectl(&["-n", NS, "delete", "pvc/data-ledger-0", "--wait=true"]);
+    e.wait("the given volume released", Duration::from_secs(60), |e| {
+        e.k.jsonpath("default", &format!("pv/{pv}"), "{.status.phase}") == "Released"
+    });
+    e.kubectl(&["-n", NS, "apply", "-f", &path.display().to_string()]);
+    ebisu::wait_running(&e.k, NS, "ledger", 1, Duration::from_secs(240))
+        .unwrap_or_else(|err| panic!("{err}\n{}", ebisu::diagnostics(&e.k, NS, "ledger")));
+    assert_eq!(e.get("pvc/data-ledger-0", "{.spec.volumeName}"), pv);
+    assert!(
+        sql("SELECT v FROM keep.t").contains("kept"),
+        "the row written before the cluster was deleted is back"
+    );
+
     e.wait("the wrong volume reported", Duration::from_secs(60), |e| {
         e.events().contains(
             "StaticVolumeRefused: audit-0 cannot use vol-0000000000000dead: volume vol-0000000000000dead does not exist",
