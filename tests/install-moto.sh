@@ -17,6 +17,7 @@ fi
 if [[ ! -e $dir/.installed ]]; then
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     echo "install-moto: installing python3-venv" >&2
+    apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >&2
   fi
   echo "install-moto: installing moto[server]==$moto_version into $dir" >&2

@@ -76,6 +76,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A node the deleted cluster fenced could not be unfenced.
+    #[error("failed to unfence a node of the deleted cluster: {0}")]
+    Unfence(#[source] crate::fencing::Error),
     /// The finalizer machinery failed.
     #[error("failed to run the finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -88,6 +91,7 @@ impl Error {
             Error::Apply(e) => e.metric_label(),
             Error::Dereference(_) => "dereference",
             Error::Api { .. } => "api",
+            Error::Unfence(_) => "unfence",
             Error::Finalizer(_) => "finalizer",
         }
     }
@@ -371,7 +375,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         .as_ref()
         .is_some_and(|s| s.current_primary.is_some());
     let initialised = record.holds_data(had_primary);
-    let statics = crate::static_volumes::prepare(&ctx.client, &ctx.ec2, &validated).await;
+    let statics = crate::static_volumes::prepare(&ctx.client, &ctx.ec2, &validated, &record).await;
     let children = match statics.hold_at {
         Some(hold) if hold < validated.replicas => build::children(
             &validate::ValidatedCluster {
@@ -612,6 +616,19 @@ fn primary_ip(observed: &dereference::Observed, primary: Option<&str>) -> Option
 async fn cleanup(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
     ctx.prober.forget(&ObjectRef::from_obj(cluster));
     ctx.volume_looks.forget(&ObjectRef::from_obj(cluster));
+    let me = format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    );
+    let fenced = cluster
+        .status
+        .as_ref()
+        .map(|s| s.fenced_nodes.as_slice())
+        .unwrap_or_default();
+    crate::fencing::release(&ctx.client, &me, fenced)
+        .await
+        .map_err(Error::Unfence)?;
     let api = Api::<StorageClass>::all(ctx.client.clone());
     let selector = format!(
         "{LABEL_CLUSTER}={},{LABEL_NAMESPACE}={},app.kubernetes.io/managed-by={MANAGED_BY}",

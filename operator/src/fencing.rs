@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
@@ -171,13 +170,8 @@ pub fn decide(
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// StopInstances failed.
-    #[error("failed to stop instance {instance}: {message}")]
-    Stop {
-        /// The instance.
-        instance: String,
-        /// EC2's error.
-        message: String,
-    },
+    #[error(transparent)]
+    Stop(crate::ebs::Error),
     /// The node could not be read or patched.
     #[error("failed to {action} node {node}: {source}")]
     Node {
@@ -206,17 +200,31 @@ pub async fn act(
                 .force(true)
                 .send()
                 .await
-                .map_err(|e| Error::Stop {
-                    instance: instance.clone(),
-                    message: match (e.code(), e.message()) {
-                        (Some(code), Some(message)) => format!("{code}: {message}"),
-                        _ => DisplayErrorContext(&e).to_string(),
-                    },
-                })?;
+                .map_err(crate::ebs::call(format!("stop instance {instance}")))
+                .map_err(Error::Stop)?;
             set_taint(client, node, Some(me)).await
         }
         Step::Unfence { node } => set_taint(client, node, None).await,
     }
+}
+
+/// Unfences the nodes a deleted cluster fenced, whether or not they are
+/// back: nothing else would ever remove the taint, and a node out of
+/// service runs no pod of anyone's.
+pub async fn release(client: &Client, me: &str, fenced: &[String]) -> Result<(), Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    for node in fenced {
+        let current = api.get_opt(node).await.map_err(|source| Error::Node {
+            action: "read",
+            node: node.clone(),
+            source,
+        })?;
+        if current.is_some_and(|n| node_view(&n).fenced_by.as_deref() == Some(me)) {
+            set_taint(client, node, None).await?;
+            tracing::info!(%node, "unfenced a node of a deleted cluster");
+        }
+    }
+    Ok(())
 }
 
 /// Adds (`fenced_by` set) or removes the out-of-service taint and the
@@ -317,6 +325,13 @@ pub async fn run(client: &Client, ec2: &aws_sdk_ec2::Client, inputs: Inputs<'_>)
                     tracing::warn!(node = %name, %error, "failed to read a fenced node");
                 }
             }
+        }
+        // Replaced under the same name, or unfenced by hand: not ours any more.
+        if views
+            .get(name)
+            .is_some_and(|v| v.fenced_by.as_deref() != Some(me))
+        {
+            continue;
         }
         fenced.push(name.clone());
     }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Volume, VolumeState};
 use ebisu_api::names::{self, DATA_VOLUME};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -23,6 +24,7 @@ use kube::{Client, ResourceExt};
 use crate::build::stateful_set::ZONE_LABEL;
 use crate::build::storage_class::EBS_PROVISIONER;
 use crate::clustering::Problem;
+use crate::dereference::Initialised;
 use crate::validate::{StorageClassChoice, ValidatedCluster};
 
 /// What static provisioning allows.
@@ -95,8 +97,9 @@ pub async fn prepare(
     client: &Client,
     ec2: &aws_sdk_ec2::Client,
     validated: &ValidatedCluster,
+    existing: &Initialised,
 ) -> Outcome {
-    let mut outcome = refusals(client, ec2, validated).await;
+    let mut outcome = refusals(client, ec2, validated, existing).await;
     if outcome.hold_at.is_some() {
         let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &validated.namespace);
         let running = match sets.get_opt(&names::statefulset(&validated.name)).await {
@@ -112,10 +115,13 @@ pub async fn prepare(
     outcome
 }
 
+/// `existing`: the data claims the reconcile found (by name, as
+/// [`crate::dereference::initialised`] reads them).
 async fn refusals(
     client: &Client,
     ec2: &aws_sdk_ec2::Client,
     validated: &ValidatedCluster,
+    existing: &Initialised,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let StorageClassChoice::Managed { name: class, ebs } = &validated.storage.class else {
@@ -126,25 +132,11 @@ async fn refusals(
     if given.is_empty() {
         return outcome;
     }
-    let ns = &validated.namespace;
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let existing: BTreeSet<String> = match claims
-        .list(&ListParams::default().labels(&format!(
-            "{}={}",
-            names::LABEL_CLUSTER,
-            validated.name
-        )))
-        .await
-    {
-        Ok(list) => list.items.iter().map(ResourceExt::name_any).collect(),
-        Err(error) => {
-            outcome.hold_at = Some(0);
-            outcome
-                .problems
-                .push(refused("", "", &format!("failed to list claims: {error}")));
-            return outcome;
-        }
-    };
+    let existing: BTreeSet<&String> = existing
+        .marked_claims
+        .iter()
+        .chain(&existing.unmarked_claims)
+        .collect();
     let todo: Vec<(usize, &String)> = given
         .into_iter()
         .filter(|(i, _)| !existing.contains(&claim_name(&validated.name, *i)))
@@ -158,7 +150,7 @@ async fn refusals(
             outcome.hold_at = todo.first().and_then(|(i, _)| i32::try_from(*i).ok());
             outcome
                 .problems
-                .push(refused("", "", &format!("failed to list nodes: {error}")));
+                .push(not_made(&format!("failed to list nodes: {error}")));
             return outcome;
         }
     };
@@ -172,13 +164,14 @@ async fn refusals(
                     found.insert(id.clone(), v.clone());
                 }
             }
-            Err(error) if error.as_service_error().is_some() => {}
+            // Missing: the check below says so, naming the id.
+            Err(error) if error.code() == Some("InvalidVolume.NotFound") => {}
             Err(error) => {
                 outcome.hold_at = todo.first().and_then(|(i, _)| i32::try_from(*i).ok());
-                outcome.problems.push(Problem::Ec2Unavailable(format!(
-                    "failed to describe volume {id}: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(&error)
-                )));
+                let error = crate::ebs::call(format!("describe volume {id}"))(error);
+                outcome
+                    .problems
+                    .push(Problem::Ec2Unavailable(error.to_string()));
                 return outcome;
             }
         }
@@ -196,6 +189,13 @@ async fn refusals(
         }
     }
     outcome
+}
+
+/// The API could not be asked: nothing is wrong with a volume yet.
+fn not_made(why: &str) -> Problem {
+    Problem::ChildNotApplied {
+        what: format!("the claims of spec.storage.ebs.volumes were not made: {why}"),
+    }
 }
 
 fn refused(pod: &str, volume: &str, why: &str) -> Problem {

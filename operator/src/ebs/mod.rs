@@ -36,7 +36,9 @@ pub enum Error {
     },
 }
 
-fn call<E>(action: impl Into<String>) -> impl FnOnce(SdkError<E>) -> Error
+/// Maps a failed call to [`Error::Call`], with EC2's code and message when
+/// it gave them.
+pub(crate) fn call<E>(action: impl Into<String>) -> impl FnOnce(SdkError<E>) -> Error
 where
     E: std::error::Error + Send + Sync + ProvideErrorMetadata + 'static,
 {

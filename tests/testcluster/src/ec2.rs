@@ -259,26 +259,35 @@ impl Ec2 {
             })
     }
 
-    /// Volumes carrying the tag `key=value`.
-    pub async fn volumes_tagged(&self, key: &str, value: &str) -> Result<Vec<Volume>, Ec2Error> {
-        let out = self
+    /// Attaches a volume to the node's instance, on a device no other
+    /// volume there uses (EC2 keys an instance's attachments by device).
+    pub async fn attach(&self, volume: &str, node: &str) -> Result<(), Ec2Error> {
+        let instance = self.instance(node)?;
+        let attached = self
             .client
             .describe_volumes()
             .filters(
                 Filter::builder()
-                    .name(format!("tag:{key}"))
-                    .values(value)
+                    .name("attachment.instance-id")
+                    .values(instance)
                     .build(),
             )
             .send()
             .await
-            .map_err(call(format!("describe volumes tagged {key}={value}")))?;
-        Ok(out.volumes().to_vec())
-    }
-
-    /// Attaches a volume to the node's instance.
-    pub async fn attach(&self, volume: &str, node: &str, device: &str) -> Result<(), Ec2Error> {
-        let instance = self.instance(node)?;
+            .map_err(call(format!("describe volumes attached to {instance}")))?;
+        let used: Vec<&str> = attached
+            .volumes()
+            .iter()
+            .flat_map(|v| v.attachments())
+            .filter_map(|a| a.device())
+            .collect();
+        let device = ('a'..='z')
+            .map(|c| format!("/dev/xvdb{c}"))
+            .find(|d| !used.contains(&d.as_str()))
+            .ok_or_else(|| Ec2Error::Call {
+                action: format!("attach volume {volume} to {instance}"),
+                message: "AttachmentLimitExceeded: no free device name".to_owned(),
+            })?;
         self.client
             .attach_volume()
             .volume_id(volume)

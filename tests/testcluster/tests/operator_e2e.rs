@@ -315,17 +315,22 @@ fn volumes_are_described_tagged_and_modified_at_ec2(e: &E2e, runtime: &tokio::ru
         let id = e.instance(pod, "volumeId");
         assert_eq!(ec2_volume(runtime, &id).iops(), Some(4000), "{pod}");
         assert!(
-            e.events()
-                .contains(&format!("modifying {pod}'s volume {id}: iops 3000 -> 4000")),
+            e.events().contains(&format!(
+                "VolumeModified: modifying {pod}'s volume {id}: iops 3000 -> 4000"
+            )),
             "a VolumeModified Event names {pod}:\n{}",
             e.events()
         );
     }
-    let class = e.get("myc/orders", "{.spec.storage.ebs.type}");
-    assert_eq!(class, "gp3");
-    let params =
-        e.k.jsonpath("default", "storageclass", "{.items[*].parameters.iops}");
-    assert_eq!(params, "4000", "the managed StorageClass was replaced");
+    let class = format!(
+        "storageclass/{}",
+        ebisu_api::names::storage_class(NS, "orders")
+    );
+    assert_eq!(
+        e.k.jsonpath("default", &class, "{.parameters.type} {.parameters.iops}"),
+        "gp3 4000",
+        "the managed StorageClass was replaced"
+    );
 
     // EC2 allows one modification per volume in 6 hours: a second change waits,
     // saying so, and nothing is asked of EC2.

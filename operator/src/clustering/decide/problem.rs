@@ -344,13 +344,8 @@ impl Problem {
             ),
             Self::VolumeChangeDeferred { pod, why } => format!("{pod}'s volume: {why}"),
             Self::StaticVolumeRefused { pod, volume, why } => format!(
-                "{pod} cannot use {}: {why}; {pod} and the instances after it are not \
-                 created until it is fixed, so it never gets a new, empty volume instead",
-                if volume.is_empty() {
-                    "its given volume"
-                } else {
-                    volume
-                }
+                "{pod} cannot use {volume}: {why}; {pod} and the instances after it are not \
+                 created until it is fixed, so it never gets a new, empty volume instead"
             ),
             Self::FenceImpossible { pod, why } => format!(
                 "{pod} is lost with its node and spec.replication.fenceNodes is on, but the \

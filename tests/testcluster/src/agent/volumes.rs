@@ -599,10 +599,7 @@ async fn attach_at_ec2(
         }
         None => {}
     }
-    ctx.ec2
-        .attach(volume_id, ctx.node, "/dev/xvdba")
-        .await
-        .map_err(failed)
+    ctx.ec2.attach(volume_id, ctx.node).await.map_err(failed)
 }
 
 async fn out_of_service(client: &Client, node: &str) -> bool {
@@ -624,7 +621,7 @@ pub async fn detach(ec2: &Ec2, node: &str, handles: &[String]) {
     for handle in handles.iter().filter(|h| h.starts_with("vol-")) {
         // Already detached elsewhere (a fenced node's volume): nothing to do.
         if let Err(error) = ec2.detach(handle, instance, false).await {
-            tracing::debug!(%error, "detach");
+            tracing::debug!(%error, "not detached");
         }
     }
 }
