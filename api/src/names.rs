@@ -16,6 +16,25 @@ pub const AGENT_PORT: u16 = 9080;
 pub const APP_NAME: &str = "mysql";
 /// `app.kubernetes.io/managed-by` value.
 pub const MANAGED_BY: &str = "ebisu";
+/// The label whose value is [`MANAGED_BY`] on everything ebisu creates.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// The Lease every operator pod of one installation competes for, in the
+/// operator's namespace.
+pub const LEADER_LEASE: &str = "ebisu-operator";
+
+/// Finalizer on a MySQLCluster that lets the operator clean up what it made
+/// outside the namespace (the managed StorageClass, fenced nodes).
+pub const FINALIZER: &str = "ebisu.dev/cleanup";
+/// Label on a managed StorageClass, and tag on every EBS volume, naming
+/// its cluster's namespace (a StorageClass is cluster-scoped, so it cannot
+/// carry an owner reference to the cluster).
+pub const LABEL_NAMESPACE: &str = "ebisu.dev/namespace";
+/// EC2 tag naming the instance (pod) an EBS volume belongs to.
+pub const TAG_INSTANCE: &str = "ebisu.dev/instance";
+/// Annotation on a node ebisu fenced, naming the cluster (`ns/name`), so
+/// that only a taint ebisu set is ever removed by ebisu.
+pub const FENCED_BY: &str = "ebisu.dev/fenced-by";
 
 /// Label: the name of the MySQLCluster an object belongs to.
 pub const LABEL_CLUSTER: &str = "ebisu.dev/cluster";
@@ -191,6 +210,18 @@ pub fn pod(cluster: &str, ordinal: u32) -> String {
     format!("{cluster}-{ordinal}")
 }
 
+/// The data volume claim the StatefulSet makes for instance `ordinal`.
+pub fn data_claim(cluster: &str, ordinal: u32) -> String {
+    format!("{DATA_VOLUME}-{}", pod(cluster, ordinal))
+}
+
+/// The ordinal of `cluster`'s data claim `claim`, when it is one.
+pub fn data_claim_ordinal(cluster: &str, claim: &str) -> Option<u32> {
+    let rest = claim.strip_prefix(DATA_VOLUME)?.strip_prefix('-')?;
+    let ordinal = ordinal_of(rest)?;
+    (rest == pod(cluster, ordinal)).then_some(ordinal)
+}
+
 /// Stable DNS name of instance `ordinal` through the headless Service.
 pub fn pod_host(cluster: &str, namespace: &str, ordinal: u32) -> String {
     format!(
@@ -212,10 +243,7 @@ pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
 /// Labels on every object ebisu creates for a cluster.
 pub fn common_labels(cluster: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(cluster);
-    labels.insert(
-        "app.kubernetes.io/managed-by".to_owned(),
-        MANAGED_BY.to_owned(),
-    );
+    labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
     labels.insert(
         "app.kubernetes.io/component".to_owned(),
         "database".to_owned(),
@@ -304,5 +332,14 @@ mod tests {
             selector_string(&selector_labels("orders")),
             "app.kubernetes.io/instance=orders,app.kubernetes.io/name=mysql,ebisu.dev/cluster=orders"
         );
+    }
+
+    #[test]
+    fn data_claims_are_named_after_their_pod_and_read_back_for_their_cluster_only() {
+        assert_eq!(data_claim("orders", 2), "data-orders-2");
+        assert_eq!(data_claim_ordinal("orders", "data-orders-2"), Some(2));
+        assert_eq!(data_claim_ordinal("orders", "data-orders-eu-2"), None);
+        assert_eq!(data_claim_ordinal("orders-eu", "data-orders-2"), None);
+        assert_eq!(data_claim_ordinal("orders", "logs-orders-2"), None);
     }
 }

@@ -1,10 +1,15 @@
-//! Apply: the only step that writes a cluster's children to the API server.
-//! Server-side apply with one field manager, in a fixed order: storage,
-//! credentials and configuration before the Services, the disruption budget
-//! and finally the StatefulSet that consumes them. Deletes nothing but the
-//! primary's disruption budget when a cluster no longer needs it.
+//! Apply: writes to the cluster's own objects in the API server. Its
+//! children, with server-side apply and one field manager, in a fixed
+//! order: storage, credentials and configuration before the Services, the
+//! disruption budget and finally the StatefulSet that consumes them; the
+//! managed StorageClass is replaced when its (immutable) parameters
+//! change, and the primary's disruption budget deleted when a cluster no
+//! longer needs it. Also the claims' growth, the durable record that the
+//! cluster holds data, its status and its consumed annotations. Anything
+//! else the operator writes (servers, pods, nodes, EC2) is listed in
+//! `lib.rs`.
 
-use ebisu_api::names::{self, FIELD_MANAGER, LABEL_CLUSTER, MANAGED_BY};
+use ebisu_api::names::{self, FIELD_MANAGER, LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY};
 use ebisu_api::{MySQLCluster, MySQLClusterStatus};
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
@@ -22,6 +27,7 @@ use std::fmt::Debug;
 
 use crate::{
     build::{Children, secret},
+    model::DataRecord,
     quantity,
     validate::ValidatedCluster,
 };
@@ -60,13 +66,28 @@ pub enum Error {
 }
 
 impl Error {
-    /// A short label for metrics.
-    pub fn metric_label(&self) -> &'static str {
+    /// What kind of failure it is, for logs.
+    pub fn category(&self) -> &'static str {
         match self {
             Error::Api { .. } => "apply_api",
             Error::ForeignStorageClass(_) => "foreign_storage_class",
             Error::Foreign { .. } => "foreign_child",
         }
+    }
+}
+
+/// Maps a client error of `action` on `kind` `name` to [`Error::Api`].
+fn api_error(
+    action: &'static str,
+    kind: &'static str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> Error {
+    let name = name.to_owned();
+    move |source| Error::Api {
+        action,
+        kind,
+        name,
+        source,
     }
 }
 
@@ -92,7 +113,7 @@ pub async fn all(
     client: &Client,
     cluster: &ValidatedCluster,
     children: Children,
-    initialised: bool,
+    holds_data: bool,
 ) -> Applied {
     let Children {
         storage_class,
@@ -114,7 +135,7 @@ pub async fn all(
         applied.failures.push(e);
         ready_for_pods = false;
     }
-    match ensure_credentials(client, cluster, initialised).await {
+    match ensure_credentials(client, cluster, holds_data).await {
         Ok(Credentials::Present) => {}
         Ok(Credentials::Generated) => applied.credentials_generated = true,
         Ok(Credentials::Missing(keys)) => {
@@ -182,12 +203,7 @@ async fn primary_budget(
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(source) => {
-                        return Err(Error::Api {
-                            action: "delete",
-                            kind: "PodDisruptionBudget",
-                            name,
-                            source,
-                        });
+                        return Err(api_error("delete", "PodDisruptionBudget", &name)(source));
                     }
                 }
             }
@@ -206,9 +222,32 @@ fn owned_by<K: Resource>(object: &K, cluster: &ValidatedCluster) -> bool {
         .any(|o| o.uid == cluster.owner.uid)
 }
 
+/// Reads the object of `object`'s name, refusing one that this cluster
+/// does not own: that one is someone else's, never taken over.
+async fn read_ours<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    name: &str,
+    cluster: &ValidatedCluster,
+) -> Result<Option<K>, Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(api_error("read", kind, name))?;
+    match existing {
+        Some(existing) if !owned_by(&existing, cluster) => Err(Error::Foreign {
+            kind,
+            name: name.to_owned(),
+        }),
+        existing => Ok(existing),
+    }
+}
+
 /// Server-side applies `object` unless an object of that name exists that
-/// this cluster does not own: that one is someone else's and is refused,
-/// never taken over.
+/// this cluster does not own.
 async fn ours_then_ssa<K>(
     api: &Api<K>,
     kind: &'static str,
@@ -219,24 +258,32 @@ where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Api {
-        action: "read",
-        kind,
-        name: name.clone(),
-        source,
-    })?;
-    if let Some(existing) = existing
-        && !owned_by(&existing, cluster)
-    {
-        return Err(Error::Foreign { kind, name });
-    }
+    read_ours(api, kind, &name, cluster).await?;
     ssa(api, kind, object).await.map(drop)
+}
+
+/// Removes annotation `key` from the MySQLCluster (a request that was handled).
+pub async fn remove_annotation(
+    client: &Client,
+    cluster: &MySQLCluster,
+    key: &str,
+) -> Result<(), kube::Error> {
+    let api =
+        Api::<MySQLCluster>::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({ "metadata": { "annotations": { key: null } } });
+    api.patch(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map(drop)
 }
 
 /// Writes a cluster's status with server-side apply (the one field
 /// manager), unless it is what the cluster already says: a status write
 /// must not cause a reconcile of its own.
-pub async fn status(
+pub async fn write_status(
     client: &Client,
     cluster: &MySQLCluster,
     status: &MySQLClusterStatus,
@@ -271,29 +318,22 @@ where
         &Patch::Apply(object),
     )
     .await
-    .map_err(|source| Error::Api {
-        action: "apply",
-        kind,
-        name,
-        source,
-    })
+    .map_err(api_error("apply", kind, &name))
 }
 
 async fn apply_storage_class(client: &Client, class: StorageClass) -> Result<(), Error> {
     let api = Api::<StorageClass>::all(client.clone());
     let name = class.metadata.name.clone().unwrap_or_default();
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Api {
-        action: "read",
-        kind: "StorageClass",
-        name: name.clone(),
-        source,
-    })?;
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(api_error("read", "StorageClass", &name))?;
     if let Some(existing) = existing {
         let ours = existing
             .metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+            .and_then(|l| l.get(LABEL_MANAGED_BY))
             .is_some_and(|v| v == MANAGED_BY);
         if !ours {
             return Err(Error::ForeignStorageClass(name));
@@ -304,12 +344,7 @@ async fn apply_storage_class(client: &Client, class: StorageClass) -> Result<(),
         if existing.parameters != class.parameters {
             api.delete(&name, &Default::default())
                 .await
-                .map_err(|source| Error::Api {
-                    action: "replace",
-                    kind: "StorageClass",
-                    name: name.clone(),
-                    source,
-                })?;
+                .map_err(api_error("replace", "StorageClass", &name))?;
         }
     }
     ssa(&api, "StorageClass", &class).await.map(drop)
@@ -327,7 +362,7 @@ enum Credentials {
 }
 
 /// Creates the credentials Secret, or adds the entries it lacks, but only
-/// for a cluster that never had data (`initialised` false); never changes
+/// for a cluster that never had data (`holds_data` false); never changes
 /// an existing entry, so users may also bring their own credentials. The
 /// Secret has no owner reference: like the volumes, it outlives the
 /// MySQLCluster, so re-creating the cluster over its volumes finds the
@@ -335,17 +370,14 @@ enum Credentials {
 async fn ensure_credentials(
     client: &Client,
     cluster: &ValidatedCluster,
-    initialised: bool,
+    holds_data: bool,
 ) -> Result<Credentials, Error> {
     let api = Api::<Secret>::namespaced(client.clone(), &cluster.namespace);
     let name = names::credentials_secret(&cluster.name);
-    let api_error = |action, source| Error::Api {
-        action,
-        kind: "Secret",
-        name: name.clone(),
-        source,
-    };
-    let existing = api.get_opt(&name).await.map_err(|e| api_error("read", e))?;
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(api_error("read", "Secret", &name))?;
     if let Some(secret) = &existing
         && owned_by(secret, cluster)
     {
@@ -357,7 +389,7 @@ async fn ensure_credentials(
             &Patch::Merge(json!({ "metadata": { "ownerReferences": null } })),
         )
         .await
-        .map_err(|e| api_error("release", e))?;
+        .map_err(api_error("release", "Secret", &name))?;
     }
     let missing = secret::missing_entries(
         existing.as_ref().and_then(|s| s.data.as_ref()),
@@ -366,7 +398,7 @@ async fn ensure_credentials(
     if missing.is_empty() {
         return Ok(Credentials::Present);
     }
-    if initialised {
+    if holds_data {
         let keys = ebisu_api::names::secret_keys::ALL
             .iter()
             .copied()
@@ -380,7 +412,7 @@ async fn ensure_credentials(
         None => api
             .create(&PostParams::default(), &secret::build(cluster, missing))
             .await
-            .map_err(|e| api_error("create", e))?,
+            .map_err(api_error("create", "Secret", &name))?,
         Some(_) => api
             .patch(
                 &name,
@@ -388,17 +420,17 @@ async fn ensure_credentials(
                 &Patch::Merge(json!({ "stringData": missing })),
             )
             .await
-            .map_err(|e| api_error("complete", e))?,
+            .map_err(api_error("complete", "Secret", &name))?,
     };
     Ok(Credentials::Generated)
 }
 
 /// Records durably that the cluster holds data: the initialised annotation
 /// on the credentials Secret and on every data claim that lacks it.
-pub async fn record_initialised(
+pub async fn mark_initialised(
     client: &Client,
     cluster: &ValidatedCluster,
-    record: &crate::dereference::Initialised,
+    record: &DataRecord,
 ) -> Result<(), Error> {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let patch = json!({ "metadata": { "annotations": { names::ANNOTATION_INITIALIZED: now } } });
@@ -407,24 +439,14 @@ pub async fn record_initialised(
         Api::<Secret>::namespaced(client.clone(), &cluster.namespace)
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|source| Error::Api {
-                action: "mark initialised",
-                kind: "Secret",
-                name,
-                source,
-            })?;
+            .map_err(api_error("mark initialised", "Secret", &name))?;
     }
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &cluster.namespace);
     for name in &record.unmarked_claims {
         claims
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|source| Error::Api {
-                action: "mark initialised",
-                kind: "PersistentVolumeClaim",
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(api_error("mark initialised", "PersistentVolumeClaim", name))?;
     }
     Ok(())
 }
@@ -438,20 +460,7 @@ async fn apply_stateful_set(
 ) -> Result<(), Error> {
     let api = Api::<StatefulSet>::namespaced(client.clone(), &cluster.namespace);
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Api {
-        action: "read",
-        kind: "StatefulSet",
-        name: name.clone(),
-        source,
-    })?;
-    if let Some(existing) = &existing
-        && !owned_by(existing, cluster)
-    {
-        return Err(Error::Foreign {
-            kind: "StatefulSet",
-            name,
-        });
-    }
+    let existing = read_ours(&api, "StatefulSet", &name, cluster).await?;
     if let (Some(existing), Some(spec)) = (existing.and_then(|s| s.spec), desired.spec.as_mut()) {
         spec.volume_claim_templates = existing.volume_claim_templates;
     }
@@ -465,12 +474,7 @@ async fn expand_claims(client: &Client, cluster: &ValidatedCluster) -> Result<Ve
     let claims = api
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|source| Error::Api {
-            action: "list",
-            kind: "PersistentVolumeClaim",
-            name: selector,
-            source,
-        })?;
+        .map_err(api_error("list", "PersistentVolumeClaim", &selector))?;
     let mut resized = Vec::new();
     for claim in claims {
         if !claim_needs_growth(&claim, cluster.storage.size_bytes) {
@@ -481,12 +485,7 @@ async fn expand_claims(client: &Client, cluster: &ValidatedCluster) -> Result<Ve
             json!({ "spec": { "resources": { "requests": { "storage": cluster.storage.size } } } });
         api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await
-            .map_err(|source| Error::Api {
-                action: "resize",
-                kind: "PersistentVolumeClaim",
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(api_error("resize", "PersistentVolumeClaim", &name))?;
         resized.push(name);
     }
     Ok(resized)

@@ -1,6 +1,7 @@
 //! Dereference: read what a cluster is made of in Kubernetes (its
-//! StatefulSet, pods, claims and volumes, the nodes its pods run on) and
-//! the accounts in its credentials Secret. Reads only; it decides nothing.
+//! StatefulSet, pods, claims and volumes, the nodes its pods run on), the
+//! durable record of whether it holds data, and the accounts in its
+//! credentials Secret. Reads only; it decides nothing.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, Client, api::ListParams};
 
-use crate::clustering::observe::OperatorAccount;
+use crate::model::{Accounts, ClusterObjects, DataRecord, OperatorAccount};
 
 /// Why reading a cluster's objects failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,25 +30,8 @@ fn error(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error { action, source }
 }
 
-/// What the operator read about a cluster's children.
-#[derive(Debug, Default, Clone)]
-pub struct Observed {
-    /// The StatefulSet, if it exists.
-    pub stateful_set: Option<StatefulSet>,
-    /// The instance pods.
-    pub pods: Vec<Pod>,
-    /// The data volume claims.
-    pub claims: Vec<PersistentVolumeClaim>,
-    /// The volumes bound to those claims, by volume name.
-    pub volumes: BTreeMap<String, PersistentVolume>,
-    /// The nodes the pods run on, by name.
-    pub nodes: BTreeMap<String, Node>,
-    /// Every StorageClass (to explain a claim that waits).
-    pub storage_classes: Vec<StorageClass>,
-}
-
 /// Reads a cluster's children and the nodes of its pods.
-pub async fn children(client: &Client, ns: &str, name: &str) -> Result<Observed, Error> {
+pub async fn children(client: &Client, ns: &str, name: &str) -> Result<ClusterObjects, Error> {
     let selector = format!("{LABEL_CLUSTER}={name}");
     let stateful_set = Api::<StatefulSet>::namespaced(client.clone(), ns)
         .get_opt(name)
@@ -106,7 +90,7 @@ pub async fn children(client: &Client, ns: &str, name: &str) -> Result<Observed,
     } else {
         Vec::new()
     };
-    Ok(Observed {
+    Ok(ClusterObjects {
         stateful_set,
         pods,
         claims,
@@ -116,37 +100,8 @@ pub async fn children(client: &Client, ns: &str, name: &str) -> Result<Observed,
     })
 }
 
-/// What says, durably, whether a cluster ever held data: the initialised
-/// annotation on its credentials Secret and data claims, and the claims
-/// themselves (found by name, not by label, which a user may have removed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Initialised {
-    /// The credentials Secret exists.
-    pub secret_exists: bool,
-    /// The credentials Secret carries the annotation.
-    pub secret_marked: bool,
-    /// Data claims that carry it.
-    pub marked_claims: Vec<String>,
-    /// Data claims that do not.
-    pub unmarked_claims: Vec<String>,
-    /// A data claim of an ordinal above 0 exists: the cluster once ran past
-    /// its first instance, so that claim may hold data.
-    pub claims_beyond_the_first: bool,
-}
-
-impl Initialised {
-    /// Whether the cluster ever held data (or may have): then nothing may
-    /// bootstrap, and missing credentials are not generated again.
-    pub fn holds_data(&self, status_had_primary: bool) -> bool {
-        status_had_primary
-            || self.secret_marked
-            || !self.marked_claims.is_empty()
-            || self.claims_beyond_the_first
-    }
-}
-
-/// Reads what records whether `cluster` was initialised.
-pub async fn initialised(client: &Client, ns: &str, cluster: &str) -> Result<Initialised, Error> {
+/// Reads what records whether `cluster` holds data.
+pub async fn data_record(client: &Client, ns: &str, cluster: &str) -> Result<DataRecord, Error> {
     let marked = |annotations: Option<&std::collections::BTreeMap<String, String>>| {
         annotations.is_some_and(|a| a.contains_key(names::ANNOTATION_INITIALIZED))
     };
@@ -154,14 +109,13 @@ pub async fn initialised(client: &Client, ns: &str, cluster: &str) -> Result<Ini
         .get_opt(&names::credentials_secret(cluster))
         .await
         .map_err(error("read the credentials Secret"))?;
-    let mut record = Initialised {
+    let mut record = DataRecord {
         secret_exists: secret.is_some(),
         secret_marked: secret
             .as_ref()
             .is_some_and(|s| marked(s.metadata.annotations.as_ref())),
-        ..Initialised::default()
+        ..DataRecord::default()
     };
-    let prefix = format!("{}-{cluster}-", names::DATA_VOLUME);
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await
@@ -170,10 +124,7 @@ pub async fn initialised(client: &Client, ns: &str, cluster: &str) -> Result<Ini
         let Some(name) = claim.metadata.name.clone() else {
             continue;
         };
-        let Some(ordinal) = name
-            .strip_prefix(&prefix)
-            .and_then(|n| names::ordinal_of(&format!("x-{n}")))
-        else {
+        let Some(ordinal) = names::data_claim_ordinal(cluster, &name) else {
             continue;
         };
         record.claims_beyond_the_first |= ordinal > 0;
@@ -184,28 +135,6 @@ pub async fn initialised(client: &Client, ns: &str, cluster: &str) -> Result<Ini
         }
     }
     Ok(record)
-}
-
-/// The accounts the operator uses on the servers.
-pub struct Accounts {
-    /// The operator's own account.
-    pub operator: OperatorAccount,
-    /// The account replicas replicate as.
-    pub replication: ebisu_mysql::Credentials,
-    /// Service users whose sessions a fence keeps.
-    pub service_users: Vec<ebisu_mysql::UserName>,
-    /// The token agents want before they serve a clone or take a re-seed request.
-    pub clone_token: Option<String>,
-}
-
-impl std::fmt::Debug for Accounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the token or a password.
-        f.debug_struct("Accounts")
-            .field("operator", &self.operator)
-            .field("service_users", &self.service_users)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The accounts from the credentials Secret; `None` while it is missing or incomplete.

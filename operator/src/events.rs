@@ -1,11 +1,14 @@
-//! Which Events a reconcile publishes, and publishing them. The policy is
-//! pure: every action done is a Normal Event and every failed one a
-//! Warning; a problem is announced once when it appears (keyed by reason
-//! and pod, not by its message, whose numbers change) and again only after
-//! it went away and came back; a change of primary gets one Event with how
-//! long writes were blocked.
+//! Every Event ebisu publishes, with its wording, and publishing them: the
+//! one place that answers "which Events exist". The policy is pure: every
+//! action done is a Normal Event and every failed one a Warning; a problem
+//! is announced once when it appears (keyed by reason and pod, not by its
+//! message, whose numbers change) and again only after it went away and
+//! came back; a change of primary gets one Event with how long writes were
+//! blocked; an invalid spec is announced once per message; the rest
+//! (credentials generated, claims grown, volumes modified, nodes fenced)
+//! once per thing done. Features return facts; the words are here.
 
-use ebisu_api::{OperationKind, RoleChange};
+use ebisu_api::{MySQLClusterStatus, OperationKind, RoleChange};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::{
     Resource,
@@ -13,9 +16,13 @@ use kube::{
 };
 use tracing::warn;
 
-use crate::clustering::{Action, Problem, execute::Outcome};
+use crate::{
+    clustering::{Action, execute::Executed},
+    fencing::FencingReport,
+    model::{Problem, well_known::OUT_OF_SERVICE},
+};
 
-/// One Event to publish.
+/// One Event to publish: its type, reason, message and the pod it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     /// Warning (needs attention) or not.
@@ -68,8 +75,69 @@ pub fn for_problems(reported: &[String], problems: &[Problem]) -> (Vec<Note>, Ve
     (notes, keys)
 }
 
+/// The Warning about a spec that cannot be honoured, unless the status
+/// already says so (a refused spec is announced once per message, not on
+/// every reconcile).
+pub fn for_invalid_spec(previous: Option<&MySQLClusterStatus>, message: &str) -> Option<Note> {
+    let already_reported = previous.is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == crate::status::SPEC_VALID && c.status == "False" && c.message == message
+        })
+    });
+    (!already_reported).then(|| Note::warning("InvalidSpec", message.to_owned(), None))
+}
+
+/// The Event of missing credentials generated in the credentials Secret.
+pub fn credentials_generated() -> Note {
+    Note::normal(
+        "CredentialsGenerated",
+        "generated missing credentials in the credentials Secret".to_owned(),
+        None,
+    )
+}
+
+/// The Event of a data claim raised to the spec's size.
+pub fn volume_expanding(claim: &str, size: &str) -> Note {
+    Note::normal("VolumeExpanding", format!("raised {claim} to {size}"), None)
+}
+
+/// The Event of a volume modified at EC2 (`change` says what).
+pub fn volume_modified(pod: &str, change: &str) -> Note {
+    Note::normal(
+        "VolumeModified",
+        format!("modifying {pod}'s volume {change}"),
+        Some(pod),
+    )
+}
+
+/// One Event per node fenced or unfenced.
+pub fn for_fencing(report: &FencingReport) -> Vec<Note> {
+    let fenced = report.fenced_now.iter().map(|f| {
+        Note::warning(
+            "NodeFenced",
+            format!(
+                "node {} stopped answering with {} on it: stopped its EC2 instance {} \
+                 (forced) and tainted it {OUT_OF_SERVICE}, so Kubernetes moves its pods and \
+                 volumes to a healthy node in their zone",
+                f.node,
+                f.pods.join(", "),
+                f.instance
+            ),
+            f.pods.first().map(String::as_str),
+        )
+    });
+    let unfenced = report.unfenced_now.iter().map(|node| {
+        Note::normal(
+            "NodeUnfenced",
+            format!("node {node} is Ready again: removed the {OUT_OF_SERVICE} taint"),
+            None,
+        )
+    });
+    fenced.chain(unfenced).collect()
+}
+
 /// One Event per action carried out or failed.
-pub fn for_outcome(outcome: &Outcome) -> Vec<Note> {
+pub fn for_outcome(outcome: &Executed) -> Vec<Note> {
     let mut notes: Vec<Note> = outcome
         .done
         .iter()
@@ -241,7 +309,7 @@ pub fn about<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Obje
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clustering::act;
+    use crate::clustering::execute::ActionError;
 
     fn broken(pod: &str, error: &str) -> Problem {
         Problem::ReplicationBroken {
@@ -282,7 +350,7 @@ mod tests {
 
     #[test]
     fn every_action_done_is_a_normal_event_and_every_failure_a_warning() {
-        let outcome = Outcome {
+        let outcome = Executed {
             done: vec![
                 Action::Remember(Box::default()),
                 Action::Fence {
@@ -292,7 +360,7 @@ mod tests {
             ],
             failed: vec![(
                 Action::MakeWritable("db-0".to_owned()),
-                act::Error::TimedOut {
+                ActionError::TimedOut {
                     pod: "db-0".to_owned(),
                     action: "make it writable",
                 },
@@ -312,5 +380,52 @@ mod tests {
         assert!(for_refusal(None, Some("no")).is_some());
         assert!(for_refusal(Some("no"), Some("no")).is_none());
         assert!(for_refusal(Some("no"), None).is_none());
+    }
+
+    #[test]
+    fn an_invalid_spec_is_announced_once_per_message() {
+        let message = "failed to validate spec.replicas: too many";
+        let note = for_invalid_spec(None, message).expect("new");
+        assert!(note.warning && note.reason == "InvalidSpec");
+        let reported = MySQLClusterStatus {
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: crate::status::SPEC_VALID.to_owned(),
+                status: "False".to_owned(),
+                reason: "InvalidSpec".to_owned(),
+                message: message.to_owned(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+            }],
+            ..MySQLClusterStatus::default()
+        };
+        assert!(for_invalid_spec(Some(&reported), message).is_none());
+        assert!(for_invalid_spec(Some(&reported), "another reason").is_some());
+    }
+
+    #[test]
+    fn a_fenced_node_is_a_warning_naming_its_servers_and_an_unfenced_one_a_note() {
+        let report = FencingReport {
+            fenced_now: vec![crate::fencing::Fenced {
+                node: "node-a1".to_owned(),
+                instance: "i-0a1".to_owned(),
+                pods: vec!["orders-0".to_owned()],
+            }],
+            unfenced_now: vec!["node-b1".to_owned()],
+            ..FencingReport::default()
+        };
+        let notes = for_fencing(&report);
+        assert_eq!(notes.len(), 2);
+        assert!(notes[0].warning && notes[0].reason == "NodeFenced");
+        assert!(
+            notes[0]
+                .message
+                .starts_with("node node-a1 stopped answering with orders-0 on it: stopped its EC2 instance i-0a1 (forced)"),
+            "{}",
+            notes[0].message
+        );
+        assert_eq!(notes[0].pod.as_deref(), Some("orders-0"));
+        assert!(!notes[1].warning && notes[1].reason == "NodeUnfenced");
     }
 }

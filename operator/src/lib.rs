@@ -1,29 +1,81 @@
 //! The ebisu operator: reconciles each `MySQLCluster` into the Kubernetes
-//! objects that run it, in the steps validate -> build -> apply -> status.
+//! objects that run it and keeps its database servers in shape (one
+//! writable primary, replicas that follow it, the primary moved before a
+//! drain and failed over when lost, nodes fenced, volumes looked after at
+//! EC2).
 //!
-//! `validate` and `build` are pure and hold every decision about what the
-//! objects look like; `apply` is the only step that writes to the API server
-//! (server-side apply, one field manager); `status` is computed from what was
-//! applied and observed. `dereference` reads what a cluster is made of;
-//! `clustering` talks to the database servers (observe, decide, execute);
-//! `events` decides which Events to publish.
+//! # Layers
+//!
+//! The modules are layered, and a module imports only from layers below
+//! its own ([`LAYERS`]; `tests/layers.rs` checks every `crate::` path).
+//! Within a layer an arrow may point only at a leaf, a module that imports
+//! nothing else from its layer ([`SAME_LAYER`]).
+//!
+//! | layer | modules | what they are |
+//! |---|---|---|
+//! | L5 | `runtime` | the process: watches, controllers, leader election, health |
+//! | L4 | `reconcile` | the spine: one reconcile, step by step, and what every reconcile shares |
+//! | L3 | `status`, `events` | pure reports over what the layers below found (and publishing Events) |
+//! | L2 | `clustering`, `fencing`, `volumes`, `dereference`, `apply` | features, each a pure decision plus a thin IO shell; reads and writes of the cluster's own objects |
+//! | L1 | `validate`, `build`, `diagnose`, `ec2` | pure spec -> objects; pure diagnoses; the EC2 client |
+//! | L0 | `model`, `quantity`, `online_config`, `crd`, `rbac` | shared vocabulary, one reader per fact; tables |
+//!
+//! # What writes to the outside world
+//!
+//! Only these modules ([`WRITERS`]; the same test checks that no other
+//! module names a write):
+//!
+//! - `apply`: the cluster's children (server-side apply), the credentials
+//!   Secret, claim growth, the initialised record, status, consumed
+//!   annotations;
+//! - `clustering::act`: SQL on the servers, pod labels, evictions, pod
+//!   deletions and the agents' re-seed requests;
+//! - `fencing`: EC2 StopInstances, node taints and annotations;
+//! - `volumes`: EC2 CreateTags and ModifyVolume, and the PVs and claims of
+//!   given volumes;
+//! - `events`: Events;
+//! - `reconcile::cleanup`: the managed StorageClass of a deleted cluster;
+//! - `runtime::leader`: the leader Lease.
 
 pub mod apply;
 pub mod build;
-pub mod claims;
 pub mod clustering;
-pub mod controller;
 pub mod crd;
 pub mod dereference;
-pub mod ebs;
+pub mod diagnose;
+pub mod ec2;
 pub mod events;
 pub mod fencing;
-pub mod health;
-pub mod init_failures;
-pub mod leader;
+pub mod model;
 pub mod online_config;
 pub mod quantity;
 pub mod rbac;
-pub mod static_volumes;
+pub mod reconcile;
+pub mod runtime;
 pub mod status;
 pub mod validate;
+pub mod volumes;
+
+/// Every top-level module by layer, bottom first.
+pub const LAYERS: &[&[&str]] = &[
+    &["model", "quantity", "online_config", "crd", "rbac"],
+    &["validate", "build", "diagnose", "ec2"],
+    &["clustering", "fencing", "volumes", "dereference", "apply"],
+    &["status", "events"],
+    &["reconcile"],
+    &["runtime"],
+];
+
+/// The arrows allowed within a layer: (from, to), `to` a leaf of the layer.
+pub const SAME_LAYER: &[(&str, &str)] = &[("build", "validate"), ("events", "status")];
+
+/// The modules that write to the outside world (API server, servers, EC2).
+pub const WRITERS: &[&str] = &[
+    "apply",
+    "clustering::act",
+    "fencing",
+    "volumes",
+    "events",
+    "reconcile::cleanup",
+    "runtime::leader",
+];

@@ -3,9 +3,8 @@
 
 use clap::Parser;
 use ebisu_operator::{
-    controller::{self, Context},
-    health,
-    leader::Candidate,
+    reconcile::Context,
+    runtime::{self, health, leader::Candidate},
     validate::OperatorSettings,
 };
 use tracing_subscriber::{EnvFilter, fmt};
@@ -95,7 +94,7 @@ async fn main() -> std::process::ExitCode {
     // A standby is ready: it is what a rollout waits for before stopping the
     // leader, and it takes over as soon as the Lease is free.
     readiness.set_ready();
-    tracing::info!(%identity, %namespace, lease = ebisu_operator::leader::LEASE_NAME, "standing for election");
+    tracing::info!(%identity, %namespace, lease = runtime::leader::LEASE_NAME, "standing for election");
     tokio::select! {
         () = candidate.acquire() => {}
         () = shutdown_signal() => return std::process::ExitCode::SUCCESS,
@@ -112,18 +111,18 @@ async fn main() -> std::process::ExitCode {
         .filter(|n| !n.is_empty())
         .collect();
     let scope = if namespaces.is_empty() {
-        controller::Scope::All
+        runtime::Scope::All
     } else {
         tracing::info!(
             ?namespaces,
             "managing MySQLClusters in these namespaces only"
         );
-        controller::Scope::Namespaces(namespaces)
+        runtime::Scope::Namespaces(namespaces)
     };
-    let ec2 = ebisu_operator::ebs::client().await;
+    let ec2 = ebisu_operator::ec2::client().await;
     let (ctx, triggers) = Context::new(client, ec2, settings, args.instance);
     tokio::select! {
-        () = controller::run(ctx, triggers, scope) => {}
+        () = runtime::run(ctx, triggers, scope) => {}
         error = candidate.lost() => {
             // Another operator may already be acting: stop now, mid-reconcile
             // if need be, and stand again from a fresh process.

@@ -116,6 +116,6 @@ pub const LEASE_RULES: &[Rule] = &[
         group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "patch"],
-        names: &[crate::leader::LEASE_NAME],
+        names: &[ebisu_api::names::LEADER_LEASE],
     },
 ];

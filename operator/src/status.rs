@@ -1,24 +1,22 @@
 //! Status: what `kubectl get mysqlcluster` shows, computed from the objects
-//! the operator applied and observed (StatefulSet, pods, volumes) and what
-//! the clustering pass found and did. Pure: the caller passes in what it
-//! read and the current time.
+//! the operator applied and observed (StatefulSet, pods, volumes), what
+//! the clustering pass found and did, and what fencing and the volume look
+//! report. Pure: the caller passes in what it read and the current time.
 
 use std::collections::BTreeMap;
 
 use ebisu_api::{
     ClusteringMemory, InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterStatus,
-    OperationKind, Phase, VolumeStatus,
-    names::{self, LABEL_ROLE, ROLE_PRIMARY, ROLE_REPLICA},
+    OperationKind, Phase, VolumeStatus, names,
 };
 use k8s_openapi::{
-    api::core::v1::{PersistentVolume, Pod},
+    api::core::v1::Pod,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 
-pub use crate::dereference::Observed;
 use crate::{
-    build::stateful_set::ZONE_LABEL,
-    clustering::{Problem, Rollout, pass::PassResult},
+    clustering::{PassReport, Rollout},
+    model::{ClusterObjects, Problem, objects},
 };
 
 /// Condition: at least one instance serves queries.
@@ -40,20 +38,39 @@ pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
 /// True while some instances run an old spec (an older StatefulSet revision).
 pub const UPDATING: &str = "Updating";
 
+/// Everything a valid cluster's status is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusInputs<'a> {
+    /// The cluster as read at the start of the reconcile.
+    pub cluster: &'a MySQLCluster,
+    /// Its children and nodes.
+    pub objects: &'a ClusterObjects,
+    /// What the clustering pass found and did.
+    pub pass: &'a PassReport,
+    /// Each instance's volume at EC2, by pod.
+    pub volumes: &'a BTreeMap<String, VolumeStatus>,
+    /// The nodes fenced for the cluster.
+    pub fenced: &'a [String],
+    /// Now.
+    pub now: &'a Time,
+}
+
 /// Status of a cluster whose spec is valid and whose children were applied.
-pub fn compute(
-    cluster: &MySQLCluster,
-    observed: &Observed,
-    pass: &PassResult,
-    volumes: &BTreeMap<String, VolumeStatus>,
-    now: &Time,
-) -> MySQLClusterStatus {
+pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
+    let StatusInputs {
+        cluster,
+        objects,
+        pass,
+        volumes,
+        fenced,
+        now,
+    } = inputs;
     let previous = cluster.status.clone().unwrap_or_default();
     let name = cluster.metadata.name.as_deref().unwrap_or_default();
     let desired = cluster.spec.replicas;
     let generation = cluster.metadata.generation;
 
-    let mut instances = instances(name, observed);
+    let mut instances = instances(name, objects);
     for instance in &mut instances {
         if let Some(server) = pass
             .servers
@@ -66,14 +83,19 @@ pub fn compute(
                 .as_ref()
                 .map(ToString::to_string)
                 .filter(|g| !g.is_empty());
-            instance.lag_seconds = server.lag_seconds.and_then(|l| i64::try_from(l).ok());
+            instance.lag_seconds = server
+                .state
+                .replication
+                .as_ref()
+                .and_then(|r| r.lag_seconds)
+                .and_then(|l| i64::try_from(l).ok());
             instance.version = server.state.version.map(|v| v.to_string());
         }
-        instance.errant_gtids = pass.errant.get(&instance.pod).cloned();
+        instance.errant_gtids = pass.errant(&instance.pod).map(str::to_owned);
         instance.volume = volumes.get(&instance.pod).cloned();
     }
     let ready = i32::try_from(instances.iter().filter(|i| i.ready).count()).unwrap_or(i32::MAX);
-    let update_revision = crate::clustering::pass::update_revision(observed).map(str::to_owned);
+    let update_revision = objects.update_revision().map(str::to_owned);
     let updated = i32::try_from(instances.iter().filter(|i| i.updated).count()).unwrap_or(i32::MAX);
     let current_primary = pass.primary.clone().or_else(|| {
         instances
@@ -81,7 +103,7 @@ pub fn compute(
             .find(|i| i.role == InstanceRole::Primary)
             .map(|i| i.pod.clone())
     });
-    let existing = observed
+    let existing = objects
         .stateful_set
         .as_ref()
         .and_then(|s| s.status.as_ref())
@@ -219,7 +241,7 @@ pub fn compute(
         last_switchover,
         last_failover,
         clustering: pass.memory.clone(),
-        fenced_nodes: previous.fenced_nodes,
+        fenced_nodes: fenced.to_vec(),
     }
 }
 
@@ -387,38 +409,25 @@ pub fn phase(previous: Option<Phase>, desired: i32, ready: i32) -> Phase {
     }
 }
 
-fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
-    let mut pods: Vec<(u32, &Pod)> = observed
+fn instances(cluster: &str, objects: &ClusterObjects) -> Vec<InstanceStatus> {
+    let mut pods: Vec<(u32, &Pod)> = objects
         .pods
         .iter()
         .filter_map(|p| Some((names::ordinal_of(p.metadata.name.as_deref()?)?, p)))
         .collect();
     pods.sort_by_key(|(ordinal, _)| *ordinal);
-    let update_revision = crate::clustering::pass::update_revision(observed);
     pods.into_iter()
         .map(|(ordinal, pod)| {
             let pod_name = names::pod(cluster, ordinal);
-            let volume = claim_volume(observed, &pod_name);
-            let revision = pod
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(crate::clustering::observe::REVISION_LABEL))
-                .cloned();
+            let volume = objects.claim_volume(cluster, &pod_name);
+            let revision = objects::pod_revision(pod).map(str::to_owned);
             InstanceStatus {
-                updated: revision.is_some()
-                    && !crate::clustering::observe::outdated(pod, update_revision),
+                updated: revision.is_some() && !objects.is_outdated(pod),
                 revision,
-                role: role(pod),
-                ready: pod_ready(pod),
-                zone: volume.and_then(volume_zone),
-                volume_id: volume.and_then(|v| {
-                    v.spec
-                        .as_ref()?
-                        .csi
-                        .as_ref()
-                        .map(|c| c.volume_handle.clone())
-                }),
+                role: objects::pod_role(pod).unwrap_or(InstanceRole::Unknown),
+                ready: objects::pod_ready(pod),
+                zone: volume.and_then(objects::volume_zone),
+                volume_id: volume.and_then(objects::volume_handle).map(str::to_owned),
                 gtid: None,
                 lag_seconds: None,
                 version: None,
@@ -428,58 +437,6 @@ fn instances(cluster: &str, observed: &Observed) -> Vec<InstanceStatus> {
             }
         })
         .collect()
-}
-
-fn role(pod: &Pod) -> InstanceRole {
-    match pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_ROLE))
-        .map(String::as_str)
-    {
-        Some(ROLE_PRIMARY) => InstanceRole::Primary,
-        Some(ROLE_REPLICA) => InstanceRole::Replica,
-        _ => InstanceRole::Unknown,
-    }
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The volume bound to `data-<pod>`, the claim the StatefulSet made for it.
-fn claim_volume<'a>(observed: &'a Observed, pod: &str) -> Option<&'a PersistentVolume> {
-    let claim_name = format!("{}-{pod}", names::DATA_VOLUME);
-    let claim = observed
-        .claims
-        .iter()
-        .find(|c| c.metadata.name.as_deref() == Some(claim_name.as_str()))?;
-    let volume_name = claim.spec.as_ref()?.volume_name.as_ref()?;
-    observed.volumes.get(volume_name)
-}
-
-/// The zone a volume is pinned to, from its node affinity.
-fn volume_zone(volume: &PersistentVolume) -> Option<String> {
-    let required = volume
-        .spec
-        .as_ref()?
-        .node_affinity
-        .as_ref()?
-        .required
-        .as_ref()?;
-    required.node_selector_terms.iter().find_map(|term| {
-        term.match_expressions.iter().flatten().find_map(|e| {
-            (e.key == ZONE_LABEL || e.key == "topology.ebs.csi.aws.com/zone")
-                .then(|| e.values.as_ref()?.first().cloned())
-                .flatten()
-        })
-    })
 }
 
 /// A condition that keeps its previous transition time unless its status changed.
@@ -513,11 +470,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::clustering::observe::ObservedServer;
+    use crate::model::{Answer, Replication, ServerState};
+    use ebisu_api::names::LABEL_ROLE;
     use k8s_openapi::{
         api::core::v1::{
             CSIPersistentVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-            PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, PodCondition,
-            PodStatus, VolumeNodeAffinity,
+            PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PersistentVolumeSpec, PodCondition, PodStatus, VolumeNodeAffinity,
         },
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
         jiff::Timestamp,
@@ -555,6 +515,22 @@ mod tests {
         }
     }
 
+    fn status_of(
+        cluster: &MySQLCluster,
+        objects: &ClusterObjects,
+        pass: &PassReport,
+        now: &Time,
+    ) -> MySQLClusterStatus {
+        compute(StatusInputs {
+            cluster,
+            objects,
+            pass,
+            volumes: &BTreeMap::new(),
+            fenced: &[],
+            now,
+        })
+    }
+
     fn at(seconds: i64) -> Time {
         Time(Timestamp::from_second(seconds).expect("time"))
     }
@@ -580,19 +556,18 @@ mod tests {
 
     #[test]
     fn instances_are_listed_by_ordinal_with_role_and_readiness() {
-        let observed = Observed {
+        let observed = ClusterObjects {
             pods: vec![
                 pod(2, false, None),
                 pod(0, true, Some("primary")),
                 pod(1, true, Some("replica")),
             ],
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let status = compute(
+        let status = status_of(
             &cluster(3, None),
             &observed,
-            &PassResult::default(),
-            &BTreeMap::new(),
+            &PassReport::default(),
             &at(100),
         );
         let summary: Vec<(&str, InstanceRole, bool)> = status
@@ -664,57 +639,48 @@ mod tests {
             }),
             ..PersistentVolume::default()
         };
-        let observed = Observed {
+        let observed = ClusterObjects {
             pods: vec![pod(0, true, None)],
             claims: vec![claim],
             volumes: BTreeMap::from([("pv-1".to_owned(), volume)]),
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let instance = &compute(
-            &cluster(1, None),
-            &observed,
-            &PassResult::default(),
-            &BTreeMap::new(),
-            &at(1),
-        )
-        .instances[0];
+        let instance =
+            &status_of(&cluster(1, None), &observed, &PassReport::default(), &at(1)).instances[0];
         assert_eq!(instance.zone.as_deref(), Some("us-east-1b"));
         assert_eq!(instance.volume_id.as_deref(), Some("vol-0abc"));
     }
 
     #[test]
     fn unchanged_conditions_keep_their_transition_time() {
-        let observed = Observed {
+        let observed = ClusterObjects {
             pods: vec![pod(0, true, None)],
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let first = compute(
+        let first = status_of(
             &cluster(1, None),
             &observed,
-            &PassResult::default(),
-            &BTreeMap::new(),
+            &PassReport::default(),
             &at(100),
         );
-        let second = compute(
+        let second = status_of(
             &cluster(1, Some(first.clone())),
             &observed,
-            &PassResult::default(),
-            &BTreeMap::new(),
+            &PassReport::default(),
             &at(200),
         );
         assert_eq!(
             first, second,
             "a recomputed status with nothing new is identical"
         );
-        let down = Observed {
+        let down = ClusterObjects {
             pods: vec![pod(0, false, None)],
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let third = compute(
+        let third = status_of(
             &cluster(1, Some(second)),
             &down,
-            &PassResult::default(),
-            &BTreeMap::new(),
+            &PassReport::default(),
             &at(300),
         );
         assert_eq!(find(&third, HEALTHY).last_transition_time, at(300));
@@ -725,11 +691,11 @@ mod tests {
 
     #[test]
     fn server_problems_degrade_a_running_cluster_and_gtids_reach_the_instances() {
-        let observed = Observed {
+        let observed = ClusterObjects {
             pods: vec![pod(0, true, Some("primary")), pod(1, true, Some("replica"))],
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let pass = PassResult {
+        let pass = PassReport {
             primary: Some("orders-0".to_owned()),
             servers: vec![
                 server("orders-0", "0-100-9", None),
@@ -739,16 +705,9 @@ mod tests {
                 pod: "orders-1".to_owned(),
                 gtids: "0-101-3".to_owned(),
             }],
-            errant: BTreeMap::from([("orders-1".to_owned(), "0-101-3".to_owned())]),
-            ..PassResult::default()
+            ..PassReport::default()
         };
-        let status = compute(
-            &cluster(2, None),
-            &observed,
-            &pass,
-            &BTreeMap::new(),
-            &at(5),
-        );
+        let status = status_of(&cluster(2, None), &observed, &pass, &at(5));
         assert_eq!(status.phase, Some(Phase::Degraded));
         assert_eq!(find(&status, DEGRADED).status, "True");
         assert_eq!(find(&status, DEGRADED).reason, "ErrantTransactions");
@@ -762,31 +721,25 @@ mod tests {
 
     #[test]
     fn a_blocked_failover_is_a_condition_that_says_what_to_do() {
-        let observed = Observed {
+        let observed = ClusterObjects {
             pods: vec![
                 pod(0, false, Some("primary")),
                 pod(1, true, Some("replica")),
             ],
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let pass = PassResult {
+        let pass = PassReport {
             problems: vec![Problem::FailoverBlocked {
                 pod: "orders-0".to_owned(),
-                why: crate::clustering::BlockedWhy::SemiSyncInactive,
+                why: crate::model::BlockedWhy::SemiSyncInactive,
             }],
-            ..PassResult::default()
+            ..PassReport::default()
         };
         let running = MySQLClusterStatus {
             phase: Some(Phase::Running),
             ..MySQLClusterStatus::default()
         };
-        let status = compute(
-            &cluster(2, Some(running)),
-            &observed,
-            &pass,
-            &BTreeMap::new(),
-            &at(5),
-        );
+        let status = status_of(&cluster(2, Some(running)), &observed, &pass, &at(5));
         assert_eq!(status.phase, Some(Phase::Degraded));
         let blocked = find(&status, FAILOVER_BLOCKED);
         assert_eq!(blocked.status, "True");
@@ -802,11 +755,11 @@ mod tests {
 
     #[test]
     fn a_change_of_primary_in_progress_is_the_switching_phase() {
-        let observed = Observed {
+        let observed = ClusterObjects {
             pods: vec![pod(0, true, Some("primary")), pod(1, true, Some("replica"))],
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let pass = PassResult {
+        let pass = PassReport {
             memory: ebisu_api::ClusteringMemory {
                 operation: Some(ebisu_api::Operation {
                     kind: OperationKind::Switchover,
@@ -819,15 +772,9 @@ mod tests {
                 }),
                 ..ebisu_api::ClusteringMemory::default()
             },
-            ..PassResult::default()
+            ..PassReport::default()
         };
-        let status = compute(
-            &cluster(2, None),
-            &observed,
-            &pass,
-            &BTreeMap::new(),
-            &at(5),
-        );
+        let status = status_of(&cluster(2, None), &observed, &pass, &at(5));
         assert_eq!(status.phase, Some(Phase::Switching));
         let switching = find(&status, SWITCHING);
         assert_eq!(
@@ -841,51 +788,37 @@ mod tests {
         );
     }
 
-    fn server(pod: &str, gtid: &str, lag: Option<u64>) -> crate::clustering::observe::Observed {
-        use crate::clustering::{Answer, ServerState};
-        crate::clustering::observe::Observed {
+    fn server(pod: &str, gtid: &str, lag: Option<u64>) -> ObservedServer {
+        let gtid = ebisu_mysql::GtidSet::parse(ebisu_mysql::Flavor::MariaDb, gtid).expect("gtid");
+        ObservedServer {
             state: ServerState {
-                pod: pod.to_owned(),
-                host: format!("{pod}.orders"),
-                role_label: None,
-                reads_label: false,
                 pod_ready: true,
-                terminating: false,
-                node: None,
                 answer: Answer::Answered,
-                read_only: true,
-                gtid: Some(
-                    ebisu_mysql::GtidSet::parse(ebisu_mysql::Flavor::MariaDb, gtid).expect("gtid"),
-                ),
-                version: None,
-                upgrade_error: None,
-                replication: None,
-                semi_sync_source: false,
-                semi_sync_active: false,
-                semi_sync_replica: false,
-                semi_sync_timeout_ms: None,
-                outdated: false,
+                gtid: Some(gtid.clone()),
+                replication: lag.map(|lag| Replication {
+                    source_host: "orders-0.orders".to_owned(),
+                    io_running: true,
+                    io_errno: 0,
+                    sql_running: true,
+                    sql_error: None,
+                    lag_seconds: Some(lag),
+                    received: Some(gtid),
+                }),
                 seed_pending: false,
+                ..ServerState::unobserved(pod, &format!("{pod}.orders"))
             },
             flavor: Some(ebisu_mysql::Flavor::MariaDb),
             ip: None,
-            lag_seconds: lag,
         }
     }
 
     #[test]
     fn invalid_spec_fails_with_the_reason_and_keeps_instances() {
-        let observed = Observed {
+        let observed = ClusterObjects {
             pods: vec![pod(0, true, Some("primary"))],
-            ..Observed::default()
+            ..ClusterObjects::default()
         };
-        let running = compute(
-            &cluster(1, None),
-            &observed,
-            &PassResult::default(),
-            &BTreeMap::new(),
-            &at(1),
-        );
+        let running = status_of(&cluster(1, None), &observed, &PassReport::default(), &at(1));
         let failed = invalid(
             &cluster(1, Some(running)),
             "failed to validate spec.x: bad",

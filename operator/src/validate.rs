@@ -510,6 +510,21 @@ impl ValidatedCluster {
     pub fn selector(&self) -> BTreeMap<String, String> {
         names::selector_labels(&self.name)
     }
+
+    /// The cluster as it may be built now: at most `max_replicas`
+    /// instances when something holds the rest back (a given volume that
+    /// cannot be used yet), as the spec says otherwise.
+    pub fn with_replicas_at_most(&self, max_replicas: Option<i32>) -> Self {
+        Self {
+            replicas: max_replicas.map_or(self.replicas, |max| self.replicas.min(max)),
+            ..self.clone()
+        }
+    }
+
+    /// `namespace/name`: how fencing names the cluster on the nodes it fenced.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }
 
 #[cfg(test)]
@@ -531,6 +546,15 @@ mod tests {
             Err(Error::InvalidField { field, reason }) => (field, reason),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_hold_only_ever_lowers_the_instances_built() {
+        let basic = validated(BASIC);
+        assert_eq!(basic.with_replicas_at_most(None).replicas, 3);
+        assert_eq!(basic.with_replicas_at_most(Some(1)).replicas, 1);
+        assert_eq!(basic.with_replicas_at_most(Some(5)).replicas, 3);
+        assert_eq!(basic.key(), "shop/orders");
     }
 
     #[test]

@@ -18,8 +18,8 @@ use crate::validate::ValidatedCluster;
 /// was lost copies from a peer instead of starting an empty primary.
 pub const BOOTSTRAP_KEY: &str = "bootstrap";
 
-/// Builds the ConfigMap. `initialised`: the cluster has had a primary.
-pub fn build(cluster: &ValidatedCluster, initialised: bool) -> ConfigMap {
+/// Builds the ConfigMap. `holds_data`: the cluster has had a primary.
+pub fn build(cluster: &ValidatedCluster, holds_data: bool) -> ConfigMap {
     ConfigMap {
         metadata: child_meta(cluster, names::config_map(&cluster.name)),
         data: Some(BTreeMap::from([
@@ -28,7 +28,7 @@ pub fn build(cluster: &ValidatedCluster, initialised: bool) -> ConfigMap {
             (CONFIG_REPLICA.to_owned(), replica(cluster)),
             (
                 BOOTSTRAP_KEY.to_owned(),
-                if initialised { "forbidden" } else { "allowed" }.to_owned(),
+                if holds_data { "forbidden" } else { "allowed" }.to_owned(),
             ),
         ])),
         ..ConfigMap::default()

@@ -1,8 +1,11 @@
 //! Build: pure functions from a `ValidatedCluster` to the Kubernetes objects
-//! the operator applies, one file per kind. Builders never see a client, the
-//! clock or the raw resource; everything they need is in `ValidatedCluster`.
+//! the operator applies, one file per kind (and `given_volume` for the PV
+//! and claim of a volume given in `spec.storage.ebs.volumes`). Builders
+//! never see a client, the clock or the raw resource; everything they need
+//! is in `ValidatedCluster`.
 
 pub mod config_map;
+pub mod given_volume;
 pub mod pod_disruption_budget;
 pub mod secret;
 pub mod services;
@@ -43,11 +46,11 @@ pub struct Children {
     pub stateful_set: StatefulSet,
 }
 
-/// Builds every child of `cluster`; `initialised`: it has had a primary.
-pub fn children(cluster: &ValidatedCluster, initialised: bool) -> Children {
+/// Builds every child of `cluster`; `holds_data`: it has had a primary.
+pub fn children(cluster: &ValidatedCluster, holds_data: bool) -> Children {
     Children {
         storage_class: storage_class::build(cluster),
-        config_map: config_map::build(cluster, initialised),
+        config_map: config_map::build(cluster, holds_data),
         headless_service: services::headless(cluster),
         primary_service: services::primary(cluster),
         read_service: services::read(cluster),

@@ -34,7 +34,7 @@ use k8s_openapi::{
 };
 
 use super::child_meta;
-use crate::validate::ValidatedCluster;
+use crate::{model::well_known::ZONE_LABEL, validate::ValidatedCluster};
 
 /// The user's pod annotations and the server settings' digest.
 fn pod_annotations(cluster: &ValidatedCluster) -> BTreeMap<String, String> {
@@ -54,8 +54,6 @@ pub const SIDECAR_BIN: &str = "/opt/ebisu/bin/ebisu-sidecar";
 pub const SIDECAR_IMAGE_BIN: &str = "/ebisu-sidecar";
 /// User and group the server runs as (the `mysql` user of the official images).
 pub const MYSQL_UID: i64 = 999;
-/// Zone label used to spread instances.
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 const SIDECAR_VOLUME: &str = "ebisu-bin";
 const CONFIG_VOLUME: &str = "config";

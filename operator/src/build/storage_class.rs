@@ -3,16 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use ebisu_api::names::LABEL_CLUSTER;
+use ebisu_api::names::{LABEL_CLUSTER, LABEL_NAMESPACE};
 use k8s_openapi::{api::storage::v1::StorageClass, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 
-use crate::validate::{StorageClassChoice, ValidatedCluster};
-
-/// The EBS CSI driver.
-pub const EBS_PROVISIONER: &str = "ebs.csi.aws.com";
-/// Label on a managed StorageClass naming its cluster's namespace (the class is
-/// cluster-scoped, so it cannot carry an owner reference to the cluster).
-pub const LABEL_NAMESPACE: &str = "ebisu.dev/namespace";
+use crate::{
+    model::well_known::EBS_PROVISIONER,
+    validate::{StorageClassChoice, ValidatedCluster},
+};
 
 /// Builds the StorageClass, or `None` when the cluster uses one it does not own.
 pub fn build(cluster: &ValidatedCluster) -> Option<StorageClass> {
@@ -25,11 +22,11 @@ pub fn build(cluster: &ValidatedCluster) -> Option<StorageClass> {
         ("csi.storage.k8s.io/fstype".to_owned(), "ext4".to_owned()),
         (
             "tagSpecification_1".to_owned(),
-            format!("ebisu.dev/cluster={}", cluster.name),
+            format!("{LABEL_CLUSTER}={}", cluster.name),
         ),
         (
             "tagSpecification_2".to_owned(),
-            format!("ebisu.dev/namespace={}", cluster.namespace),
+            format!("{LABEL_NAMESPACE}={}", cluster.namespace),
         ),
     ]);
     if let Some(iops) = ebs.iops {

@@ -1,14 +1,13 @@
-//! The real [`Executor`]: SQL on the servers (as the operator user), role
-//! and reads labels on the pods, annotations and memory on the
-//! MySQLCluster. Each action is idempotent, so a step that is run again
-//! after a failure or an operator restart does no harm.
+//! The [`Executor`] of server and pod actions: SQL on the servers (as the
+//! operator user), role and reads labels on the pods, evictions and the
+//! agents' re-seed requests. Each action is idempotent, so a step that is
+//! run again after a failure or an operator restart does no harm. The
+//! actions on the MySQLCluster itself (`Remember`, `ConsumeAnnotation`)
+//! are not its business: the reconcile's pass carries those out.
 
 use std::time::Duration;
 
-use ebisu_api::{
-    ClusteringMemory, MySQLCluster,
-    names::{LABEL_READS, LABEL_ROLE, READS_SERVED, ROLE_PRIMARY, ROLE_REPLICA},
-};
+use ebisu_api::names::{LABEL_READS, LABEL_ROLE, READS_SERVED, ROLE_PRIMARY, ROLE_REPLICA};
 use ebisu_mysql::{Credentials, Flavor, GtidSet, ReplicationSource, SemiSync};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -20,92 +19,24 @@ use serde_json::json;
 
 use super::{
     decide::Action,
-    execute::Executor,
-    observe::{self, Observed, OperatorAccount},
+    execute::{ActionError as Error, Executor},
+    observe::{self, ObservedServer},
 };
+use crate::model::OperatorAccount;
 
 /// How long `SET GLOBAL read_only = ON` may wait for running commits
 /// before client sessions are ended to let it through.
 const FENCE_PATIENCE: Duration = Duration::from_secs(5);
 
-/// Why an action failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The server could not be reached or read.
-    #[error(transparent)]
-    Observe(#[from] observe::Error),
-    /// The server did not finish in time.
-    #[error("failed to {action} on {pod}: timed out")]
-    TimedOut {
-        /// The pod.
-        pod: String,
-        /// What was being done.
-        action: &'static str,
-    },
-    /// The server refused a statement.
-    #[error("failed to {action} on {pod}: {source}")]
-    Refused {
-        /// The pod.
-        pod: String,
-        /// What was being done.
-        action: &'static str,
-        /// The driver's error.
-        #[source]
-        source: mysql_async::Error,
-    },
-    /// The API server refused or failed a write.
-    #[error("failed to {action}: {source}")]
-    Api {
-        /// What was being done.
-        action: String,
-        /// The client error.
-        #[source]
-        source: kube::Error,
-    },
-    /// A PodDisruptionBudget allows no disruption of the pod now.
-    #[error("failed to evict {pod}: a PodDisruptionBudget allows no disruption now")]
-    DisruptionRefused {
-        /// The pod.
-        pod: String,
-    },
-    /// More than one PodDisruptionBudget selects the pod: the eviction API
-    /// refuses to evict it at all.
-    #[error("failed to evict {pod}: more than one PodDisruptionBudget selects it")]
-    OverlappingBudgets {
-        /// The pod.
-        pod: String,
-    },
-    /// The action cannot be done with what was observed.
-    #[error("failed to {action}: {why}")]
-    Impossible {
-        /// What was being done.
-        action: String,
-        /// Why not.
-        why: String,
-    },
-}
-
-impl Error {
-    /// A disruption budget refused an eviction: the rolling update's to
-    /// report, not a step failure to log.
-    pub fn is_eviction_refused(&self) -> bool {
-        matches!(
-            self,
-            Self::DisruptionRefused { .. } | Self::OverlappingBudgets { .. }
-        )
-    }
-}
-
-/// What `act` needs besides the decision.
-pub struct Target<'a> {
+/// Carries out server and pod actions, with what they need besides the
+/// decision.
+pub struct ServerExecutor<'a> {
     /// API client.
     pub client: &'a Client,
-    /// The cluster, as read at the start of this reconcile.
-    pub cluster: &'a MySQLCluster,
     /// Namespace of the pods.
     pub namespace: &'a str,
     /// The servers as observed.
-    pub servers: &'a [Observed],
+    pub servers: &'a [ObservedServer],
     /// The operator's account.
     pub account: &'a OperatorAccount,
     /// The replication account replicas connect with.
@@ -120,25 +51,27 @@ pub struct Target<'a> {
     pub agents: &'a reqwest::Client,
 }
 
-impl std::fmt::Debug for Target<'_> {
+impl std::fmt::Debug for ServerExecutor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
+        f.debug_struct("ServerExecutor")
             .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
 }
 
-impl Executor for Target<'_> {
+impl Executor for ServerExecutor<'_> {
     async fn run(&self, action: &Action) -> Result<(), Error> {
-        apply(action, self).await
+        run_action(action, self).await
     }
 }
 
 /// Carries out `action`.
-pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), Error> {
+async fn run_action(action: &Action, target: &ServerExecutor<'_>) -> Result<(), Error> {
     match action {
-        Action::Remember(memory) => remember(target, memory).await,
-        Action::ConsumeAnnotation(key) => consume_annotation(target, key).await,
+        Action::Remember(_) | Action::ConsumeAnnotation(_) => Err(impossible(
+            "change the MySQLCluster",
+            "that is the reconcile's to do, not a server's",
+        )),
         Action::LabelPrimary(pod) => label(target, pod, LABEL_ROLE, Some(ROLE_PRIMARY)).await,
         Action::LabelReplica(pod) => label(target, pod, LABEL_ROLE, Some(ROLE_REPLICA)).await,
         Action::Unlabel(pod) => label(target, pod, LABEL_ROLE, None).await,
@@ -229,7 +162,7 @@ pub async fn apply(action: &Action, target: &Target<'_>) -> Result<(), Error> {
 /// variable this version lacks) is logged and left to the next restart,
 /// which reads it from my.cnf, rather than retried on every pass.
 async fn set_globals(
-    target: &Target<'_>,
+    target: &ServerExecutor<'_>,
     pod: &str,
     settings: &[(String, String)],
 ) -> Result<(), Error> {
@@ -253,7 +186,7 @@ async fn set_globals(
 
 /// Evicts the pod, so that its PodDisruptionBudget decides whether it may
 /// go now; the StatefulSet starts it again from the current spec.
-async fn restart(target: &Target<'_>, pod: &str) -> Result<(), Error> {
+async fn restart(target: &ServerExecutor<'_>, pod: &str) -> Result<(), Error> {
     Api::<Pod>::namespaced(target.client.clone(), target.namespace)
         .evict(pod, &kube::api::EvictParams::default())
         .await
@@ -281,7 +214,7 @@ async fn restart(target: &Target<'_>, pod: &str) -> Result<(), Error> {
 
 /// Asks the pod's agent to set its data aside at the next start, then
 /// deletes the pod so that the StatefulSet starts it again.
-async fn reseed(target: &Target<'_>, pod: &str, reason: &str) -> Result<(), Error> {
+async fn reseed(target: &ServerExecutor<'_>, pod: &str, reason: &str) -> Result<(), Error> {
     let observed = target
         .servers
         .iter()
@@ -337,7 +270,7 @@ async fn reseed(target: &Target<'_>, pod: &str, reason: &str) -> Result<(), Erro
 /// primary that came back): sessions end first, so no client is told of a
 /// commit that completes now; commits still waiting for an acknowledgement
 /// are released; then read-only.
-async fn fence(target: &Target<'_>, pod: &str, hand_over: bool) -> Result<(), Error> {
+async fn fence(target: &ServerExecutor<'_>, pod: &str, hand_over: bool) -> Result<(), Error> {
     let (flavor, mut conn) = open(target, pod).await?;
     let fence = flavor.fence();
     if !hand_over {
@@ -369,7 +302,7 @@ async fn fence(target: &Target<'_>, pod: &str, hand_over: bool) -> Result<(), Er
 }
 
 async fn end_client_sessions(
-    target: &Target<'_>,
+    target: &ServerExecutor<'_>,
     flavor: Flavor,
     conn: &mut Conn,
     pod: &str,
@@ -387,7 +320,7 @@ async fn end_client_sessions(
 }
 
 async fn wait_applied(
-    target: &Target<'_>,
+    target: &ServerExecutor<'_>,
     pod: &str,
     gtid: &GtidSet,
     timeout_secs: u64,
@@ -417,7 +350,7 @@ async fn wait_applied(
     }
 }
 
-async fn open(target: &Target<'_>, pod: &str) -> Result<(Flavor, Conn), Error> {
+async fn open(target: &ServerExecutor<'_>, pod: &str) -> Result<(Flavor, Conn), Error> {
     let observed = target
         .servers
         .iter()
@@ -471,7 +404,7 @@ fn impossible(action: &str, why: impl std::fmt::Display) -> Error {
 }
 
 async fn label(
-    target: &Target<'_>,
+    target: &ServerExecutor<'_>,
     pod: &str,
     key: &str,
     value: Option<&str>,
@@ -483,31 +416,6 @@ async fn label(
         .map(drop)
         .map_err(|source| Error::Api {
             action: format!("label pod {pod}"),
-            source,
-        })
-}
-
-async fn consume_annotation(target: &Target<'_>, key: &str) -> Result<(), Error> {
-    let api = Api::<MySQLCluster>::namespaced(target.client.clone(), target.namespace);
-    let name = target.cluster.metadata.name.clone().unwrap_or_default();
-    let patch = json!({ "metadata": { "annotations": { key: null } } });
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map(drop)
-        .map_err(|source| Error::Api {
-            action: format!("remove annotation {key}"),
-            source,
-        })
-}
-
-async fn remember(target: &Target<'_>, memory: &ClusteringMemory) -> Result<(), Error> {
-    let now =
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let status = crate::status::with_memory(target.cluster, memory, &now);
-    crate::apply::status(target.client, target.cluster, &status)
-        .await
-        .map_err(|source| Error::Api {
-            action: "remember the clustering state in status".to_owned(),
             source,
         })
 }

@@ -3,32 +3,104 @@
 //! step with a failed action ends the pass, so nothing a later step does
 //! (making a server writable, moving a label) can happen after an earlier
 //! one (a fence) failed. How an action is done is the [`Executor`]'s
-//! business; `act` is the real one.
+//! business: `act::ServerExecutor` does the server and pod actions, and
+//! the reconcile's pass wraps it to record memory in status.
 
 use std::future::Future;
 
-use super::{act, decide::Action, decide::Steps};
+use super::{
+    decide::{Action, Steps},
+    observe,
+};
 
 /// Does one action.
 pub trait Executor {
     /// Carries `action` out.
-    fn run(&self, action: &Action) -> impl Future<Output = Result<(), act::Error>> + Send;
+    fn run(&self, action: &Action) -> impl Future<Output = Result<(), ActionError>> + Send;
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The server could not be reached or read.
+    #[error(transparent)]
+    Observe(#[from] observe::Error),
+    /// The server did not finish in time.
+    #[error("failed to {action} on {pod}: timed out")]
+    TimedOut {
+        /// The pod.
+        pod: String,
+        /// What was being done.
+        action: &'static str,
+    },
+    /// The server refused a statement.
+    #[error("failed to {action} on {pod}: {source}")]
+    Refused {
+        /// The pod.
+        pod: String,
+        /// What was being done.
+        action: &'static str,
+        /// The driver's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The API server refused or failed a write.
+    #[error("failed to {action}: {source}")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A PodDisruptionBudget allows no disruption of the pod now.
+    #[error("failed to evict {pod}: a PodDisruptionBudget allows no disruption now")]
+    DisruptionRefused {
+        /// The pod.
+        pod: String,
+    },
+    /// More than one PodDisruptionBudget selects the pod: the eviction API
+    /// refuses to evict it at all.
+    #[error("failed to evict {pod}: more than one PodDisruptionBudget selects it")]
+    OverlappingBudgets {
+        /// The pod.
+        pod: String,
+    },
+    /// The action cannot be done with what was observed.
+    #[error("failed to {action}: {why}")]
+    Impossible {
+        /// What was being done.
+        action: String,
+        /// Why not.
+        why: String,
+    },
+}
+
+impl ActionError {
+    /// A disruption budget refused an eviction: the rolling update's to
+    /// report, not a step failure to log.
+    pub fn is_eviction_refused(&self) -> bool {
+        matches!(
+            self,
+            Self::DisruptionRefused { .. } | Self::OverlappingBudgets { .. }
+        )
+    }
 }
 
 /// What happened to a decision's steps.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Executed {
     /// Actions that succeeded, in order.
     pub done: Vec<Action>,
     /// Actions that failed, with why (all from one step).
-    pub failed: Vec<(Action, act::Error)>,
+    pub failed: Vec<(Action, ActionError)>,
     /// Every step ran without a failure.
     pub complete: bool,
 }
 
 /// Runs `steps` in order, stopping after the first step with a failure.
-pub async fn execute<E: Executor>(steps: &Steps, executor: &E) -> Outcome {
-    let mut outcome = Outcome::default();
+pub async fn execute<E: Executor>(steps: &Steps, executor: &E) -> Executed {
+    let mut outcome = Executed::default();
     for step in steps {
         let runs = step.iter().map(|action| async move {
             let started = std::time::Instant::now();
@@ -66,12 +138,12 @@ mod tests {
     }
 
     impl Executor for Fake {
-        async fn run(&self, action: &Action) -> Result<(), act::Error> {
+        async fn run(&self, action: &Action) -> Result<(), ActionError> {
             if let Ok(mut ran) = self.ran.lock() {
                 ran.push(action.clone());
             }
             if self.fail.contains(action) {
-                return Err(act::Error::TimedOut {
+                return Err(ActionError::TimedOut {
                     pod: action.pod().unwrap_or_default().to_owned(),
                     action: "fence",
                 });
@@ -87,7 +159,7 @@ mod tests {
         }
     }
 
-    fn run(steps: &Steps, fail: Vec<Action>) -> (Outcome, Vec<Action>) {
+    fn run(steps: &Steps, fail: Vec<Action>) -> (Executed, Vec<Action>) {
         let fake = Fake {
             ran: std::sync::Mutex::new(Vec::new()),
             fail,

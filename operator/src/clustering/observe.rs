@@ -5,19 +5,22 @@
 //! replica can never seem to hold a transaction the primary committed after
 //! it was read.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use ebisu_api::{
     InstanceRole,
     agent::AgentStatus,
-    names::{self, LABEL_READS, LABEL_ROLE, MYSQL_PORT, READS_SERVED, ROLE_PRIMARY, ROLE_REPLICA},
+    names::{self, MYSQL_PORT},
 };
 use ebisu_mysql::{Flavor, driver::ServerRead};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use mysql_async::{Conn, OptsBuilder};
 use tracing::debug;
 
-use super::state::{Answer, NodeFacts, Replication, ServerState};
+use crate::model::{
+    Answer, ClusterObjects, OperatorAccount, Replication, ServerState,
+    objects::{self, node_facts, pod_role},
+};
 
 /// How long connecting may take before a server counts as silent this
 /// pass. Short: inside a cluster a connection takes milliseconds, and a
@@ -26,15 +29,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a server or agent may take to answer once connected: a hung
 /// pod must not stall the reconcile of the others.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Taints that say a node is about to be emptied (a drain, the cluster
-/// autoscaler, Karpenter); `spec.unschedulable` says it too.
-pub const DRAIN_TAINTS: &[&str] = &[
-    "node.kubernetes.io/unschedulable",
-    "ToBeDeletedByClusterAutoscaler",
-    "karpenter.sh/disrupted",
-    "karpenter.sh/disruption",
-];
 
 /// Why a server could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -84,49 +78,15 @@ impl Error {
     }
 }
 
-/// The operator's account on the servers.
-#[derive(Clone)]
-pub struct OperatorAccount {
-    /// User name.
-    pub user: String,
-    /// Password (never logged).
-    pub password: String,
-}
-
-impl std::fmt::Debug for OperatorAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OperatorAccount")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A server's state plus what talking to it needs later.
 #[derive(Debug, Clone)]
-pub struct Observed {
+pub struct ObservedServer {
     /// The state decisions take.
     pub state: ServerState,
     /// Its flavor, when it answered.
     pub flavor: Option<Flavor>,
     /// Its pod IP.
     pub ip: Option<String>,
-    /// Seconds behind its source.
-    pub lag_seconds: Option<u64>,
-}
-
-/// The pod label the StatefulSet controller sets to the revision a pod
-/// was made from.
-pub const REVISION_LABEL: &str = "controller-revision-hash";
-
-/// Whether `pod` was made from another revision than `update_revision`
-/// (unknown revisions are not: nothing is restarted on a guess).
-pub fn outdated(pod: &Pod, update_revision: Option<&str>) -> bool {
-    let revision = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(REVISION_LABEL));
-    matches!((revision, update_revision), (Some(rev), Some(update)) if rev != update)
 }
 
 /// Reads every pod's server; `skip` lists pods known to be silent in this
@@ -134,18 +94,18 @@ pub fn outdated(pod: &Pod, update_revision: Option<&str>) -> bool {
 pub async fn servers(
     cluster: &str,
     namespace: &str,
-    pods: &[Pod],
-    nodes: &BTreeMap<String, Node>,
+    objects: &ClusterObjects,
     account: &OperatorAccount,
     agents: &reqwest::Client,
     skip: &[String],
-) -> Vec<Observed> {
-    let (primaries, replicas): (Vec<&Pod>, Vec<&Pod>) = pods
+) -> Vec<ObservedServer> {
+    let (primaries, replicas): (Vec<&Pod>, Vec<&Pod>) = objects
+        .pods
         .iter()
-        .partition(|p| role_label(p) == Some(InstanceRole::Primary));
+        .partition(|p| pod_role(p) == Some(InstanceRole::Primary));
     let read = |pod| {
         let skipped = skip.iter().any(|s| Some(s) == pod_name(pod));
-        one(cluster, namespace, pod, nodes, account, agents, skipped)
+        one(cluster, namespace, pod, objects, account, agents, skipped)
     };
     let mut out = futures::future::join_all(replicas.into_iter().map(read)).await;
     out.extend(futures::future::join_all(primaries.into_iter().map(read)).await);
@@ -156,51 +116,29 @@ async fn one(
     cluster: &str,
     namespace: &str,
     pod: &Pod,
-    nodes: &BTreeMap<String, Node>,
+    objects: &ClusterObjects,
     account: &OperatorAccount,
     agents: &reqwest::Client,
     skipped: bool,
-) -> Observed {
+) -> ObservedServer {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ordinal = names::ordinal_of(&name).unwrap_or_default();
-    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+    let ip = objects::pod_ip(pod).map(str::to_owned);
+    // Unknown counts as pending (`unobserved`): never race an agent
+    // applying a seed.
     let mut state = ServerState {
-        pod: name.clone(),
-        host: names::pod_host(cluster, namespace, ordinal),
-        role_label: role_label(pod),
-        reads_label: pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_READS))
-            .is_some_and(|v| v == READS_SERVED),
-        pod_ready: pod_ready(pod),
-        terminating: pod.metadata.deletion_timestamp.is_some(),
-        node: pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .map(|node| node_facts(node, nodes.get(node))),
-        answer: Answer::Silent,
-        read_only: true,
-        gtid: None,
-        version: None,
-        upgrade_error: None,
-        replication: None,
-        semi_sync_source: false,
-        semi_sync_active: false,
-        semi_sync_replica: false,
-        semi_sync_timeout_ms: None,
-        // Set by the pass, which knows the StatefulSet.
-        outdated: false,
-        // Unknown counts as pending: never race an agent applying a seed.
-        seed_pending: true,
+        role_label: pod_role(pod),
+        reads_label: objects::pod_serves_reads(pod),
+        pod_ready: objects::pod_ready(pod),
+        terminating: objects::pod_terminating(pod),
+        node: objects::pod_node(pod).map(|node| node_facts(node, objects.nodes.get(node))),
+        outdated: objects.is_outdated(pod),
+        ..ServerState::unobserved(&name, &names::pod_host(cluster, namespace, ordinal))
     };
-    let mut observed = Observed {
+    let mut observed = ObservedServer {
         state,
         flavor: None,
         ip: ip.clone(),
-        lag_seconds: None,
     };
     if skipped {
         return observed;
@@ -218,7 +156,6 @@ async fn one(
             state.read_only = read.read_only;
             state.gtid = Some(read.gtid_executed);
             state.version = Some(read.version);
-            observed.lag_seconds = read.replica.as_ref().and_then(|r| r.seconds_behind);
             state.replication = read.replica.map(|r| Replication {
                 io_running: r.receiver_running(),
                 io_errno: r.last_io_errno,
@@ -250,34 +187,6 @@ async fn one(
     observed
 }
 
-/// The node facts decisions take; a node not found counts as not ready.
-pub fn node_facts(name: &str, node: Option<&Node>) -> NodeFacts {
-    let Some(node) = node else {
-        return NodeFacts {
-            name: name.to_owned(),
-            draining: false,
-            ready: false,
-        };
-    };
-    let spec = node.spec.as_ref();
-    let cordoned = spec.and_then(|s| s.unschedulable).unwrap_or(false);
-    let tainted = spec.and_then(|s| s.taints.as_ref()).is_some_and(|taints| {
-        taints
-            .iter()
-            .any(|t| DRAIN_TAINTS.contains(&t.key.as_str()))
-    });
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    NodeFacts {
-        name: name.to_owned(),
-        draining: cordoned || tainted,
-        ready,
-    }
-}
-
 /// What the pod's agent says, when it answers.
 async fn agent_status(agents: &reqwest::Client, ip: &str) -> Option<AgentStatus> {
     let url = format!(
@@ -301,21 +210,6 @@ async fn agent_status(agents: &reqwest::Client, ip: &str) -> Option<AgentStatus>
 
 fn pod_name(pod: &Pod) -> Option<&String> {
     pod.metadata.name.as_ref()
-}
-
-fn role_label(pod: &Pod) -> Option<InstanceRole> {
-    match pod.metadata.labels.as_ref()?.get(LABEL_ROLE)?.as_str() {
-        ROLE_PRIMARY => Some(InstanceRole::Primary),
-        ROLE_REPLICA => Some(InstanceRole::Replica),
-        _ => None,
-    }
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Connects to a server as the operator.

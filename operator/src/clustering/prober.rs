@@ -34,12 +34,11 @@ pub const PERIOD: Duration = Duration::from_millis(500);
 /// How long the answer may take.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
 
+/// One cluster's primary as probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
+struct Probed {
     /// The primary's pod IP, when there is a primary to probe.
     ip: Option<String>,
-    /// The nodes the cluster's pods run on.
-    nodes: Vec<String>,
     silent_since: Option<Timestamp>,
     /// The last answer said semi-sync had fallen back to asynchronous.
     fallen_back: bool,
@@ -58,7 +57,7 @@ enum Probe {
 /// The primaries being probed and the channel that triggers reconciles.
 #[derive(Debug)]
 pub struct Prober {
-    targets: Mutex<HashMap<ObjectRef<MySQLCluster>, Target>>,
+    targets: Mutex<HashMap<ObjectRef<MySQLCluster>, Probed>>,
     trigger: mpsc::UnboundedSender<ObjectRef<MySQLCluster>>,
     agents: reqwest::Client,
 }
@@ -80,19 +79,13 @@ impl Prober {
     }
 
     /// From now on probes `cluster`'s primary at `primary_ip` (none: no
-    /// primary to probe) and wakes the cluster when one of `nodes` changes.
-    pub fn watch(
-        &self,
-        cluster: ObjectRef<MySQLCluster>,
-        primary_ip: Option<String>,
-        nodes: Vec<String>,
-    ) {
+    /// primary to probe).
+    pub fn watch(&self, cluster: ObjectRef<MySQLCluster>, primary_ip: Option<String>) {
         let Ok(mut targets) = self.targets.lock() else {
             return;
         };
-        let target = targets.entry(cluster).or_insert_with(|| Target {
+        let target = targets.entry(cluster).or_insert_with(|| Probed {
             ip: None,
-            nodes: Vec::new(),
             silent_since: None,
             fallen_back: false,
         });
@@ -101,7 +94,6 @@ impl Prober {
             target.fallen_back = false;
         }
         target.ip = primary_ip;
-        target.nodes = nodes;
     }
 
     /// Asks for a reconcile of `cluster` (news from outside the clustering
@@ -124,21 +116,6 @@ impl Prober {
             .ok()?
             .get(cluster)
             .and_then(|t| t.silent_since)
-    }
-
-    /// The clusters with a pod on `node` (a change to the node, such as a
-    /// cordon or its return, concerns them).
-    pub fn clusters_on(&self, node: &str) -> Vec<ObjectRef<MySQLCluster>> {
-        self.targets.lock().map_or_else(
-            |_| Vec::new(),
-            |targets| {
-                targets
-                    .iter()
-                    .filter(|(_, t)| t.nodes.iter().any(|n| n == node))
-                    .map(|(cluster, _)| cluster.clone())
-                    .collect()
-            },
-        )
     }
 
     /// Probes every target, forever.
@@ -229,11 +206,7 @@ mod tests {
     #[test]
     fn silence_is_recorded_once_and_triggers_one_reconcile() {
         let (prober, mut triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(
-            cluster(),
-            Some("10.0.0.1".to_owned()),
-            vec!["node-a1".to_owned()],
-        );
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
         let at = Timestamp::UNIX_EPOCH;
         prober.record(cluster(), "10.0.0.1", Probe::Silent, at);
         prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
@@ -247,26 +220,22 @@ mod tests {
     #[test]
     fn a_new_primary_starts_with_a_clean_record() {
         let (prober, _triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
         prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
-        prober.watch(
-            cluster(),
-            Some("10.0.0.2".to_owned()),
-            vec!["node-b1".to_owned()],
-        );
+        prober.watch(cluster(), Some("10.0.0.2".to_owned()));
         assert_eq!(prober.silent_since(&cluster()), None);
-        assert_eq!(prober.clusters_on("node-b1"), vec![cluster()]);
         // A late answer about the old address changes nothing.
         prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
         assert_eq!(prober.silent_since(&cluster()), None);
         prober.forget(&cluster());
-        assert!(prober.clusters_on("node-b1").is_empty());
+        prober.record(cluster(), "10.0.0.2", Probe::Silent, Timestamp::now());
+        assert_eq!(prober.silent_since(&cluster()), None, "forgotten");
     }
 
     #[test]
     fn a_fallback_and_its_end_each_trigger_one_reconcile() {
         let (prober, mut triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
         let fallen = Probe::Answered { fallen_back: true };
         prober.record(cluster(), "10.0.0.1", ANSWERED, Timestamp::now());
         assert!(triggered.try_recv().is_err(), "nothing changed");
@@ -279,7 +248,7 @@ mod tests {
         // A new primary starts as waiting: its first fallback triggers too.
         prober.record(cluster(), "10.0.0.1", fallen, Timestamp::now());
         let _ = triggered.try_recv();
-        prober.watch(cluster(), Some("10.0.0.2".to_owned()), Vec::new());
+        prober.watch(cluster(), Some("10.0.0.2".to_owned()));
         prober.record(cluster(), "10.0.0.2", fallen, Timestamp::now());
         assert_eq!(triggered.try_recv().ok(), Some(cluster()));
     }

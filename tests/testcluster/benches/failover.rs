@@ -23,12 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ebisu_testcluster::{
-    Kubectl, Layout, TestCluster,
-    drill::{self, App, Poller, Writer},
-    ebisu,
-    kubectl::workspace_path,
-};
+use ebisu_testcluster::{Scenario, drill, ebisu, kubectl::workspace_path};
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-bench-failover";
 const NS: &str = "bench";
@@ -41,11 +36,10 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+const TABLE: &str = "bench.w";
+
 struct Bench {
-    k: Kubectl,
-    layout: Layout,
-    app: App,
-    next_id: u64,
+    s: Scenario,
 }
 
 /// One drill's numbers.
@@ -58,125 +52,93 @@ struct Sample {
 }
 
 impl Bench {
-    fn primary(&self) -> String {
-        self.k
-            .jsonpath(NS, &format!("myc/{CLUSTER}"), "{.status.currentPrimary}")
-    }
-
-    fn node_of(&self, pod: &str) -> String {
-        self.k
-            .jsonpath(NS, &format!("pod/{pod}"), "{.spec.nodeName}")
-    }
-
     fn settle(&self) {
-        ebisu::wait_running(&self.k, NS, CLUSTER, 3, Duration::from_secs(600))
-            .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&self.k, NS, CLUSTER)));
-        self.k
-            .wait("one primary, two replicas", Duration::from_secs(300), |k| {
-                let roles = k.jsonpath(NS, "pods", "{.items[*].metadata.labels.ebisu\\.dev/role}");
-                let count = |r: &str| roles.split(' ').filter(|x| *x == r).count();
-                let writable = self
-                    .app
-                    .servers()
-                    .into_iter()
-                    .filter(|(_, ip)| {
-                        self.app
-                            .sql(ip, "SELECT @@global.read_only", Duration::from_secs(2))
-                            .is_ok_and(|v| v == "0")
-                    })
-                    .count();
-                (count("primary") == 1 && count("replica") == 2 && writable == 1).then_some(())
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&self.k, NS, CLUSTER)));
+        self.s.wait_running(3);
+        self.s
+            .wait("one primary, two replicas", Duration::from_secs(300), |s| {
+                s.labelled("primary").len() == 1
+                    && s.labelled("replica").len() == 2
+                    && s.writable_now().len() == 1
+            });
     }
 
     fn lost(&self, writes: &drill::Writes) -> usize {
-        let primary = self.primary();
-        let found = ebisu::root_sql(
-            &self.k,
-            &self.layout,
-            NS,
-            CLUSTER,
-            &primary,
-            "SELECT id FROM bench.w",
-        )
-        .unwrap();
+        let found = self
+            .s
+            .root(&self.s.primary(), &format!("SELECT id FROM {TABLE}"));
         drill::missing(writes, &found).len()
     }
 
-    /// `kubectl drain` of the primary's node under load.
-    fn drain(&mut self) -> Sample {
-        self.settle();
-        let old = self.primary();
-        let node = self.node_of(&old);
-        let writer = Writer::start(&self.app, "orders-primary", "bench.w", self.next_id);
-        let poller = Poller::start(&self.app);
-        std::thread::sleep(Duration::from_secs(2));
-        let started = Instant::now();
-        self.k
-            .try_run(&[
-                "drain",
-                &node,
-                "--ignore-daemonsets",
-                "--delete-emptydir-data",
-                "--timeout=300s",
-            ])
-            .unwrap();
-        self.settle();
-        std::thread::sleep(Duration::from_secs(2));
+    /// Stops the load and measures it from `started`.
+    fn sample(
+        &mut self,
+        load: (drill::Writer, drill::Poller),
+        started: Instant,
+        old: &str,
+    ) -> Sample {
+        let (writer, poller) = load;
         let writes = writer.stop();
         let looks = poller.stop();
         let ended = Instant::now();
-        self.next_id += writes.attempts + 1;
-        self.k.try_run(&["uncordon", &node]).unwrap();
+        self.s.next_id += writes.attempts + 1;
         Sample {
             blocked: writes.longest_gap(started, ended),
-            to_writable: None,
+            to_writable: looks
+                .new_primary_after(old, started)
+                .map(|(at, _)| at.duration_since(started)),
             lost: self.lost(&writes),
             two_writable: looks.two_writable.len(),
         }
     }
 
+    /// `kubectl drain` of the primary's node under load.
+    fn drain(&mut self) -> Sample {
+        self.settle();
+        let old = self.s.primary();
+        let node = self.s.node_of(&old);
+        let load = self.s.load(TABLE);
+        std::thread::sleep(Duration::from_secs(2));
+        let started = Instant::now();
+        self.s.kubectl(&[
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=300s",
+        ]);
+        self.settle();
+        std::thread::sleep(Duration::from_secs(2));
+        let sample = self.sample(load, started, &old);
+        self.s.kubectl(&["uncordon", &node]);
+        Sample {
+            to_writable: None,
+            ..sample
+        }
+    }
+
     /// `testcluster node stop` of the primary's node under load; the node
     /// returns once a new primary takes writes (or after `outage`).
-    fn crash(
-        &mut self,
-        cluster: &TestCluster,
-        runtime: &tokio::runtime::Runtime,
-        outage: Duration,
-    ) -> Sample {
+    fn crash(&mut self, outage: Duration) -> Sample {
         self.settle();
-        let old = self.primary();
-        let node = self.node_of(&old);
-        let writer = Writer::start(&self.app, "orders-primary", "bench.w", self.next_id);
-        let poller = Poller::start(&self.app);
+        let old = self.s.primary();
+        let node = self.s.node_of(&old);
+        let load = self.s.load(TABLE);
         std::thread::sleep(Duration::from_secs(2));
         let stopped = Instant::now();
-        runtime.block_on(cluster.node_stop(&node)).unwrap();
+        self.s.node("stop", &node);
         let deadline = stopped + outage;
         while Instant::now() < deadline {
-            let moved = self.primary();
+            let moved = self.s.primary();
             if !moved.is_empty() && moved != old {
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         std::thread::sleep(Duration::from_secs(3));
-        runtime.block_on(cluster.node_start(&node)).unwrap();
+        self.s.node("start", &node);
         self.settle();
         std::thread::sleep(Duration::from_secs(2));
-        let writes = writer.stop();
-        let looks = poller.stop();
-        let ended = Instant::now();
-        self.next_id += writes.attempts + 1;
-        Sample {
-            blocked: writes.longest_gap(stopped, ended),
-            to_writable: looks
-                .new_primary_after(&old, stopped)
-                .map(|(at, _)| at.duration_since(stopped)),
-            lost: self.lost(&writes),
-            two_writable: looks.two_writable.len(),
-        }
+        self.sample(load, stopped, &old)
     }
 }
 
@@ -230,65 +192,37 @@ fn main() {
         .map_or_else(|| workspace_path("target/debug"), PathBuf::from);
     println!("pods run the binaries in {}", bin_dir.display());
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cluster = runtime
-        .block_on(TestCluster::up(
-            Path::new(STATE_DIR),
-            Path::new(env!("CARGO_BIN_EXE_testcluster")),
-        ))
-        .unwrap();
-    let layout = cluster.layout().clone();
-    let k = Kubectl::new(cluster.kubeconfig());
-    let log_level = std::env::var("EBISU_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned());
-    let log_setting = format!("logLevel={}", log_level.replace(',', "\\,"));
-    ebisu::install_operator(&k, &[&log_setting]).unwrap();
-    k.try_run(&["create", "namespace", NS]).unwrap();
-    let basic = workspace_path("examples/basic.yaml");
-    k.try_run(&["-n", NS, "apply", "-f", &basic.display().to_string()])
-        .unwrap();
-    let primary = ebisu::wait_running(&k, NS, CLUSTER, 3, Duration::from_secs(600)).unwrap();
-    ebisu::root_sql(
-        &k,
-        &layout,
+    let s = Scenario::start(
+        STATE_DIR,
+        Path::new(env!("CARGO_BIN_EXE_testcluster")),
         NS,
         CLUSTER,
+        false,
+    );
+    let log_level = std::env::var("EBISU_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned());
+    let log_setting = format!("logLevel={}", log_level.replace(',', "\\,"));
+    s.install_operator(&[&log_setting]);
+    s.apply_example("examples/basic.yaml");
+    let primary = s.wait_running(3);
+    s.root(
         &primary,
         "CREATE USER app@'%' IDENTIFIED BY 'app-password'; GRANT ALL ON bench.* TO app@'%'; \
          CREATE DATABASE bench; CREATE TABLE bench.w (id BIGINT PRIMARY KEY)",
-    )
-    .unwrap();
-    let app = App {
-        hosts: layout.hosts_file(NS),
-        cluster: CLUSTER.to_owned(),
-        user: "app".to_owned(),
-        password: "app-password".to_owned(),
-        tls: false,
-    };
-    let mut bench = Bench {
-        k,
-        layout,
-        app,
-        next_id: 0,
-    };
+    );
+    let mut bench = Bench { s };
 
     let mut table = Vec::new();
     for mode in ["Automatic", "Manual"] {
-        bench
-            .k
-            .merge_patch(
-                NS,
-                &format!("myc/{CLUSTER}"),
-                &format!(r#"{{"spec":{{"replication":{{"failover":"{mode}"}}}}}}"#),
-            )
-            .unwrap();
+        bench.s.patch(&format!(
+            r#"{{"spec":{{"replication":{{"failover":"{mode}"}}}}}}"#
+        ));
         if mode == "Manual" {
             // Pods pick the mode's template (no preStop hold) when they start again.
             for pod in ["orders-0", "orders-1", "orders-2"] {
                 bench.settle();
                 bench
-                    .k
-                    .try_run(&["-n", NS, "delete", "pod", pod, "--grace-period=5"])
-                    .unwrap();
+                    .s
+                    .kubectl(&["-n", NS, "delete", "pod", pod, "--grace-period=5"]);
             }
         }
         let mut drains = Vec::new();
@@ -297,7 +231,7 @@ fn main() {
             let sample = bench.drain();
             println!("{mode} drain {i}: {sample:?}");
             drains.push(sample);
-            let sample = bench.crash(&cluster, &runtime, outage);
+            let sample = bench.crash(outage);
             println!("{mode} crash {i}: {sample:?}");
             crashes.push(sample);
         }
@@ -324,6 +258,7 @@ fn main() {
     let logs = std::env::temp_dir().join("ebisu-bench-failover-operator.log");
     let mut text = String::new();
     for pod in bench
+        .s
         .k
         .jsonpath(
             ebisu::OPERATOR_NAMESPACE,
@@ -334,6 +269,7 @@ fn main() {
     {
         text.push_str(
             &bench
+                .s
                 .k
                 .try_run(&["-n", ebisu::OPERATOR_NAMESPACE, "logs", pod])
                 .unwrap_or_default(),
@@ -341,5 +277,5 @@ fn main() {
     }
     let _ = std::fs::write(&logs, text);
     println!("operator logs: {}", logs.display());
-    runtime.block_on(cluster.down()).unwrap();
+    bench.s.down();
 }

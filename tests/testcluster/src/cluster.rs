@@ -227,45 +227,5 @@ pub fn log_file(
     pod: &str,
     container: Option<&str>,
 ) -> Result<PathBuf, ClusterError> {
-    let prefix = format!("{namespace}_{pod}_");
-    let dir = std::fs::read_dir(layout.pods())
-        .map_err(|e| ClusterError::Logs(e.to_string()))?
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .ok_or_else(|| {
-            ClusterError::Logs(format!(
-                "pod {namespace}/{pod} is not running on this cluster"
-            ))
-        })?
-        .path()
-        .join("logs");
-    if let Some(container) = container {
-        let file = dir.join(format!("{container}.log"));
-        return if file.exists() {
-            Ok(file)
-        } else {
-            Err(ClusterError::Logs(format!(
-                "container {container} of {namespace}/{pod} has no log yet"
-            )))
-        };
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| ClusterError::Logs(e.to_string()))?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    match files.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(ClusterError::Logs(format!(
-            "{namespace}/{pod} has no container logs yet"
-        ))),
-        many => Err(ClusterError::Logs(format!(
-            "{namespace}/{pod} has several containers, choose one with -c: {}",
-            many.iter()
-                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    crate::layout::log_file(layout, namespace, pod, container).map_err(ClusterError::Logs)
 }

@@ -262,6 +262,54 @@ impl Poller {
     }
 }
 
+/// What every drill promises, checked on what the writer and the poller
+/// saw, the ids `found` on the primary, and who is `writable` now:
+///
+/// - the writer got through (more than ten acknowledged writes);
+/// - no acknowledged write is lost: every id is in `found`;
+/// - never two writable servers at any look, except `thawed` (a server
+///   frozen with its node and resumed as it was) beside one other for at
+///   most two looks, the moment its agent takes to fence it;
+/// - exactly one writable server now, the primary.
+pub fn verify(
+    writes: &Writes,
+    looks: &Looks,
+    found: &str,
+    primary: &str,
+    writable: &[String],
+    thawed: Option<&str>,
+) -> Result<(), String> {
+    if writes.acked.len() <= 10 {
+        return Err(format!(
+            "the writer did not get through ({} of {} acknowledged)",
+            writes.acked.len(),
+            writes.attempts
+        ));
+    }
+    let lost = missing(writes, found);
+    if !lost.is_empty() {
+        return Err(format!("acknowledged writes lost: {lost:?}"));
+    }
+    let (tolerated, unexplained): (Vec<_>, Vec<_>) = looks
+        .two_writable
+        .iter()
+        .partition(|who| who.len() == 2 && thawed.is_some_and(|t| who.iter().any(|p| p == t)));
+    if !unexplained.is_empty() || tolerated.len() > 2 {
+        return Err(format!(
+            "two writable servers in {} of {} looks: {:?}",
+            looks.two_writable.len(),
+            looks.rounds,
+            looks.two_writable
+        ));
+    }
+    if writable != [primary] {
+        return Err(format!(
+            "exactly one writable server, the primary {primary}, is expected now; writable: {writable:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Ids in `acked` missing from the `found` list (what a check query returned).
 pub fn missing(acked: &Writes, found: &str) -> Vec<u64> {
     let present: std::collections::BTreeSet<u64> = found
@@ -310,5 +358,97 @@ mod tests {
             attempts: 5,
         };
         assert_eq!(missing(&writes, "1\n5\n7\n"), vec![2]);
+    }
+
+    fn acked(ids: std::ops::RangeInclusive<u64>) -> Writes {
+        Writes {
+            acked: ids.map(|id| (id, Instant::now())).collect(),
+            attempts: 20,
+        }
+    }
+
+    fn looks(two: Vec<Vec<&str>>) -> Looks {
+        Looks {
+            rounds: 50,
+            two_writable: two
+                .into_iter()
+                .map(|w| w.into_iter().map(str::to_owned).collect())
+                .collect(),
+            writable: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_drill_holds_only_with_every_write_one_writable_server_and_no_split() {
+        let found: String = (1..=12).map(|i| format!("{i}\n")).collect();
+        let primary = vec!["db-1".to_owned()];
+        assert_eq!(
+            verify(
+                &acked(1..=12),
+                &looks(vec![]),
+                &found,
+                "db-1",
+                &primary,
+                None
+            ),
+            Ok(())
+        );
+        let lost = verify(
+            &acked(1..=13),
+            &looks(vec![]),
+            &found,
+            "db-1",
+            &primary,
+            None,
+        );
+        assert!(lost.is_err_and(|e| e.contains("lost: [13]")));
+        let starved = verify(
+            &acked(1..=3),
+            &looks(vec![]),
+            &found,
+            "db-1",
+            &primary,
+            None,
+        );
+        assert!(starved.is_err_and(|e| e.contains("did not get through")));
+        let split = looks(vec![vec!["db-0", "db-1"]]);
+        assert!(verify(&acked(1..=12), &split, &found, "db-1", &primary, None).is_err());
+        assert_eq!(
+            verify(
+                &acked(1..=12),
+                &split,
+                &found,
+                "db-1",
+                &primary,
+                Some("db-0")
+            ),
+            Ok(()),
+            "a thawed old primary, briefly"
+        );
+        let long = looks(vec![vec!["db-0", "db-1"]; 3]);
+        assert!(
+            verify(
+                &acked(1..=12),
+                &long,
+                &found,
+                "db-1",
+                &primary,
+                Some("db-0")
+            )
+            .is_err()
+        );
+        let two_now = vec!["db-0".to_owned(), "db-1".to_owned()];
+        assert!(
+            verify(
+                &acked(1..=12),
+                &looks(vec![]),
+                &found,
+                "db-1",
+                &two_now,
+                None
+            )
+            .is_err_and(|e| e.contains("exactly one writable"))
+        );
+        assert!(verify(&acked(1..=12), &looks(vec![]), &found, "db-1", &[], None).is_err());
     }
 }

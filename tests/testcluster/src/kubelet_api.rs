@@ -18,7 +18,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::agent::container::exited_marker;
 use crate::certs::Pki;
-use crate::cluster;
 use crate::layout::{Layout, NodeSpec};
 use crate::network;
 
@@ -158,9 +157,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, layout: &Layout
     let found = parse(&head)
         .ok_or_else(|| "only GET /containerLogs/... is served".to_owned())
         .and_then(|r| {
-            cluster::log_file(layout, &r.namespace, &r.pod, Some(&r.container))
+            crate::layout::log_file(layout, &r.namespace, &r.pod, Some(&r.container))
                 .map(|file| (r, file))
-                .map_err(|e| e.to_string())
         });
     let (request, file) = match found {
         Ok(found) => found,

@@ -141,6 +141,50 @@ impl Layout {
     }
 }
 
+/// The log file of a container of a running pod.
+pub fn log_file(
+    layout: &Layout,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+) -> Result<PathBuf, String> {
+    let prefix = format!("{namespace}_{pod}_");
+    let dir = std::fs::read_dir(layout.pods())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .ok_or_else(|| format!("pod {namespace}/{pod} is not running on this cluster"))?
+        .path()
+        .join("logs");
+    if let Some(container) = container {
+        let file = dir.join(format!("{container}.log"));
+        return if file.exists() {
+            Ok(file)
+        } else {
+            Err(format!(
+                "container {container} of {namespace}/{pod} has no log yet"
+            ))
+        };
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    match files.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!("{namespace}/{pod} has no container logs yet")),
+        many => Err(format!(
+            "{namespace}/{pod} has several containers, choose one with -c: {}",
+            many.iter()
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

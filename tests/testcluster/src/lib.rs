@@ -43,9 +43,11 @@ pub mod layout;
 pub mod network;
 pub mod nodes;
 pub mod provisioner;
+pub mod scenario;
 pub mod stores;
 pub mod supervisor;
 
 pub use cluster::{ClusterError, TestCluster};
 pub use kubectl::{Kubectl, KubectlError};
 pub use layout::{DEFAULT_STATE_DIR, Layout};
+pub use scenario::Scenario;

@@ -19,231 +19,32 @@ use std::{
 };
 
 use ebisu_testcluster::{
-    Kubectl, Layout, TestCluster,
-    drill::{self, App, Looks, Poller, Writer, Writes},
+    Scenario,
     ebisu::{self, OPERATOR_NAMESPACE},
-    kubectl::workspace_path,
+    scenario::{APP_PASSWORD, APP_USER},
 };
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-failover";
 const NS: &str = "shop";
-const APP_USER: &str = "app";
-const APP_PASSWORD: &str = "app-password";
-
-struct Drill {
-    k: Kubectl,
-    layout: Layout,
-    cluster: TestCluster,
-    runtime: tokio::runtime::Runtime,
-    app: App,
-    next_id: u64,
-}
-
-impl Drill {
-    fn kubectl(&self, args: &[&str]) -> String {
-        self.k
-            .try_run(args)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
-
-    fn get(&self, object: &str, path: &str) -> String {
-        self.k.jsonpath(NS, object, path)
-    }
-
-    /// Merge-patches the cluster.
-    fn patch(&self, patch: &str) {
-        self.k
-            .merge_patch(NS, "myc/orders", patch)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
-    }
-
-    fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
-        self.k
-            .wait(what, timeout, |_| done(self).then_some(()))
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
-    }
-
-    fn diagnostics(&self) -> String {
-        let events = self.get(
-            "events",
-            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-        );
-        format!(
-            "{}\nevents:\n{events}",
-            ebisu::diagnostics(&self.k, NS, "orders")
-        )
-    }
-
-    fn primary(&self) -> String {
-        self.get("myc/orders", "{.status.currentPrimary}")
-    }
-
-    fn labelled(&self, role: &str) -> Vec<String> {
-        self.get(
-            "pods",
-            &format!(
-                "{{range .items[?(@.metadata.labels.ebisu\\.dev/role==\"{role}\")]}}{{.metadata.name}} {{end}}"
-            ),
-        )
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-    }
-
-    fn node_of(&self, pod: &str) -> String {
-        self.get(&format!("pod/{pod}"), "{.spec.nodeName}")
-    }
-
-    fn root(&self, pod: &str, statement: &str) -> String {
-        ebisu::root_sql(&self.k, &self.layout, NS, "orders", pod, statement)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
-
-    /// As [`Drill::root`], `None` while the server cannot be reached.
-    fn try_root(&self, pod: &str, statement: &str) -> Option<String> {
-        ebisu::root_sql(&self.k, &self.layout, NS, "orders", pod, statement).ok()
-    }
-
-    fn condition(&self, type_: &str) -> String {
-        self.get(
-            "myc/orders",
-            &format!("{{.status.conditions[?(@.type==\"{type_}\")].status}}"),
-        )
-    }
-
-    fn wait_settled(&self, ready: u32) -> String {
-        let primary = ebisu::wait_running(&self.k, NS, "orders", ready, Duration::from_secs(300))
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
-        self.wait("one primary label", Duration::from_secs(60), |d| {
-            d.labelled("primary") == [primary.clone()]
-        });
-        primary
-    }
-
-    /// Starts the writer and the poller.
-    fn load(&mut self) -> (Writer, Poller) {
-        let writer = Writer::start(&self.app, "orders-primary", "shop.w", self.next_id);
-        let poller = Poller::start(&self.app);
-        (writer, poller)
-    }
-
-    /// Stops the load and checks what every drill promises: every
-    /// acknowledged id is on the primary, never were two servers writable,
-    /// exactly one is now.
-    fn check(&mut self, what: &str, writer: Writer, poller: Poller) -> (Writes, Looks) {
-        self.check_allowing(what, writer, poller, None)
-    }
-
-    /// As [`Drill::check`], but `thawed`, a server frozen with its node
-    /// and resumed as it was, may be seen writable beside the primary for
-    /// the moment its agent takes to fence it (at most two looks in a row).
-    fn check_allowing(
-        &mut self,
-        what: &str,
-        writer: Writer,
-        poller: Poller,
-        thawed: Option<&str>,
-    ) -> (Writes, Looks) {
-        let writes = writer.stop();
-        let looks = poller.stop();
-        self.next_id += writes.attempts + 1;
-        assert!(
-            writes.acked.len() > 10,
-            "{what}: the writer got through ({} of {} acknowledged)\n{}",
-            writes.acked.len(),
-            writes.attempts,
-            self.diagnostics()
-        );
-        let primary = self.primary();
-        let found = self.root(&primary, "SELECT id FROM shop.w");
-        let lost = drill::missing(&writes, &found);
-        assert!(
-            lost.is_empty(),
-            "{what}: acknowledged writes lost: {lost:?}\n{}",
-            self.diagnostics()
-        );
-        let (tolerated, unexplained): (Vec<_>, Vec<_>) = looks
-            .two_writable
-            .iter()
-            .partition(|who| who.len() == 2 && thawed.is_some_and(|t| who.iter().any(|p| p == t)));
-        assert!(
-            unexplained.is_empty() && tolerated.len() <= 2,
-            "{what}: two writable servers in {} of {} looks: {:?}",
-            looks.two_writable.len(),
-            looks.rounds,
-            looks.two_writable
-        );
-        if !tolerated.is_empty() {
-            eprintln!(
-                "{what}: the thawed old primary was seen writable in {} look(s) before its agent fenced it",
-                tolerated.len()
-            );
-        }
-        let writable: Vec<String> = self
-            .app
-            .servers()
-            .into_iter()
-            .filter(|(_, ip)| {
-                self.app
-                    .sql(ip, "SELECT @@global.read_only", Duration::from_secs(2))
-                    .is_ok_and(|v| v == "0")
-            })
-            .map(|(pod, _)| pod)
-            .collect();
-        assert_eq!(
-            writable,
-            std::slice::from_ref(&primary),
-            "{what}: one writable primary"
-        );
-        (writes, looks)
-    }
-
-    fn node(&self, action: &str, name: &str) {
-        let result = self.runtime.block_on(async {
-            match action {
-                "stop" => self.cluster.node_stop(name).await,
-                _ => self.cluster.node_start(name).await,
-            }
-        });
-        result.unwrap_or_else(|e| panic!("node {action} {name}: {e}"));
-    }
-}
+const TABLE: &str = "shop.w";
 
 #[test]
 fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cluster = runtime
-        .block_on(TestCluster::up(
-            Path::new(STATE_DIR),
-            Path::new(env!("CARGO_BIN_EXE_testcluster")),
-        ))
-        .unwrap();
-    let k = Kubectl::new(cluster.kubeconfig());
-    let layout = cluster.layout().clone();
-    let app = App {
-        hosts: layout.hosts_file(NS),
-        cluster: "orders".to_owned(),
-        user: APP_USER.to_owned(),
-        password: APP_PASSWORD.to_owned(),
-        tls: false,
-    };
-    let mut d = Drill {
-        k,
-        layout,
-        cluster,
-        runtime,
-        app,
-        next_id: 0,
-    };
-    ebisu::install_operator(&d.k, &["logLevel=info\\,ebisu_operator::clustering=debug"])
-        .expect("helm install");
+    let mut d = Scenario::start(
+        STATE_DIR,
+        Path::new(env!("CARGO_BIN_EXE_testcluster")),
+        NS,
+        "orders",
+        false,
+    );
+    d.install_operator(&[
+        "logLevel=info\\,ebisu_operator::clustering=debug\\,ebisu_operator::reconcile=debug",
+    ]);
 
     a_single_instance_drain_does_not_hang(&d);
     stuck_states_explain_themselves(&d);
 
-    d.kubectl(&["create", "namespace", NS]);
-    let basic = workspace_path("examples/basic.yaml");
-    d.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
+    d.apply_example("examples/basic.yaml");
     let first = d.wait_settled(3);
     d.root(
         &first,
@@ -262,13 +63,10 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
     a_changed_spec_rolls_through_one_switchover(&mut d);
     a_lost_node_is_fenced_and_its_instance_returns_elsewhere(&mut d);
 
-    let Drill {
-        cluster, runtime, ..
-    } = d;
-    runtime.block_on(cluster.down()).unwrap();
+    d.down();
 }
 
-fn a_single_instance_drain_does_not_hang(d: &Drill) {
+fn a_single_instance_drain_does_not_hang(d: &Scenario) {
     d.kubectl(&["create", "namespace", "solo"]);
     let solo = "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {name: solo, namespace: solo}\nspec: {replicas: 1, storage: {size: 1Gi, ebs: {type: gp3}}}\n";
     let path = std::env::temp_dir().join("ebisu-solo.yaml");
@@ -319,7 +117,7 @@ fn a_single_instance_drain_does_not_hang(d: &Drill) {
 /// What the operator cannot fix is a condition and one Event saying why:
 /// a claim without a StorageClass in a cluster without a default one, and
 /// a child whose name is taken by an object that is not the cluster's.
-fn stuck_states_explain_themselves(d: &Drill) {
+fn stuck_states_explain_themselves(d: &Scenario) {
     d.kubectl(&["create", "namespace", "stuck"]);
     d.kubectl(&[
         "-n",
@@ -333,7 +131,7 @@ fn stuck_states_explain_themselves(d: &Drill) {
     let path = std::env::temp_dir().join("ebisu-stuck.yaml");
     std::fs::write(&path, manifests).unwrap();
     d.kubectl(&["apply", "-f", &path.display().to_string()]);
-    let events = |d: &Drill| {
+    let events = |d: &Scenario| {
         d.k.jsonpath(
             "stuck",
             "events",
@@ -367,10 +165,10 @@ fn stuck_states_explain_themselves(d: &Drill) {
     d.kubectl(&["delete", "namespace", "stuck", "--wait=false"]);
 }
 
-fn a_drain_of_the_primarys_node_switches_over_first(d: &mut Drill) {
+fn a_drain_of_the_primarys_node_switches_over_first(d: &mut Scenario) {
     let old = d.primary();
     let node = d.node_of(&old);
-    let (writer, poller) = d.load();
+    let load = d.load(TABLE);
     std::thread::sleep(Duration::from_secs(2));
     d.kubectl(&[
         "drain",
@@ -381,7 +179,7 @@ fn a_drain_of_the_primarys_node_switches_over_first(d: &mut Drill) {
     ]);
     let new = d.wait_settled(3);
     std::thread::sleep(Duration::from_secs(2));
-    let (writes, _) = d.check("drain", writer, poller);
+    let (writes, _) = d.verify("drain", TABLE, load, None);
     d.kubectl(&["uncordon", &node]);
     assert_ne!(new, old, "the primary moved off the drained node");
     assert_eq!(
@@ -401,7 +199,7 @@ fn a_drain_of_the_primarys_node_switches_over_first(d: &mut Drill) {
     assert_eq!(d.labelled("replica").len(), 2, "{old} is back as a replica");
 }
 
-fn a_replica_with_a_stopped_applier_is_never_chosen(d: &mut Drill) {
+fn a_replica_with_a_stopped_applier_is_never_chosen(d: &mut Scenario) {
     let primary = d.primary();
     let replicas = d.labelled("replica");
     let (stopped, caught_up) = (&replicas[0], &replicas[1]);
@@ -452,13 +250,13 @@ fn a_replica_with_a_stopped_applier_is_never_chosen(d: &mut Drill) {
     assert!(d.diagnostics().contains("SwitchoverRefused"));
 }
 
-fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
+fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Scenario) {
     // Room for a successor to take the Lease over (15 s) within the
     // switchover's catch-up budget (maxLagForPromotionSeconds + 10 s).
     d.patch(r#"{"spec":{"replication":{"maxLagForPromotionSeconds":30}}}"#);
     let old = d.primary();
     let candidate = d.labelled("replica")[0].clone();
-    let (writer, poller) = d.load();
+    let load = d.load(TABLE);
     // The candidate applies 6 s late, so the switchover waits in its
     // catch-up step, where the operator is then killed without a goodbye.
     d.root(
@@ -503,7 +301,7 @@ fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
     });
     let new = d.wait_settled(3);
     std::thread::sleep(Duration::from_secs(1));
-    d.check("operator killed mid-switchover", writer, poller);
+    d.verify("operator killed mid-switchover", TABLE, load, None);
     assert_eq!(
         new,
         candidate,
@@ -522,10 +320,10 @@ fn an_operator_killed_mid_switchover_leaves_it_to_its_successor(d: &mut Drill) {
     );
 }
 
-fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
+fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Scenario) {
     let old = d.primary();
     let node = d.node_of(&old);
-    let (writer, poller) = d.load();
+    let load = d.load(TABLE);
     std::thread::sleep(Duration::from_secs(2));
     let stopped_at = Instant::now();
     d.node("stop", &node);
@@ -546,7 +344,7 @@ fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
         },
     );
     std::thread::sleep(Duration::from_secs(2));
-    let (writes, looks) = d.check("node stop", writer, poller);
+    let (writes, looks) = d.verify("node stop", TABLE, load, None);
     assert_eq!(
         d.get(
             "myc/orders",
@@ -587,7 +385,7 @@ fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
 
     // The node returns: the old primary is fenced at once and rejoins (or,
     // if it kept a write nobody acknowledged, is kept out and reported).
-    let (writer, poller) = d.load();
+    let load = d.load(TABLE);
     d.node("start", &node);
     d.wait(
         "the old primary back in line",
@@ -600,11 +398,11 @@ fn a_lost_primary_is_failed_over_and_rejoins_when_it_returns(d: &mut Drill) {
         },
     );
     std::thread::sleep(Duration::from_secs(3));
-    d.check_allowing("node start", writer, poller, Some(&old));
+    d.verify("node start", TABLE, load, Some(&old));
     assert_eq!(d.primary(), new, "the new primary stays");
 }
 
-fn a_failover_is_refused_while_semi_sync_had_fallen_back(d: &mut Drill) {
+fn a_failover_is_refused_while_semi_sync_had_fallen_back(d: &mut Scenario) {
     // Let the primary fall back after 1 s without acknowledgements.
     d.patch(r#"{"spec":{"replication":{"timeoutSeconds":1}}}"#);
     d.wait_settled(3);
@@ -728,7 +526,7 @@ fn a_failover_is_refused_while_semi_sync_had_fallen_back(d: &mut Drill) {
 /// restart one at a time, the primary hands over to an updated replica and
 /// restarts last, and every server ends on the new settings, under the
 /// writer and the poller.
-fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
+fn a_changed_spec_rolls_through_one_switchover(d: &mut Scenario) {
     d.wait_settled(3);
     d.wait("a healthy cluster", Duration::from_secs(300), |d| {
         d.condition("Healthy") == "True" && d.labelled("replica").len() == 2
@@ -738,7 +536,7 @@ fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
     let switchovers_before = d.get("myc/orders", "{.status.lastSwitchover.startedAt}");
     let pods = "{.items[*].metadata.uid}";
     let uids = d.get("pods", pods);
-    let (writer, poller) = d.load();
+    let load = d.load(TABLE);
     std::thread::sleep(Duration::from_secs(2));
 
     // A setting both flavors change at runtime is applied online.
@@ -810,7 +608,7 @@ fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
     let new = d.wait_settled(3);
     let took = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
-    let (writes, _) = d.check("rolling update", writer, poller);
+    let (writes, _) = d.verify("rolling update", TABLE, load, None);
     assert_ne!(new, old, "the primary handed over");
     assert_ne!(
         d.get("myc/orders", "{.status.lastSwitchover.startedAt}"),
@@ -869,13 +667,13 @@ fn a_changed_spec_rolls_through_one_switchover(d: &mut Drill) {
 /// out-of-service; Kubernetes then moves the lost instance, volume and all,
 /// to the other node of its zone, where it rejoins as a replica. When the
 /// node is started again, the taint goes.
-fn a_lost_node_is_fenced_and_its_instance_returns_elsewhere(d: &mut Drill) {
+fn a_lost_node_is_fenced_and_its_instance_returns_elsewhere(d: &mut Scenario) {
     d.wait_settled(3);
     d.patch(r#"{"spec":{"replication":{"fenceNodes":true}}}"#);
     let old = d.primary();
     let node = d.node_of(&old);
     let uid = d.get(&format!("pod/{old}"), "{.metadata.uid}");
-    let zone_of = |d: &Drill, node: &str| {
+    let zone_of = |d: &Scenario, node: &str| {
         d.k.jsonpath(
             "default",
             &format!("node/{node}"),
@@ -887,7 +685,7 @@ fn a_lost_node_is_fenced_and_its_instance_returns_elsewhere(d: &mut Drill) {
         d.k.jsonpath("default", &format!("node/{node}"), "{.spec.providerID}");
     let instance = provider.rsplit('/').next().unwrap().to_owned();
     let volume = d.get(&format!("pvc/data-{old}"), "{.spec.volumeName}");
-    let (writer, poller) = d.load();
+    let load = d.load(TABLE);
     std::thread::sleep(Duration::from_secs(2));
     let stopped_at = Instant::now();
     d.node("stop", &node);
@@ -904,7 +702,6 @@ fn a_lost_node_is_fenced_and_its_instance_returns_elsewhere(d: &mut Drill) {
     let fenced_after = stopped_at.elapsed();
     let ec2 = ebisu_testcluster::ec2::client();
     let state = d
-        .runtime
         .block_on(ec2.describe_instances().instance_ids(&instance).send())
         .unwrap()
         .reservations()
@@ -942,7 +739,7 @@ fn a_lost_node_is_fenced_and_its_instance_returns_elsewhere(d: &mut Drill) {
         "{old} came back on its own volume"
     );
     std::thread::sleep(Duration::from_secs(2));
-    d.check("fenced node", writer, poller);
+    d.verify("fenced node", TABLE, load, None);
     let events = d.diagnostics();
     assert!(
         events.contains(&format!(

@@ -15,149 +15,40 @@
 
 use std::{path::Path, time::Duration};
 
-use ebisu_testcluster::{
-    Kubectl, Layout, TestCluster,
-    drill::{self, App, Poller, Writer},
-    ebisu::{self, OPERATOR_NAMESPACE},
-    kubectl::workspace_path,
-};
+use ebisu_testcluster::{Scenario, ebisu::OPERATOR_NAMESPACE};
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-mysql";
 const NS: &str = "stock";
 const CLUSTER: &str = "inventory";
+const TABLE: &str = "stock.w";
 
-struct MySql {
-    k: Kubectl,
-    layout: Layout,
-    app: App,
-    next_id: u64,
+/// Three Ready instances: one primary, two replicas.
+fn settled(m: &Scenario) -> String {
+    let primary = m.wait_running(3);
+    m.wait(
+        "one primary and two replicas",
+        Duration::from_secs(120),
+        |m| m.labelled("replica").len() == 2,
+    );
+    primary
 }
 
-impl MySql {
-    fn kubectl(&self, args: &[&str]) -> String {
-        self.k
-            .try_run(args)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
-
-    fn get(&self, object: &str, path: &str) -> String {
-        self.k.jsonpath(NS, object, path)
-    }
-
-    fn diagnostics(&self) -> String {
-        let events = self.get(
-            "events",
-            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-        );
-        format!(
-            "{}\nevents:\n{events}",
-            ebisu::diagnostics(&self.k, NS, CLUSTER)
-        )
-    }
-
-    fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
-        self.k
-            .wait(what, timeout, |_| done(self).then_some(()))
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
-    }
-
-    fn running(&self, ready: u32) -> String {
-        ebisu::wait_running(&self.k, NS, CLUSTER, ready, Duration::from_secs(300))
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
-
-    fn root(&self, pod: &str, statement: &str) -> String {
-        ebisu::root_sql(&self.k, &self.layout, NS, CLUSTER, pod, statement)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
-
-    fn primary(&self) -> String {
-        self.get(&format!("myc/{CLUSTER}"), "{.status.currentPrimary}")
-    }
-
-    fn init_log(&self, pod: &str) -> String {
-        self.kubectl(&["-n", NS, "logs", pod, "-c", "init"])
-    }
-
-    fn replicas(&self) -> Vec<String> {
-        self.get(
-            "pods",
-            "{range .items[?(@.metadata.labels.ebisu\\.dev/role==\"replica\")]}{.metadata.name} {end}",
-        )
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-    }
-
-    fn settled(&self) -> String {
-        let primary = self.running(3);
-        self.wait(
-            "one primary and two replicas",
-            Duration::from_secs(120),
-            |m| m.replicas().len() == 2,
-        );
-        primary
-    }
-
-    /// Every acknowledged id is on the primary, and two servers were never
-    /// writable (but for a moment of `thawed`, a server frozen with its node
-    /// and resumed as it was, until its agent fences it).
-    fn check(&mut self, what: &str, writer: Writer, poller: Poller, thawed: Option<&str>) {
-        let writes = writer.stop();
-        let looks = poller.stop();
-        self.next_id += writes.attempts + 1;
-        assert!(writes.acked.len() > 10, "{what}: the writer got through");
-        let found = self.root(&self.primary(), "SELECT id FROM stock.w");
-        let lost = drill::missing(&writes, &found);
-        assert!(
-            lost.is_empty(),
-            "{what}: lost {lost:?}\n{}",
-            self.diagnostics()
-        );
-        let unexplained = looks
-            .two_writable
-            .iter()
-            .filter(|w| !(w.len() == 2 && thawed.is_some_and(|t| w.iter().any(|p| p == t))))
-            .count();
-        assert!(
-            unexplained == 0 && looks.two_writable.len() <= 2,
-            "{what}: two writable: {:?}",
-            looks.two_writable
-        );
-        eprintln!(
-            "{what}: longest stretch without an acknowledged write {:?}",
-            writes.longest_gap(writes.acked[0].1, writes.acked.last().unwrap().1)
-        );
-    }
+fn running_quietly(m: &Scenario) -> bool {
+    m.myc("{.status.readyReplicas} {.status.phase}") == "3 Running"
 }
 
 #[test]
 fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cluster = runtime
-        .block_on(TestCluster::up(
-            Path::new(STATE_DIR),
-            Path::new(env!("CARGO_BIN_EXE_testcluster")),
-        ))
-        .unwrap();
-    let layout = cluster.layout().clone();
-    let mut m = MySql {
-        k: Kubectl::new(cluster.kubeconfig()),
-        app: App {
-            hosts: layout.hosts_file(NS),
-            cluster: CLUSTER.to_owned(),
-            user: "app".to_owned(),
-            password: "app-password".to_owned(),
-            tls: true,
-        },
-        layout,
-        next_id: 0,
-    };
-    ebisu::install_operator(&m.k, &[]).expect("helm install");
-    m.kubectl(&["create", "namespace", NS]);
-    let example = workspace_path("examples/mysql.yaml");
-    m.kubectl(&["-n", NS, "apply", "-f", &example.display().to_string()]);
-    let primary = m.settled();
+    let mut m = Scenario::start(
+        STATE_DIR,
+        Path::new(env!("CARGO_BIN_EXE_testcluster")),
+        NS,
+        CLUSTER,
+        true,
+    );
+    m.install_operator(&[]);
+    m.apply_example("examples/mysql.yaml");
+    let primary = settled(&m);
     assert_eq!(primary, "inventory-0");
     let version = m.root(&primary, "SELECT VERSION()");
     assert!(version.starts_with("9.7"), "MySQL 9.7 runs: {version}");
@@ -185,7 +76,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
             Duration::from_secs(10),
         )
         .expect("a write through the primary Service");
-    for replica in m.replicas() {
+    for replica in m.labelled("replica") {
         m.wait(
             &format!("the row on {replica}"),
             Duration::from_secs(60),
@@ -207,10 +98,10 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     m.next_id = 10;
 
     // A deleted replica returns on its own volume, without a clone.
-    let replica = m.replicas()[0].clone();
+    let replica = m.labelled("replica")[0].clone();
     m.kubectl(&["-n", NS, "delete", "pod", &replica]);
     m.wait(&format!("{replica} back"), Duration::from_secs(180), |m| {
-        m.replicas().contains(&replica) && m.running_quietly()
+        m.labelled("replica").contains(&replica) && running_quietly(m)
     });
     let log = m.init_log(&replica);
     assert!(
@@ -232,7 +123,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         !m.get("pod/inventory-3", "{.metadata.name}").is_empty()
     });
     m.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", &leader]);
-    m.running(4);
+    m.wait_running(4);
     let log = m.init_log("inventory-3");
     let primary = m.primary();
     assert!(
@@ -246,7 +137,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     m.wait(
         "inventory-3 labelled replica",
         Duration::from_secs(60),
-        |m| m.replicas().contains(&"inventory-3".to_owned()),
+        |m| m.labelled("replica").contains(&"inventory-3".to_owned()),
     );
     let holder = m.k.jsonpath(
         OPERATOR_NAMESPACE,
@@ -259,7 +150,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     );
     m.kubectl(&["-n", NS, "scale", &format!("myc/{CLUSTER}"), "--replicas=3"]);
     m.wait("scaled back to 3", Duration::from_secs(120), |m| {
-        m.running_quietly() && m.get("pod/inventory-3", "{.metadata.name}").is_empty()
+        running_quietly(m) && m.get("pod/inventory-3", "{.metadata.name}").is_empty()
     });
     assert_eq!(
         m.get("pvc/data-inventory-3", "{.status.phase}"),
@@ -270,8 +161,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     // Drain of the primary's node: switchover first.
     let old = m.primary();
     let node = m.get(&format!("pod/{old}"), "{.spec.nodeName}");
-    let writer = Writer::start(&m.app, &format!("{CLUSTER}-primary"), "stock.w", m.next_id);
-    let poller = Poller::start(&m.app);
+    let load = m.load(TABLE);
     std::thread::sleep(Duration::from_secs(2));
     m.kubectl(&[
         "drain",
@@ -280,9 +170,9 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         "--delete-emptydir-data",
         "--timeout=180s",
     ]);
-    let new = m.settled();
+    let new = settled(&m);
     std::thread::sleep(Duration::from_secs(2));
-    m.check("mysql drain", writer, poller, None);
+    m.verify("mysql drain", TABLE, load, None);
     m.kubectl(&["uncordon", &node]);
     assert_ne!(new, old);
     assert_eq!(
@@ -293,24 +183,23 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     // Loss of the primary's node: failover, then the old primary returns.
     let old = m.primary();
     let node = m.get(&format!("pod/{old}"), "{.spec.nodeName}");
-    let writer = Writer::start(&m.app, &format!("{CLUSTER}-primary"), "stock.w", m.next_id);
-    let poller = Poller::start(&m.app);
+    let load = m.load(TABLE);
     std::thread::sleep(Duration::from_secs(2));
-    runtime.block_on(cluster.node_stop(&node)).unwrap();
+    m.node("stop", &node);
     m.wait("a new primary", Duration::from_secs(60), |m| {
         let now = m.primary();
         !now.is_empty() && now != old
     });
     std::thread::sleep(Duration::from_secs(3));
-    runtime.block_on(cluster.node_start(&node)).unwrap();
+    m.node("start", &node);
     m.wait(
         "the old primary back in line",
         Duration::from_secs(240),
-        |m| m.replicas().contains(&old),
+        |m| m.labelled("replica").contains(&old),
     );
-    m.settled();
+    settled(&m);
     std::thread::sleep(Duration::from_secs(2));
-    m.check("mysql node loss", writer, poller, Some(&old));
+    m.verify("mysql node loss", TABLE, load, Some(&old));
     assert_eq!(
         m.get(&format!("myc/{CLUSTER}"), "{.status.lastFailover.reason}"),
         "PrimaryLost"
@@ -318,7 +207,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
 
     // A new image tag rolls through the replicas and one switchover.
     m.wait("a healthy cluster", Duration::from_secs(300), |m| {
-        m.running_quietly() && m.replicas().len() == 2
+        running_quietly(m) && m.labelled("replica").len() == 2
     });
     let old = m.primary();
     let before = m.get("sts/inventory", "{.status.updateRevision}");
@@ -333,15 +222,8 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         ["inventory-0", "inventory-1", "inventory-2"]
             .iter()
             .all(|pod| {
-                ebisu::root_sql(
-                    &m.k,
-                    &m.layout,
-                    NS,
-                    CLUSTER,
-                    pod,
-                    "SELECT @@GLOBAL.max_connections",
-                )
-                .is_ok_and(|v| v == "300")
+                m.try_root(pod, "SELECT @@GLOBAL.max_connections")
+                    .is_some_and(|v| v == "300")
             })
     });
     assert_eq!(
@@ -349,8 +231,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         before,
         "an online setting makes no new revision"
     );
-    let writer = Writer::start(&m.app, &format!("{CLUSTER}-primary"), "stock.w", m.next_id);
-    let poller = Poller::start(&m.app);
+    let load = m.load(TABLE);
     std::thread::sleep(Duration::from_secs(2));
     m.k.merge_patch(
         NS,
@@ -373,9 +254,9 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
                 "{.status.conditions[?(@.type==\"Updating\")].status}",
             ) == "False"
     });
-    let new = m.settled();
+    let new = settled(&m);
     std::thread::sleep(Duration::from_secs(2));
-    m.check("mysql rolling update", writer, poller, None);
+    m.verify("mysql rolling update", TABLE, load, None);
     assert_ne!(new, old, "the primary handed over");
     assert_eq!(
         m.get(&format!("myc/{CLUSTER}"), "{.status.lastSwitchover.reason}"),
@@ -386,14 +267,5 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         "mysql:9.7 mysql:9.7 mysql:9.7"
     );
 
-    runtime.block_on(cluster.down()).unwrap();
-}
-
-impl MySql {
-    fn running_quietly(&self) -> bool {
-        self.get(
-            &format!("myc/{CLUSTER}"),
-            "{.status.readyReplicas} {.status.phase}",
-        ) == "3 Running"
-    }
+    m.down();
 }

@@ -15,148 +15,61 @@
 use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use ebisu_testcluster::{
-    Kubectl, Layout, TestCluster,
+    Scenario,
     ebisu::{self, OPERATOR_NAMESPACE},
-    kubectl::workspace_path,
+    scenario::{APP_PASSWORD, APP_USER},
 };
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-operator";
 const NS: &str = "shop";
-const APP_USER: &str = "app";
-const APP_PASSWORD: &str = "app-password";
 
-struct E2e {
-    k: Kubectl,
-    layout: Layout,
+/// The pod's IP.
+fn ip(e: &Scenario, pod: &str) -> String {
+    e.get(&format!("pod/{pod}"), "{.status.podIP}")
 }
 
-impl E2e {
-    fn kubectl(&self, args: &[&str]) -> String {
-        self.k
-            .try_run(args)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
+/// SQL as the application user at `host`.
+fn app(host: &str, statement: &str) -> Result<String, ebisu::EbisuError> {
+    ebisu::sql(host, APP_USER, APP_PASSWORD, statement)
+}
 
-    fn get(&self, object: &str, path: &str) -> String {
-        self.k.jsonpath(NS, object, path)
-    }
+/// Waits until order `id` reads back as `item` on `pod`.
+fn wait_row(e: &Scenario, pod: &str, id: u32, item: &str) {
+    let ip = ip(e, pod);
+    e.wait(
+        &format!("order {id} on {pod}"),
+        Duration::from_secs(60),
+        |_| {
+            app(
+                &ip,
+                &format!("SELECT item FROM shop.orders WHERE id = {id}"),
+            )
+            .is_ok_and(|got| got == item)
+        },
+    );
+}
 
-    fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut(&Self) -> bool) {
-        self.k
-            .wait(what, timeout, |_| done(self).then_some(()))
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
-    }
-
-    fn wait_running(&self, ready: u32) -> String {
-        ebisu::wait_running(&self.k, NS, "orders", ready, Duration::from_secs(240))
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
-
-    fn diagnostics(&self) -> String {
-        ebisu::diagnostics(&self.k, NS, "orders")
-    }
-
-    fn ip(&self, pod: &str) -> String {
-        self.get(&format!("pod/{pod}"), "{.status.podIP}")
-    }
-
-    fn app(&self, host: &str, statement: &str) -> Result<String, ebisu::EbisuError> {
-        ebisu::sql(host, APP_USER, APP_PASSWORD, statement)
-    }
-
-    /// Waits until order `id` reads back as `item` on `pod`.
-    fn wait_row(&self, pod: &str, id: u32, item: &str) {
-        let ip = self.ip(pod);
-        self.wait(
-            &format!("order {id} on {pod}"),
-            Duration::from_secs(60),
-            |e| {
-                e.app(
-                    &ip,
-                    &format!("SELECT item FROM shop.orders WHERE id = {id}"),
-                )
-                .is_ok_and(|got| got == item)
-            },
-        );
-    }
-
-    fn init_log(&self, pod: &str) -> String {
-        self.kubectl(&["-n", NS, "logs", pod, "-c", "init"])
-    }
-
-    fn instance(&self, pod: &str, field: &str) -> String {
-        self.get(
-            "myc/orders",
-            &format!("{{.status.instances[?(@.pod==\"{pod}\")].{field}}}"),
-        )
-    }
-
-    fn node_zone(&self, pod: &str) -> String {
-        let node = self.get(&format!("pod/{pod}"), "{.spec.nodeName}");
-        self.k.jsonpath(
-            "default",
-            &format!("node/{node}"),
-            "{.metadata.labels.topology\\.kubernetes\\.io/zone}",
-        )
-    }
-
-    fn operator_pod(&self) -> String {
-        self.k.jsonpath(
-            OPERATOR_NAMESPACE,
-            "pods",
-            "{.items[?(@.metadata.deletionTimestamp)].metadata.name}|{.items[*].metadata.name}",
-        )
-    }
-
-    /// The operator pod holding the leader Lease.
-    fn leader(&self) -> String {
-        self.k.jsonpath(
-            OPERATOR_NAMESPACE,
-            "lease/ebisu-operator",
-            "{.spec.holderIdentity}",
-        )
-    }
-
-    fn root(&self, pod: &str, statement: &str) -> String {
-        ebisu::root_sql(&self.k, &self.layout, NS, "orders", pod, statement)
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
-    }
-
-    /// Every Event in the namespace as `reason: message` lines.
-    fn events(&self) -> String {
-        self.get(
-            "events",
-            "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-        )
-    }
-
-    fn operator_log(&self, pod: &str) -> String {
-        self.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", pod])
-    }
+/// The zone of the node `pod` runs on.
+fn node_zone(e: &Scenario, pod: &str) -> String {
+    e.zone_of(&e.node_of(pod))
 }
 
 #[test]
 fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cluster = runtime
-        .block_on(TestCluster::up(
-            Path::new(STATE_DIR),
-            Path::new(env!("CARGO_BIN_EXE_testcluster")),
-        ))
-        .unwrap();
-    let e = E2e {
-        k: Kubectl::new(cluster.kubeconfig()),
-        layout: cluster.layout().clone(),
-    };
+    let e = Scenario::start(
+        STATE_DIR,
+        Path::new(env!("CARGO_BIN_EXE_testcluster")),
+        NS,
+        "orders",
+        false,
+    );
     // The namespace exists before the chart puts its Role there.
     e.kubectl(&["create", "namespace", NS]);
-    ebisu::install_operator(&e.k, &["replicaCount=1", "watchNamespaces={shop}"])
-        .expect("helm install");
-    let basic = workspace_path("examples/basic.yaml");
-    e.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
+    e.install_operator(&["replicaCount=1", "watchNamespaces={shop}"]);
+    e.apply_example("examples/basic.yaml");
 
     three_instances_replicate_from_one_primary(&e);
-    volumes_are_described_tagged_and_modified_at_ec2(&e, &runtime);
+    volumes_are_described_tagged_and_modified_at_ec2(&e);
     a_replica_that_drifted_is_repaired(&e);
     a_deleted_replica_returns_on_its_volume_without_a_clone(&e);
     scale_up_finishes_after_the_operator_pod_is_deleted(&e);
@@ -180,12 +93,12 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     a_replica_with_errant_transactions_is_reported_and_left_out(&e);
     deleted_credentials_are_never_regenerated_for_data_that_exists(&e);
     a_recreated_cluster_comes_back_with_its_data_and_passwords(&e);
-    given_volumes_are_checked_and_bound(&e, &runtime);
+    given_volumes_are_checked_and_bound(&e);
 
-    runtime.block_on(cluster.down()).unwrap();
+    e.down();
 }
 
-fn three_instances_replicate_from_one_primary(e: &E2e) {
+fn three_instances_replicate_from_one_primary(e: &Scenario) {
     assert_eq!(e.wait_running(3), "orders-0");
     let roles = e.get(
         "pods",
@@ -205,40 +118,33 @@ fn three_instances_replicate_from_one_primary(e: &E2e) {
     );
 
     // An application user, created on the primary as root.
-    ebisu::root_sql(
-        &e.k,
-        &e.layout,
-        NS,
-        "orders",
+    e.root(
         "orders-0",
         &format!(
             "CREATE USER {APP_USER}@'%' IDENTIFIED BY '{APP_PASSWORD}'; \
              GRANT ALL ON shop.* TO {APP_USER}@'%'; CREATE DATABASE shop; \
              CREATE TABLE shop.orders (id INT PRIMARY KEY, item TEXT)"
         ),
-    )
-    .expect("setup on the primary");
+    );
 
     // Write through the primary Service, as an application would.
     let primary = ebisu::resolve(&e.layout, NS, "orders-primary").unwrap();
-    assert_eq!(primary, e.ip("orders-0"), "orders-primary is the primary");
-    e.app(&primary, "INSERT INTO shop.orders VALUES (1, 'tea')")
+    assert_eq!(primary, ip(e, "orders-0"), "orders-primary is the primary");
+    app(&primary, "INSERT INTO shop.orders VALUES (1, 'tea')")
         .expect("write through orders-primary");
     for replica in ["orders-1", "orders-2"] {
-        e.wait_row(replica, 1, "tea");
+        wait_row(e, replica, 1, "tea");
         assert!(
-            e.app(&e.ip(replica), "INSERT INTO shop.orders VALUES (2, 'x')")
-                .is_err(),
+            app(&ip(e, replica), "INSERT INTO shop.orders VALUES (2, 'x')").is_err(),
             "{replica} refuses writes"
         );
     }
 }
 
 /// The volumes as EC2 (the local EC2 API) has them, and as status shows them.
-fn ec2_volume(runtime: &tokio::runtime::Runtime, id: &str) -> aws_sdk_ec2::types::Volume {
+fn ec2_volume(e: &Scenario, id: &str) -> aws_sdk_ec2::types::Volume {
     let ec2 = ebisu_testcluster::ec2::client();
-    runtime
-        .block_on(ec2.describe_volumes().volume_ids(id).send())
+    e.block_on(ec2.describe_volumes().volume_ids(id).send())
         .unwrap()
         .volumes()
         .first()
@@ -246,7 +152,7 @@ fn ec2_volume(runtime: &tokio::runtime::Runtime, id: &str) -> aws_sdk_ec2::types
         .unwrap()
 }
 
-fn volumes_are_described_tagged_and_modified_at_ec2(e: &E2e, runtime: &tokio::runtime::Runtime) {
+fn volumes_are_described_tagged_and_modified_at_ec2(e: &Scenario) {
     let pods = ["orders-0", "orders-1", "orders-2"];
     e.wait(
         "every instance's volume described from EC2 in status",
@@ -265,13 +171,13 @@ fn volumes_are_described_tagged_and_modified_at_ec2(e: &E2e, runtime: &tokio::ru
         let instance = provider.rsplit('/').next().unwrap().to_owned();
         assert!(instance.starts_with("i-"), "{provider}");
         assert_eq!(e.instance(pod, "volume.attachedTo"), instance);
-        assert_eq!(e.instance(pod, "volume.zone"), e.node_zone(pod));
+        assert_eq!(e.instance(pod, "volume.zone"), node_zone(e, pod));
         assert_eq!(e.instance(pod, "volume.type"), "gp3");
         assert_eq!(e.instance(pod, "volume.sizeGib"), "10");
         assert_eq!(e.instance(pod, "volume.iops"), "3000");
 
-        let volume = ec2_volume(runtime, &id);
-        assert_eq!(volume.availability_zone(), Some(e.node_zone(pod).as_str()));
+        let volume = ec2_volume(e, &id);
+        assert_eq!(volume.availability_zone(), Some(node_zone(e, pod).as_str()));
         assert_eq!(
             volume.attachments().first().and_then(|a| a.instance_id()),
             Some(instance.as_str()),
@@ -313,7 +219,7 @@ fn volumes_are_described_tagged_and_modified_at_ec2(e: &E2e, runtime: &tokio::ru
     });
     for pod in pods {
         let id = e.instance(pod, "volumeId");
-        assert_eq!(ec2_volume(runtime, &id).iops(), Some(4000), "{pod}");
+        assert_eq!(ec2_volume(e, &id).iops(), Some(4000), "{pod}");
         assert!(
             e.events().contains(&format!(
                 "VolumeModified: modifying {pod}'s volume {id}: iops 3000 -> 4000"
@@ -359,7 +265,7 @@ fn volumes_are_described_tagged_and_modified_at_ec2(e: &E2e, runtime: &tokio::ru
     );
     for pod in pods {
         let id = e.instance(pod, "volumeId");
-        assert_ne!(ec2_volume(runtime, &id).throughput(), Some(250), "{pod}");
+        assert_ne!(ec2_volume(e, &id).throughput(), Some(250), "{pod}");
     }
     // Taking the change back clears it.
     e.kubectl(&[
@@ -378,19 +284,19 @@ fn volumes_are_described_tagged_and_modified_at_ec2(e: &E2e, runtime: &tokio::ru
     e.wait_running(3);
 }
 
-fn a_deleted_replica_returns_on_its_volume_without_a_clone(e: &E2e) {
+fn a_deleted_replica_returns_on_its_volume_without_a_clone(e: &Scenario) {
     let pod = "orders-1";
     let uid = e.get(&format!("pod/{pod}"), "{.metadata.uid}");
     let volume = e.get("pvc/data-orders-1", "{.spec.volumeName}");
     let volume_id = e.instance(pod, "volumeId");
     let zone = e.instance(pod, "zone");
     assert!(volume_id.starts_with("vol-"), "volume id: {volume_id:?}");
-    assert_eq!(e.node_zone(pod), zone);
+    assert_eq!(node_zone(e, pod), zone);
 
     e.kubectl(&["-n", NS, "delete", "pod", pod]);
     // Written while the replica is away; it must arrive by replication.
     let primary = ebisu::resolve(&e.layout, NS, "orders-primary").unwrap();
-    e.app(&primary, "INSERT INTO shop.orders VALUES (2, 'coffee')")
+    app(&primary, "INSERT INTO shop.orders VALUES (2, 'coffee')")
         .expect("write while a replica is away");
 
     e.wait(
@@ -408,22 +314,22 @@ fn a_deleted_replica_returns_on_its_volume_without_a_clone(e: &E2e) {
     e.wait_running(3);
     assert_eq!(e.get("pvc/data-orders-1", "{.spec.volumeName}"), volume);
     assert_eq!(e.instance(pod, "volumeId"), volume_id);
-    assert_eq!(e.node_zone(pod), zone, "{pod} runs in its volume's zone");
+    assert_eq!(node_zone(e, pod), zone, "{pod} runs in its volume's zone");
     let log = e.init_log(pod);
     assert!(
         log.contains("data directory holds data") && !log.contains("seeded from donor"),
         "{pod} started on its own data, without a clone:\n{log}"
     );
-    e.wait_row(pod, 2, "coffee");
+    wait_row(e, pod, 2, "coffee");
     assert_eq!(
         e.get(&format!("pod/{pod}"), "{.metadata.labels.ebisu\\.dev/role}"),
         "replica"
     );
 }
 
-fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &E2e) {
+fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &Scenario) {
     let (_, first) = e
-        .operator_pod()
+        .operator_pods()
         .split_once('|')
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .unwrap();
@@ -437,7 +343,7 @@ fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &E2e) {
     e.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", &first]);
 
     assert_eq!(e.wait_running(5), "orders-0");
-    let now = e.operator_pod();
+    let now = e.operator_pods();
     let (terminating, running) = now.split_once('|').unwrap();
     assert!(
         terminating.is_empty() && !running.is_empty() && running != first,
@@ -454,7 +360,7 @@ fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &E2e) {
             !donor.contains("orders-0."),
             "{new} was seeded from the primary: {donor}"
         );
-        e.wait_row(new, 2, "coffee");
+        wait_row(e, new, 2, "coffee");
         // Labelled by the operator: only the new operator pod saw orders-4.
         e.wait(
             &format!("{new} labelled replica"),
@@ -464,7 +370,7 @@ fn scale_up_finishes_after_the_operator_pod_is_deleted(e: &E2e) {
     }
 }
 
-fn a_standby_operator_takes_over_from_the_leader(e: &E2e) {
+fn a_standby_operator_takes_over_from_the_leader(e: &Scenario) {
     let leader = e.leader();
     e.kubectl(&[
         "-n",
@@ -526,12 +432,12 @@ fn a_standby_operator_takes_over_from_the_leader(e: &E2e) {
         log.contains("data directory holds data") && !log.contains("seeded from donor"),
         "orders-3 must return on its kept volume without a clone:\n{log}"
     );
-    e.wait_row("orders-3", 2, "coffee");
+    wait_row(e, "orders-3", 2, "coffee");
 }
 
 /// Drift Kubernetes cannot see: a replica stopped and made writable by hand.
 /// The operator's periodic look finds it, fixes both and says so in Events.
-fn a_replica_that_drifted_is_repaired(e: &E2e) {
+fn a_replica_that_drifted_is_repaired(e: &Scenario) {
     e.root("orders-2", "STOP SLAVE; SET GLOBAL read_only = OFF");
     e.wait(
         "orders-2 read-only and replicating again",
@@ -549,12 +455,12 @@ fn a_replica_that_drifted_is_repaired(e: &E2e) {
         events.contains("Fenced: made orders-2 read-only")
             && events.contains("ReplicationRepaired: pointed orders-2 at")
     });
-    e.app(
-        &e.ip("orders-0"),
+    app(
+        &ip(e, "orders-0"),
         "INSERT INTO shop.orders VALUES (3, 'mate')",
     )
     .unwrap();
-    e.wait_row("orders-2", 3, "mate");
+    wait_row(e, "orders-2", 3, "mate");
 }
 
 /// A transaction written on a replica (root bypasses read_only) exists
@@ -562,7 +468,7 @@ fn a_replica_that_drifted_is_repaired(e: &E2e) {
 /// operator reports it, fences it, takes it out of every Service and
 /// re-seeds it from the primary's side: its data is set aside on its
 /// volume, never deleted, and it rejoins as a replica without the row.
-fn a_replica_with_errant_transactions_is_reported_and_left_out(e: &E2e) {
+fn a_replica_with_errant_transactions_is_reported_and_left_out(e: &Scenario) {
     let volume = e.instance("orders-3", "volumeId");
     e.root("orders-3", "INSERT INTO shop.orders VALUES (99, 'errant')");
     e.wait(
@@ -586,7 +492,7 @@ fn a_replica_with_errant_transactions_is_reported_and_left_out(e: &E2e) {
         "0",
         "the errant row is gone from the running server"
     );
-    e.wait_row("orders-3", 2, "coffee");
+    wait_row(e, "orders-3", 2, "coffee");
     assert_eq!(
         e.root("orders-0", "SELECT COUNT(*) FROM shop.orders WHERE id = 99"),
         "0"
@@ -611,7 +517,7 @@ fn a_replica_with_errant_transactions_is_reported_and_left_out(e: &E2e) {
 /// The credentials Secret of a cluster that holds data is deleted: nothing
 /// is generated (the servers' accounts use the old passwords), the cluster
 /// says so, and no server is touched; putting it back heals it.
-fn deleted_credentials_are_never_regenerated_for_data_that_exists(e: &E2e) {
+fn deleted_credentials_are_never_regenerated_for_data_that_exists(e: &Scenario) {
     let saved: serde_json::Value = serde_json::from_str(&e.kubectl(&[
         "-n",
         NS,
@@ -655,8 +561,7 @@ fn deleted_credentials_are_never_regenerated_for_data_that_exists(e: &E2e) {
     );
     // The servers were left alone: writes still go through.
     let primary = ebisu::resolve(&e.layout, NS, "orders-primary").unwrap();
-    e.app(&primary, "INSERT INTO shop.orders VALUES (4, 'miso')")
-        .expect("the servers still serve");
+    app(&primary, "INSERT INTO shop.orders VALUES (4, 'miso')").expect("the servers still serve");
 
     // Put it back as it was.
     let restored = serde_json::json!({
@@ -685,8 +590,8 @@ fn deleted_credentials_are_never_regenerated_for_data_that_exists(e: &E2e) {
 
 /// Deleting the MySQLCluster keeps its volumes and its Secret; applying it
 /// again brings back the same data under the same passwords.
-fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &E2e) {
-    let password = |e: &E2e| {
+fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &Scenario) {
+    let password = |e: &Scenario| {
         e.k.try_run(&[
             "-n",
             NS,
@@ -711,8 +616,7 @@ fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &E2e) {
         e.get("pods", "{.items[*].metadata.name}").is_empty()
     });
     assert_eq!(password(e), before, "the Secret stayed");
-    let basic = workspace_path("examples/basic.yaml");
-    e.kubectl(&["-n", NS, "apply", "-f", &basic.display().to_string()]);
+    e.apply_example("examples/basic.yaml");
     e.kubectl(&["-n", NS, "scale", "myc/orders", "--replicas=4"]);
     e.wait_running(4);
     assert_eq!(password(e), before, "the same passwords");
@@ -725,8 +629,7 @@ fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &E2e) {
     }
     let primary = ebisu::resolve(&e.layout, NS, "orders-primary").unwrap();
     assert_eq!(
-        e.app(&primary, "SELECT item FROM shop.orders WHERE id = 4")
-            .unwrap(),
+        app(&primary, "SELECT item FROM shop.orders WHERE id = 4").unwrap(),
         "miso",
         "the data and the application's account are back"
     );
@@ -740,9 +643,9 @@ fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &E2e) {
 /// `spec.storage.ebs.volumes`: a volume made beforehand at EC2 becomes the
 /// instance's volume, in its zone; a wrong id is a condition naming it, and
 /// the instance is not created (so it never gets a new, empty volume).
-fn given_volumes_are_checked_and_bound(e: &E2e, runtime: &tokio::runtime::Runtime) {
+fn given_volumes_are_checked_and_bound(e: &Scenario) {
     let ec2 = ebisu_testcluster::ec2::client();
-    let created = runtime
+    let created = e
         .block_on(
             ec2.create_volume()
                 .availability_zone("us-east-1b")
@@ -790,7 +693,7 @@ spec:
         id
     );
     assert_eq!(
-        e.node_zone("ledger-0"),
+        node_zone(e, "ledger-0"),
         "us-east-1b",
         "ledger-0 runs in its volume's zone"
     );

@@ -14,7 +14,7 @@ use super::{
     Action, Again, BlockedWhy, Decision, Input, Problem, elapsed_since, holdings, ordinal, seconds,
     switchover,
 };
-use crate::clustering::state::ServerState;
+use crate::model::ServerState;
 
 /// How often a silent primary is looked at while its debounce runs.
 const LOOK_AGAIN_MS: i64 = 500;

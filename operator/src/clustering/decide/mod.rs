@@ -5,7 +5,8 @@
 //! [`Decision`] (ordered steps of actions, problems, the memory to keep).
 //!
 //! It must not do IO or read a clock: `execute` carries the steps out in
-//! order and `pass` feeds the outcome back as the next observation. Every
+//! order and the reconcile's clustering pass (`reconcile::pass`) feeds the
+//! outcome back as the next observation. Every
 //! rule that protects data lives here, where it is tested exhaustively:
 //! fence before anything can make a second server writable; promote only a
 //! replica that provably holds every acknowledged write; never make an old
@@ -13,7 +14,6 @@
 
 mod failover;
 mod online;
-mod problem;
 mod repair;
 mod switchover;
 #[cfg(test)]
@@ -25,9 +25,9 @@ use ebisu_api::{ClusteringMemory, FailoverMode, InstanceRole, UpdateStrategy};
 use ebisu_mysql::GtidSet;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::state::{Answer, ServerState};
-
-pub use problem::{BlockedWhy, Problem};
+use crate::model::{Answer, ServerState};
+pub use crate::model::{BlockedWhy, Problem};
+use crate::validate::SemiSync;
 
 /// Something to do to one server, pod or the cluster object.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,20 +273,11 @@ pub enum SwitchoverRequest {
     Pod(String),
 }
 
-/// Semi-sync as the spec asks for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SemiSyncPolicy {
-    /// Acknowledgements each commit waits for.
-    pub wait_for_replicas: u32,
-    /// How long the primary waits before falling back, in milliseconds.
-    pub timeout_ms: u64,
-}
-
 /// What the spec (and the user's annotations) ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Semi-sync, when on.
-    pub semi_sync: Option<SemiSyncPolicy>,
+    pub semi_sync: Option<SemiSync>,
     /// Automatic or manual primary changes.
     pub mode: FailoverMode,
     /// Seconds of silence before a failover.

@@ -6,7 +6,7 @@
 use ebisu_api::InstanceRole;
 
 use super::{Action, Decision, Input, Problem, ordinal};
-use crate::clustering::state::{Replication, ServerState};
+use crate::model::{Replication, ServerState};
 
 /// Before anyone is labelled (a new cluster): the one server that
 /// replicates from nobody and holds every other server's transactions.

@@ -13,7 +13,7 @@ use super::{
     Action, Again, Completed, Decision, Input, Problem, SwitchoverRequest, elapsed_since, ordinal,
     repair, seconds, update,
 };
-use crate::clustering::state::ServerState;
+use crate::model::ServerState;
 
 /// Why the primary should move now, if it should.
 fn trigger(input: &Input<'_>, primary: &ServerState) -> Option<&'static str> {

@@ -8,7 +8,7 @@
 use ebisu_api::UpdateStrategy;
 
 use super::{Action, Again, Decision, Input, Problem, Rollout, ordinal, seconds, version};
-use crate::clustering::state::ServerState;
+use crate::model::ServerState;
 
 /// The switchover reason of a rolling update.
 pub(super) const REASON: &str = "RollingUpdate";

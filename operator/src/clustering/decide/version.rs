@@ -9,7 +9,7 @@
 use ebisu_mysql::ServerVersion;
 
 use super::Input;
-use crate::clustering::state::ServerState;
+use crate::model::ServerState;
 
 /// A release series: MAJOR.MINOR.
 pub type Series = (u32, u32);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 
 /// The Lease every operator pod of one installation competes for.
-pub const LEASE_NAME: &str = "ebisu-operator";
+pub const LEASE_NAME: &str = ebisu_api::names::LEADER_LEASE;
 
 /// How long a holder's claim lasts after its last renewal. A holder that
 /// dies without releasing (a crash, a lost node) delays its successor by at

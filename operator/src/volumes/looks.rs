@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ebisu_api::MySQLCluster;
 use kube::runtime::reflector::ObjectRef;
 
-use super::Outcome;
+use super::look::VolumeLook;
 
 /// How old a look may get before the next reconcile starts another.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -19,7 +19,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Default)]
 struct Entry {
-    outcome: Outcome,
+    outcome: VolumeLook,
     done_at: Option<Instant>,
     generation: Option<i64>,
     running: bool,
@@ -29,11 +29,11 @@ struct Entry {
 
 /// Each cluster's latest look.
 #[derive(Debug, Default)]
-pub struct Looks {
+pub struct VolumeLooks {
     entries: Mutex<HashMap<ObjectRef<MySQLCluster>, Entry>>,
 }
 
-impl Looks {
+impl VolumeLooks {
     /// The latest outcome for `cluster`, and whether a new look should start
     /// now (none yet, the spec changed, the last one is old or changed
     /// something); if so it counts as running from now on.
@@ -42,9 +42,9 @@ impl Looks {
         cluster: &ObjectRef<MySQLCluster>,
         generation: Option<i64>,
         now: Instant,
-    ) -> (Outcome, bool) {
+    ) -> (VolumeLook, bool) {
         let Ok(mut entries) = self.entries.lock() else {
-            return (Outcome::default(), false);
+            return (VolumeLook::default(), false);
         };
         let entry = entries.entry(cluster.clone()).or_default();
         let due = !entry.running
@@ -64,7 +64,7 @@ impl Looks {
         &self,
         cluster: &ObjectRef<MySQLCluster>,
         generation: Option<i64>,
-        outcome: Outcome,
+        outcome: VolumeLook,
         now: Instant,
     ) -> bool {
         let Ok(mut entries) = self.entries.lock() else {
@@ -74,7 +74,7 @@ impl Looks {
         entry.again = !outcome.modified.is_empty();
         let changed =
             entry.outcome.volumes != outcome.volumes || entry.outcome.problems != outcome.problems;
-        entry.outcome = Outcome {
+        entry.outcome = VolumeLook {
             modified: Vec::new(),
             ..outcome
         };
@@ -95,24 +95,24 @@ impl Looks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clustering::Problem;
+    use crate::model::Problem;
 
     #[test]
     fn a_look_is_due_first_on_a_new_spec_when_old_and_after_a_change() {
-        let looks = Looks::default();
+        let looks = VolumeLooks::default();
         let key = ObjectRef::new("orders").within("shop");
         let t0 = Instant::now();
         assert!(looks.latest(&key, Some(1), t0).1, "first look");
         assert!(!looks.latest(&key, Some(1), t0).1, "one look at a time");
-        assert!(!looks.store(&key, Some(1), Outcome::default(), t0));
+        assert!(!looks.store(&key, Some(1), VolumeLook::default(), t0));
         assert!(!looks.latest(&key, Some(1), t0 + Duration::from_secs(5)).1);
         assert!(
             looks.latest(&key, Some(2), t0 + Duration::from_secs(5)).1,
             "new spec"
         );
-        let found = Outcome {
+        let found = VolumeLook {
             problems: vec![Problem::Ec2Unavailable("no credentials".to_owned())],
-            ..Outcome::default()
+            ..VolumeLook::default()
         };
         assert!(looks.store(&key, Some(2), found.clone(), t0 + Duration::from_secs(6)));
         let (latest, due) = looks.latest(&key, Some(2), t0 + Duration::from_secs(7));
@@ -121,7 +121,7 @@ mod tests {
             looks.latest(&key, Some(2), t0 + Duration::from_secs(40)).1,
             "refresh"
         );
-        let modified = Outcome {
+        let modified = VolumeLook {
             modified: vec![("orders-0".to_owned(), "vol-1: iops 3000 -> 4000".to_owned())],
             ..found
         };

@@ -1,5 +1,7 @@
 //! The operator's own health endpoints for its Deployment's probes:
-//! `/healthz` (the process serves) and `/readyz` (the controller is running).
+//! `/healthz` (the process serves) and `/readyz` (it stands for election:
+//! a standby is ready too, since it is what a rollout waits for before
+//! stopping the leader, and it takes over as soon as the Lease is free).
 
 use std::sync::{
     Arc,
@@ -8,7 +10,7 @@ use std::sync::{
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 
-/// Set once the controller has started.
+/// Set once the process stands for election.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 

@@ -105,15 +105,12 @@ pub fn wanted_tags(namespace: &str, cluster: &str, pod: &str) -> BTreeMap<String
             cluster.to_owned(),
         ),
         (
-            crate::build::storage_class::LABEL_NAMESPACE.to_owned(),
+            ebisu_api::names::LABEL_NAMESPACE.to_owned(),
             namespace.to_owned(),
         ),
-        (TAG_INSTANCE.to_owned(), pod.to_owned()),
+        (ebisu_api::names::TAG_INSTANCE.to_owned(), pod.to_owned()),
     ])
 }
-
-/// The tag naming a volume's instance.
-pub const TAG_INSTANCE: &str = "ebisu.dev/instance";
 
 /// Decides the calls for each pod's volume (`pod -> facts`), writing any
 /// deferred change into the facts' status.
@@ -262,6 +259,7 @@ pub fn modification_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebisu_api::names::TAG_INSTANCE;
 
     fn now() -> Timestamp {
         "2026-12-02T12:00:00Z".parse().unwrap()

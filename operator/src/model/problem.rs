@@ -1,6 +1,8 @@
-//! Problems the clustering loop will not (or not yet) repair by itself:
-//! each has a stable reason (condition reasons and Event reasons), the pod
-//! it is about, and a message that says why and what to do.
+//! Problems the operator will not (or not yet) repair by itself, whichever
+//! feature finds them (the clustering decision, claims, init containers,
+//! volumes at EC2, fencing, applying children): each has a stable reason
+//! (condition reasons and Event reasons), the pod it is about, and a message
+//! that says why and what to do.
 
 /// Why a failover is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::clustering::Problem;
+use crate::model::Problem;
 
 /// The init container's name in the pod template.
 const INIT: &str = "init";

@@ -1,28 +1,17 @@
-//! Fencing lost nodes (`spec.replication.fenceNodes`): a node that stopped
-//! answering keeps its StatefulSet pods and their EBS volumes forever, so
-//! once the primary serves elsewhere ebisu stops the node's EC2 instance
-//! (forced) and gives the node the `node.kubernetes.io/out-of-service`
-//! taint; Kubernetes then deletes its pods and detaches their volumes, and
-//! the instances come back on healthy nodes in their volumes' zones. The
-//! taint is removed when the node is Ready again. The decision is pure
-//! ([`decide`]); [`act`] makes the calls.
+//! Which lost nodes to fence and which fenced ones to release, from what
+//! the nodes and the cluster's servers say. Pure: no client, no clock (the
+//! caller passes the time).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, Taint};
+use ebisu_api::names::FENCED_BY;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 
-use crate::clustering::Problem;
-use crate::clustering::state::{Answer, ServerState};
+use crate::model::{
+    Answer, Problem, ServerState, objects::node_ready_condition, well_known::OUT_OF_SERVICE,
+};
 
-/// The taint that tells Kubernetes a node is shut down for good.
-pub const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
-/// The annotation on a node ebisu fenced, naming the cluster (`ns/name`),
-/// so that only a taint ebisu set is ever removed by ebisu.
-pub const FENCED_BY: &str = "ebisu.dev/fenced-by";
 /// How long a node must have been NotReady: the node controller's own
 /// judgement (no heartbeat within its grace period) plus this margin.
 pub const NOT_READY_FOR: SignedDuration = SignedDuration::from_secs(5);
@@ -70,11 +59,7 @@ pub fn instance_of(provider_id: &str) -> Option<String> {
 
 /// What fencing sees of a Node.
 pub fn node_view(node: &Node) -> NodeView {
-    let ready_condition = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let ready_condition = node_ready_condition(node);
     let ready = ready_condition.is_some_and(|c| c.status == "True");
     NodeView {
         ready,
@@ -101,14 +86,15 @@ pub fn node_view(node: &Node) -> NodeView {
     }
 }
 
-/// Decides which nodes to fence and unfence for cluster `me` (`ns/name`).
+/// Decides which nodes to fence and unfence for the cluster `cluster_key`
+/// (`ns/name`).
 /// A node is fenced only when fencing is on, it has been NotReady for a
 /// while, every server of ours on it is silent (none answered, none
 /// refused: a server that refuses is alive), it is not the primary's, and
 /// the primary answers elsewhere. Nodes we fenced that are Ready again are
 /// unfenced, whether or not fencing is still on.
 pub fn decide(
-    me: &str,
+    cluster_key: &str,
     enabled: bool,
     servers: &[ServerState],
     primary: Option<&str>,
@@ -118,7 +104,7 @@ pub fn decide(
     let mut steps = Vec::new();
     let mut problems = Vec::new();
     for (name, node) in nodes {
-        if node.ready && node.fenced_by.as_deref() == Some(me) {
+        if node.ready && node.fenced_by.as_deref() == Some(cluster_key) {
             steps.push(Step::Unfence { node: name.clone() });
         }
     }
@@ -166,238 +152,33 @@ pub fn decide(
     (steps, problems)
 }
 
-/// Why a fencing call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// StopInstances failed.
-    #[error(transparent)]
-    Stop(crate::ebs::Error),
-    /// The node could not be read or patched.
-    #[error("failed to {action} node {node}: {source}")]
-    Node {
-        /// What we tried.
-        action: &'static str,
-        /// The node.
-        node: String,
-        /// The API error.
-        source: kube::Error,
-    },
-}
-
-/// Makes a step's calls. Fencing stops the instance first: the taint makes
-/// Kubernetes free the volumes, which must never happen while the old
-/// server may still write to them.
-pub async fn act(
-    client: &Client,
-    ec2: &aws_sdk_ec2::Client,
-    me: &str,
-    step: &Step,
-) -> Result<(), Error> {
-    match step {
-        Step::Fence { node, instance, .. } => {
-            ec2.stop_instances()
-                .instance_ids(instance)
-                .force(true)
-                .send()
-                .await
-                .map_err(crate::ebs::call(format!("stop instance {instance}")))
-                .map_err(Error::Stop)?;
-            set_taint(client, node, Some(me)).await
-        }
-        Step::Unfence { node } => set_taint(client, node, None).await,
-    }
-}
-
-/// Unfences the nodes a deleted cluster fenced, whether or not they are
-/// back: nothing else would ever remove the taint, and a node out of
-/// service runs no pod of anyone's.
-pub async fn release(client: &Client, me: &str, fenced: &[String]) -> Result<(), Error> {
-    let api: Api<Node> = Api::all(client.clone());
-    for node in fenced {
-        let current = api.get_opt(node).await.map_err(|source| Error::Node {
-            action: "read",
-            node: node.clone(),
-            source,
-        })?;
-        if current.is_some_and(|n| node_view(&n).fenced_by.as_deref() == Some(me)) {
-            set_taint(client, node, None).await?;
-            tracing::info!(%node, "unfenced a node of a deleted cluster");
-        }
-    }
-    Ok(())
-}
-
-/// Adds (`fenced_by` set) or removes the out-of-service taint and the
-/// annotation, guarded by the node's resourceVersion.
-async fn set_taint(client: &Client, node: &str, fenced_by: Option<&str>) -> Result<(), Error> {
-    let api: Api<Node> = Api::all(client.clone());
-    let err = |action| {
-        move |source| Error::Node {
-            action,
-            node: node.to_owned(),
-            source,
-        }
-    };
-    let current = api.get(node).await.map_err(err("read"))?;
-    let mut taints: Vec<Taint> = current
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| t.key != OUT_OF_SERVICE)
-        .collect();
-    if fenced_by.is_some() {
-        taints.push(Taint {
-            key: OUT_OF_SERVICE.to_owned(),
-            value: Some("nodeshutdown".to_owned()),
-            effect: "NoExecute".to_owned(),
-            time_added: None,
-        });
-    }
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": current.metadata.resource_version,
-            "annotations": { FENCED_BY: fenced_by },
-        },
-        "spec": { "taints": taints },
-    });
-    api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(err("taint"))?;
-    Ok(())
-}
-
-/// What a fencing pass did.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// Nodes fenced for this cluster after the pass.
-    pub fenced: Vec<String>,
-    /// What could not be done.
-    pub problems: Vec<Problem>,
-    /// Events to publish (`reason`, message, pod).
-    pub notes: Vec<crate::events::Note>,
-}
-
-/// What a fencing pass looks at.
-#[derive(Debug, Clone, Copy)]
-pub struct Inputs<'a> {
-    /// The cluster, as `namespace/name`.
-    pub me: &'a str,
-    /// `spec.replication.fenceNodes`.
-    pub enabled: bool,
-    /// The servers as the clustering pass saw them.
-    pub servers: &'a [ServerState],
-    /// The primary the pass settled on.
-    pub primary: Option<&'a str>,
-    /// The nodes of the cluster's pods.
-    pub observed_nodes: &'a BTreeMap<String, Node>,
-    /// The nodes fenced for the cluster before (`status.fencedNodes`).
-    pub fenced_before: &'a [String],
-}
-
-/// Looks at the nodes of the cluster's servers and those it fenced before,
-/// and fences or unfences them.
-pub async fn run(client: &Client, ec2: &aws_sdk_ec2::Client, inputs: Inputs<'_>) -> Outcome {
-    let Inputs {
-        me,
-        enabled,
-        servers,
-        primary,
-        observed_nodes,
-        fenced_before,
-    } = inputs;
-    let mut views: BTreeMap<String, NodeView> = observed_nodes
+/// The nodes of `fenced_before` (`status.fencedNodes`) that are still
+/// fenced by this cluster: not deleted (`gone`: a node the autoscaler
+/// replaced leaves nothing to undo), and not replaced under the same name
+/// or unfenced by hand (their view names no fencer, or another one). A
+/// node that could not be read stays listed.
+pub fn still_ours(
+    cluster_key: &str,
+    fenced_before: &[String],
+    views: &BTreeMap<String, NodeView>,
+    gone: &BTreeSet<String>,
+) -> Vec<String> {
+    fenced_before
         .iter()
-        .map(|(name, node)| (name.clone(), node_view(node)))
-        .collect();
-    let api: Api<Node> = Api::all(client.clone());
-    let mut fenced: Vec<String> = Vec::new();
-    for name in fenced_before {
-        if !views.contains_key(name) {
-            match api.get_opt(name).await {
-                Ok(Some(node)) => {
-                    views.insert(name.clone(), node_view(&node));
-                }
-                // Deleted (replaced by the autoscaler): nothing left to undo.
-                Ok(None) => continue,
-                Err(error) => {
-                    tracing::warn!(node = %name, %error, "failed to read a fenced node");
-                }
-            }
-        }
-        // Replaced under the same name, or unfenced by hand: not ours any more.
-        if views
-            .get(name)
-            .is_some_and(|v| v.fenced_by.as_deref() != Some(me))
-        {
-            continue;
-        }
-        fenced.push(name.clone());
-    }
-    let (steps, problems) = decide(me, enabled, servers, primary, &views, Timestamp::now());
-    let mut outcome = Outcome {
-        problems,
-        ..Outcome::default()
-    };
-    for step in steps {
-        let result = act(client, ec2, me, &step).await;
-        match (&step, result) {
-            (
-                Step::Fence {
-                    node,
-                    instance,
-                    pods,
-                },
-                Ok(()),
-            ) => {
-                tracing::info!(%node, %instance, "fenced a lost node");
-                fenced.push(node.clone());
-                outcome.notes.push(crate::events::Note {
-                    warning: true,
-                    reason: "NodeFenced".to_owned(),
-                    message: format!(
-                        "node {node} stopped answering with {} on it: stopped its EC2 \
-                         instance {instance} (forced) and tainted it {OUT_OF_SERVICE}, so \
-                         Kubernetes moves its pods and volumes to a healthy node in their zone",
-                        pods.join(", ")
-                    ),
-                    pod: pods.first().cloned(),
-                });
-            }
-            (Step::Unfence { node }, Ok(())) => {
-                tracing::info!(%node, "unfenced a node that is back");
-                fenced.retain(|n| n != node);
-                outcome.notes.push(crate::events::Note {
-                    warning: false,
-                    reason: "NodeUnfenced".to_owned(),
-                    message: format!(
-                        "node {node} is Ready again: removed the {OUT_OF_SERVICE} taint"
-                    ),
-                    pod: None,
-                });
-            }
-            (Step::Fence { pods, .. }, Err(error)) => {
-                outcome.problems.push(Problem::FenceImpossible {
-                    pod: pods.join(", "),
-                    why: error.to_string(),
-                });
-            }
-            (Step::Unfence { .. }, Err(error)) => {
-                tracing::warn!(%error, "failed to unfence a node; retrying");
-            }
-        }
-    }
-    fenced.sort();
-    fenced.dedup();
-    outcome.fenced = fenced;
-    outcome
+        .filter(|name| !gone.contains(*name))
+        .filter(|name| {
+            views
+                .get(*name)
+                .is_none_or(|v| v.fenced_by.as_deref() == Some(cluster_key))
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clustering::state::NodeFacts;
+    use crate::model::NodeFacts;
 
     const ME: &str = "shop/orders";
 
@@ -407,12 +188,7 @@ mod tests {
 
     fn server(pod: &str, node: &str, answer: Answer, read_only: bool) -> ServerState {
         ServerState {
-            pod: pod.to_owned(),
-            host: format!("{pod}.orders.shop.svc.cluster.local"),
-            role_label: None,
-            reads_label: false,
             pod_ready: answer != Answer::Silent,
-            terminating: false,
             node: Some(NodeFacts {
                 name: node.to_owned(),
                 draining: false,
@@ -420,16 +196,8 @@ mod tests {
             }),
             answer,
             read_only,
-            gtid: None,
-            version: None,
-            upgrade_error: None,
-            replication: None,
-            semi_sync_source: false,
-            semi_sync_active: false,
-            semi_sync_replica: false,
-            semi_sync_timeout_ms: None,
-            outdated: false,
             seed_pending: false,
+            ..ServerState::unobserved(pod, &format!("{pod}.orders.shop.svc.cluster.local"))
         }
     }
 
@@ -632,5 +400,25 @@ mod tests {
         );
         assert_eq!(instance_of("gce://p/z/n"), None);
         assert_eq!(instance_of("aws:///us-east-1a/"), None);
+    }
+
+    #[test]
+    fn a_fenced_node_stays_ours_until_deleted_replaced_or_unfenced_by_hand() {
+        let fenced = |by: Option<&str>| NodeView {
+            fenced_by: by.map(str::to_owned),
+            ..lost(30)
+        };
+        let before = ["a", "b", "c", "d", "e"].map(str::to_owned).to_vec();
+        let views = BTreeMap::from([
+            ("a".to_owned(), fenced(Some(ME))),
+            ("b".to_owned(), fenced(None)),
+            ("c".to_owned(), fenced(Some("other/cluster"))),
+        ]);
+        let gone = BTreeSet::from(["d".to_owned()]);
+        assert_eq!(
+            still_ours(ME, &before, &views, &gone),
+            vec!["a".to_owned(), "e".to_owned()],
+            "e could not be read: kept"
+        );
     }
 }

@@ -7,13 +7,10 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 
-use crate::clustering::Problem;
+use crate::model::{Problem, well_known::DEFAULT_CLASS};
 
 /// How long a claim may wait for a provisioner before it counts as stuck.
 pub const PATIENCE_SECS: i64 = 120;
-
-/// The annotation that makes a StorageClass the cluster's default.
-const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 
 /// Problems of the claims that are Pending.
 pub fn pending(

@@ -1,5 +1,6 @@
 //! What the operator observed about one server and its pod and node, in the
-//! shape decisions take. Built by `observe`; read by `decide`.
+//! shape decisions take, and the accounts it talks to servers with. Built by
+//! `clustering::observe` and `dereference`; read by every decision.
 
 use ebisu_api::InstanceRole;
 use ebisu_mysql::{GtidSet, ServerVersion};
@@ -41,7 +42,7 @@ pub struct ServerState {
     pub role_label: Option<InstanceRole>,
     /// The pod's `ebisu.dev/reads` label says it serves reads.
     pub reads_label: bool,
-    /// The pod is Ready (serves queries).
+    /// The pod is Ready (serves queries) and not being deleted.
     pub pod_ready: bool,
     /// The pod is being deleted.
     pub terminating: bool,
@@ -76,6 +77,33 @@ pub struct ServerState {
 }
 
 impl ServerState {
+    /// A server nobody has heard from yet: silent, read-only as far as
+    /// anyone knows, and (since its agent has not said otherwise) with a
+    /// seed pending, so nothing races an agent applying a copy.
+    pub fn unobserved(pod: &str, host: &str) -> Self {
+        Self {
+            pod: pod.to_owned(),
+            host: host.to_owned(),
+            role_label: None,
+            reads_label: false,
+            pod_ready: false,
+            terminating: false,
+            node: None,
+            answer: Answer::Silent,
+            read_only: true,
+            gtid: None,
+            version: None,
+            upgrade_error: None,
+            replication: None,
+            semi_sync_source: false,
+            semi_sync_active: false,
+            semi_sync_replica: false,
+            semi_sync_timeout_ms: None,
+            outdated: false,
+            seed_pending: true,
+        }
+    }
+
     /// The server answered this look.
     pub fn answered(&self) -> bool {
         self.answer == Answer::Answered
@@ -123,3 +151,42 @@ impl Replication {
 
 /// `ER_MASTER_FATAL_ERROR_READING_BINLOG` / `ER_SOURCE_FATAL_ERROR_READING_BINLOG`.
 pub const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 1236;
+
+/// The operator's account on the servers.
+#[derive(Clone)]
+pub struct OperatorAccount {
+    /// User name.
+    pub user: String,
+    /// Password (never logged).
+    pub password: String,
+}
+
+impl std::fmt::Debug for OperatorAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorAccount")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The accounts the operator uses on the servers, from the credentials Secret.
+pub struct Accounts {
+    /// The operator's own account.
+    pub operator: OperatorAccount,
+    /// The account replicas replicate as.
+    pub replication: ebisu_mysql::Credentials,
+    /// Service users whose sessions a fence keeps.
+    pub service_users: Vec<ebisu_mysql::UserName>,
+    /// The token agents want before they serve a clone or take a re-seed request.
+    pub clone_token: Option<String>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token or a password.
+        f.debug_struct("Accounts")
+            .field("operator", &self.operator)
+            .field("service_users", &self.service_users)
+            .finish_non_exhaustive()
+    }
+}

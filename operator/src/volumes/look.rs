@@ -1,83 +1,24 @@
-//! The cluster's EBS volumes at EC2 (aws-sdk-ec2): each instance's volume as
-//! DescribeVolumes reports it (status), the tags that name its cluster,
-//! namespace and instance (CreateTags), and the IOPS and throughput of
-//! `spec.storage.ebs` applied to existing volumes (ModifyVolume).
-//! Credentials come from the standard AWS chain (IRSA, EKS Pod Identity,
-//! environment). Only volumes of the EBS CSI driver are looked at.
-
-pub mod decide;
-pub mod looks;
+//! One look at a cluster's EBS volumes at EC2, the IO shell around
+//! [`super::decide`]: DescribeVolumes and DescribeVolumesModifications for
+//! each instance's volume (status), then CreateTags and ModifyVolume as the
+//! plan says. Only volumes of the EBS CSI driver are looked at.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, Tag, Volume, VolumeModification};
 use ebisu_api::VolumeStatus;
 use k8s_openapi::jiff::Timestamp;
 use tracing::info;
 
-use crate::build::storage_class::EBS_PROVISIONER;
-use crate::clustering::Problem;
-use crate::dereference::Observed;
+use super::decide::{self, Performance, Plan, Step, VolumeFacts};
+use crate::ec2::{Error, call};
+use crate::model::{ClusterObjects, Problem, objects, well_known::EBS_PROVISIONER};
 use crate::validate::{StorageClassChoice, ValidatedCluster};
-use decide::{Performance, Plan, Step, VolumeFacts};
 
-/// Why an EC2 call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The call failed.
-    #[error("failed to {action}: {message}")]
-    Call {
-        /// What we tried.
-        action: String,
-        /// EC2's error code and message, or the transport's.
-        message: String,
-    },
-}
-
-/// Maps a failed call to [`Error::Call`], with EC2's code and message when
-/// it gave them.
-pub(crate) fn call<E>(action: impl Into<String>) -> impl FnOnce(SdkError<E>) -> Error
-where
-    E: std::error::Error + Send + Sync + ProvideErrorMetadata + 'static,
-{
-    move |error| {
-        let message = match (error.code(), error.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_owned(),
-            _ => DisplayErrorContext(&error).to_string(),
-        };
-        Error::Call {
-            action: action.into(),
-            message,
-        }
-    }
-}
-
-/// An EC2 client from the standard AWS configuration chain, with rustls on
-/// ring. `AWS_REGION` and `AWS_ENDPOINT_URL_EC2` are honoured as usual.
-pub async fn client() -> Client {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    // Bounded calls: a fencing step runs inside a reconcile.
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .operation_timeout(std::time::Duration::from_secs(10))
-        .build();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    Client::new(&config)
-}
-
-/// What the volumes pass found and did.
+/// What one look at the volumes found and did.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Outcome {
+pub struct VolumeLook {
     /// Each instance's volume, by pod.
     pub volumes: BTreeMap<String, VolumeStatus>,
     /// What the operator cannot do about them now.
@@ -86,39 +27,38 @@ pub struct Outcome {
     pub modified: Vec<(String, String)>,
 }
 
-/// Each instance's EBS volume id, by pod, from its bound PV.
-fn volume_ids(validated: &ValidatedCluster, observed: &Observed) -> BTreeMap<String, String> {
-    let mut ids = BTreeMap::new();
-    for claim in &observed.claims {
-        let Some(name) = claim.metadata.name.as_deref() else {
-            continue;
-        };
-        let prefix = format!("{}-", ebisu_api::names::DATA_VOLUME);
-        let Some(pod) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        if ebisu_api::names::ordinal_of(pod).is_none() || !pod.starts_with(&validated.name) {
-            continue;
-        }
-        let csi = claim
-            .spec
-            .as_ref()
-            .and_then(|s| s.volume_name.as_ref())
-            .and_then(|v| observed.volumes.get(v))
-            .and_then(|pv| pv.spec.as_ref()?.csi.as_ref())
-            .filter(|csi| csi.driver == EBS_PROVISIONER);
-        if let Some(csi) = csi {
-            ids.insert(pod.to_owned(), csi.volume_handle.clone());
-        }
-    }
-    ids
+/// Each instance's EBS volume id, by pod, from the PV bound to its data
+/// claim (also claims whose pod is gone, such as after a scale-down).
+fn volume_ids(validated: &ValidatedCluster, objects: &ClusterObjects) -> BTreeMap<String, String> {
+    objects
+        .claims
+        .iter()
+        .filter_map(|claim| {
+            let ordinal = ebisu_api::names::data_claim_ordinal(
+                &validated.name,
+                claim.metadata.name.as_deref()?,
+            )?;
+            let pod = ebisu_api::names::pod(&validated.name, ordinal);
+            let volume = objects.claim_volume(&validated.name, &pod).filter(|pv| {
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.csi.as_ref())
+                    .is_some_and(|csi| csi.driver == EBS_PROVISIONER)
+            })?;
+            Some((pod, objects::volume_handle(volume)?.to_owned()))
+        })
+        .collect()
 }
 
 /// Looks at the cluster's volumes at EC2 and applies the tags and the
 /// performance the spec asks for.
-pub async fn reconcile(ec2: &Client, validated: &ValidatedCluster, observed: &Observed) -> Outcome {
-    let ids = volume_ids(validated, observed);
-    let mut outcome = Outcome::default();
+pub async fn look(
+    ec2: &Client,
+    validated: &ValidatedCluster,
+    objects: &ClusterObjects,
+) -> VolumeLook {
+    let ids = volume_ids(validated, objects);
+    let mut outcome = VolumeLook::default();
     if ids.is_empty() {
         return outcome;
     }

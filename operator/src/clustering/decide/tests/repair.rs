@@ -1,0 +1,433 @@
+//! Repair around an answering primary: fencing, repointing, labels, semi-sync, errant servers.
+
+use super::*;
+
+#[test]
+fn a_healthy_cluster_needs_nothing() {
+    let servers = [
+        primary("db-0", "0-100-9"),
+        replica("db-1", "0-100-9", "db-0"),
+        replica("db-2", "0-100-7", "db-0"),
+    ];
+    let d = run(&servers);
+    assert_eq!(d.primary.as_deref(), Some("db-0"));
+    assert!(d.is_settled(), "{d:?}");
+    assert_eq!(d.memory.semi_sync_active, Some(true));
+    assert_eq!(
+        d.memory,
+        healthy_memory(),
+        "a settled look changes no memory (status would churn)"
+    );
+}
+
+#[test]
+fn first_bootstrap_labels_and_unfences_the_only_source() {
+    let mut p = unlabelled(primary("db-0", "0-100-3"));
+    p.read_only = true;
+    p.semi_sync_source = false;
+    let d = decide_with(
+        &[p, unlabelled(replica("db-1", "0-100-3", "db-0"))],
+        &no_semi_sync(),
+        &ClusteringMemory::default(),
+    );
+    assert_eq!(d.primary.as_deref(), Some("db-0"));
+    assert_eq!(
+        d.steps,
+        vec![
+            vec![Action::MakeWritable("db-0".to_owned())],
+            vec![Action::LabelPrimary("db-0".to_owned())],
+            vec![
+                Action::LabelReplica("db-1".to_owned()),
+                Action::LabelReads {
+                    pod: "db-1".to_owned(),
+                    serve: true
+                }
+            ],
+        ]
+    );
+}
+
+#[test]
+fn a_fresh_server_alone_becomes_primary() {
+    let mut p = unlabelled(primary("db-0", ""));
+    p.read_only = true;
+    let d = run(&[p]);
+    assert_eq!(d.primary.as_deref(), Some("db-0"));
+    assert_eq!(writable(&d), ["db-0"]);
+}
+
+#[test]
+fn no_primary_is_chosen_while_a_server_does_not_answer() {
+    let d = run(&[
+        unlabelled(primary("db-0", "0-100-3")),
+        silent(unlabelled(replica("db-1", "0-100-3", "db-0"))),
+    ]);
+    assert_eq!(d.primary, None);
+    assert!(matches!(d.problems.as_slice(), [Problem::NoPrimary(m)] if m.contains("db-1")));
+    assert!(writable(&d).is_empty());
+}
+
+#[test]
+fn a_new_clusters_first_seconds_are_no_problem() {
+    let starting = [silent(unlabelled(primary("db-0", "")))];
+    let memory = ClusteringMemory::default();
+    for servers in [&starting[..], &[]] {
+        let d = decide(&Input {
+            servers,
+            policy: &policy(),
+            memory: &memory,
+            probe_silent_since: None,
+            new_cluster: true,
+            now: Timestamp::from_second(NOW).expect("now"),
+        });
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+    }
+    // Once it had a primary, the same picture is a problem.
+    assert!(!run(&starting).problems.is_empty());
+}
+
+#[test]
+fn two_unlabelled_sources_pick_the_one_with_every_transaction() {
+    let behind = unlabelled(primary("db-0", "0-100-3"));
+    let ahead = unlabelled(primary("db-1", "0-100-5"));
+    let d = run(&[behind, ahead]);
+    assert_eq!(d.primary.as_deref(), Some("db-1"));
+    assert_eq!(d.steps[0], vec![fence("db-0")]);
+    assert!(has(
+        &d,
+        &Action::Replicate {
+            pod: "db-0".to_owned(),
+            source_host: host("db-1")
+        }
+    ));
+}
+
+#[test]
+fn diverged_sources_are_never_resolved_by_guessing() {
+    let a = unlabelled(primary("db-0", "0-100-5,1-100-1"));
+    let b = unlabelled(primary("db-1", "0-100-5,2-101-1"));
+    let d = run(&[a, b]);
+    assert_eq!(d.primary, None);
+    assert!(matches!(d.problems.as_slice(), [Problem::NoPrimary(_)]));
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::MakeWritable(_) | Action::Replicate { .. }))
+    );
+}
+
+#[test]
+fn a_writable_replica_is_fenced_in_the_first_step_with_its_sessions_ended() {
+    let mut r = replica("db-1", "0-100-9", "db-0");
+    r.read_only = false;
+    let mut p = primary("db-0", "0-100-9");
+    p.read_only = true;
+    let d = run(&[p, r]);
+    assert_eq!(d.steps[0], vec![fence("db-1")]);
+    assert!(position(&d, |a| matches!(a, Action::MakeWritable(_))) > Some(0));
+}
+
+#[test]
+fn replicas_not_replicating_or_pointed_elsewhere_are_repointed() {
+    let mut stopped = replica("db-1", "0-100-9", "db-0");
+    if let Some(r) = stopped.replication.as_mut() {
+        r.io_running = false;
+        r.sql_running = false;
+    }
+    let elsewhere = replica("db-2", "0-100-9", "db-1");
+    let mut none = replica("db-3", "0-100-9", "db-0");
+    none.replication = None;
+    let d = run(&[primary("db-0", "0-100-9"), stopped, elsewhere, none]);
+    for pod in ["db-1", "db-2", "db-3"] {
+        assert!(
+            has(
+                &d,
+                &Action::Replicate {
+                    pod: pod.to_owned(),
+                    source_host: host("db-0")
+                }
+            ),
+            "{pod}: {d:?}"
+        );
+        assert!(
+            has(
+                &d,
+                &Action::LabelReads {
+                    pod: pod.to_owned(),
+                    serve: false
+                }
+            ),
+            "{pod} leaves the read Service until it replicates"
+        );
+    }
+}
+
+#[test]
+fn a_replica_with_errant_transactions_is_fenced_unlabelled_and_reported_never_rejoined() {
+    let mut errant = replica("db-1", "0-100-9,0-101-10", "db-0");
+    errant.read_only = false;
+    errant.gtid = gtid("0-101-10");
+    let d = run(&[primary("db-0", "0-100-9"), errant]);
+    assert!(matches!(&d.problems[..], [Problem::ErrantTransactions { pod, .. }] if pod == "db-1"));
+    assert!(has(&d, &fence("db-1")));
+    assert!(has(&d, &Action::Unlabel("db-1".to_owned())));
+    assert!(has(
+        &d,
+        &Action::LabelReads {
+            pod: "db-1".to_owned(),
+            serve: false
+        }
+    ));
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::Replicate { pod, .. } if pod == "db-1"))
+    );
+    let last = d.steps.last().expect("steps");
+    assert!(
+        matches!(last.as_slice(), [Action::Reseed { pod, reason }] if pod == "db-1" && reason.contains("holds transactions the primary lacks")),
+        "re-seeded last, once fenced and out of service: {last:?}"
+    );
+}
+
+#[test]
+fn a_fresh_copy_of_an_errant_server_is_not_re_seeded_again() {
+    let mut copying = replica("db-1", "0-100-9,0-101-10", "db-0");
+    copying.gtid = gtid("0-101-10");
+    copying.seed_pending = true;
+    let d = run(&[primary("db-0", "0-100-9"), copying]);
+    assert!(!d.actions().any(|a| matches!(a, Action::Reseed { .. })));
+}
+
+#[test]
+fn a_replica_the_primary_refuses_to_stream_to_is_treated_as_diverged() {
+    let mut diverged = replica("db-1", "0-100-9", "db-0");
+    if let Some(r) = diverged.replication.as_mut() {
+        r.io_running = false;
+        r.io_errno = 1236;
+    }
+    let d = run(&[primary("db-0", "0-100-12"), diverged]);
+    assert!(matches!(&d.problems[..], [Problem::Diverged { pod }] if pod == "db-1"));
+    assert!(has(&d, &Action::Unlabel("db-1".to_owned())));
+    assert!(!d.actions().any(|a| matches!(a, Action::Replicate { .. })));
+    assert!(
+        d.actions()
+            .any(|a| matches!(a, Action::Reseed { pod, .. } if pod == "db-1"))
+    );
+}
+
+#[test]
+fn a_fresh_copy_is_left_to_its_agent_but_fenced_if_writable() {
+    let mut fresh = unlabelled(replica("db-1", "0-100-9", "db-0"));
+    fresh.replication = None;
+    fresh.seed_pending = true;
+    let d = run(&[primary("db-0", "0-100-9"), fresh.clone()]);
+    assert!(d.is_settled(), "{d:?}");
+    fresh.read_only = false;
+    let d = run(&[primary("db-0", "0-100-9"), fresh]);
+    assert_eq!(d.steps, vec![vec![fence("db-1")]]);
+}
+
+#[test]
+fn an_applier_error_is_reported_not_restarted_and_serves_no_reads() {
+    let mut broken = replica("db-1", "0-100-8", "db-0");
+    if let Some(r) = broken.replication.as_mut() {
+        r.sql_running = false;
+        r.sql_error = Some("Duplicate entry '7' for key 'PRIMARY'".to_owned());
+    }
+    let d = run(&[primary("db-0", "0-100-9"), broken]);
+    assert!(matches!(&d.problems[..], [Problem::ReplicationBroken { pod, .. }] if pod == "db-1"));
+    assert_eq!(
+        d.actions().collect::<Vec<_>>(),
+        vec![&Action::LabelReads {
+            pod: "db-1".to_owned(),
+            serve: false
+        }]
+    );
+}
+
+#[test]
+fn a_replica_too_far_behind_leaves_the_read_service_and_returns_when_caught_up() {
+    let mut lagging = replica("db-1", "0-100-8", "db-0");
+    if let Some(r) = lagging.replication.as_mut() {
+        r.lag_seconds = Some(31);
+    }
+    let d = run(&[primary("db-0", "0-100-9"), lagging.clone()]);
+    assert!(has(
+        &d,
+        &Action::LabelReads {
+            pod: "db-1".to_owned(),
+            serve: false
+        }
+    ));
+    assert!(d.problems.is_empty(), "lag alone is no problem");
+    lagging.reads_label = false;
+    if let Some(r) = lagging.replication.as_mut() {
+        r.lag_seconds = Some(2);
+    }
+    let d = run(&[primary("db-0", "0-100-9"), lagging]);
+    assert!(has(
+        &d,
+        &Action::LabelReads {
+            pod: "db-1".to_owned(),
+            serve: true
+        }
+    ));
+}
+
+#[test]
+fn semi_sync_replica_side_is_enabled_on_replicas() {
+    let mut r = replica("db-1", "0-100-9", "db-0");
+    r.semi_sync_replica = false;
+    let d = run(&[primary("db-0", "0-100-9"), r.clone()]);
+    assert!(has(
+        &d,
+        &Action::EnableSemiSync {
+            pod: "db-1".to_owned(),
+            as_primary: false
+        }
+    ));
+    let d = decide_with(
+        &[primary("db-0", "0-100-9"), r],
+        &no_semi_sync(),
+        &healthy_memory(),
+    );
+    assert!(
+        d.is_settled(),
+        "semi-sync off in the spec: nothing to enable"
+    );
+}
+
+#[test]
+fn the_primary_waits_for_acknowledgements_only_once_a_replica_holds_data() {
+    let mut p = primary("db-0", "0-100-9");
+    p.semi_sync_source = false;
+    p.semi_sync_active = false;
+    let mut seeding = unlabelled(replica("db-1", "", "db-0"));
+    seeding.replication = None;
+    seeding.seed_pending = true;
+    let d = run(&[p.clone(), seeding]);
+    assert!(
+        !d.actions().any(|a| matches!(
+            a,
+            Action::EnableSemiSync {
+                as_primary: true,
+                ..
+            }
+        )),
+        "a seed in progress never blocks writes"
+    );
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    assert!(has(
+        &d,
+        &Action::EnableSemiSync {
+            pod: "db-0".to_owned(),
+            as_primary: true
+        }
+    ));
+}
+
+#[test]
+fn semi_sync_enabled_before_a_restarted_primary_is_made_writable() {
+    let mut p = primary("db-0", "0-100-9");
+    p.read_only = true;
+    p.semi_sync_source = false;
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    let semi = position(
+        &d,
+        |a| matches!(a, Action::EnableSemiSync { pod, as_primary: true } if pod == "db-0"),
+    );
+    let write = position(
+        &d,
+        |a| matches!(a, Action::MakeWritable(pod) if pod == "db-0"),
+    );
+    assert!(semi.is_some() && semi < write, "{d:?}");
+}
+
+#[test]
+fn a_changed_timeout_reaches_the_running_primary() {
+    let mut p = primary("db-0", "0-100-9");
+    p.semi_sync_timeout_ms = Some(10_000);
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    assert!(has(
+        &d,
+        &Action::EnableSemiSync {
+            pod: "db-0".to_owned(),
+            as_primary: true
+        }
+    ));
+}
+
+#[test]
+fn a_primary_that_fell_back_to_asynchronous_is_reported() {
+    let mut p = primary("db-0", "0-100-9");
+    p.semi_sync_active = false;
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    assert_eq!(
+        d.problems,
+        vec![Problem::SemiSyncFallback("db-0".to_owned())]
+    );
+    assert_eq!(d.memory.semi_sync_active, Some(false));
+}
+
+#[test]
+fn a_labelled_primary_that_replicates_is_reported_and_left_read_only() {
+    let mut p = replica("db-0", "0-100-9", "db-1");
+    p.role_label = Some(InstanceRole::Primary);
+    p.reads_label = false;
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    assert!(
+        d.problems
+            .contains(&Problem::PrimaryReplicates("db-0".to_owned()))
+    );
+    assert!(writable(&d).is_empty());
+}
+
+#[test]
+fn two_labelled_primaries_are_a_problem_and_only_fencing_happens() {
+    let d = run(&[primary("db-0", "0-100-9"), primary("db-1", "0-100-9")]);
+    assert_eq!(d.primary, None);
+    assert!(
+        matches!(d.problems.as_slice(), [Problem::NoPrimary(m)] if m.contains("db-0") && m.contains("db-1"))
+    );
+    assert!(d.actions().all(|a| matches!(a, Action::Fence { .. })));
+}
+
+#[test]
+fn equal_fresh_sources_pick_the_lowest_ordinal() {
+    let d = run(&[
+        unlabelled(primary("db-1", "")),
+        unlabelled(primary("db-0", "")),
+    ]);
+    assert_eq!(d.primary.as_deref(), Some("db-0"));
+}
+
+#[test]
+fn a_primary_that_refuses_the_operator_is_never_failed_over() {
+    let mut p = primary("db-0", "0-100-9");
+    p.answer = Answer::Refused;
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    assert_eq!(d.problems, vec![Problem::PrimaryRefuses("db-0".to_owned())]);
+    assert!(d.memory.operation.is_none());
+    assert!(d.is_settled() || d.actions().all(|a| matches!(a, Action::Fence { .. })));
+}
+
+#[test]
+fn a_pod_on_a_node_that_stopped_reporting_is_reported_with_the_way_out() {
+    let mut r = replica("db-1", "0-100-9", "db-0");
+    r.node = Some(NodeFacts {
+        name: "node-b1".to_owned(),
+        draining: false,
+        ready: false,
+    });
+    let d = run(&[primary("db-0", "0-100-9"), silent(r)]);
+    let problem = d
+        .problems
+        .iter()
+        .find(|p| matches!(p, Problem::NodeUnreachable { .. }))
+        .expect("reported");
+    assert!(
+        problem
+            .message()
+            .contains("node.kubernetes.io/out-of-service")
+    );
+    assert_eq!(problem.pod(), Some("db-1"));
+}

@@ -1,0 +1,370 @@
+//! One reconcile of one MySQLCluster, top to bottom: the only code that
+//! sequences the steps. [`apply_cluster`] reads as the list of them, in
+//! order:
+//!
+//! 1. validate the spec (no client); an invalid one is a condition and one
+//!    Event, and nothing else happens;
+//! 2. read the durable record of whether the cluster holds data;
+//! 3. check and bind the volumes given in `spec.storage.ebs.volumes` (EC2);
+//! 4. build the children (no client) and apply them;
+//! 5. read the children and nodes back, and diagnose stuck claims and pods;
+//! 6. take the latest look at the volumes at EC2 (the next runs in the
+//!    background);
+//! 7. the clustering pass: observe, decide and act on the servers;
+//! 8. record that the cluster holds data, once it has a primary;
+//! 9. fence lost nodes, unfence returned ones (EC2, nodes);
+//! 10. announce problems once, as Events;
+//! 11. point the fast probe at the primary and the node index at the nodes;
+//! 12. write status;
+//! 13. say when to look again.
+//!
+//! A step that cannot do its part reports it as a problem and the next
+//! steps still run (report and continue): the servers are looked after even
+//! when a child cannot be applied. Only failing to read what the later steps
+//! stand on (the data record, the children) or to write status ends a
+//! reconcile with an error, retried after a pause.
+
+mod cleanup;
+mod context;
+pub mod pass;
+pub mod requeue;
+mod volume_look;
+
+use std::sync::Arc;
+
+use ebisu_api::{MySQLCluster, MySQLClusterStatus, names::FINALIZER};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        controller::Action,
+        finalizer::{self, Event as FinalizerEvent},
+        reflector::ObjectRef,
+    },
+};
+use tracing::{info, instrument, warn};
+
+pub use context::{Context, NodeIndex, ProbeTriggers};
+
+use crate::{
+    apply, build,
+    clustering::PassReport,
+    dereference, diagnose, events, fencing,
+    model::{ClusterObjects, Problem, objects},
+    status::{self, StatusInputs},
+    validate::{self, ValidatedCluster},
+    volumes,
+};
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the cluster's objects failed.
+    #[error(transparent)]
+    Dereference(dereference::Error),
+    /// A call to the API server failed.
+    #[error("failed to {action}: {source}")]
+    Api {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A node the deleted cluster fenced could not be unfenced.
+    #[error("failed to unfence a node of the deleted cluster: {0}")]
+    Unfence(#[source] fencing::Error),
+    /// The finalizer machinery failed.
+    #[error("failed to run the finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// What kind of failure it is, for logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Dereference(_) => "dereference",
+            Error::Api { .. } => "api",
+            Error::Unfence(_) => "unfence",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    fn api(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+        move |source| Error::Api { action, source }
+    }
+}
+
+/// Reconciles one cluster.
+#[instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace().unwrap_or_default()))]
+pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let api = Api::<MySQLCluster>::namespaced(ctx.client.clone(), &ns);
+    finalizer::finalizer(&api, FINALIZER, cluster, |event| async {
+        match event {
+            FinalizerEvent::Apply(cluster) => apply_cluster(&cluster, &ctx).await,
+            FinalizerEvent::Cleanup(cluster) => cleanup::cleanup(&cluster, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Logs and retries.
+pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(cluster = %cluster.name_any(), kind = error.category(), %error, "reconcile failed; retrying");
+    Action::requeue(requeue::AFTER_ERROR)
+}
+
+/// The steps of one reconcile of a cluster that is not being deleted.
+async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, Error> {
+    let now = Time(Timestamp::now());
+    let key = ObjectRef::from_obj(cluster);
+    let previous = cluster.status.as_ref();
+
+    // 1. Validate (no client).
+    let validated = match validate::validate(cluster, &ctx.settings) {
+        Ok(validated) => validated,
+        Err(error) => return refuse_spec(cluster, ctx, &error.to_string(), &now).await,
+    };
+
+    // 2. Whether the cluster holds data (client).
+    let record = dereference::data_record(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .map_err(Error::Dereference)?;
+    let holds_data = record.holds_data(previous.is_some_and(|s| s.current_primary.is_some()));
+
+    // 3. Given volumes: checked at EC2, their PVs and claims made (client, EC2).
+    let given = volumes::given::prepare(&ctx.client, &ctx.ec2, &validated, &record).await;
+
+    // 4. Build (no client) and apply (client).
+    let children = build::children(
+        &validated.with_replicas_at_most(given.max_replicas),
+        holds_data,
+    );
+    let applied = apply::all(&ctx.client, &validated, children, holds_data).await;
+    announce_applied(ctx, cluster, &validated, &applied).await;
+    let mut problems = applied_problems(&applied);
+
+    // 5. Read the children back (client) and diagnose them (no client).
+    let objects = dereference::children(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .map_err(Error::Dereference)?;
+    problems.extend(diagnose::claims::pending(
+        &objects.claims,
+        &objects.storage_classes,
+        Timestamp::now(),
+    ));
+    problems.extend(diagnose::init_failures::failing(&objects.pods));
+    problems.extend(given.problems);
+
+    // 6. The latest look at the volumes at EC2 (the next one in the background).
+    let volumes = volume_look::latest(ctx, cluster, &validated, &objects);
+    problems.extend(volumes.problems.iter().cloned());
+
+    // 7. The clustering pass (SQL, pods, status memory).
+    let mut pass =
+        clustering_pass(ctx, cluster, &validated, &objects, &applied, holds_data).await?;
+
+    // 8. Record that the cluster holds data once it has a primary (client).
+    if record.needs_marking(pass.primary.is_some())
+        && let Err(error) = apply::mark_initialised(&ctx.client, &validated, &record).await
+    {
+        warn!(%error, "failed to record that the cluster holds data; retrying next time");
+    }
+
+    // 9. Fence lost nodes, unfence returned ones (EC2, nodes).
+    let fencing = fence_nodes(ctx, cluster, &validated, &objects, &pass).await;
+    problems.extend(fencing.problems);
+
+    // 10. Problems: announced once each.
+    pass.problems.extend(problems);
+    let (notes, reported) = events::for_problems(&pass.memory.reported, &pass.problems);
+    for note in notes {
+        warn!(reason = note.reason, message = %note.message, "cluster problem");
+        events::publish(&ctx.recorder, cluster, "Cluster", note).await;
+    }
+    pass.memory.reported = reported;
+
+    // 11. The fast probe follows the primary; node changes wake the cluster.
+    let primary_ip = pass
+        .primary
+        .as_deref()
+        .and_then(|p| objects.pod(p))
+        .and_then(objects::pod_ip)
+        .map(str::to_owned);
+    ctx.prober.watch(key.clone(), primary_ip);
+    ctx.node_index.set(
+        key,
+        objects
+            .nodes
+            .keys()
+            .chain(&fencing.fenced)
+            .cloned()
+            .collect(),
+    );
+
+    // 12. Status (client).
+    let new_status = status::compute(StatusInputs {
+        cluster,
+        objects: &objects,
+        pass: &pass,
+        volumes: &volumes.volumes,
+        fenced: &fencing.fenced,
+        now: &now,
+    });
+    let settled = new_status.phase == Some(ebisu_api::Phase::Running) && !pass.acted;
+    write_status(ctx, cluster, new_status).await?;
+
+    // 13. When to look again.
+    Ok(Action::requeue(requeue::after(pass.again, settled)))
+}
+
+/// A spec that cannot be honoured: a condition and one Event say why, the
+/// probe forgets the cluster, and nothing happens until the spec changes.
+async fn refuse_spec(
+    cluster: &MySQLCluster,
+    ctx: &Context,
+    message: &str,
+    now: &Time,
+) -> Result<Action, Error> {
+    ctx.forget(&ObjectRef::from_obj(cluster));
+    if let Some(note) = events::for_invalid_spec(cluster.status.as_ref(), message) {
+        warn!(%message, "spec cannot be honoured");
+        events::publish(&ctx.recorder, cluster, "Validate", note).await;
+    }
+    write_status(ctx, cluster, status::invalid(cluster, message, now)).await?;
+    Ok(Action::await_change())
+}
+
+/// Events for what applying changed beyond the declared objects.
+async fn announce_applied(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    validated: &ValidatedCluster,
+    applied: &apply::Applied,
+) {
+    if applied.credentials_generated {
+        events::publish(
+            &ctx.recorder,
+            cluster,
+            "Apply",
+            events::credentials_generated(),
+        )
+        .await;
+    }
+    for claim in &applied.resized_claims {
+        info!(claim, size = %validated.storage.size.0, "expanding volume claim");
+        let note = events::volume_expanding(claim, &validated.storage.size.0);
+        events::publish(&ctx.recorder, cluster, "Resize", note).await;
+    }
+}
+
+/// What the operator cannot fix about the children: reported, and the
+/// servers are still looked after.
+fn applied_problems(applied: &apply::Applied) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = applied
+        .failures
+        .iter()
+        .map(|e| {
+            warn!(kind = e.category(), error = %e, "child not applied");
+            Problem::ChildNotApplied {
+                what: e.to_string(),
+            }
+        })
+        .collect();
+    if !applied.credentials_missing.is_empty() {
+        problems.push(Problem::CredentialsMissing {
+            keys: applied
+                .credentials_missing
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+        });
+    }
+    problems
+}
+
+/// The clustering pass, when the servers may be asked: never with
+/// credentials that may not be theirs (the Secret lacks keys).
+async fn clustering_pass(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    validated: &ValidatedCluster,
+    objects: &ClusterObjects,
+    applied: &apply::Applied,
+    holds_data: bool,
+) -> Result<PassReport, Error> {
+    let memory = || {
+        cluster
+            .status
+            .as_ref()
+            .map(|s| s.clustering.clone())
+            .unwrap_or_default()
+    };
+    if !applied.credentials_missing.is_empty() {
+        return Ok(PassReport::remembered(memory()));
+    }
+    let accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .map_err(Error::Dereference)?;
+    let Some(accounts) = accounts else {
+        return Ok(PassReport::remembered(memory()));
+    };
+    let silent_since = ctx.prober.silent_since(&ObjectRef::from_obj(cluster));
+    Ok(pass::run(
+        ctx,
+        cluster,
+        validated,
+        objects,
+        &accounts,
+        silent_since,
+        holds_data,
+    )
+    .await)
+}
+
+/// Fencing, with its Events.
+async fn fence_nodes(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    validated: &ValidatedCluster,
+    objects: &ClusterObjects,
+    pass: &PassReport,
+) -> fencing::FencingReport {
+    let servers: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
+    let cluster_key = validated.key();
+    let report = fencing::run(
+        &ctx.client,
+        &ctx.ec2,
+        fencing::Inputs {
+            cluster_key: &cluster_key,
+            enabled: validated.failover.fence_nodes,
+            servers: &servers,
+            primary: pass.primary.as_deref(),
+            observed_nodes: &objects.nodes,
+            fenced_before: cluster
+                .status
+                .as_ref()
+                .map(|s| s.fenced_nodes.as_slice())
+                .unwrap_or_default(),
+        },
+    )
+    .await;
+    for note in events::for_fencing(&report) {
+        events::publish(&ctx.recorder, cluster, "Fence", note).await;
+    }
+    report
+}
+
+/// Writes status only when it changed, so that status writes do not trigger
+/// reconciles of their own.
+async fn write_status(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    status: MySQLClusterStatus,
+) -> Result<(), Error> {
+    apply::write_status(&ctx.client, cluster, &status)
+        .await
+        .map_err(Error::api("write status"))
+}

@@ -1,0 +1,377 @@
+//! One clustering pass of a reconcile: observe every server, decide, carry
+//! the steps out, announce what happened, and go round again at once while
+//! a decision says its steps changed what the next one depends on (a
+//! switchover or failover moving on), a few rounds at most. The memory a
+//! round leaves is what the last step that ran made durable: the pass
+//! writes it to status itself (`Remember`), as it removes the annotations
+//! a decision consumed, and leaves every server and pod action to
+//! `clustering::act`.
+
+use ebisu_api::{ClusteringMemory, MySQLCluster, RoleChange};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use tracing::{info, warn};
+
+use super::Context;
+use crate::{
+    apply,
+    clustering::{
+        Action, Again, Decision, Input, PassReport, Rollout,
+        act::ServerExecutor,
+        decide,
+        execute::{ActionError, Executed, Executor, execute},
+        observe, policy,
+    },
+    events,
+    model::{Accounts, Answer, ClusterObjects, Problem},
+    status,
+    validate::ValidatedCluster,
+};
+
+/// Rounds of observe-decide-act within one reconcile, at most.
+const MAX_ROUNDS: usize = 6;
+
+/// The executor of a pass: the MySQLCluster's own changes here (status
+/// memory, consumed annotations), everything else by `ServerExecutor`.
+struct PassExecutor<'a> {
+    cluster: &'a MySQLCluster,
+    servers: ServerExecutor<'a>,
+}
+
+impl Executor for PassExecutor<'_> {
+    async fn run(&self, action: &Action) -> Result<(), ActionError> {
+        match action {
+            Action::Remember(memory) => {
+                let status = status::with_memory(self.cluster, memory, &Time(Timestamp::now()));
+                apply::write_status(self.servers.client, self.cluster, &status)
+                    .await
+                    .map_err(|source| ActionError::Api {
+                        action: "remember the clustering state in status".to_owned(),
+                        source,
+                    })
+            }
+            Action::ConsumeAnnotation(key) => {
+                apply::remove_annotation(self.servers.client, self.cluster, key)
+                    .await
+                    .map_err(|source| ActionError::Api {
+                        action: format!("remove annotation {key}"),
+                        source,
+                    })
+            }
+            other => self.servers.run(other).await,
+        }
+    }
+}
+
+/// Runs the clustering pass for a cluster whose children were applied.
+pub async fn run(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    validated: &ValidatedCluster,
+    objects: &ClusterObjects,
+    accounts: &Accounts,
+    probe_silent_since: Option<Timestamp>,
+    holds_data: bool,
+) -> PassReport {
+    let policy = policy::policy(cluster, validated);
+    let mut memory = cluster
+        .status
+        .as_ref()
+        .map(|s| s.clustering.clone())
+        .unwrap_or_default();
+    let refusal_before = memory.last_refusal.clone();
+    let mut report = PassReport::default();
+    let mut silent: Vec<String> = Vec::new();
+    for round in 0..MAX_ROUNDS {
+        let servers = observe::servers(
+            &validated.name,
+            &validated.namespace,
+            objects,
+            &accounts.operator,
+            &ctx.agents,
+            &silent,
+        )
+        .await;
+        let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
+        tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), "observed");
+        let decision = decide(&Input {
+            servers: &states,
+            policy: &policy,
+            memory: &memory,
+            probe_silent_since,
+            new_cluster: !holds_data,
+            now: Timestamp::now(),
+        });
+        if memory.operation.is_none()
+            && let Some(operation) = &decision.memory.operation
+        {
+            let blocked_ms = Timestamp::now()
+                .duration_since(operation.writes_blocked_since.0)
+                .as_millis();
+            info!(kind = ?operation.kind, from = %operation.from, reason = %operation.reason, blocked_ms, "starting a change of primary");
+        }
+        let executor = PassExecutor {
+            cluster,
+            servers: ServerExecutor {
+                client: &ctx.client,
+                namespace: &validated.namespace,
+                servers: &servers,
+                account: &accounts.operator,
+                replication: &accounts.replication,
+                semi_sync: validated.semi_sync.map(|s| ebisu_mysql::SemiSync {
+                    enabled: true,
+                    wait_for_replicas: s.wait_for_replicas,
+                    timeout_ms: s.timeout_ms,
+                }),
+                keep_sessions: &accounts.service_users,
+                clone_token: accounts.clone_token.as_deref(),
+                agents: &ctx.agents,
+            },
+        };
+        let outcome = execute(&decision.steps, &executor).await;
+        for (action, error) in &outcome.failed {
+            // A budget refusing an eviction now is the rolling update's to
+            // report in its condition (budgets lag pods becoming ready, so it
+            // passes), not a failure to log on every pass.
+            if !error.is_eviction_refused() {
+                warn!(?action, %error, "clustering step failed");
+            }
+        }
+        for note in events::for_outcome(&outcome) {
+            info!(reason = note.reason, message = %note.message, "clustering");
+            events::publish(&ctx.recorder, cluster, "Cluster", note).await;
+        }
+        memory = kept_memory(&memory, &decision, &outcome);
+        if outcome.complete
+            && let Some(completed) = &decision.completed
+        {
+            let operation = &completed.operation;
+            let blocked = Timestamp::now().duration_since(operation.writes_blocked_since.0);
+            let change = RoleChange {
+                from: operation.from.clone(),
+                to: completed.to.clone(),
+                reason: operation.reason.clone(),
+                started_at: operation.started_at.clone(),
+                writes_blocked_ms: Some(i64::try_from(blocked.as_millis()).unwrap_or(i64::MAX)),
+            };
+            info!(kind = ?operation.kind, from = %change.from, to = %change.to, ms = ?change.writes_blocked_ms, "primary moved");
+            events::publish(
+                &ctx.recorder,
+                cluster,
+                "Cluster",
+                events::for_role_change(operation.kind, &change),
+            )
+            .await;
+            report.completed.push((operation.kind, change));
+        }
+        report.acted |= !outcome.done.is_empty() || !outcome.failed.is_empty();
+        silent = servers
+            .iter()
+            .filter(|s| s.state.answer == Answer::Silent)
+            .map(|s| s.state.pod.clone())
+            .collect();
+        let again = again_after(&decision, &outcome);
+        let (rollout, budget_problem) = after_evictions(decision.rollout.clone(), &outcome);
+        report.primary.clone_from(&decision.primary);
+        report.problems = decision.problems;
+        report.problems.extend(budget_problem);
+        report.rollout = Some(rollout);
+        report.servers = servers;
+        if again == Again::Now && round + 1 < MAX_ROUNDS {
+            continue;
+        }
+        report.again = Some(again);
+        break;
+    }
+    if let Some(note) =
+        events::for_refusal(refusal_before.as_deref(), memory.last_refusal.as_deref())
+    {
+        warn!(message = %note.message, "switchover refused");
+        events::publish(&ctx.recorder, cluster, "Switchover", note).await;
+    }
+    report.memory = memory;
+    report
+}
+
+/// When to look again after a round: as the decision says when every step
+/// ran; otherwise soon, with everything re-read, or later when only the
+/// user can remove what refused an eviction (a second budget).
+fn again_after(decision: &Decision, outcome: &Executed) -> Again {
+    if outcome.complete {
+        decision.again
+    } else if outcome
+        .failed
+        .iter()
+        .any(|(_, e)| matches!(e, ActionError::OverlappingBudgets { .. }))
+    {
+        Again::After(k8s_openapi::jiff::SignedDuration::from_secs(10))
+    } else {
+        Again::After(k8s_openapi::jiff::SignedDuration::from_secs(2))
+    }
+}
+
+/// Where the rolling update stands once a budget refused an eviction (it
+/// waits), and the problem when two budgets select the pod (only the user
+/// can fix that).
+fn after_evictions(rollout: Rollout, outcome: &Executed) -> (Rollout, Option<Problem>) {
+    let refused = outcome
+        .failed
+        .iter()
+        .map(|(_, error)| error)
+        .find(|e| e.is_eviction_refused());
+    match refused {
+        Some(ActionError::OverlappingBudgets { pod }) => {
+            let problem = Problem::OverlappingBudgets(pod.clone());
+            (Rollout::Waiting(problem.message()), Some(problem))
+        }
+        Some(ActionError::DisruptionRefused { pod }) => (
+            Rollout::Waiting(format!(
+                "a PodDisruptionBudget allows no disruption of {pod} now"
+            )),
+            None,
+        ),
+        _ => (rollout, None),
+    }
+}
+
+/// What is durable after `outcome`: everything the decision meant to
+/// remember when every step ran; otherwise the last memory a step wrote,
+/// or, when none did, the decision's bookkeeping without its change of
+/// operation (that was never recorded).
+fn kept_memory(
+    before: &ClusteringMemory,
+    decision: &Decision,
+    outcome: &Executed,
+) -> ClusteringMemory {
+    if outcome.complete {
+        return decision.memory.clone();
+    }
+    let written = outcome.done.iter().rev().find_map(|action| match action {
+        Action::Remember(memory) => Some(memory.as_ref().clone()),
+        _ => None,
+    });
+    written.unwrap_or_else(|| ClusteringMemory {
+        operation: before.operation.clone(),
+        ..decision.memory.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebisu_api::{Operation, OperationKind, OperationStep};
+
+    fn operation(step: OperationStep) -> Operation {
+        Operation {
+            kind: OperationKind::Switchover,
+            from: "db-0".to_owned(),
+            to: Some("db-1".to_owned()),
+            reason: "NodeDrain".to_owned(),
+            step,
+            started_at: Time(Timestamp::UNIX_EPOCH),
+            writes_blocked_since: Time(Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    fn decision(memory: ClusteringMemory, steps: Vec<Vec<Action>>) -> Decision {
+        Decision {
+            primary: None,
+            steps,
+            problems: Vec::new(),
+            memory,
+            again: Again::Later,
+            completed: None,
+            rollout: Rollout::UpToDate,
+        }
+    }
+
+    #[test]
+    fn a_failed_step_keeps_the_last_memory_a_step_wrote() {
+        let fencing = ClusteringMemory {
+            operation: Some(operation(OperationStep::Fencing)),
+            ..ClusteringMemory::default()
+        };
+        let finished = ClusteringMemory::default();
+        let d = decision(
+            finished,
+            vec![vec![Action::Remember(Box::new(fencing.clone()))]],
+        );
+        let outcome = Executed {
+            done: vec![Action::Remember(Box::new(fencing.clone()))],
+            failed: Vec::new(),
+            complete: false,
+        };
+        assert_eq!(
+            kept_memory(&ClusteringMemory::default(), &d, &outcome),
+            fencing
+        );
+    }
+
+    #[test]
+    fn an_operation_never_written_is_not_remembered() {
+        let before = ClusteringMemory::default();
+        let planned = ClusteringMemory {
+            operation: Some(operation(OperationStep::Fencing)),
+            ..ClusteringMemory::default()
+        };
+        let d = decision(planned, Vec::new());
+        let outcome = Executed::default();
+        assert_eq!(kept_memory(&before, &d, &outcome).operation, None);
+    }
+
+    fn evicting(error: ActionError) -> Executed {
+        Executed {
+            done: Vec::new(),
+            failed: vec![(Action::Restart("db-2".to_owned()), error)],
+            complete: false,
+        }
+    }
+
+    #[test]
+    fn a_budget_that_refuses_now_pauses_the_rollout_and_two_budgets_are_a_problem() {
+        let (rollout, problem) = after_evictions(
+            Rollout::Restarting("db-2".to_owned()),
+            &evicting(ActionError::DisruptionRefused {
+                pod: "db-2".to_owned(),
+            }),
+        );
+        assert!(
+            matches!(rollout, Rollout::Waiting(why) if why.contains("allows no disruption of db-2"))
+        );
+        assert_eq!(problem, None);
+        let twice = evicting(ActionError::OverlappingBudgets {
+            pod: "db-2".to_owned(),
+        });
+        let (rollout, problem) = after_evictions(Rollout::Restarting("db-2".to_owned()), &twice);
+        assert!(matches!(rollout, Rollout::Waiting(_)));
+        assert_eq!(
+            problem,
+            Some(Problem::OverlappingBudgets("db-2".to_owned()))
+        );
+        let d = decision(ClusteringMemory::default(), Vec::new());
+        assert_eq!(
+            again_after(&d, &twice),
+            Again::After(k8s_openapi::jiff::SignedDuration::from_secs(10)),
+            "only the user can remove the other budget"
+        );
+        let (rollout, _) = after_evictions(Rollout::UpToDate, &Executed::default());
+        assert_eq!(rollout, Rollout::UpToDate);
+    }
+
+    #[test]
+    fn a_failed_step_looks_again_soon_and_a_complete_one_when_the_decision_says() {
+        let d = decision(ClusteringMemory::default(), Vec::new());
+        let failed = evicting(ActionError::TimedOut {
+            pod: "db-2".to_owned(),
+            action: "x",
+        });
+        assert_eq!(
+            again_after(&d, &failed),
+            Again::After(k8s_openapi::jiff::SignedDuration::from_secs(2))
+        );
+        let done = Executed {
+            complete: true,
+            ..Executed::default()
+        };
+        assert_eq!(again_after(&d, &done), Again::Later);
+    }
+}
