@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The failover benchmark on the local cluster (needs root):
 #   bash tests/bench-failover.sh   (as root)
-# N drains and N crashes of the primary's node (EBISU_BENCH_DRILLS, default
-# 10) under a writer that counts only acknowledged commits, then the same
-# with spec.replication.failover: Manual as the baseline. The pods run
+# Every kind of fault of the primary (drain, operator cut off, pod cut off,
+# server frozen, server killed, node stopped), EBISU_BENCH_DRILLS times each
+# (default 5), held EBISU_BENCH_OUTAGE_SECS (default 20), on MariaDB and on
+# MySQL (EBISU_BENCH_FLAVORS), under a writer that counts only acknowledged
+# commits and a poller of every server's read-only flag. The pods run
 # release builds, as an image would.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,5 +13,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tests/setup.sh
 EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
 export EBISU_CONTROLPLANE_BIN
+bash tests/build-rootfs.sh >/dev/null
 cargo build --release --locked -p ebisu-operator -p ebisu-sidecar --bins
 EBISU_BIN_DIR=$PWD/target/release cargo bench --locked -p ebisu-testcluster --bench failover

@@ -30,6 +30,15 @@ pub const SEMI_SYNC_WAITING: &str = "waiting";
 /// [`HEADER_SEMI_SYNC`]: commits no longer wait (fell back to asynchronous).
 pub const SEMI_SYNC_FALLEN_BACK: &str = "fallen-back";
 
+/// Response header of `/readyz`: [`SERVER_WRITABLE`] or [`SERVER_READ_ONLY`],
+/// so the operator's probe learns at once that its primary was fenced (by
+/// its own agent, say) and reconciles it rather than at the next period.
+pub const HEADER_SERVER: &str = "ebisu-server";
+/// [`HEADER_SERVER`]: the server takes writes.
+pub const SERVER_WRITABLE: &str = "writable";
+/// [`HEADER_SERVER`]: the server is read-only.
+pub const SERVER_READ_ONLY: &str = "read-only";
+
 /// Why the operator asks for a re-seed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -67,6 +76,16 @@ pub struct AgentStatus {
     /// why (it is tried again every few seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade_error: Option<String>,
+    /// On a replica: how long ago, in milliseconds, its receiver last got
+    /// anything (an event or a heartbeat) from its source, as the agent
+    /// timed it; `None` when it is no replica or has not heard its source
+    /// since the agent started. The operator's second witness of a lost
+    /// primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_heard_ms_ago: Option<u64>,
+    /// The source the receiver last heard (its host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_heard: Option<String>,
 }
 
 /// A replica's replication threads as the server reports them.

@@ -205,6 +205,19 @@ pub fn storage_class(namespace: &str, cluster: &str) -> String {
     format!("ebisu-{namespace}-{cluster}")
 }
 
+/// The Lease naming the cluster's primary pod: the operator names the
+/// holder, and the holder's agent renews it while its server answers and
+/// fences its server when it cannot.
+pub fn primary_lease(cluster: &str) -> String {
+    format!("{cluster}-primary")
+}
+
+/// The ServiceAccount the instances' agents run as (it may read and renew
+/// the primary Lease, nothing else).
+pub fn agent_service_account(cluster: &str) -> String {
+    format!("{cluster}-agent")
+}
+
 /// Pod of instance `ordinal`.
 pub fn pod(cluster: &str, ordinal: u32) -> String {
     format!("{cluster}-{ordinal}")

@@ -101,6 +101,10 @@ pub struct ReplicaStatus {
     /// GTIDs applied: MySQL `Executed_Gtid_Set`; MariaDB `Gtid_Slave_Pos`,
     /// which only `SHOW ALL SLAVES STATUS` reports (`None` otherwise).
     pub executed_gtid: Option<GtidSet>,
+    /// How far the receiver has read the source's binary log, as
+    /// `file:position` (`Source_Log_File`, `Read_Source_Log_Pos`): it moves
+    /// with every event received, so a change means the source was heard.
+    pub read_position: Option<String>,
 }
 
 impl ReplicaStatus {
@@ -172,6 +176,13 @@ impl ReplicaStatus {
                 .optional(&[executed_column])
                 .map(|text| gtid(executed_column, text))
                 .transpose()?,
+            read_position: match (
+                row.optional(&["Source_Log_File", "Master_Log_File"]),
+                row.optional(&["Read_Source_Log_Pos", "Read_Master_Log_Pos"]),
+            ) {
+                (Some(file), Some(pos)) if !file.is_empty() => Some(format!("{file}:{pos}")),
+                _ => None,
+            },
         })
     }
 

@@ -13,8 +13,10 @@ use ebisu_api::names::{self, FIELD_MANAGER, LABEL_CLUSTER, LABEL_MANAGED_BY, MAN
 use ebisu_api::{MySQLCluster, MySQLClusterStatus};
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
-    core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service},
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount},
     policy::v1::PodDisruptionBudget,
+    rbac::v1::{Role, RoleBinding},
     storage::v1::StorageClass,
 };
 use kube::{
@@ -123,6 +125,10 @@ pub async fn all(
         read_service,
         pod_disruption_budget,
         primary_pod_disruption_budget,
+        primary_lease,
+        agent_service_account,
+        agent_role,
+        agent_role_binding,
         stateful_set,
     } = children;
     let ns = cluster.namespace.as_str();
@@ -171,6 +177,29 @@ pub async fn all(
     }
     if let Err(e) = primary_budget(&budgets, cluster, primary_pod_disruption_budget).await {
         applied.failures.push(e);
+    }
+    // What the agents need before the pods start.
+    let leases = Api::<Lease>::namespaced(client.clone(), ns);
+    if let Err(e) = ours_then_ssa(&leases, "Lease", &primary_lease, cluster).await {
+        applied.failures.push(e);
+        ready_for_pods = false;
+    }
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    if let Err(e) =
+        ours_then_ssa(&accounts, "ServiceAccount", &agent_service_account, cluster).await
+    {
+        applied.failures.push(e);
+        ready_for_pods = false;
+    }
+    let roles = Api::<Role>::namespaced(client.clone(), ns);
+    if let Err(e) = ours_then_ssa(&roles, "Role", &agent_role, cluster).await {
+        applied.failures.push(e);
+        ready_for_pods = false;
+    }
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), ns);
+    if let Err(e) = ours_then_ssa(&bindings, "RoleBinding", &agent_role_binding, cluster).await {
+        applied.failures.push(e);
+        ready_for_pods = false;
     }
     if ready_for_pods && let Err(e) = apply_stateful_set(client, cluster, stateful_set).await {
         applied.failures.push(e);
@@ -262,12 +291,13 @@ where
     ssa(api, kind, object).await.map(drop)
 }
 
-/// Removes annotation `key` from the MySQLCluster (a request that was handled).
+/// Removes annotation `key` from the MySQLCluster (a request that was
+/// handled); returns the cluster as written.
 pub async fn remove_annotation(
     client: &Client,
     cluster: &MySQLCluster,
     key: &str,
-) -> Result<(), kube::Error> {
+) -> Result<MySQLCluster, kube::Error> {
     let api =
         Api::<MySQLCluster>::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
     let patch = json!({ "metadata": { "annotations": { key: null } } });
@@ -277,34 +307,39 @@ pub async fn remove_annotation(
         &Patch::Merge(patch),
     )
     .await
-    .map(drop)
 }
 
 /// Writes a cluster's status with server-side apply (the one field
-/// manager), unless it is what the cluster already says: a status write
-/// must not cause a reconcile of its own.
+/// manager), unless it is what the cluster already says (a status write
+/// must not cause a reconcile of its own), and only if the cluster is still
+/// at the version read (another operator, or this one before a pause, may
+/// have written since: then the write fails with a conflict). Returns the
+/// cluster as written, when it was.
 pub async fn write_status(
     client: &Client,
     cluster: &MySQLCluster,
     status: &MySQLClusterStatus,
-) -> Result<(), kube::Error> {
+) -> Result<Option<MySQLCluster>, kube::Error> {
     if cluster.status.as_ref() == Some(status) {
-        return Ok(());
+        return Ok(None);
     }
     let api =
         Api::<MySQLCluster>::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": MySQLCluster::api_version(&()),
         "kind": MySQLCluster::kind(&()),
         "status": status,
     });
+    if let Some(version) = &cluster.metadata.resource_version {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
     api.patch_status(
         &cluster.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(patch),
     )
     .await
-    .map(drop)
+    .map(Some)
 }
 
 async fn ssa<K>(api: &Api<K>, kind: &'static str, object: &K) -> Result<K, Error>

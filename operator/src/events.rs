@@ -206,6 +206,10 @@ pub fn describe(action: &Action) -> Option<(&'static str, String)> {
             "StopsServingReads",
             format!("{pod} is out of the read Service"),
         ),
+        Action::HoldLease { pod, .. } => (
+            "PrimaryLeaseHeld",
+            format!("named {pod} in the primary Lease: its agent renews it, any other fences"),
+        ),
         Action::MakeWritable(pod) => ("PrimaryWritable", format!("made {pod} writable")),
         Action::Fence { pod, hand_over } => (
             "Fenced",

@@ -120,7 +120,18 @@ async fn main() -> std::process::ExitCode {
         runtime::Scope::Namespaces(namespaces)
     };
     let ec2 = ebisu_operator::ec2::client().await;
-    let (ctx, triggers) = Context::new(client, ec2, settings, args.instance);
+    let (mut ctx, triggers) = Context::new(client.clone(), ec2, settings, args.instance);
+    let clock = std::sync::Arc::new(ebisu_operator::reconcile::LeaderClock::new(
+        runtime::leader::ACT_FOR,
+        std::time::Instant::now(),
+    ));
+    ctx.leader = clock.clone();
+    tokio::spawn(runtime::leader::confirm_renewals(
+        client,
+        namespace.clone(),
+        identity.clone(),
+        clock,
+    ));
     tokio::select! {
         () = runtime::run(ctx, triggers, scope) => {}
         error = candidate.lost() => {

@@ -97,6 +97,23 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     rule("", "persistentvolumeclaims", &["list", "patch", "create"]),
     // Events (kube's recorder creates, then patches repeated ones).
     rule("events.k8s.io", "events", &["create", "patch"]),
+    // The primary Lease: applied, read every pass, its holder named with
+    // a (conditional) patch. The agents read and renew it, which the
+    // operator may grant only because it holds these verbs itself.
+    rule("coordination.k8s.io", "leases", &["get", "create", "patch"]),
+    // The agents' ServiceAccount and the Role and RoleBinding that let
+    // them read and renew the primary Lease, applied like other children.
+    rule("", "serviceaccounts", &["get", "create", "patch"]),
+    rule(
+        "rbac.authorization.k8s.io",
+        "roles",
+        &["get", "create", "patch"],
+    ),
+    rule(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        &["get", "create", "patch"],
+    ),
 ];
 
 /// The ClusterRole's rules when every namespace is watched.

@@ -37,6 +37,9 @@ pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
 /// True while some instances run an old spec (an older StatefulSet revision).
 pub const UPDATING: &str = "Updating";
+/// Condition: the operator cannot reach the primary (it is alive, as its
+/// replicas say, or failover is manual): nothing moves.
+pub const PRIMARY_UNREACHABLE: &str = "PrimaryUnreachable";
 
 /// Everything a valid cluster's status is computed from.
 #[derive(Debug, Clone, Copy)]
@@ -215,6 +218,27 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
                 false,
                 "NotBlocked",
                 "no failover is being refused",
+            ),
+        },
+        match pass.problems.iter().find_map(|p| match p {
+            Problem::PrimaryUnreachable { heard_by, .. } => Some((p, heard_by.is_empty())),
+            _ => None,
+        }) {
+            Some((problem, manual)) => condition(
+                PRIMARY_UNREACHABLE,
+                true,
+                if manual {
+                    "ManualFailover"
+                } else {
+                    "ReplicasHearIt"
+                },
+                &problem.message(),
+            ),
+            None => condition(
+                PRIMARY_UNREACHABLE,
+                false,
+                "Reachable",
+                "the operator reaches the primary, or no primary is expected to answer",
             ),
         },
     ];

@@ -107,6 +107,12 @@ pub struct FailoverPolicy {
     pub max_lag_for_reads_seconds: u64,
     /// Fence lost nodes at EC2 so their instances come back elsewhere.
     pub fence_nodes: bool,
+    /// The primary Lease's duration: the primary's agent fences its server
+    /// when it could not renew the Lease for this long. A second less than
+    /// the failover delay (the operator waits this and a second's margin
+    /// since the last renewal it saw), and never under 2 s, so a renewal
+    /// every second has room for one late call.
+    pub primary_lease_seconds: u64,
 }
 
 /// Validated storage.
@@ -291,6 +297,14 @@ pub fn validate(
                     .unsigned_abs(),
             ),
             fence_nodes: spec.replication.fence_nodes,
+            primary_lease_seconds: u64::from(
+                spec.replication
+                    .failover_after_seconds
+                    .clamp(1, 300)
+                    .unsigned_abs(),
+            )
+            .saturating_sub(1)
+            .max(2),
         },
         clone_rate_limit,
         clone_donor: spec.clone.donor,

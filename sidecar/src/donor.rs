@@ -118,6 +118,8 @@ mod tests {
                 replication: None,
                 seed_pending: false,
                 upgrade_error: None,
+                source_heard: None,
+                source_heard_ms_ago: None,
             }),
         }
     }
@@ -143,6 +145,8 @@ mod tests {
                 }),
                 seed_pending: false,
                 upgrade_error: None,
+                source_heard: None,
+                source_heard_ms_ago: None,
             }),
         }
     }

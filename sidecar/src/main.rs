@@ -131,6 +131,12 @@ struct AgentArgs {
     /// The cluster's failover delay (spec.replication.failoverAfterSeconds).
     #[arg(long, env = "EBISU_FAILOVER_AFTER_SECONDS", default_value_t = 3)]
     failover_after_seconds: u64,
+    /// The cluster's primary Lease: renewed while this pod holds it, and
+    /// the server fenced when it cannot be (none: no Lease, as outside
+    /// Kubernetes). The pod's ServiceAccount must be able to read and
+    /// patch it.
+    #[arg(long, env = "EBISU_PRIMARY_LEASE")]
+    primary_lease: Option<String>,
 }
 
 fn parse_flavor(s: &str) -> Result<Flavor, String> {
@@ -268,6 +274,13 @@ async fn run_agent(args: AgentArgs) -> Result<(), String> {
         scratch_dir: args.scratch_dir,
         clone_rate_limit: args.clone_rate_limit,
         failover_after: Duration::from_secs(args.failover_after_seconds),
+        lease: args
+            .primary_lease
+            .map(|name| agent::primary_lease::LeaseConfig {
+                name,
+                namespace: args.pod.namespace.clone().unwrap_or_default(),
+                pod: me.pod_name.clone(),
+            }),
     };
     agent::run(agent::Shared::new(config, credentials))
         .await

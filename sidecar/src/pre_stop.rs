@@ -105,6 +105,8 @@ mod tests {
             }),
             seed_pending: false,
             upgrade_error: None,
+            source_heard: None,
+            source_heard_ms_ago: None,
         }
     }
 

@@ -116,5 +116,7 @@ pub async fn status(conn: &mut Conn, host: &str, port: u16) -> Result<AgentStatu
         replication,
         seed_pending: false,
         upgrade_error: None,
+        source_heard: None,
+        source_heard_ms_ago: None,
     })
 }

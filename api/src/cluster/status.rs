@@ -64,6 +64,16 @@ pub struct MySQLClusterStatus {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusteringMemory {
+    /// The pod that is the primary, as the last decision settled it: a
+    /// primary whose pod lost its label (or was re-created without one)
+    /// is still known, and failed over if it is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// How many acknowledgements the primary's commits waited for at the
+    /// last look at which it answered (a raised `waitForReplicas` counts
+    /// only once the running primary uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync_wait: Option<u32>,
     /// When the primary was first seen silent in the current outage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_silent_since: Option<Time>,
@@ -142,6 +152,9 @@ pub enum OperationStep {
     StoppingReceivers,
     /// The candidate has everything and is being made the primary.
     Promoting,
+    /// The candidate holds the primary Lease and is being made writable:
+    /// from here on it may have taken writes, so the change is never undone.
+    MakingWritable,
 }
 
 /// Lifecycle phase of a cluster.

@@ -70,4 +70,18 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   - apiGroups: ["events.k8s.io"]
     resources: ["events"]
     verbs: ["create", "patch"]
+  # The primary Lease: applied, read every pass, its holder named. The
+  # agents read and renew it; the operator may grant that only because it
+  # holds these verbs itself.
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["get", "create", "patch"]
+  # The agents' ServiceAccount, and the Role and RoleBinding that let them
+  # read and renew the primary Lease.
+  - apiGroups: [""]
+    resources: ["serviceaccounts"]
+    verbs: ["get", "create", "patch"]
+  - apiGroups: ["rbac.authorization.k8s.io"]
+    resources: ["roles", "rolebindings"]
+    verbs: ["get", "create", "patch"]
 {{- end }}

@@ -7,7 +7,7 @@ pub mod read;
 pub mod rows;
 
 pub use read::{
-    ReadError, SemiSyncState, ServerRead, read_flavor, read_semi_sync, read_server, read_version,
-    replica_status,
+    ReadError, ReceiverProgress, SemiSyncState, ServerRead, read_flavor, read_semi_sync,
+    read_server, read_version, receiver_progress, replica_status,
 };
 pub use rows::named_columns;

@@ -53,6 +53,22 @@ pub struct SemiSyncState {
     pub clients: Option<u32>,
     /// `rpl_semi_sync_*_timeout` in milliseconds, when reported.
     pub timeout_ms: Option<u64>,
+    /// Acknowledgements each commit waits for: MySQL's
+    /// `rpl_semi_sync_source_wait_for_replica_count`; MariaDB always waits
+    /// for one.
+    pub wait_for_replicas: Option<u32>,
+}
+
+/// Where a replica's receiver stands: what it got from its source so far.
+/// Two looks that differ mean the source was heard in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverProgress {
+    /// The receiver is connected to its source.
+    pub connected: bool,
+    /// The source it receives from.
+    pub source_host: String,
+    /// Heartbeats, events read and GTIDs received, as one comparable value.
+    pub got: String,
 }
 
 /// One look at a server.
@@ -133,6 +149,30 @@ pub async fn replica_status(
     Ok((!status.source_host.is_empty()).then_some(status))
 }
 
+/// Where the replica's receiver stands, `None` on a server that is no replica.
+pub async fn receiver_progress(
+    conn: &mut Conn,
+    flavor: Flavor,
+) -> Result<Option<ReceiverProgress>, ReadError> {
+    let Some(status) = replica_status(conn, flavor).await? else {
+        return Ok(None);
+    };
+    let heartbeats: Option<String> = conn
+        .query_first(flavor.received_heartbeats_query())
+        .await
+        .map_err(query("read received heartbeats"))?;
+    Ok(Some(ReceiverProgress {
+        connected: status.receiver_connected(),
+        got: format!(
+            "{}/{}/{}",
+            heartbeats.unwrap_or_default(),
+            status.read_position.as_deref().unwrap_or_default(),
+            status.received_gtid
+        ),
+        source_host: status.source_host,
+    }))
+}
+
 /// The server's semi-sync settings and whether its source side waits.
 pub async fn read_semi_sync(conn: &mut Conn, flavor: Flavor) -> Result<SemiSyncState, ReadError> {
     // SHOW never fails when a MySQL plugin is not loaded: its names are just absent.
@@ -173,6 +213,12 @@ pub fn parse_semi_sync(
         clients: find(status, &format!("{}_clients", capitalised(source)))
             .and_then(|v| v.parse().ok()),
         timeout_ms: find(variables, &format!("{source}_timeout")).and_then(|v| v.parse().ok()),
+        wait_for_replicas: if flavor.is_mariadb() {
+            Some(1)
+        } else {
+            find(variables, &format!("{source}_wait_for_replica_count"))
+                .and_then(|v| v.parse().ok())
+        },
     }
 }
 
@@ -222,7 +268,25 @@ mod tests {
                 source_active: true,
                 clients: Some(2),
                 timeout_ms: Some(4_294_967_295),
+                wait_for_replicas: Some(1),
             }
+        );
+    }
+
+    #[test]
+    fn mysql_reports_its_wait_count_and_mariadb_always_waits_for_one() {
+        let state = parse_semi_sync(
+            Flavor::MySql84,
+            &rows(&[
+                ("rpl_semi_sync_source_enabled", "ON"),
+                ("rpl_semi_sync_source_wait_for_replica_count", "2"),
+            ]),
+            &[],
+        );
+        assert_eq!(state.wait_for_replicas, Some(2));
+        assert_eq!(
+            parse_semi_sync(Flavor::MariaDb, &[], &[]).wait_for_replicas,
+            Some(1)
         );
     }
 
@@ -238,9 +302,8 @@ mod tests {
 
     #[test]
     fn a_mysql_server_without_the_plugins_has_semi_sync_off() {
-        assert_eq!(
-            parse_semi_sync(Flavor::MySql84, &[], &[]),
-            SemiSyncState::default()
-        );
+        let state = parse_semi_sync(Flavor::MySql84, &[], &[]);
+        assert!(!state.source_enabled && !state.replica_enabled && !state.source_active);
+        assert_eq!(state.wait_for_replicas, None);
     }
 }

@@ -20,7 +20,9 @@ pub use observe::VERSION_QUERY;
 pub use quote::{
     MAX_HOST_LEN, MAX_USER_NAME_LEN, quote_literal, validate_host, validate_user_name,
 };
-pub use replication::{DEFAULT_CONNECT_RETRY_SECS, MYSQL_SOURCE_RETRY_COUNT, ReplicationSource};
+pub use replication::{
+    DEFAULT_CONNECT_RETRY_SECS, HEARTBEAT_PERIOD, MYSQL_SOURCE_RETRY_COUNT, ReplicationSource,
+};
 pub use semisync::{
     ACTIVE_PLUGINS_QUERY, MYSQL_MAX_SEMI_SYNC_TIMEOUT_MS, MYSQL_MAX_WAIT_FOR_REPLICAS, Plugin,
     SEMI_SYNC_STATUS_QUERY, SemiSync,

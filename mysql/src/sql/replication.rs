@@ -2,10 +2,8 @@
 //! seeding the position of a freshly restored copy, and stopping/forgetting
 //! replication.
 //!
-//! The MariaDB statements were exercised against MariaDB 10.11 (first start,
-//! switchover with the old primary rejoining, errant-transaction refusal);
-//! the MySQL statements follow the MySQL 8.0/8.4 manuals and cannot be run
-//! against a real MySQL on the build machines.
+//! The statements run against real MariaDB 10.11 and MySQL 9.7 servers in
+//! the data-plane and end-to-end tests.
 
 use super::SqlError;
 use super::credentials::Credentials;
@@ -24,6 +22,12 @@ pub const DEFAULT_CONNECT_RETRY_SECS: u32 = 1;
 /// takes this from the server option `master_retry_count` (default 100000),
 /// not from `CHANGE MASTER`.
 pub const MYSQL_SOURCE_RETRY_COUNT: u32 = 86_400;
+
+/// How often a source sends a replica a heartbeat when it has no event to
+/// send: each replica's agent times what it last got from its source (an
+/// event or a heartbeat) to say whether it still hears it, so the period
+/// bounds how soon a silent source is told from an idle one.
+pub const HEARTBEAT_PERIOD: &str = "0.5";
 
 /// Where a replica streams from, and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +98,8 @@ impl Flavor {
                 format!(
                     "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, \
                      MASTER_USER={user}, MASTER_PASSWORD={password}, \
-                     MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY={retry}"
+                     MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY={retry}, \
+                     MASTER_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}"
                 ),
                 self.start_replica_threads(),
             ],
@@ -104,7 +109,8 @@ impl Flavor {
                     "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, \
                      SOURCE_USER={user}, SOURCE_PASSWORD={password}, \
                      SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY={retry}, \
-                     SOURCE_RETRY_COUNT={MYSQL_SOURCE_RETRY_COUNT}, GET_SOURCE_PUBLIC_KEY=1"
+                     SOURCE_RETRY_COUNT={MYSQL_SOURCE_RETRY_COUNT}, GET_SOURCE_PUBLIC_KEY=1, \
+                     SOURCE_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD}"
                 ),
                 self.start_replica_threads(),
             ],
@@ -200,7 +206,8 @@ mod tests {
                 "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos".to_owned(),
                 "CHANGE MASTER TO MASTER_HOST='orders-1.orders', MASTER_PORT=3306, \
                  MASTER_USER='ebisu_repl', MASTER_PASSWORD='s3cr''et', \
-                 MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+                 MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+                 MASTER_HEARTBEAT_PERIOD=0.5"
                     .to_owned(),
                 "START SLAVE".to_owned(),
             ]
@@ -221,6 +228,7 @@ mod tests {
             assert!(change.contains("SOURCE_CONNECT_RETRY=5"));
             assert!(change.contains("SOURCE_RETRY_COUNT=86400"));
             assert!(change.contains("GET_SOURCE_PUBLIC_KEY=1"));
+            assert!(change.contains("SOURCE_HEARTBEAT_PERIOD=0.5"));
             assert!(!change.contains("MASTER"));
             assert_eq!(statements[2], "START REPLICA");
         }

@@ -4,8 +4,10 @@
 //! never see a client, the clock or the raw resource; everything they need
 //! is in `ValidatedCluster`.
 
+pub mod agent_access;
 pub mod config_map;
 pub mod given_volume;
+pub mod lease;
 pub mod pod_disruption_budget;
 pub mod secret;
 pub mod services;
@@ -15,8 +17,10 @@ pub mod storage_class;
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{ConfigMap, Service},
+        coordination::v1::Lease,
+        core::v1::{ConfigMap, Service, ServiceAccount},
         policy::v1::PodDisruptionBudget,
+        rbac::v1::{Role, RoleBinding},
         storage::v1::StorageClass,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -42,6 +46,14 @@ pub struct Children {
     pub pod_disruption_budget: PodDisruptionBudget,
     /// The primary's eviction held until it moved (two or more instances).
     pub primary_pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// The Lease naming the primary pod.
+    pub primary_lease: Lease,
+    /// The agents' ServiceAccount.
+    pub agent_service_account: ServiceAccount,
+    /// What the agents may do: read and renew the primary Lease.
+    pub agent_role: Role,
+    /// The Role, granted to the agents' ServiceAccount.
+    pub agent_role_binding: RoleBinding,
     /// The instances.
     pub stateful_set: StatefulSet,
 }
@@ -56,6 +68,10 @@ pub fn children(cluster: &ValidatedCluster, holds_data: bool) -> Children {
         read_service: services::read(cluster),
         pod_disruption_budget: pod_disruption_budget::build(cluster),
         primary_pod_disruption_budget: pod_disruption_budget::primary(cluster),
+        primary_lease: lease::build(cluster),
+        agent_service_account: agent_access::service_account(cluster),
+        agent_role: agent_access::role(cluster),
+        agent_role_binding: agent_access::role_binding(cluster),
         stateful_set: stateful_set::build(cluster),
     }
 }

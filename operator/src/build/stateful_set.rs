@@ -17,13 +17,15 @@ use k8s_openapi::{
             StatefulSetUpdateStrategy,
         },
         core::v1::{
-            Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort,
-            EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle,
+            Affinity, Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container,
+            ContainerPort, DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource,
+            EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle,
             LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim,
             PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-            PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-            SecretVolumeSource, SecurityContext, TCPSocketAction, TopologySpreadConstraint, Volume,
-            VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+            PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements,
+            SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection,
+            TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+            VolumeResourceRequirements, WeightedPodAffinityTerm,
         },
     },
     apimachinery::pkg::{
@@ -110,7 +112,9 @@ fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
         init_containers: Some(vec![install_sidecar(cluster), init(cluster)]),
         containers: vec![server(cluster), agent(cluster)],
         volumes: Some(volumes(cluster)),
-        // Nothing in the pod talks to the Kubernetes API.
+        // Only the agent talks to the Kubernetes API (the primary Lease),
+        // and only its container mounts the token.
+        service_account_name: Some(names::agent_service_account(&cluster.name)),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
@@ -210,20 +214,24 @@ fn server(cluster: &ValidatedCluster) -> Container {
         resources: cluster.pod.resources.clone(),
         // Ready means "serving queries", as the agent checks it. Never "caught up":
         // lag must not take a replica out of failover candidacy or of its Service.
+        // Asked every second: a restarted server (its process killed, say)
+        // is back in its Services within a second of answering.
         readiness_probe: Some(Probe {
             http_get: Some(http_get(ebisu_api::agent::PATH_READYZ)),
-            period_seconds: Some(5),
-            failure_threshold: Some(3),
+            period_seconds: Some(1),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(5),
             ..Probe::default()
         }),
-        // Crash recovery of a large data set can take long: allow an hour to start.
+        // Crash recovery of a large data set can take long: allow an hour
+        // to start, looking every second.
         startup_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::String("mysql".to_owned()),
                 ..TCPSocketAction::default()
             }),
-            period_seconds: Some(10),
-            failure_threshold: Some(360),
+            period_seconds: Some(1),
+            failure_threshold: Some(3600),
             ..Probe::default()
         }),
         liveness_probe: Some(Probe {
@@ -241,11 +249,16 @@ fn server(cluster: &ValidatedCluster) -> Container {
 }
 
 fn agent(cluster: &ValidatedCluster) -> Container {
+    let mut env = sidecar_env(cluster);
+    env.push(value_env(
+        "EBISU_PRIMARY_LEASE",
+        &names::primary_lease(&cluster.name),
+    ));
     Container {
         name: "agent".to_owned(),
         image: Some(cluster.image.clone()),
         command: Some(vec![SIDECAR_BIN.to_owned(), "agent".to_owned()]),
-        env: Some(sidecar_env(cluster)),
+        env: Some(env),
         ports: Some(vec![container_port("agent", AGENT_PORT)]),
         volume_mounts: Some(vec![
             mount(SIDECAR_VOLUME, SIDECAR_BIN_DIR, true),
@@ -254,6 +267,7 @@ fn agent(cluster: &ValidatedCluster) -> Container {
             mount(CREDENTIALS_VOLUME, CREDENTIALS_DIR, true),
             mount(RUN_VOLUME, RUN_DIR, false),
             mount(TMP_VOLUME, "/tmp", false),
+            mount(API_ACCESS_VOLUME, API_ACCESS_DIR, true),
         ]),
         liveness_probe: Some(Probe {
             http_get: Some(http_get(ebisu_api::agent::PATH_HEALTHZ)),
@@ -356,7 +370,60 @@ fn volumes(cluster: &ValidatedCluster) -> Vec<Volume> {
         },
         empty_dir(RUN_VOLUME),
         empty_dir(TMP_VOLUME),
+        api_access(),
     ]
+}
+
+/// Where the agent finds its API token, CA and namespace (where every
+/// Kubernetes client looks in a pod).
+const API_ACCESS_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+const API_ACCESS_VOLUME: &str = "api-access";
+
+/// The agents' ServiceAccount token (rotated by the kubelet), the cluster's
+/// CA and the namespace, as a volume only the agent container mounts.
+fn api_access() -> Volume {
+    Volume {
+        name: API_ACCESS_VOLUME.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o440),
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".to_owned(),
+                        expiration_seconds: Some(3600),
+                        ..ServiceAccountTokenProjection::default()
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".to_owned(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".to_owned(),
+                            path: "ca.crt".to_owned(),
+                            ..KeyToPath::default()
+                        }]),
+                        ..ConfigMapProjection::default()
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".to_owned(),
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "metadata.namespace".to_owned(),
+                                ..ObjectFieldSelector::default()
+                            }),
+                            ..DownwardAPIVolumeFile::default()
+                        }]),
+                    }),
+                    ..VolumeProjection::default()
+                },
+            ]),
+        }),
+        ..Volume::default()
+    }
 }
 
 fn volume_claim_template(cluster: &ValidatedCluster) -> PersistentVolumeClaim {

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use ebisu_api::names::{LABEL_READS, LABEL_ROLE, READS_SERVED, ROLE_PRIMARY, ROLE_REPLICA};
 use ebisu_mysql::{Credentials, Flavor, GtidSet, ReplicationSource, SemiSync};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{
+    api::{coordination::v1::Lease, core::v1::Pod},
+    apimachinery::pkg::apis::meta::v1::MicroTime,
+    jiff::Timestamp,
+};
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
@@ -25,8 +29,12 @@ use super::{
 use crate::model::OperatorAccount;
 
 /// How long `SET GLOBAL read_only = ON` may wait for running commits
-/// before client sessions are ended to let it through.
+/// before client sessions are ended to let it through, when the primary
+/// hands over (its commits are acknowledged and may finish).
 const FENCE_PATIENCE: Duration = Duration::from_secs(5);
+/// The same, for a server that must not take writes: only commits that
+/// wait for an acknowledgement hold it up, and they are released at once.
+const RELEASE_AFTER: Duration = Duration::from_millis(100);
 
 /// Carries out server and pod actions, with what they need besides the
 /// decision.
@@ -35,6 +43,8 @@ pub struct ServerExecutor<'a> {
     pub client: &'a Client,
     /// Namespace of the pods.
     pub namespace: &'a str,
+    /// The cluster's primary Lease.
+    pub lease: &'a str,
     /// The servers as observed.
     pub servers: &'a [ObservedServer],
     /// The operator's account.
@@ -78,6 +88,7 @@ async fn run_action(action: &Action, target: &ServerExecutor<'_>) -> Result<(), 
         Action::LabelReads { pod, serve } => {
             label(target, pod, LABEL_READS, serve.then_some(READS_SERVED)).await
         }
+        Action::HoldLease { pod, after } => hold_lease(target, pod, after.as_deref()).await,
         Action::MakeWritable(pod) => {
             let (flavor, mut conn) = open(target, pod).await?;
             run(&mut conn, pod, "make it writable", &flavor.unfence()).await
@@ -267,38 +278,68 @@ async fn reseed(target: &ServerExecutor<'_>, pod: &str, reason: &str) -> Result<
 /// so running commits finish, then the client sessions end; a commit that
 /// takes longer than the patience gets its session ended so the fence can go
 /// through. Otherwise (a server that must not take writes, such as an old
-/// primary that came back): sessions end first, so no client is told of a
-/// commit that completes now; commits still waiting for an acknowledgement
-/// are released; then read-only.
+/// primary that came back): read-only is requested first too, so no commit
+/// can begin once the fence starts, and at once, on a second connection,
+/// client sessions end (no client is told of a commit that completes now)
+/// and commits still waiting for an acknowledgement are released, since
+/// they hold read-only up; then the sessions that slipped in end too.
 async fn fence(target: &ServerExecutor<'_>, pod: &str, hand_over: bool) -> Result<(), Error> {
     let (flavor, mut conn) = open(target, pod).await?;
     let fence = flavor.fence();
-    if !hand_over {
-        end_client_sessions(target, flavor, &mut conn, pod).await?;
-        // Without the semi-sync plugin there is nothing to release.
-        let _ = tokio::time::timeout(
-            observe::ANSWER_TIMEOUT,
-            conn.query_drop(flavor.semi_sync_source_off()),
-        )
-        .await;
-        run(&mut conn, pod, "make it read-only", &fence).await?;
-        return end_client_sessions(target, flavor, &mut conn, pod).await;
-    }
-    let set = run(&mut conn, pod, "make it read-only", &fence);
-    match tokio::time::timeout(FENCE_PATIENCE, set).await {
-        Ok(result) => {
+    let patience = if hand_over {
+        FENCE_PATIENCE
+    } else {
+        RELEASE_AFTER
+    };
+    {
+        let set = run(&mut conn, pod, "make it read-only", &fence);
+        tokio::pin!(set);
+        if let Ok(result) = tokio::time::timeout(patience, &mut set).await {
             result?;
-            end_client_sessions(target, flavor, &mut conn, pod).await?;
-        }
-        Err(_) => {
-            // The first connection is mid-statement: carry on on a second one.
+        } else {
+            // The first connection waits on running commits: end them and
+            // release their waits on a second one.
             let (_, mut other) = open(target, pod).await?;
             end_client_sessions(target, flavor, &mut other, pod).await?;
-            run(&mut other, pod, "make it read-only", &fence).await?;
-            end_client_sessions(target, flavor, &mut other, pod).await?;
+            // Without the semi-sync plugin there is nothing to release.
+            let _ = tokio::time::timeout(
+                observe::ANSWER_TIMEOUT,
+                other.query_drop(flavor.semi_sync_source_off()),
+            )
+            .await;
+            set.await?;
         }
     }
-    Ok(())
+    end_client_sessions(target, flavor, &mut conn, pod).await
+}
+
+/// Names `pod` in the cluster's primary Lease; with `after`, only if the
+/// Lease is still at that version (a renewal since means the old holder's
+/// agent is alive: the step fails, and the next look sees it).
+async fn hold_lease(
+    target: &ServerExecutor<'_>,
+    pod: &str,
+    after: Option<&str>,
+) -> Result<(), Error> {
+    let api: Api<Lease> = Api::namespaced(target.client.clone(), target.namespace);
+    let now = MicroTime(Timestamp::now());
+    let mut patch = json!({
+        "spec": {
+            "holderIdentity": pod,
+            "acquireTime": now,
+            "renewTime": now,
+        }
+    });
+    if let Some(version) = after.filter(|v| !v.is_empty()) {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    api.patch(target.lease, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            action: format!("name {pod} in the primary Lease"),
+            source,
+        })
 }
 
 async fn end_client_sessions(

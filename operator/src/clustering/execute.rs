@@ -66,6 +66,10 @@ pub enum ActionError {
         /// The pod.
         pod: String,
     },
+    /// This operator cannot prove it still leads (it was paused, or cannot
+    /// renew its leader Lease): another may be acting.
+    #[error("failed to act: this operator cannot prove it still leads")]
+    NotLeader,
     /// The action cannot be done with what was observed.
     #[error("failed to {action}: {why}")]
     Impossible {

@@ -43,6 +43,9 @@ pub struct PassReport {
     pub again: Option<Again>,
     /// Where a rolling update stands, when the servers were looked at.
     pub rollout: Option<Rollout>,
+    /// The MySQLCluster as the pass last read or wrote it: status is
+    /// written over this version, or not at all.
+    pub cluster: Option<ebisu_api::MySQLCluster>,
 }
 
 impl PassReport {

@@ -26,9 +26,13 @@ use crate::model::{
 /// pass. Short: inside a cluster a connection takes milliseconds, and a
 /// silent primary is what failover waits on.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long a server or agent may take to answer once connected: a hung
-/// pod must not stall the reconcile of the others.
+/// How long a server may take to answer once connected: a hung pod must
+/// not stall the reconcile of the others.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an agent may take to answer `/status` (it answers within a
+/// second even when its server is frozen): a frozen pod must not stall a
+/// failover's look at the others.
+const AGENT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Why a server could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +154,9 @@ async fn one(
         state.seed_pending = agent.seed_pending;
         state.upgrade_error.clone_from(&agent.upgrade_error);
     }
+    let heard = agent
+        .as_ref()
+        .and_then(|a| Some((a.source_heard.clone()?, a.source_heard_ms_ago?)));
     match read {
         Ok(read) => {
             state.answer = Answer::Answered;
@@ -168,6 +175,7 @@ async fn one(
             state.semi_sync_source = read.semi_sync.source_enabled;
             state.semi_sync_active = read.semi_sync.source_active;
             state.semi_sync_timeout_ms = read.semi_sync.timeout_ms;
+            state.semi_sync_wait = read.semi_sync.wait_for_replicas;
             state.semi_sync_replica = read.semi_sync.replica_enabled;
             observed.flavor = Some(read.flavor);
         }
@@ -183,6 +191,16 @@ async fn one(
             debug!(pod = %name, %error, "server did not answer");
         }
     }
+    // What the agent heard counts for the source the server replicates
+    // from now (or, when the server did not answer, any it last heard).
+    state.hears_source_ms_ago = heard
+        .filter(|(source, _)| {
+            state
+                .replication
+                .as_ref()
+                .is_none_or(|r| r.source_host == *source)
+        })
+        .map(|(_, ago)| ago);
     observed.state = state;
     observed
 }
@@ -196,7 +214,7 @@ async fn agent_status(agents: &reqwest::Client, ip: &str) -> Option<AgentStatus>
     );
     let bytes = agents
         .get(url)
-        .timeout(ANSWER_TIMEOUT)
+        .timeout(AGENT_TIMEOUT)
         .send()
         .await
         .ok()?

@@ -10,7 +10,9 @@
 //! whether a semi-sync primary still waits for acknowledgements: when that
 //! changes the cluster is reconciled at once too, because a failover is
 //! refused after a fallback only if the operator saw the fallback before
-//! the primary was lost.
+//! the primary was lost. It also says whether the server takes writes: a
+//! primary fenced by its own agent (it could not renew its Lease for a
+//! while) is reconciled, and made writable again, at once.
 //!
 //! It never acts on a server: it only triggers reconciles.
 
@@ -22,7 +24,10 @@ use std::{
 
 use ebisu_api::{
     MySQLCluster,
-    agent::{HEADER_SEMI_SYNC, PATH_READYZ, SEMI_SYNC_FALLEN_BACK},
+    agent::{
+        HEADER_SEMI_SYNC, HEADER_SERVER, PATH_READYZ, SEMI_SYNC_FALLEN_BACK, SERVER_READ_ONLY,
+        SERVER_WRITABLE,
+    },
     names::AGENT_PORT,
 };
 use futures::channel::mpsc;
@@ -42,6 +47,8 @@ struct Probed {
     silent_since: Option<Timestamp>,
     /// The last answer said semi-sync had fallen back to asynchronous.
     fallen_back: bool,
+    /// The last answer said the server takes writes.
+    writable: Option<bool>,
 }
 
 /// What one probe found.
@@ -50,8 +57,12 @@ enum Probe {
     /// No answer in time, or the agent said the server does not answer.
     Silent,
     /// The server answers; `fallen_back`: its semi-sync source side stopped
-    /// waiting for acknowledgements.
-    Answered { fallen_back: bool },
+    /// waiting for acknowledgements; `writable`: whether it takes writes
+    /// (when the agent said).
+    Answered {
+        fallen_back: bool,
+        writable: Option<bool>,
+    },
 }
 
 /// The primaries being probed and the channel that triggers reconciles.
@@ -88,10 +99,12 @@ impl Prober {
             ip: None,
             silent_since: None,
             fallen_back: false,
+            writable: None,
         });
         if target.ip != primary_ip {
             target.silent_since = None;
             target.fallen_back = false;
+            target.writable = None;
         }
         target.ip = primary_ip;
     }
@@ -154,13 +167,27 @@ impl Prober {
             return;
         };
         match probe {
-            Probe::Answered { fallen_back } => {
+            Probe::Answered {
+                fallen_back,
+                writable,
+            } => {
                 target.silent_since = None;
+                let mut changed = false;
                 if fallen_back != target.fallen_back {
                     target.fallen_back = fallen_back;
                     if fallen_back {
                         tracing::info!(cluster = %cluster, primary = ip, "primary stopped waiting for replica acknowledgements");
                     }
+                    changed = true;
+                }
+                // A primary fenced behind the operator's back (by its own
+                // agent, say) is made writable again at once, not at the
+                // next period; the first answer only sets the record.
+                if writable.is_some() && writable != target.writable {
+                    changed |= target.writable.is_some();
+                    target.writable = writable;
+                }
+                if changed {
                     let _ = self.trigger.unbounded_send(cluster);
                 }
             }
@@ -188,6 +215,13 @@ async fn probe(agents: &reqwest::Client, ip: &str) -> Probe {
                 .headers()
                 .get(HEADER_SEMI_SYNC)
                 .is_some_and(|v| v.as_bytes() == SEMI_SYNC_FALLEN_BACK.as_bytes()),
+            writable: response.headers().get(HEADER_SERVER).and_then(|v| {
+                match v.to_str().ok()? {
+                    SERVER_WRITABLE => Some(true),
+                    SERVER_READ_ONLY => Some(false),
+                    _ => None,
+                }
+            }),
         },
         _ => Probe::Silent,
     }
@@ -197,7 +231,10 @@ async fn probe(agents: &reqwest::Client, ip: &str) -> Probe {
 mod tests {
     use super::*;
 
-    const ANSWERED: Probe = Probe::Answered { fallen_back: false };
+    const ANSWERED: Probe = Probe::Answered {
+        fallen_back: false,
+        writable: None,
+    };
 
     fn cluster() -> ObjectRef<MySQLCluster> {
         ObjectRef::new("orders").within("shop")
@@ -236,7 +273,10 @@ mod tests {
     fn a_fallback_and_its_end_each_trigger_one_reconcile() {
         let (prober, mut triggered) = Prober::new(reqwest::Client::new());
         prober.watch(cluster(), Some("10.0.0.1".to_owned()));
-        let fallen = Probe::Answered { fallen_back: true };
+        let fallen = Probe::Answered {
+            fallen_back: true,
+            writable: None,
+        };
         prober.record(cluster(), "10.0.0.1", ANSWERED, Timestamp::now());
         assert!(triggered.try_recv().is_err(), "nothing changed");
         prober.record(cluster(), "10.0.0.1", fallen, Timestamp::now());
@@ -251,5 +291,24 @@ mod tests {
         prober.watch(cluster(), Some("10.0.0.2".to_owned()));
         prober.record(cluster(), "10.0.0.2", fallen, Timestamp::now());
         assert_eq!(triggered.try_recv().ok(), Some(cluster()));
+    }
+
+    #[test]
+    fn a_primary_that_becomes_read_only_triggers_one_reconcile() {
+        let (prober, mut triggered) = Prober::new(reqwest::Client::new());
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
+        let answered = |writable| Probe::Answered {
+            fallen_back: false,
+            writable: Some(writable),
+        };
+        prober.record(cluster(), "10.0.0.1", answered(true), Timestamp::now());
+        assert!(
+            triggered.try_recv().is_err(),
+            "the first answer is the baseline"
+        );
+        prober.record(cluster(), "10.0.0.1", answered(false), Timestamp::now());
+        prober.record(cluster(), "10.0.0.1", answered(false), Timestamp::now());
+        assert_eq!(triggered.try_recv().ok(), Some(cluster()));
+        assert!(triggered.try_recv().is_err(), "one trigger per change");
     }
 }

@@ -3,11 +3,13 @@
 //! any feature reports, and the keys Kubernetes and AWS own. Pure, and it
 //! imports nothing from the crate: every layer above may use it.
 
+pub mod lease;
 pub mod objects;
 pub mod problem;
 pub mod server;
 pub mod well_known;
 
+pub use lease::LeaseView;
 pub use objects::{ClusterObjects, DataRecord};
 pub use problem::{BlockedWhy, Problem};
 pub use server::{Accounts, Answer, NodeFacts, OperatorAccount, Replication, ServerState};

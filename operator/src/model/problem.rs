@@ -27,9 +27,14 @@ pub enum BlockedWhy {
 /// and one Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    /// The labelled primary does not answer, and nobody fails it over
-    /// (`failover: Manual`).
-    PrimaryUnreachable(String),
+    /// The operator cannot reach the primary: failover is manual, or
+    /// replicas still hear it (it is alive; only the operator is cut off).
+    PrimaryUnreachable {
+        /// The primary.
+        pod: String,
+        /// The replicas that still hear it (none: failover is manual).
+        heard_by: Vec<String>,
+    },
     /// The labelled primary is up but refuses the operator's account.
     PrimaryRefuses(String),
     /// No server can be shown to be the primary.
@@ -164,7 +169,7 @@ impl Problem {
     /// The stable reason: the Event reason and the condition reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::PrimaryUnreachable(_) => "PrimaryUnreachable",
+            Self::PrimaryUnreachable { .. } => "PrimaryUnreachable",
             Self::PrimaryRefuses(_) => "PrimaryRefusesOperator",
             Self::NoPrimary(_) => "NoPrimary",
             Self::ErrantTransactions { .. } => "ErrantTransactions",
@@ -194,7 +199,7 @@ impl Problem {
     /// The pod the problem is about, when it is about one.
     pub fn pod(&self) -> Option<&str> {
         match self {
-            Self::PrimaryUnreachable(pod)
+            Self::PrimaryUnreachable { pod, .. }
             | Self::PrimaryRefuses(pod)
             | Self::ErrantTransactions { pod, .. }
             | Self::Diverged { pod }
@@ -235,6 +240,9 @@ impl Problem {
     /// Whether it takes writes or data safety away (a Degraded cluster),
     /// rather than only needing attention.
     pub fn degrades(&self) -> bool {
+        if let Self::PrimaryUnreachable { heard_by, .. } = self {
+            return heard_by.is_empty();
+        }
         !matches!(
             self,
             Self::SingleInstanceDisruption { .. }
@@ -249,10 +257,16 @@ impl Problem {
     /// What happened and what to do, for the condition and the Event.
     pub fn message(&self) -> String {
         match self {
-            Self::PrimaryUnreachable(pod) => format!(
+            Self::PrimaryUnreachable { pod, heard_by } if heard_by.is_empty() => format!(
                 "primary {pod} does not answer and spec.replication.failover is Manual: \
                  annotate the cluster with ebisu.dev/switchover=<replica> once you have \
                  checked that replica, or bring {pod} back"
+            ),
+            Self::PrimaryUnreachable { pod, heard_by } => format!(
+                "the operator cannot reach primary {pod}, but {} still receive from it: it \
+                 is alive and stays the primary, and nothing moves until the operator \
+                 reaches it again (check the network between the operator and {pod})",
+                heard_by.join(", ")
             ),
             Self::PrimaryRefuses(pod) => format!(
                 "primary {pod} is up but refuses the operator's account: check the \

@@ -68,6 +68,12 @@ pub struct ServerState {
     pub semi_sync_replica: bool,
     /// How long the source side waits before falling back, in milliseconds.
     pub semi_sync_timeout_ms: Option<u64>,
+    /// How many acknowledgements the source side waits for.
+    pub semi_sync_wait: Option<u32>,
+    /// On a replica: how long ago (milliseconds) its receiver last got
+    /// anything from the source it replicates from, as its agent timed it;
+    /// `None` when unknown (no agent answer, no replica, not heard yet).
+    pub hears_source_ms_ago: Option<u64>,
     /// The pod was made from an older revision of the StatefulSet than its
     /// update revision: the server runs an old spec until it restarts.
     pub outdated: bool,
@@ -99,6 +105,8 @@ impl ServerState {
             semi_sync_active: false,
             semi_sync_replica: false,
             semi_sync_timeout_ms: None,
+            semi_sync_wait: None,
+            hears_source_ms_ago: None,
             outdated: false,
             seed_pending: true,
         }
@@ -107,6 +115,15 @@ impl ServerState {
     /// The server answered this look.
     pub fn answered(&self) -> bool {
         self.answer == Answer::Answered
+    }
+
+    /// The replica still hears `source` (its receiver got an event or a
+    /// heartbeat from that host within `within_ms`).
+    pub fn hears(&self, source: &ServerState, within_ms: u64) -> bool {
+        self.replication
+            .as_ref()
+            .is_some_and(|r| r.source_host == source.host)
+            && self.hears_source_ms_ago.is_some_and(|ago| ago < within_ms)
     }
 
     /// A replica on a healthy, schedulable node whose pod serves: where a

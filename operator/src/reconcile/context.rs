@@ -6,9 +6,11 @@
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use ebisu_api::MySQLCluster;
+use k8s_openapi::{api::coordination::v1::Lease, jiff::SignedDuration};
 use kube::{
     Client,
     runtime::{
@@ -19,6 +21,7 @@ use kube::{
 
 use crate::{
     clustering::{observe, prober::Prober},
+    model::LeaseView,
     validate::OperatorSettings,
     volumes::VolumeLooks,
 };
@@ -42,6 +45,10 @@ pub struct Context {
     pub volume_looks: Arc<VolumeLooks>,
     /// Which nodes concern which cluster.
     pub node_index: Arc<NodeIndex>,
+    /// When each cluster's primary Lease last changed, by this process's clock.
+    pub lease_clock: Arc<LeaseClock>,
+    /// Whether this process can still prove it leads.
+    pub leader: Arc<LeaderClock>,
 }
 
 impl std::fmt::Debug for Context {
@@ -86,6 +93,8 @@ impl Context {
                 ec2,
                 volume_looks: Arc::default(),
                 node_index: Arc::default(),
+                lease_clock: Arc::default(),
+                leader: Arc::default(),
             },
             triggers,
         )
@@ -96,6 +105,102 @@ impl Context {
     pub fn forget(&self, cluster: &ObjectRef<MySQLCluster>) {
         self.prober.forget(cluster);
         self.node_index.forget(cluster);
+        self.lease_clock.forget(cluster);
+    }
+}
+
+/// When this process first saw each cluster's primary Lease at its current
+/// version: how long its holder has not renewed it, by this clock alone.
+#[derive(Debug, Default)]
+pub struct LeaseClock {
+    seen: Mutex<HashMap<ObjectRef<MySQLCluster>, (String, Instant)>>,
+}
+
+impl LeaseClock {
+    /// The Lease as decisions take it, read at `now`.
+    pub fn view(
+        &self,
+        cluster: &ObjectRef<MySQLCluster>,
+        lease: &Lease,
+        now: Instant,
+    ) -> LeaseView {
+        let version = lease.metadata.resource_version.clone().unwrap_or_default();
+        let since = self.seen.lock().map_or(now, |mut seen| {
+            let entry = seen
+                .entry(cluster.clone())
+                .or_insert_with(|| (version.clone(), now));
+            if entry.0 != version {
+                *entry = (version.clone(), now);
+            }
+            entry.1
+        });
+        let spec = lease.spec.clone().unwrap_or_default();
+        LeaseView {
+            holder: spec.holder_identity.filter(|h| !h.is_empty()),
+            version,
+            unrenewed_for: SignedDuration::try_from(now.saturating_duration_since(since))
+                .unwrap_or(SignedDuration::MAX),
+            duration: SignedDuration::from_secs(i64::from(
+                spec.lease_duration_seconds.unwrap_or(0).max(0),
+            )),
+        }
+    }
+
+    /// Forgets a cluster.
+    pub fn forget(&self, cluster: &ObjectRef<MySQLCluster>) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(cluster);
+        }
+    }
+}
+
+/// Whether this operator process can still prove it leads: the last time
+/// it saw its leader Lease renewed for it, plus the Lease's duration less
+/// a margin. A process that was paused (SIGSTOP, a frozen machine) finds
+/// it out of date when it resumes and acts on no server until it has seen
+/// a renewal again; another operator may be acting meanwhile.
+#[derive(Debug)]
+pub struct LeaderClock {
+    confirmed: Mutex<Option<Instant>>,
+    valid_for: Duration,
+}
+
+impl Default for LeaderClock {
+    /// Valid for ever: for a process that runs without leader election.
+    fn default() -> Self {
+        Self {
+            confirmed: Mutex::new(None),
+            valid_for: Duration::MAX,
+        }
+    }
+}
+
+impl LeaderClock {
+    /// A clock for a Lease renewed at least every `valid_for`.
+    pub fn new(valid_for: Duration, now: Instant) -> Self {
+        Self {
+            confirmed: Mutex::new(Some(now)),
+            valid_for,
+        }
+    }
+
+    /// The Lease was seen renewed for this process at `now`.
+    pub fn confirm(&self, now: Instant) {
+        if let Ok(mut confirmed) = self.confirmed.lock() {
+            *confirmed = Some(now);
+        }
+    }
+
+    /// Whether this process may act at `now`.
+    pub fn valid(&self, now: Instant) -> bool {
+        if self.valid_for == Duration::MAX {
+            return true;
+        }
+        self.confirmed
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .is_some_and(|at| now.saturating_duration_since(at) < self.valid_for)
     }
 }
 
@@ -140,6 +245,53 @@ impl NodeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lease(version: &str, holder: &str) -> Lease {
+        Lease {
+            metadata: kube::api::ObjectMeta {
+                resource_version: Some(version.to_owned()),
+                ..Default::default()
+            },
+            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                holder_identity: Some(holder.to_owned()),
+                lease_duration_seconds: Some(2),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lease_is_unrenewed_since_its_version_was_first_seen_by_this_clock() {
+        let clock = LeaseClock::default();
+        let key = ObjectRef::new("orders").within("shop");
+        let t = Instant::now();
+        let first = clock.view(&key, &lease("5", "db-0"), t);
+        assert_eq!(first.unrenewed_for, SignedDuration::ZERO);
+        assert_eq!(first.holder.as_deref(), Some("db-0"));
+        assert_eq!(first.duration, SignedDuration::from_secs(2));
+        let later = clock.view(&key, &lease("5", "db-0"), t + Duration::from_secs(3));
+        assert_eq!(later.unrenewed_for, SignedDuration::from_secs(3));
+        let renewed = clock.view(&key, &lease("6", "db-0"), t + Duration::from_secs(4));
+        assert_eq!(renewed.unrenewed_for, SignedDuration::ZERO);
+        clock.forget(&key);
+        let again = clock.view(&key, &lease("6", "db-0"), t + Duration::from_secs(9));
+        assert_eq!(
+            again.unrenewed_for,
+            SignedDuration::ZERO,
+            "a restart counts from now"
+        );
+    }
+
+    #[test]
+    fn a_leader_that_saw_no_renewal_for_too_long_may_not_act() {
+        let t = Instant::now();
+        let clock = LeaderClock::new(Duration::from_secs(13), t);
+        assert!(clock.valid(t + Duration::from_secs(12)));
+        assert!(!clock.valid(t + Duration::from_secs(20)), "after a pause");
+        clock.confirm(t + Duration::from_secs(21));
+        assert!(clock.valid(t + Duration::from_secs(22)));
+        assert!(LeaderClock::default().valid(t + Duration::from_secs(1_000_000)));
+    }
 
     #[test]
     fn a_node_wakes_the_clusters_on_it_until_they_are_forgotten() {

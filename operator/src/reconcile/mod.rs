@@ -44,7 +44,7 @@ use kube::{
 };
 use tracing::{info, instrument, warn};
 
-pub use context::{Context, NodeIndex, ProbeTriggers};
+pub use context::{Context, LeaderClock, LeaseClock, NodeIndex, ProbeTriggers};
 
 use crate::{
     apply, build,
@@ -93,6 +93,21 @@ impl Error {
     fn api(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
         move |source| Error::Api { action, source }
     }
+
+    /// A write refused because the object changed since it was read.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Error::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => status.code == 409,
+            Error::Finalizer(e) => matches!(
+                e.as_ref(),
+                finalizer::Error::ApplyFailed(inner) if inner.is_conflict()
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Reconciles one cluster.
@@ -110,8 +125,13 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Logs and retries.
+/// Logs and retries; at once when the cluster changed under a status
+/// write (its next reconcile has something new to look at).
 pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        tracing::debug!(cluster = %cluster.name_any(), %error, "the cluster changed meanwhile; again");
+        return Action::requeue(requeue::AFTER_CONFLICT);
+    }
     warn!(cluster = %cluster.name_any(), kind = error.category(), %error, "reconcile failed; retrying");
     Action::requeue(requeue::AFTER_ERROR)
 }
@@ -204,7 +224,9 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
             .collect(),
     );
 
-    // 12. Status (client).
+    // 12. Status (client), over the cluster as the pass last saw it.
+    let cluster = pass.cluster.clone().unwrap_or_else(|| cluster.clone());
+    let cluster = &cluster;
     let new_status = status::compute(StatusInputs {
         cluster,
         objects: &objects,
@@ -311,10 +333,16 @@ async fn clustering_pass(
     let Some(accounts) = accounts else {
         return Ok(PassReport::remembered(memory()));
     };
+    // Decisions read the memory fresh from the API server, never from the
+    // cache: a watch that lags would replay a finished change of primary.
+    let fresh = Api::<MySQLCluster>::namespaced(ctx.client.clone(), &validated.namespace)
+        .get(&validated.name)
+        .await
+        .map_err(Error::api("read the cluster"))?;
     let silent_since = ctx.prober.silent_since(&ObjectRef::from_obj(cluster));
     Ok(pass::run(
         ctx,
-        cluster,
+        &fresh,
         validated,
         objects,
         &accounts,
@@ -366,5 +394,6 @@ async fn write_status(
 ) -> Result<(), Error> {
     apply::write_status(&ctx.client, cluster, &status)
         .await
+        .map(drop)
         .map_err(Error::api("write status"))
 }

@@ -7,11 +7,16 @@
 //! a decision consumed, and leaves every server and pod action to
 //! `clustering::act`.
 
+use std::sync::Mutex;
+
 use ebisu_api::{ClusteringMemory, MySQLCluster, RoleChange};
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::{
+    api::coordination::v1::Lease, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+};
+use kube::{Api, runtime::reflector::ObjectRef};
 use tracing::{info, warn};
 
-use super::Context;
+use super::{Context, context::LeaderClock};
 use crate::{
     apply,
     clustering::{
@@ -22,7 +27,7 @@ use crate::{
         observe, policy,
     },
     events,
-    model::{Accounts, Answer, ClusterObjects, Problem},
+    model::{Accounts, Answer, ClusterObjects, LeaseView, Problem},
     status,
     validate::ValidatedCluster,
 };
@@ -31,31 +36,59 @@ use crate::{
 const MAX_ROUNDS: usize = 6;
 
 /// The executor of a pass: the MySQLCluster's own changes here (status
-/// memory, consumed annotations), everything else by `ServerExecutor`.
+/// memory, consumed annotations, each conditional on the cluster being as
+/// this pass last wrote or read it), everything else by `ServerExecutor`;
+/// nothing at all once this operator cannot prove it still leads.
 struct PassExecutor<'a> {
-    cluster: &'a MySQLCluster,
+    cluster: Mutex<MySQLCluster>,
     servers: ServerExecutor<'a>,
+    leader: &'a LeaderClock,
+}
+
+impl PassExecutor<'_> {
+    fn cluster(&self) -> MySQLCluster {
+        self.cluster
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    fn keep(&self, written: MySQLCluster) {
+        if let Ok(mut cluster) = self.cluster.lock() {
+            *cluster = written;
+        }
+    }
 }
 
 impl Executor for PassExecutor<'_> {
     async fn run(&self, action: &Action) -> Result<(), ActionError> {
+        if !self.leader.valid(std::time::Instant::now()) {
+            return Err(ActionError::NotLeader);
+        }
+        let cluster = self.cluster();
         match action {
             Action::Remember(memory) => {
-                let status = status::with_memory(self.cluster, memory, &Time(Timestamp::now()));
-                apply::write_status(self.servers.client, self.cluster, &status)
+                let status = status::with_memory(&cluster, memory, &Time(Timestamp::now()));
+                let written = apply::write_status(self.servers.client, &cluster, &status)
                     .await
                     .map_err(|source| ActionError::Api {
                         action: "remember the clustering state in status".to_owned(),
                         source,
-                    })
+                    })?;
+                if let Some(written) = written {
+                    self.keep(written);
+                }
+                Ok(())
             }
             Action::ConsumeAnnotation(key) => {
-                apply::remove_annotation(self.servers.client, self.cluster, key)
+                let written = apply::remove_annotation(self.servers.client, &cluster, key)
                     .await
                     .map_err(|source| ActionError::Api {
                         action: format!("remove annotation {key}"),
                         source,
-                    })
+                    })?;
+                self.keep(written);
+                Ok(())
             }
             other => self.servers.run(other).await,
         }
@@ -63,6 +96,8 @@ impl Executor for PassExecutor<'_> {
 }
 
 /// Runs the clustering pass for a cluster whose children were applied.
+/// `cluster` was read from the API server just now (not from the cache:
+/// a stale memory could replay a finished change of primary).
 pub async fn run(
     ctx: &Context,
     cluster: &MySQLCluster,
@@ -73,6 +108,8 @@ pub async fn run(
     holds_data: bool,
 ) -> PassReport {
     let policy = policy::policy(cluster, validated);
+    let key = ObjectRef::from_obj(cluster);
+    let mut written = cluster.clone();
     let mut memory = cluster
         .status
         .as_ref()
@@ -92,12 +129,14 @@ pub async fn run(
         )
         .await;
         let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
-        tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), "observed");
+        let lease = read_lease(ctx, &key, &validated.namespace, &validated.name).await;
+        tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), ?lease, "observed");
         let decision = decide(&Input {
             servers: &states,
             policy: &policy,
             memory: &memory,
             probe_silent_since,
+            lease: lease.as_ref(),
             new_cluster: !holds_data,
             now: Timestamp::now(),
         });
@@ -109,11 +148,14 @@ pub async fn run(
                 .as_millis();
             info!(kind = ?operation.kind, from = %operation.from, reason = %operation.reason, blocked_ms, "starting a change of primary");
         }
+        let lease_name = ebisu_api::names::primary_lease(&validated.name);
         let executor = PassExecutor {
-            cluster,
+            cluster: Mutex::new(written.clone()),
+            leader: &ctx.leader,
             servers: ServerExecutor {
                 client: &ctx.client,
                 namespace: &validated.namespace,
+                lease: &lease_name,
                 servers: &servers,
                 account: &accounts.operator,
                 replication: &accounts.replication,
@@ -128,6 +170,7 @@ pub async fn run(
             },
         };
         let outcome = execute(&decision.steps, &executor).await;
+        written = executor.cluster();
         for (action, error) in &outcome.failed {
             // A budget refusing an eviction now is the rolling update's to
             // report in its condition (budgets lag pods becoming ready, so it
@@ -189,7 +232,33 @@ pub async fn run(
         events::publish(&ctx.recorder, cluster, "Switchover", note).await;
     }
     report.memory = memory;
+    report.cluster = Some(written);
     report
+}
+
+/// The primary Lease, read from the API server, with how long the
+/// operator has seen its version unchanged; `None` when it cannot be read.
+async fn read_lease(
+    ctx: &Context,
+    key: &ObjectRef<MySQLCluster>,
+    namespace: &str,
+    cluster: &str,
+) -> Option<LeaseView> {
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.get_opt(&ebisu_api::names::primary_lease(cluster)).await {
+        Ok(Some(lease)) => Some(ctx.lease_clock.view(key, &lease, std::time::Instant::now())),
+        // Not applied yet: nobody holds it.
+        Ok(None) => Some(LeaseView {
+            holder: None,
+            version: String::new(),
+            unrenewed_for: k8s_openapi::jiff::SignedDuration::MAX,
+            duration: k8s_openapi::jiff::SignedDuration::ZERO,
+        }),
+        Err(error) => {
+            warn!(%error, "failed to read the primary Lease");
+            None
+        }
+    }
 }
 
 /// When to look again after a round: as the decision says when every step

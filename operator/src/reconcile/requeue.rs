@@ -13,6 +13,8 @@ pub const UNSETTLED: Duration = Duration::from_secs(10);
 pub const SETTLED: Duration = Duration::from_secs(30);
 /// How soon to retry after an error.
 pub const AFTER_ERROR: Duration = Duration::from_secs(15);
+/// How soon to look again after a status write found the cluster changed.
+pub const AFTER_CONFLICT: Duration = Duration::from_millis(500);
 /// The soonest a cluster is looked at again.
 const SOONEST: Duration = Duration::from_millis(200);
 

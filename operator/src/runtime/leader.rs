@@ -39,6 +39,41 @@ pub enum LeaderError {
     Release(LeaseManagerError),
 }
 
+/// How long after its last renewal seen a leader may act: the Lease's
+/// duration less the renewal margin (kube-lease-manager renews this often,
+/// so a leader that runs normally never falls out of it).
+pub const ACT_FOR: Duration = Duration::from_secs(LEASE_SECONDS - 2);
+
+/// Feeds `clock` with the renewals of the leader Lease this process holds,
+/// as this process sees them (its resourceVersion changes), until the
+/// process ends. A paused process resumes with an old confirmation and
+/// acts on nothing until it sees the next renewal.
+pub async fn confirm_renewals(
+    client: kube::Client,
+    namespace: String,
+    identity: String,
+    clock: std::sync::Arc<crate::reconcile::LeaderClock>,
+) {
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client, &namespace);
+    let mut seen: Option<String> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(Some(lease)) = api.get_opt(LEASE_NAME).await else {
+            continue;
+        };
+        let holder = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref());
+        let version = lease.metadata.resource_version.clone();
+        if holder == Some(identity.as_str()) && version != seen {
+            clock.confirm(std::time::Instant::now());
+            seen = version;
+        }
+    }
+}
+
 /// One operator process standing for election under `identity`.
 #[derive(Debug)]
 pub struct Candidate {

@@ -5,9 +5,12 @@
 //! a new release runs the flavor's upgrade step.
 
 mod clone_server;
+pub mod fence;
 mod metrics;
+pub mod primary_lease;
 mod replication_bootstrap;
 mod reseed;
+pub mod source_watch;
 mod upgrade;
 pub mod wake_fence;
 
@@ -23,11 +26,13 @@ use axum::{
 use ebisu_api::{
     Flavor as FlavorFamily,
     agent::{
-        HEADER_SEMI_SYNC, PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ, PATH_RESEED,
-        PATH_STATUS, SEMI_SYNC_FALLEN_BACK, SEMI_SYNC_WAITING,
+        HEADER_SEMI_SYNC, HEADER_SERVER, PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ,
+        PATH_RESEED, PATH_STATUS, SEMI_SYNC_FALLEN_BACK, SEMI_SYNC_WAITING, SERVER_READ_ONLY,
+        SERVER_WRITABLE,
     },
 };
 use ebisu_mysql::Flavor;
+use mysql_async::prelude::Queryable;
 use tokio::sync::{OnceCell, Semaphore};
 use tracing::{info, warn};
 
@@ -79,6 +84,9 @@ pub struct Config {
     /// The cluster's failover delay: a freeze this long may have seen the
     /// server replaced, so it is fenced when the agent wakes.
     pub failover_after: Duration,
+    /// The primary Lease this agent renews when its pod holds it (none
+    /// outside Kubernetes, as in the data-plane tests).
+    pub lease: Option<primary_lease::LeaseConfig>,
 }
 
 impl Config {
@@ -102,6 +110,10 @@ pub struct Shared {
     metrics: Metrics,
     /// Why the last upgrade step failed, while it keeps failing.
     upgrade_error: std::sync::Mutex<Option<String>>,
+    /// What the receiver last got from its source, and when.
+    heard: Arc<std::sync::Mutex<source_watch::Heard>>,
+    /// Connections kept open for a fence.
+    fencer: Arc<fence::Fencer>,
 }
 
 impl Shared {
@@ -114,7 +126,21 @@ impl Shared {
             clone_slot: Arc::new(Semaphore::new(1)),
             metrics: Metrics::new(),
             upgrade_error: std::sync::Mutex::new(None),
+            heard: Arc::default(),
+            fencer: Arc::default(),
         })
+    }
+
+    /// The server's flavor: as read from it, or (before it ever answered)
+    /// as the family says.
+    fn known_flavor(&self) -> Flavor {
+        self.flavor
+            .get()
+            .copied()
+            .unwrap_or(match self.config.family {
+                FlavorFamily::Mariadb => Flavor::MariaDb,
+                FlavorFamily::Mysql => Flavor::MySql84,
+            })
     }
 
     async fn monitor_conn(&self) -> Result<mysql_async::Conn, server::Error> {
@@ -163,6 +189,14 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
         shared.clone(),
         shared.config.failover_after,
     ));
+    tokio::spawn(source_watch::run(shared.clone(), shared.heard.clone()));
+    if let Some(lease) = shared.config.lease.clone() {
+        tokio::spawn(primary_lease::run(
+            shared.clone(),
+            lease,
+            shared.fencer.clone(),
+        ));
+    }
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown())
         .await
@@ -222,18 +256,36 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let check = async {
         let mut conn = shared.monitor_conn().await?;
         let flavor = shared.flavor(&mut conn).await?;
-        Ok::<_, server::Error>(ebisu_mysql::driver::read_semi_sync(&mut conn, flavor).await?)
+        let read_only: Option<i64> =
+            conn.query_first(flavor.fence_state_query())
+                .await
+                .map_err(|source| server::Error::Sql {
+                    action: "read the fence state",
+                    source,
+                })?;
+        let semi_sync = ebisu_mysql::driver::read_semi_sync(&mut conn, flavor).await?;
+        Ok::<_, server::Error>((read_only.unwrap_or(1) != 0, semi_sync))
     };
     match tokio::time::timeout(Duration::from_secs(3), check).await {
-        Ok(Ok(semi_sync)) if semi_sync.source_enabled => {
-            let state = if semi_sync.source_active {
-                SEMI_SYNC_WAITING
+        Ok(Ok((read_only, semi_sync))) => {
+            let server = if read_only {
+                SERVER_READ_ONLY
             } else {
-                SEMI_SYNC_FALLEN_BACK
+                SERVER_WRITABLE
             };
-            (StatusCode::OK, [(HEADER_SEMI_SYNC, state)], "ready").into_response()
+            let mut response = (StatusCode::OK, [(HEADER_SERVER, server)], "ready").into_response();
+            if semi_sync.source_enabled {
+                let state = if semi_sync.source_active {
+                    SEMI_SYNC_WAITING
+                } else {
+                    SEMI_SYNC_FALLEN_BACK
+                };
+                if let Ok(value) = axum::http::HeaderValue::from_str(state) {
+                    response.headers_mut().insert(HEADER_SEMI_SYNC, value);
+                }
+            }
+            response
         }
-        Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -243,9 +295,32 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// How long `/status` waits for the server: a frozen server must not stall
+/// the operator's look at the whole cluster.
+const STATUS_SERVER_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
-    match read_status(&shared).await {
-        Ok(status) => Json(status).into_response(),
+    let read = tokio::time::timeout(STATUS_SERVER_TIMEOUT, read_status(&shared))
+        .await
+        .unwrap_or(Err(server::Error::Timeout("read the server")));
+    let heard = shared
+        .heard
+        .lock()
+        .ok()
+        .and_then(|h| h.ago(tokio::time::Instant::now()));
+    let (source_heard, source_heard_ms_ago) = match heard {
+        Some((source, ago)) => (
+            Some(source),
+            Some(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
+        ),
+        None => (None, None),
+    };
+    match read {
+        Ok(mut status) => {
+            status.source_heard = source_heard;
+            status.source_heard_ms_ago = source_heard_ms_ago;
+            Json(status).into_response()
+        }
         Err(e) => {
             let down = ebisu_api::agent::AgentStatus {
                 host: shared.config.advertise_host.clone(),
@@ -257,6 +332,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
                 replication: None,
                 seed_pending: crate::seed_marker::path(&shared.config.data_dir).exists(),
                 upgrade_error: shared.upgrade_error(),
+                source_heard,
+                source_heard_ms_ago,
             };
             warn!(error = %e, "status: server unavailable");
             (StatusCode::OK, Json(down)).into_response()
@@ -371,6 +448,7 @@ mod tests {
                 scratch_dir: dir.path().to_owned(),
                 clone_rate_limit: None,
                 failover_after: Duration::from_secs(3),
+                lease: None,
             },
             crate::credentials::read(dir.path()).unwrap(),
         );

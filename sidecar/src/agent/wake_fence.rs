@@ -3,15 +3,12 @@
 //! up as a primary that has already been replaced: the operator may have
 //! promoted a replica meanwhile. Such a server must not take writes for a
 //! moment longer, so the agent notices the gap in its own clock and, if its
-//! server is writable, ends its client sessions, releases commits waiting
-//! for acknowledgements that will never come (their clients are gone) and
-//! makes it read-only before anything else. The operator makes it writable
-//! again if it is still the primary. This is the one change the agent
-//! makes to roles, and it only ever removes writability.
+//! server is writable, fences it ([`super::fence`]) before anything else.
+//! The operator makes it writable again if it is still the primary. (With
+//! a primary Lease, [`super::primary_lease`] fences it on waking too.)
 
 use std::{sync::Arc, time::Duration};
 
-use ebisu_mysql::{Flavor, ServiceRole};
 use mysql_async::prelude::Queryable;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -67,39 +64,8 @@ async fn fence_if_writable(shared: &Shared) -> Result<bool, server::Error> {
     if read_only.unwrap_or(1) != 0 {
         return Ok(false);
     }
-    end_sessions(shared, flavor, &mut conn).await?;
-    // Commits waiting for acknowledgements that will not come hold the
-    // fence up: release them (their clients are gone, so none is told).
-    let _ = conn.query_drop(flavor.semi_sync_source_off()).await;
-    server::execute(&mut conn, &flavor.fence(), "make it read-only").await?;
-    // Sessions that slipped in before read-only took effect.
-    end_sessions(shared, flavor, &mut conn).await?;
+    shared.fencer.fence(shared).await?;
     Ok(true)
-}
-
-async fn end_sessions(
-    shared: &Shared,
-    flavor: Flavor,
-    conn: &mut mysql_async::Conn,
-) -> Result<(), server::Error> {
-    let users = &shared.credentials.users;
-    let keep = [
-        &users.get(ServiceRole::Operator).user,
-        &users.get(ServiceRole::Replication).user,
-        &users.get(ServiceRole::Clone).user,
-        &users.get(ServiceRole::Monitor).user,
-    ];
-    let ids: Vec<u64> = conn
-        .query(flavor.client_connections_query(&keep))
-        .await
-        .map_err(|source| server::Error::Sql {
-            action: "list client sessions",
-            source,
-        })?;
-    for id in ids {
-        let _ = conn.query_drop(flavor.kill_connection(id)).await;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -342,6 +342,8 @@ mod tests {
                 replication: None,
                 seed_pending: false,
                 upgrade_error: None,
+                source_heard: None,
+                source_heard_ms_ago: None,
             }),
         }
     }

@@ -15,7 +15,7 @@
 
 use std::{path::Path, time::Duration};
 
-use ebisu_testcluster::{Scenario, ebisu::OPERATOR_NAMESPACE};
+use ebisu_testcluster::{Scenario, drills::Fault, ebisu::OPERATOR_NAMESPACE};
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-mysql";
 const NS: &str = "stock";
@@ -199,11 +199,21 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     );
     settled(&m);
     std::thread::sleep(Duration::from_secs(2));
-    m.verify("mysql node loss", TABLE, load, Some(&old));
+    m.verify("mysql node loss", TABLE, load, None);
     assert_eq!(
         m.get(&format!("myc/{CLUSTER}"), "{.status.lastFailover.reason}"),
         "PrimaryLost"
     );
+
+    // The faults that are not a clean node loss.
+    for fault in [
+        Fault::OperatorCutOff,
+        Fault::PodIsolated,
+        Fault::ServerFrozen,
+        Fault::ServerKilled,
+    ] {
+        m.drill(fault, TABLE, Duration::from_secs(8));
+    }
 
     // A new image tag rolls through the replicas and one switchover.
     m.wait("a healthy cluster", Duration::from_secs(300), |m| {

@@ -1,23 +1,35 @@
-//! Unplanned primary changes: the primary stopped answering. After
-//! `failoverAfterSeconds` of silence, and only when no acknowledged write
-//! can be lost (semi-sync was waiting for acknowledgements at the last
-//! look, and too few replicas are silent for any of them to hold the only
-//! copy), every answering replica's receiver is stopped (already a third of
-//! the way into the wait) so the old primary can be acknowledged nothing more; then the replica holding what every
-//! other one received applies its relay log and is promoted. Otherwise the
+//! Unplanned primary changes: the primary stopped answering the operator.
+//! It counts as lost only when more than one witness says so: the
+//! operator has not reached it for `failoverAfterSeconds`, no replica
+//! still hears it (its agent times what the receiver got from the source),
+//! and the primary Lease shows that its agent has not renewed it for the
+//! Lease's duration and a margin, so the agent has fenced it (or it is
+//! frozen or gone). While a replica hears it, it is alive: a
+//! `PrimaryUnreachable` problem, and nothing moves. Then, only when no
+//! acknowledged write can be lost (semi-sync was waiting for
+//! acknowledgements at the last look, and too few replicas are silent for
+//! any of them to hold the only copy, checked again when the candidate is
+//! chosen), every answering replica's receiver is stopped (already a third
+//! of the way into the wait, once none hears the primary) so the old
+//! primary can be acknowledged nothing more; then the replica holding what
+//! every other one received applies its relay log, is named in the Lease
+//! (only if nobody renewed it meanwhile) and is promoted. Otherwise the
 //! cluster is Degraded with `FailoverBlocked`, until the primary returns or
 //! the user forces it.
 
 use ebisu_api::{Operation, OperationKind, OperationStep, names::ANNOTATION_FORCE_FAILOVER};
 
 use super::{
-    Action, Again, BlockedWhy, Decision, Input, Problem, elapsed_since, holdings, ordinal, seconds,
-    switchover,
+    Action, Again, BlockedWhy, Decision, HEARD_WITHIN_MS, Input, Problem, elapsed_since, holdings,
+    ordinal, seconds, switchover,
 };
 use crate::model::ServerState;
 
 /// How often a silent primary is looked at while its debounce runs.
 const LOOK_AGAIN_MS: i64 = 500;
+
+/// The reason of a failover the user forced.
+const FORCED: &str = "Forced";
 
 /// The primary is silent: wait, refuse, or start a failover.
 pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
@@ -50,27 +62,40 @@ pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut 
 
     let forced = input.policy.force_failover.as_deref() == Some(primary.pod.as_str());
     if !input.policy.automatic() && !forced {
-        decision
-            .problems
-            .push(Problem::PrimaryUnreachable(primary.pod.clone()));
+        decision.problems.push(Problem::PrimaryUnreachable {
+            pod: primary.pod.clone(),
+            heard_by: Vec::new(),
+        });
         return;
     }
+    let heard_by = hearing(input, primary);
     let silent_for = elapsed_since(input, &since);
     let debounce = seconds(input.policy.failover_after_secs);
     if silent_for < debounce && !forced {
         // The normal first seconds of an outage: look again soon, say nothing
-        // yet. A third of the way in, the receivers are stopped already: a
-        // receiver blocked on a dead connection takes MariaDB seconds to
-        // stop, and the failover must not wait for that once it is due. If
-        // the primary answers again, repair restarts them; its commits only
-        // waited for acknowledgements meanwhile.
-        if silent_for >= debounce / 3 && input.policy.semi_sync.is_some() {
+        // yet. A third of the way in, once no replica hears the primary,
+        // the receivers are stopped already: a receiver blocked on a dead
+        // connection may take seconds to stop, and the failover must not
+        // wait for that once it is due. If the primary answers again,
+        // repair restarts them; its commits only waited for
+        // acknowledgements meanwhile.
+        if silent_for >= debounce / 3 && input.policy.semi_sync.is_some() && heard_by.is_empty() {
             decision.step(receivers_to_stop(input, primary));
         }
         let left = (debounce - silent_for).min(k8s_openapi::jiff::SignedDuration::from_millis(
             LOOK_AGAIN_MS,
         ));
         decision.sooner(Again::After(left));
+        return;
+    }
+    if !forced && !heard_by.is_empty() {
+        // Replicas hear it: it is alive and only the operator is cut off.
+        // Nothing moves; the receivers keep running.
+        decision.problems.push(Problem::PrimaryUnreachable {
+            pod: primary.pod.clone(),
+            heard_by,
+        });
+        decision.sooner(Again::After(seconds(1)));
         return;
     }
     if !forced && let Some(why) = blocked(input, primary) {
@@ -81,11 +106,20 @@ pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut 
         decision.sooner(Again::After(seconds(2)));
         return;
     }
+    if let Some(left) = not_yet_fenced(input, &primary.pod) {
+        // Its agent may still renew the Lease, and has not given up on it
+        // yet: wait until it must have fenced its server.
+        decision.step(receivers_to_stop(input, primary));
+        decision.sooner(Again::After(left.min(
+            k8s_openapi::jiff::SignedDuration::from_millis(LOOK_AGAIN_MS),
+        )));
+        return;
+    }
     let operation = Operation {
         kind: OperationKind::Failover,
         from: primary.pod.clone(),
         to: None,
-        reason: if forced { "Forced" } else { "PrimaryLost" }.to_owned(),
+        reason: if forced { FORCED } else { "PrimaryLost" }.to_owned(),
         step: OperationStep::StoppingReceivers,
         started_at: input.now_time(),
         writes_blocked_since: since,
@@ -96,6 +130,27 @@ pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut 
     decision.memory.operation = Some(operation);
     decision.remember();
     stop_receivers(input, primary, decision);
+}
+
+/// The replicas that still hear `primary` (the second witness).
+fn hearing(input: &Input<'_>, primary: &ServerState) -> Vec<String> {
+    input
+        .others(&primary.pod)
+        .filter(|s| s.answered() && s.hears(primary, HEARD_WITHIN_MS))
+        .map(|s| s.pod.clone())
+        .collect()
+}
+
+/// How long until `pod`'s agent must have fenced it, when it may not yet
+/// have: it holds the Lease and renewed it too recently. An unreadable
+/// Lease proves nothing: wait a look.
+fn not_yet_fenced(input: &Input<'_>, pod: &str) -> Option<k8s_openapi::jiff::SignedDuration> {
+    match input.lease {
+        Some(lease) => lease.until_fenced(pod),
+        None => Some(k8s_openapi::jiff::SignedDuration::from_millis(
+            LOOK_AGAIN_MS,
+        )),
+    }
 }
 
 /// Replicas that count for the proof: every other pod except fresh copies
@@ -109,12 +164,19 @@ fn population<'a>(input: &Input<'a>, primary: &'a str) -> Vec<&'a ServerState> {
 
 /// Why no failover may happen, if none may.
 fn blocked(input: &Input<'_>, primary: &ServerState) -> Option<BlockedWhy> {
-    let Some(semi_sync) = input.policy.semi_sync else {
+    if input.policy.semi_sync.is_none() {
         return Some(BlockedWhy::SemiSyncOff);
-    };
+    }
     if input.memory.semi_sync_active != Some(true) {
         return Some(BlockedWhy::SemiSyncInactive);
     }
+    too_few(input, primary)
+}
+
+/// Too many replicas are silent for the answering ones to hold every
+/// acknowledged write, if so.
+fn too_few(input: &Input<'_>, primary: &ServerState) -> Option<BlockedWhy> {
+    let semi_sync = input.policy.semi_sync?;
     // Each acknowledged commit is on `wait` replicas: with fewer than
     // `wait` silent, at least one answering replica has it.
     let silent: Vec<String> = population(input, &primary.pod)
@@ -122,7 +184,12 @@ fn blocked(input: &Input<'_>, primary: &ServerState) -> Option<BlockedWhy> {
         .filter(|s| !s.answered())
         .map(|s| s.pod.clone())
         .collect();
-    let wait = semi_sync.wait_for_replicas.max(1);
+    // A raised wait count counts once the primary used it (remembered at
+    // its last answer); a lowered one at once.
+    let wait = semi_sync
+        .wait_for_replicas
+        .min(input.memory.semi_sync_wait.unwrap_or(u32::MAX))
+        .max(1);
     if u32::try_from(silent.len()).unwrap_or(u32::MAX) >= wait {
         return Some(BlockedWhy::TooFewReplicas {
             silent,
@@ -148,33 +215,52 @@ fn stop_receivers(input: &Input<'_>, primary: &ServerState, decision: &mut Decis
 /// Carries on with a failover a previous pass (or operator) started.
 pub(super) fn resume(input: &Input<'_>, operation: &Operation, decision: &mut Decision) {
     let old = input.server(&operation.from);
-    if operation.step >= OperationStep::Promoting {
-        let Some(candidate) = operation.to.as_deref().and_then(|pod| input.server(pod)) else {
-            decision.problems.push(Problem::OperationStalled {
-                pod: operation.to.clone().unwrap_or_default(),
-                why: "the chosen replica is gone".to_owned(),
-            });
+    let candidate = operation
+        .to
+        .as_deref()
+        .and_then(|pod| input.server(pod))
+        .filter(|c| c.answered());
+    if operation.step >= OperationStep::MakingWritable {
+        let Some(candidate) = candidate else {
+            // It may have taken writes: it is the primary now, and lost;
+            // the failover rules take it from here.
+            decision.memory.operation = None;
+            decision.memory.primary.clone_from(&operation.to);
+            decision.memory.primary_silent_since = Some(input.now_time());
+            decision.remember();
+            decision.sooner(Again::Now);
             return;
         };
-        if !candidate.answered() {
-            decision.problems.push(Problem::OperationStalled {
-                pod: candidate.pod.clone(),
-                why: format!("{} does not answer", candidate.pod),
-            });
-            decision.sooner(Again::After(seconds(2)));
-            return;
-        }
         apply_and_promote(input, old, candidate, operation.clone(), decision);
         return;
     }
-    if let Some(old) = old.filter(|s| s.answered()) {
-        // Back before anyone was promoted: it stays the primary, its
-        // replicas reconnect, and nothing it acknowledged was lost.
+    let old_alive = old.is_some_and(ServerState::answered)
+        || input
+            .lease
+            .is_some_and(|l| l.may_still_be_unfenced(&operation.from));
+    if old_alive {
+        // Back (or renewing its Lease) before anyone was made writable: it
+        // stays the primary, its replicas reconnect, and nothing it
+        // acknowledged was lost.
         decision.memory.operation = None;
         decision.memory.primary_silent_since = None;
         decision.remember();
-        let _ = old;
         decision.sooner(Again::Now);
+        return;
+    }
+    if operation.step >= OperationStep::Promoting {
+        let Some(candidate) = candidate else {
+            // Lost before it was made writable: choose again, counting it
+            // as silent.
+            let mut operation = operation.clone();
+            operation.step = OperationStep::StoppingReceivers;
+            operation.to = None;
+            decision.memory.operation = Some(operation);
+            decision.remember();
+            decision.sooner(Again::Now);
+            return;
+        };
+        apply_and_promote(input, old, candidate, operation.clone(), decision);
         return;
     }
     let Some(old) = old else {
@@ -187,6 +273,18 @@ pub(super) fn resume(input: &Input<'_>, operation: &Operation, decision: &mut De
         .any(|s| s.answered() && s.replication.as_ref().is_some_and(|r| r.io_running))
     {
         stop_receivers(input, old, decision);
+        return;
+    }
+    // The proof again, now that the candidate is chosen: a replica that
+    // went silent since the failover started may hold the only copy.
+    if operation.reason != FORCED
+        && let Some(why @ BlockedWhy::TooFewReplicas { .. }) = too_few(input, old)
+    {
+        decision.problems.push(Problem::FailoverBlocked {
+            pod: old.pod.clone(),
+            why,
+        });
+        decision.sooner(Again::After(seconds(2)));
         return;
     }
     match choose(input, &old.pod) {
@@ -256,5 +354,8 @@ fn apply_and_promote(
             timeout_secs: input.policy.apply_timeout_secs,
         }]);
     }
-    switchover::promote(input, old, candidate, operation, decision);
+    // Named in the Lease only if nobody renewed it since it was read: a
+    // renewal would mean the old primary's agent is alive after all.
+    let after = input.lease.map(|l| l.version.clone());
+    switchover::promote(input, old, candidate, operation, after, decision);
 }

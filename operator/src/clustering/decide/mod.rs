@@ -25,9 +25,13 @@ use ebisu_api::{ClusteringMemory, FailoverMode, InstanceRole, UpdateStrategy};
 use ebisu_mysql::GtidSet;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::model::{Answer, ServerState};
+use crate::model::{Answer, LeaseView, ServerState};
 pub use crate::model::{BlockedWhy, Problem};
 use crate::validate::SemiSync;
+
+/// A replica still hears its source when its receiver got something from
+/// it within this long (the source sends a heartbeat every half second).
+pub const HEARD_WITHIN_MS: u64 = 1500;
 
 /// Something to do to one server, pod or the cluster object.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +54,18 @@ pub enum Action {
         /// Whether it serves reads.
         serve: bool,
     },
+    /// Name the pod in the primary Lease (its agent renews it from then on,
+    /// and any other pod's agent fences its server); with `after`, only if
+    /// the Lease is still at that version (nobody renewed it since).
+    HoldLease {
+        /// The pod.
+        pod: String,
+        /// The version the Lease must still be at.
+        after: Option<String>,
+    },
     /// Make a server writable (its semi-sync source side is set first, in
-    /// an earlier step, when the cluster uses semi-sync).
+    /// an earlier step, when the cluster uses semi-sync, and it holds the
+    /// primary Lease).
     MakeWritable(String),
     /// Make a server read-only and end its client sessions, so that no
     /// transaction can commit on it afterwards.
@@ -135,6 +149,7 @@ impl Action {
             | Self::LabelReplica(pod)
             | Self::Unlabel(pod)
             | Self::LabelReads { pod, .. }
+            | Self::HoldLease { pod, .. }
             | Self::MakeWritable(pod)
             | Self::Fence { pod, .. }
             | Self::Replicate { pod, .. }
@@ -249,6 +264,19 @@ impl Decision {
         }
     }
 
+    /// The steps that make `pod` writable: it holds the primary Lease
+    /// first (`after`: only if the Lease is still at that version), so that
+    /// the agent of any other pod fences its server.
+    fn make_writable(&mut self, input: &Input<'_>, pod: &str, after: Option<String>) {
+        if input.lease.is_none_or(|l| l.holder.as_deref() != Some(pod)) {
+            self.step(vec![Action::HoldLease {
+                pod: pod.to_owned(),
+                after,
+            }]);
+        }
+        self.step(vec![Action::MakeWritable(pod.to_owned())]);
+    }
+
     fn remember(&mut self) {
         self.steps
             .push(vec![Action::Remember(Box::new(self.memory.clone()))]);
@@ -319,6 +347,8 @@ pub struct Input<'a> {
     pub memory: &'a ClusteringMemory,
     /// When the operator's fast probe first found the primary silent, if it did.
     pub probe_silent_since: Option<Timestamp>,
+    /// The primary Lease, when it could be read.
+    pub lease: Option<&'a LeaseView>,
     /// The cluster never had a primary: servers still starting are its
     /// normal first seconds, not a problem.
     pub new_cluster: bool,
@@ -354,13 +384,23 @@ pub fn decide(input: &Input<'_>) -> Decision {
             }
         }
         report_nodes(input, &mut decision);
+        if decision.primary.is_some() {
+            decision.memory.primary.clone_from(&decision.primary);
+        }
         return decision;
     }
-    let labelled: Vec<&ServerState> = input
+    let mut labelled: Vec<&ServerState> = input
         .servers
         .iter()
         .filter(|s| s.role_label == Some(InstanceRole::Primary))
         .collect();
+    if labelled.is_empty()
+        && let Some(remembered) = remembered_primary(input)
+    {
+        // Its pod lost the label (or was re-created without it): it is
+        // still the primary until a decision moves it.
+        labelled.push(remembered);
+    }
     match labelled.as_slice() {
         [primary] => match primary.answer {
             Answer::Answered => primary_answers(input, primary, &mut decision),
@@ -396,7 +436,17 @@ pub fn decide(input: &Input<'_>) -> Decision {
     }
     report_nodes(input, &mut decision);
     report_upgrades(input, &mut decision);
+    if decision.primary.is_some() {
+        decision.memory.primary.clone_from(&decision.primary);
+    }
     decision
+}
+
+/// The primary memory names, while its pod exists and is silent (an
+/// answering one is found by the servers' state, labelled or not).
+fn remembered_primary<'a>(input: &Input<'a>) -> Option<&'a ServerState> {
+    let pod = input.memory.primary.as_deref()?;
+    input.server(pod).filter(|s| s.answer == Answer::Silent)
 }
 
 fn primary_answers(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
@@ -405,6 +455,10 @@ fn primary_answers(input: &Input<'_>, primary: &ServerState, decision: &mut Deci
     memory.semi_sync_active = Some(
         input.policy.semi_sync.is_some() && primary.semi_sync_source && primary.semi_sync_active,
     );
+    memory.semi_sync_wait = primary
+        .semi_sync_source
+        .then_some(primary.semi_sync_wait)
+        .flatten();
     if switchover::consider(input, primary, decision) {
         let reason = decision
             .memory

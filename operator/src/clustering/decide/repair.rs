@@ -176,11 +176,14 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
     } else {
         if let Some(semi) = policy.semi_sync {
             // Enabled once enough replicas hold data; set again when its
-            // settings (the timeout) differ from the spec's.
+            // settings (the timeout, the wait count) differ from the spec's.
             let stale = primary.semi_sync_source
-                && primary
+                && (primary
                     .semi_sync_timeout_ms
-                    .is_some_and(|t| t != semi.timeout_ms);
+                    .is_some_and(|t| t != semi.timeout_ms)
+                    || primary
+                        .semi_sync_wait
+                        .is_some_and(|w| w != semi.wait_for_replicas));
             if (!primary.semi_sync_source
                 && replicas_with_data(input, primary) >= semi.wait_for_replicas)
                 || stale
@@ -197,7 +200,18 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             }
         }
         if primary.read_only {
-            decision.step(vec![Action::MakeWritable(primary.pod.clone())]);
+            decision.make_writable(input, &primary.pod, None);
+        } else if input
+            .lease
+            .is_some_and(|l| l.holder.as_deref() != Some(primary.pod.as_str()))
+        {
+            // Writable, and not named in the Lease (a cluster from before
+            // the Lease, or a Lease someone edited): its agent would fence
+            // it, so name it.
+            decision.step(vec![Action::HoldLease {
+                pod: primary.pod.clone(),
+                after: None,
+            }]);
         }
     }
     let mut primary_labels = Vec::new();
@@ -217,11 +231,13 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
 
 /// Replicas that hold data and are configured to replicate: once there
 /// are enough to acknowledge, the primary waits for them. Fresh copies
-/// still seeding do not count, so seeding never blocks writes.
+/// still seeding have no replication configured yet and do not count, so
+/// seeding never blocks writes; a replica whose agent does not answer
+/// still counts (it replicates, as its server says).
 fn replicas_with_data(input: &Input<'_>, primary: &ServerState) -> u32 {
     let count = input
         .others(&primary.pod)
-        .filter(|s| s.answered() && !s.seed_pending && s.replication.is_some())
+        .filter(|s| s.answered() && s.replication.is_some())
         .count();
     u32::try_from(count).unwrap_or(u32::MAX)
 }

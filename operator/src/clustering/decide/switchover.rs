@@ -268,7 +268,7 @@ fn hand_over(
         decision.memory.operation = Some(operation.clone());
         decision.remember();
     }
-    promote(input, Some(old), candidate, operation, decision);
+    promote(input, Some(old), candidate, operation, None, decision);
 }
 
 /// Promotes `candidate` (which has everything), repoints every other
@@ -277,7 +277,8 @@ pub(super) fn promote(
     input: &Input<'_>,
     old: Option<&ServerState>,
     candidate: &ServerState,
-    operation: Operation,
+    mut operation: Operation,
+    lease_after: Option<String>,
     decision: &mut Decision,
 ) {
     if candidate.replication.is_some() {
@@ -308,7 +309,25 @@ pub(super) fn promote(
             as_primary: true,
         }]);
     }
+    if input
+        .lease
+        .is_none_or(|l| l.holder.as_deref() != Some(candidate.pod.as_str()))
+    {
+        // Named in the Lease before it may take writes (in a failover only
+        // if nobody renewed the Lease since it was read): a failure leaves
+        // the change undoable, as the old holder is alive after all.
+        decision.step(vec![Action::HoldLease {
+            pod: candidate.pod.clone(),
+            after: lease_after,
+        }]);
+    }
     if candidate.read_only {
+        // From here on it may take writes: never undone.
+        if operation.step < OperationStep::MakingWritable {
+            operation.step = OperationStep::MakingWritable;
+            decision.memory.operation = Some(operation.clone());
+            decision.remember();
+        }
         decision.step(vec![Action::MakeWritable(candidate.pod.clone())]);
     }
     // The old primary loses its label before the new one gets it: never two.
@@ -349,23 +368,34 @@ pub(super) fn promote(
 pub(super) fn resume(input: &Input<'_>, operation: &Operation, decision: &mut Decision) {
     let old = input.server(&operation.from);
     let candidate = operation.to.as_deref().and_then(|pod| input.server(pod));
-    let Some(candidate) = candidate else {
-        abandon(input, operation, old, "the candidate is gone", decision);
+    if operation.step >= OperationStep::MakingWritable {
+        match candidate.filter(|c| c.answered()) {
+            Some(candidate) => promote(input, old, candidate, operation.clone(), None, decision),
+            None => {
+                // It may have taken writes: it is the primary now, and lost;
+                // the failover rules take it from here (the old primary
+                // stays fenced).
+                decision.memory.operation = None;
+                decision.memory.primary.clone_from(&operation.to);
+                decision.memory.primary_silent_since = Some(input.now_time());
+                decision.remember();
+                decision.sooner(Again::Now);
+            }
+        }
+        return;
+    }
+    let Some(candidate) = candidate.filter(|c| c.answered()) else {
+        // Never made writable, so the old primary still has everything.
+        let why = if candidate.is_some() {
+            "the candidate stopped answering"
+        } else {
+            "the candidate is gone"
+        };
+        abandon(input, operation, old, why, decision);
         return;
     };
     if operation.step >= OperationStep::Promoting {
-        if !candidate.answered() {
-            decision.problems.push(Problem::OperationStalled {
-                pod: candidate.pod.clone(),
-                why: format!(
-                    "{} does not answer; the old primary {} stays read-only",
-                    candidate.pod, operation.from
-                ),
-            });
-            decision.sooner(Again::After(seconds(2)));
-            return;
-        }
-        promote(input, old, candidate, operation.clone(), decision);
+        promote(input, old, candidate, operation.clone(), None, decision);
         return;
     }
     let waited = elapsed_since(input, &operation.started_at);
@@ -421,7 +451,7 @@ fn abandon(
     ));
     decision.remember();
     if let Some(old) = old.filter(|s| s.answered() && s.read_only) {
-        decision.step(vec![Action::MakeWritable(old.pod.clone())]);
+        decision.make_writable(input, &old.pod, None);
     }
     decision.sooner(Again::Now);
 }

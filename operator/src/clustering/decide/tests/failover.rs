@@ -55,6 +55,7 @@ fn the_fast_probe_starts_the_debounce_earlier() {
         policy: &policy(),
         memory: &memory,
         probe_silent_since: Some(Timestamp::from_second(NOW - 3).expect("t")),
+        lease: Some(&lease("db-0", 60)),
         new_cluster: false,
         now: Timestamp::from_second(NOW).expect("now"),
     });
@@ -257,7 +258,10 @@ fn manual_mode_reports_a_lost_primary_and_promotes_nobody() {
     let d = decide_with(&lost(), &manual, &silent_since(NOW - 300));
     assert_eq!(
         d.problems,
-        vec![Problem::PrimaryUnreachable("db-0".to_owned())]
+        vec![Problem::PrimaryUnreachable {
+            pod: "db-0".to_owned(),
+            heard_by: Vec::new()
+        }]
     );
     assert!(d.memory.operation.is_none());
 }
@@ -363,4 +367,236 @@ fn an_old_primary_that_returns_with_nothing_extra_rejoins_as_a_replica() {
         }
     ));
     assert!(has(&d, &Action::LabelReplica("db-0".to_owned())));
+}
+
+/// `pod` still hears its source (its agent timed a heartbeat `ms` ago).
+fn hearing(mut s: ServerState, ms: u64) -> ServerState {
+    s.hears_source_ms_ago = Some(ms);
+    s
+}
+
+#[test]
+fn a_primary_the_replicas_still_hear_is_never_failed_over() {
+    let servers = [
+        silent(primary("db-0", "0-100-9")),
+        hearing(replica("db-1", "0-100-9", "db-0"), 300),
+        replica("db-2", "0-100-9", "db-0"),
+    ];
+    // A third of the way in: its receivers keep running.
+    let d = decide_with(&servers, &policy(), &silent_since(NOW - 1));
+    assert!(
+        !d.actions().any(|a| matches!(a, Action::StopReceiver(_))),
+        "{d:?}"
+    );
+    // Long after the debounce: no failover, and why.
+    let d = decide_with(&servers, &policy(), &silent_since(NOW - 30));
+    assert!(d.memory.operation.is_none());
+    assert!(d.steps.iter().flatten().all(|a| !matches!(
+        a,
+        Action::StopReceiver(_)
+            | Action::Promote(_)
+            | Action::MakeWritable(_)
+            | Action::HoldLease { .. }
+    )));
+    assert_eq!(
+        d.problems,
+        vec![Problem::PrimaryUnreachable {
+            pod: "db-0".to_owned(),
+            heard_by: vec!["db-1".to_owned()]
+        }]
+    );
+    assert!(!d.problems[0].degrades(), "writes go on");
+    // What a replica heard long ago says nothing.
+    let servers = [
+        silent(primary("db-0", "0-100-9")),
+        hearing(replica("db-1", "0-100-9", "db-0"), 5_000),
+        replica("db-2", "0-100-9", "db-0"),
+    ];
+    let d = decide_with(&servers, &policy(), &silent_since(NOW - 30));
+    assert!(d.memory.operation.is_some());
+}
+
+#[test]
+fn failover_waits_until_the_old_primarys_agent_must_have_fenced_it() {
+    let memory = silent_since(NOW - 30);
+    // Renewed a second ago: its agent may still think it is the primary.
+    let d = decide_with_lease(&lost(), &policy(), &memory, Some(&lease("db-0", 1)));
+    assert!(d.memory.operation.is_none());
+    assert!(has(&d, &Action::StopReceiver("db-1".to_owned())));
+    assert!(matches!(d.again, Again::After(after) if after.as_millis() <= 500));
+    // Two seconds of duration and a second of margin later, it may go.
+    let d = decide_with_lease(&lost(), &policy(), &memory, Some(&lease("db-0", 3)));
+    assert!(d.memory.operation.is_some());
+    // An unreadable Lease proves nothing.
+    let d = decide_with_lease(&lost(), &policy(), &memory, None);
+    assert!(d.memory.operation.is_none());
+    // A Lease naming nobody (a cluster from before the Lease) holds nothing up.
+    let nobody = LeaseView {
+        holder: None,
+        ..lease("db-0", 0)
+    };
+    let d = decide_with_lease(&lost(), &policy(), &memory, Some(&nobody));
+    assert!(d.memory.operation.is_some());
+}
+
+#[test]
+fn the_new_primary_is_named_in_the_lease_before_it_is_writable_and_only_if_nobody_renewed() {
+    let servers = [
+        silent(primary("db-0", "0-100-12")),
+        stopped(replica("db-1", "", "db-0"), "0-100-11", "0-100-11"),
+        stopped(replica("db-2", "", "db-0"), "0-100-11", "0-100-11"),
+    ];
+    let d = decide_with(
+        &servers,
+        &policy(),
+        &failing_over(OperationStep::StoppingReceivers, None),
+    );
+    let held = position(&d, |a| {
+        matches!(a, Action::HoldLease { pod, after } if pod == "db-1" && after.as_deref() == Some("41"))
+    })
+    .expect("named in the Lease, conditionally");
+    let making = d
+        .actions()
+        .position(|a| {
+            matches!(a, Action::Remember(m) if m.operation.as_ref().is_some_and(|o| o.step == OperationStep::MakingWritable))
+        })
+        .expect("remembered as being made writable");
+    let writable = position(&d, |a| matches!(a, Action::MakeWritable(p) if p == "db-1"))
+        .expect("made writable");
+    assert!(held < making && making < writable, "{:?}", d.steps);
+}
+
+#[test]
+fn a_replica_that_went_silent_after_the_failover_started_blocks_the_choice() {
+    // db-2 acknowledged 12 and went silent once its receiver was stopped.
+    let servers = [
+        silent(primary("db-0", "0-100-12")),
+        stopped(replica("db-1", "", "db-0"), "0-100-11", "0-100-11"),
+        silent(replica("db-2", "0-100-12", "db-0")),
+    ];
+    let d = decide_with(
+        &servers,
+        &policy(),
+        &failing_over(OperationStep::StoppingReceivers, None),
+    );
+    assert!(writable(&d).is_empty(), "{:?}", d.steps);
+    assert!(
+        matches!(
+            &d.problems[..],
+            [Problem::FailoverBlocked { why: BlockedWhy::TooFewReplicas { silent, .. }, .. }, ..] if silent == &["db-2".to_owned()]
+        ),
+        "{:?}",
+        d.problems
+    );
+    assert!(d.memory.operation.is_some(), "the receivers stay stopped");
+}
+
+#[test]
+fn a_failover_whose_candidate_is_lost_before_it_was_writable_chooses_again() {
+    let servers = [
+        silent(primary("db-0", "0-100-12")),
+        silent(replica("db-1", "0-100-12", "db-0")),
+        stopped(replica("db-2", "", "db-0"), "0-100-12", "0-100-12"),
+    ];
+    let d = decide_with(
+        &servers,
+        &policy(),
+        &failing_over(OperationStep::Promoting, Some("db-1")),
+    );
+    let operation = d.memory.operation.as_ref().expect("still failing over");
+    assert_eq!(
+        (operation.step, operation.to.as_deref()),
+        (OperationStep::StoppingReceivers, None)
+    );
+    assert!(writable(&d).is_empty());
+    // Once made writable it may have taken writes: it is the lost primary now.
+    let d = decide_with(
+        &servers,
+        &policy(),
+        &failing_over(OperationStep::MakingWritable, Some("db-1")),
+    );
+    assert!(d.memory.operation.is_none());
+    assert_eq!(d.memory.primary.as_deref(), Some("db-1"));
+    assert_eq!(d.memory.primary_silent_since, Some(at(NOW)));
+}
+
+#[test]
+fn an_old_primary_renewing_its_lease_before_anyone_was_writable_stays_the_primary() {
+    let servers = [
+        silent(primary("db-0", "0-100-12")),
+        stopped(replica("db-1", "", "db-0"), "0-100-12", "0-100-12"),
+        stopped(replica("db-2", "", "db-0"), "0-100-12", "0-100-12"),
+    ];
+    let d = decide_with_lease(
+        &servers,
+        &policy(),
+        &failing_over(OperationStep::Promoting, Some("db-1")),
+        Some(&lease("db-0", 0)),
+    );
+    assert!(d.memory.operation.is_none(), "abandoned");
+    assert!(writable(&d).is_empty());
+}
+
+#[test]
+fn a_silent_primary_that_lost_its_label_is_still_failed_over() {
+    let servers = [
+        silent(unlabelled(primary("db-0", "0-100-9"))),
+        replica("db-1", "0-100-9", "db-0"),
+        replica("db-2", "0-100-9", "db-0"),
+    ];
+    let memory = ClusteringMemory {
+        primary: Some("db-0".to_owned()),
+        ..silent_since(NOW - 30)
+    };
+    let d = decide_with(&servers, &policy(), &memory);
+    let operation = d.memory.operation.as_ref().expect("failover started");
+    assert_eq!(operation.from, "db-0");
+}
+
+#[test]
+fn a_raised_wait_count_counts_only_once_the_primary_uses_it() {
+    let mut mysql = policy();
+    if let Some(semi) = mysql.semi_sync.as_mut() {
+        semi.wait_for_replicas = 2;
+    }
+    let servers = [
+        silent(primary("db-0", "0-100-9")),
+        replica("db-1", "0-100-9", "db-0"),
+        silent(replica("db-2", "0-100-9", "db-0")),
+        replica("db-3", "0-100-9", "db-0"),
+    ];
+    // The primary still waited for one: one silent replica blocks.
+    let memory = ClusteringMemory {
+        semi_sync_wait: Some(1),
+        ..silent_since(NOW - 30)
+    };
+    let d = decide_with(&servers, &mysql, &memory);
+    assert!(
+        matches!(
+            &d.problems[..],
+            [
+                Problem::FailoverBlocked {
+                    why: BlockedWhy::TooFewReplicas {
+                        wait_for_replicas: 1,
+                        ..
+                    },
+                    ..
+                },
+                ..
+            ]
+        ),
+        "{:?}",
+        d.problems
+    );
+    // It waited for two: one silent replica may go.
+    let memory = ClusteringMemory {
+        semi_sync_wait: Some(2),
+        ..silent_since(NOW - 30)
+    };
+    assert!(
+        decide_with(&servers, &mysql, &memory)
+            .memory
+            .operation
+            .is_some()
+    );
 }

@@ -16,7 +16,7 @@ use ebisu_mysql::{Flavor, GtidSet, ServerVersion};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::*;
-use crate::model::{Answer, NodeFacts, Replication, ServerState};
+use crate::model::{Answer, LeaseView, NodeFacts, Replication, ServerState};
 
 const NOW: i64 = 1_000;
 const NEVER: u64 = 4_294_967_295;
@@ -129,17 +129,39 @@ fn no_semi_sync() -> Policy {
 
 fn healthy_memory() -> ClusteringMemory {
     ClusteringMemory {
+        primary: Some("db-0".to_owned()),
         semi_sync_active: Some(true),
         ..ClusteringMemory::default()
     }
 }
 
+/// The primary Lease naming `holder`, last renewed `unrenewed_secs` ago.
+fn lease(holder: &str, unrenewed_secs: i64) -> LeaseView {
+    LeaseView {
+        holder: Some(holder.to_owned()),
+        version: "41".to_owned(),
+        unrenewed_for: k8s_openapi::jiff::SignedDuration::from_secs(unrenewed_secs),
+        duration: k8s_openapi::jiff::SignedDuration::from_secs(2),
+    }
+}
+
 fn decide_with(servers: &[ServerState], policy: &Policy, memory: &ClusteringMemory) -> Decision {
+    // db-0's agent has not renewed for long: it has fenced itself if lost.
+    decide_with_lease(servers, policy, memory, Some(&lease("db-0", 60)))
+}
+
+fn decide_with_lease(
+    servers: &[ServerState],
+    policy: &Policy,
+    memory: &ClusteringMemory,
+    lease: Option<&LeaseView>,
+) -> Decision {
     decide(&Input {
         servers,
         policy,
         memory,
         probe_silent_since: None,
+        lease,
         new_cluster: false,
         now: Timestamp::from_second(NOW).expect("now"),
     })

@@ -77,13 +77,23 @@ fn a_new_clusters_first_seconds_are_no_problem() {
             policy: &policy(),
             memory: &memory,
             probe_silent_since: None,
+            lease: None,
             new_cluster: true,
             now: Timestamp::from_second(NOW).expect("now"),
         });
         assert!(d.problems.is_empty(), "{:?}", d.problems);
     }
-    // Once it had a primary, the same picture is a problem.
-    assert!(!run(&starting).problems.is_empty());
+    // Once it had a primary (and nothing remembers which), the same
+    // picture is a problem.
+    let forgotten = ClusteringMemory {
+        primary: None,
+        ..healthy_memory()
+    };
+    assert!(
+        !decide_with(&starting, &policy(), &forgotten)
+            .problems
+            .is_empty()
+    );
 }
 
 #[test]
@@ -430,4 +440,91 @@ fn a_pod_on_a_node_that_stopped_reporting_is_reported_with_the_way_out() {
             .contains("node.kubernetes.io/out-of-service")
     );
     assert_eq!(problem.pod(), Some("db-1"));
+}
+
+#[test]
+fn a_changed_wait_count_reaches_the_running_primary_and_is_remembered() {
+    let mut p = primary("db-0", "0-100-9");
+    p.semi_sync_wait = Some(2);
+    let d = run(&[p, replica("db-1", "0-100-9", "db-0")]);
+    assert!(has(
+        &d,
+        &Action::EnableSemiSync {
+            pod: "db-0".to_owned(),
+            as_primary: true
+        }
+    ));
+    assert_eq!(
+        d.memory.semi_sync_wait,
+        Some(2),
+        "what it used at this look"
+    );
+}
+
+#[test]
+fn a_restarted_primary_waits_for_a_replica_whose_agent_does_not_answer() {
+    let mut p = primary("db-0", "0-100-9");
+    p.read_only = true;
+    p.semi_sync_source = false;
+    // Its agent is silent, so it does not say whether a seed is pending;
+    // its server replicates, so it holds data.
+    let mut r = replica("db-1", "0-100-9", "db-0");
+    r.seed_pending = true;
+    let d = run(&[p, r]);
+    let semi = position(
+        &d,
+        |a| matches!(a, Action::EnableSemiSync { pod, as_primary: true } if pod == "db-0"),
+    );
+    let write = position(
+        &d,
+        |a| matches!(a, Action::MakeWritable(pod) if pod == "db-0"),
+    );
+    assert!(semi.is_some() && semi < write, "{d:?}");
+}
+
+#[test]
+fn a_primary_is_named_in_the_lease_before_it_is_made_writable() {
+    let mut p = primary("db-0", "0-100-9");
+    p.read_only = true;
+    let servers = [p, replica("db-1", "0-100-9", "db-0")];
+    let d = decide_with_lease(
+        &servers,
+        &policy(),
+        &healthy_memory(),
+        Some(&lease("db-1", 0)),
+    );
+    let held = position(
+        &d,
+        |a| matches!(a, Action::HoldLease { pod, after: None } if pod == "db-0"),
+    );
+    let write = position(
+        &d,
+        |a| matches!(a, Action::MakeWritable(pod) if pod == "db-0"),
+    );
+    assert!(held.is_some() && held < write, "{d:?}");
+    // Already named: nothing to hold.
+    let d = decide_with_lease(
+        &servers,
+        &policy(),
+        &healthy_memory(),
+        Some(&lease("db-0", 0)),
+    );
+    assert!(!d.actions().any(|a| matches!(a, Action::HoldLease { .. })));
+    // Writable but not named (a cluster from before the Lease): named.
+    let running = [
+        primary("db-0", "0-100-9"),
+        replica("db-1", "0-100-9", "db-0"),
+    ];
+    let nobody = LeaseView {
+        holder: None,
+        ..lease("db-0", 0)
+    };
+    let d = decide_with_lease(&running, &policy(), &healthy_memory(), Some(&nobody));
+    assert!(has(
+        &d,
+        &Action::HoldLease {
+            pod: "db-0".to_owned(),
+            after: None
+        }
+    ));
 }

@@ -12,7 +12,11 @@ fn a_drain_of_the_primarys_node_hands_over_to_the_least_behind_replica() {
             .iter()
             .filter_map(|m| m.operation.as_ref().map(|o| o.step))
             .collect::<Vec<_>>(),
-        vec![OperationStep::Fencing, OperationStep::Promoting],
+        vec![
+            OperationStep::Fencing,
+            OperationStep::Promoting,
+            OperationStep::MakingWritable
+        ],
         "each step is recorded before it is taken"
     );
     let operation = steps[0].operation.as_ref().expect("operation");
@@ -276,17 +280,17 @@ fn once_promoting_is_recorded_the_old_primary_is_never_made_writable_again() {
     assert_eq!(writable(&d), ["db-1"]);
     assert!(has(&d, &Action::LabelPrimary("db-1".to_owned())));
     assert!(d.completed.is_some());
-    // The candidate not answering stalls it; the old primary stays fenced.
+    // The candidate made writable and then silent: the old primary stays
+    // fenced, and the candidate is the primary the failover rules look at.
     servers[1] = silent(servers[1].clone());
     let d = decide_with(
         &servers,
         &policy(),
-        &switching(OperationStep::Promoting, NOW - 600),
+        &switching(OperationStep::MakingWritable, NOW - 600),
     );
     assert!(writable(&d).is_empty());
-    assert!(
-        matches!(d.problems.as_slice(), [Problem::OperationStalled { pod, .. }] if pod == "db-1")
-    );
+    assert!(d.memory.operation.is_none());
+    assert_eq!(d.memory.primary.as_deref(), Some("db-1"));
 }
 
 #[test]
@@ -296,10 +300,11 @@ fn a_switchover_resumed_after_the_labels_moved_completes_without_touching_the_se
     let mut new = primary("db-1", "0-100-9");
     new.node = node("node-db-1");
     let servers = [old, new, replica("db-2", "0-100-9", "db-1")];
-    let d = decide_with(
+    let d = decide_with_lease(
         &servers,
         &policy(),
         &switching(OperationStep::Promoting, NOW - 1),
+        Some(&lease("db-1", 0)),
     );
     assert!(d.completed.is_some());
     assert!(
@@ -307,4 +312,46 @@ fn a_switchover_resumed_after_the_labels_moved_completes_without_touching_the_se
             .all(|a| matches!(a, Action::LabelReplica(_) | Action::LabelPrimary(_))),
         "{d:?}"
     );
+}
+
+#[test]
+fn a_switchover_whose_candidate_is_lost_before_it_was_writable_is_undone() {
+    let mut servers = three();
+    servers[0].read_only = true;
+    servers[1] = silent(servers[1].clone());
+    let d = decide_with(
+        &servers,
+        &policy(),
+        &switching(OperationStep::Promoting, NOW - 1),
+    );
+    assert!(d.memory.operation.is_none());
+    assert_eq!(writable(&d), ["db-0"], "the old primary takes writes again");
+    assert!(d.memory.last_refusal.is_some_and(|r| r.contains("undone")));
+    // Made writable already: it may have taken writes, so it is never undone.
+    let d = decide_with(
+        &servers,
+        &policy(),
+        &switching(OperationStep::MakingWritable, NOW - 1),
+    );
+    assert!(writable(&d).is_empty());
+    assert_eq!(d.memory.primary.as_deref(), Some("db-1"));
+}
+
+#[test]
+fn the_old_primary_made_writable_again_is_named_in_the_lease_first() {
+    let mut servers = three();
+    servers[0].read_only = true;
+    servers[1] = silent(servers[1].clone());
+    let d = decide_with_lease(
+        &servers,
+        &policy(),
+        &switching(OperationStep::Promoting, NOW - 1),
+        Some(&lease("db-1", 0)),
+    );
+    let held = position(
+        &d,
+        |a| matches!(a, Action::HoldLease { pod, .. } if pod == "db-0"),
+    );
+    let made = position(&d, |a| matches!(a, Action::MakeWritable(p) if p == "db-0"));
+    assert!(held.is_some() && held < made, "{:?}", d.steps);
 }
