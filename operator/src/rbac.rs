@@ -100,7 +100,11 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     // The primary Lease: applied, read every pass, its holder named with
     // a (conditional) patch. The agents read and renew it, which the
     // operator may grant only because it holds these verbs itself.
-    rule("coordination.k8s.io", "leases", &["get", "create", "patch"]),
+    rule(
+        "coordination.k8s.io",
+        "leases",
+        &["get", "list", "watch", "create", "patch"],
+    ),
     // The agents' ServiceAccount and the Role and RoleBinding that let
     // them read and renew the primary Lease, applied like other children.
     rule("", "serviceaccounts", &["get", "create", "patch"]),

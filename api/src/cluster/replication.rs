@@ -31,7 +31,9 @@ pub struct ReplicationSpec {
     /// flowing without replicas, at a price: while the primary has fallen
     /// back, acknowledged writes may exist on the primary alone, so ebisu
     /// reports a `SemiSyncFallback` problem and will not fail over
-    /// automatically.
+    /// automatically. A primary that its replicas still hear is never failed
+    /// over, and one that cannot renew its primary Lease fences itself, so a
+    /// primary cut off from the operator cannot fall back beside a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 3600")
         .message("spec.replication.timeoutSeconds must be between 1 and 3600, or unset to never fall back to asynchronous replication"))]
@@ -64,8 +66,12 @@ pub struct ReplicationSpec {
 
     /// Seconds the primary must stay silent (no answer to the operator's SQL
     /// probes, and its agent not reporting the server up) before ebisu
-    /// fails over (1 to 300). Shorter finds a lost primary sooner; longer
-    /// rides out network blips and slow restarts.
+    /// fails over (1 to 300). A silent primary counts as lost only when no
+    /// replica still hears it too, and once its agent must have fenced it:
+    /// the primary Lease lasts a second less than this (at least 2 s), and
+    /// ebisu waits that and a second's margin after the last renewal it saw.
+    /// Shorter finds a lost primary sooner; longer rides out network blips
+    /// and slow restarts.
     #[serde(default = "default_failover_after_seconds")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 300")
         .message("spec.replication.failoverAfterSeconds must be between 1 and 300"))]

@@ -75,7 +75,8 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   # holds these verbs itself.
   - apiGroups: ["coordination.k8s.io"]
     resources: ["leases"]
-    verbs: ["get", "create", "patch"]
+    verbs: ["get", "list", "watch", "create", "patch"]
+
   # The agents' ServiceAccount, and the Role and RoleBinding that let them
   # read and renew the primary Lease.
   - apiGroups: [""]

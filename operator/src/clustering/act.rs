@@ -35,6 +35,8 @@ const FENCE_PATIENCE: Duration = Duration::from_secs(5);
 /// The same, for a server that must not take writes: only commits that
 /// wait for an acknowledgement hold it up, and they are released at once.
 const RELEASE_AFTER: Duration = Duration::from_millis(100);
+/// How long a failover waits on a receiver's stop before it looks again.
+const STOP_RECEIVER_PATIENCE: Duration = Duration::from_millis(300);
 
 /// Carries out server and pod actions, with what they need besides the
 /// decision.
@@ -131,14 +133,24 @@ async fn run_action(action: &Action, target: &ServerExecutor<'_>) -> Result<(), 
         }
         Action::StopReceiver(pod) => {
             let (flavor, mut conn) = open(target, pod).await?;
-            run(
-                &mut conn,
-                pod,
-                "stop the receiver",
-                &[flavor.stop_receiver()],
+            // A receiver blocked on a source that vanished can take seconds
+            // to stop. The failover never relies on this call's answer: it
+            // looks at every receiver again before it chooses, so a stop
+            // still under way is not waited for here.
+            match tokio::time::timeout(
+                STOP_RECEIVER_PATIENCE,
+                conn.query_drop(flavor.stop_receiver()),
             )
             .await
+            {
+                Ok(result) => result.map_err(refused(pod, "stop the receiver")),
+                Err(_) => {
+                    tracing::debug!(pod, "stopping the receiver takes a while; it goes on");
+                    Ok(())
+                }
+            }
         }
+
         Action::CatchUp {
             pod,
             source,

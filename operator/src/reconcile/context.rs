@@ -117,7 +117,9 @@ pub struct LeaseClock {
 }
 
 impl LeaseClock {
-    /// The Lease as decisions take it, read at `now`.
+    /// Records a look at the Lease (the watch of every cluster's Lease sees
+    /// each renewal as it happens); returns it as decisions take it.
+
     pub fn view(
         &self,
         cluster: &ObjectRef<MySQLCluster>,

@@ -117,7 +117,13 @@ pub async fn run(
         .unwrap_or_default();
     let refusal_before = memory.last_refusal.clone();
     let mut report = PassReport::default();
-    let mut silent: Vec<String> = Vec::new();
+    // A primary the fast probe finds silent is not waited for again.
+    let mut silent: Vec<String> = memory
+        .primary
+        .clone()
+        .filter(|_| probe_silent_since.is_some())
+        .into_iter()
+        .collect();
     for round in 0..MAX_ROUNDS {
         let servers = observe::servers(
             &validated.name,

@@ -15,6 +15,7 @@ use ebisu_api::{
 use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
+    coordination::v1::Lease,
     core::v1::{ConfigMap, Node, Pod, Secret, Service},
     policy::v1::PodDisruptionBudget,
 };
@@ -75,6 +76,14 @@ pub enum Scope {
 pub async fn run(ctx: Context, triggers: ProbeTriggers, scope: Scope) {
     tokio::spawn(ctx.prober.clone().run());
     let ctx = Arc::new(ctx);
+    let namespaces = match &scope {
+        Scope::All => vec![None],
+        Scope::Namespaces(namespaces) => namespaces.iter().cloned().map(Some).collect(),
+    };
+    for namespace in namespaces {
+        tokio::spawn(watch_primary_leases(ctx.clone(), namespace));
+    }
+
     match scope {
         Scope::All => controller(ctx, None, triggers).await,
         Scope::Namespaces(namespaces) => {
@@ -171,4 +180,32 @@ async fn controller(ctx: Arc<Context>, namespace: Option<String>, triggers: Prob
             }
         })
         .await;
+}
+
+/// Follows every cluster's primary Lease, so that the operator knows when
+/// each was last renewed as it happens, not only when a reconcile reads it
+/// (a failover waits for the old primary's agent to give up, counted from
+/// the last renewal this process saw).
+async fn watch_primary_leases(ctx: Arc<Context>, namespace: Option<String>) {
+    let config = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+    let leases = watcher(scoped::<Lease>(&ctx.client, namespace.as_deref()), config)
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(leases);
+    while let Some(event) = leases.next().await {
+        match event {
+            Ok(lease) => {
+                let (Some(cluster), Some(ns)) = (
+                    lease.labels().get(LABEL_CLUSTER).cloned(),
+                    lease.namespace(),
+                ) else {
+                    continue;
+                };
+                let key = ObjectRef::<MySQLCluster>::new(&cluster).within(&ns);
+                ctx.lease_clock
+                    .view(&key, &lease, std::time::Instant::now());
+            }
+            Err(error) => warn!(%error, "watching the primary Leases"),
+        }
+    }
 }

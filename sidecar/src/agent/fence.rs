@@ -45,13 +45,17 @@ impl Fencer {
 
     /// Fences the server: idempotent, and waits as long as a frozen server
     /// takes to resume (statements sent on the kept connections run first).
-    pub async fn fence(&self, shared: &Shared) -> Result<(), server::Error> {
+    /// `urgent` (the server may have been replaced already): sessions end
+    /// and waits are released at once, beside read-only, not after a
+    /// moment's patience.
+    pub async fn fence(&self, shared: &Shared, urgent: bool) -> Result<(), server::Error> {
         let mut conns = std::mem::take(&mut *self.conns.lock().await);
         let first = match conns.pop() {
             Some(conn) => conn,
             None => root(shared).await?,
         };
-        fence(shared, shared.known_flavor(), first, conns.pop()).await
+        let patience = if urgent { Duration::ZERO } else { PATIENCE };
+        fence(shared, shared.known_flavor(), first, conns.pop(), patience).await
     }
 }
 
@@ -60,22 +64,33 @@ async fn fence(
     flavor: Flavor,
     mut first: Conn,
     second: Option<Conn>,
+    patience: Duration,
 ) -> Result<(), server::Error> {
     let statements = flavor.fence();
     {
         let set = server::execute(&mut first, &statements, "make it read-only");
         tokio::pin!(set);
-        if let Ok(result) = tokio::time::timeout(PATIENCE, &mut set).await {
+        let waited = if patience.is_zero() {
+            None
+        } else {
+            tokio::time::timeout(patience, &mut set).await.ok()
+        };
+        if let Some(result) = waited {
             result?;
         } else {
-            let mut other = match second {
-                Some(conn) => conn,
-                None => root(shared).await?,
+            let release = async {
+                let mut other = match second {
+                    Some(conn) => conn,
+                    None => root(shared).await?,
+                };
+                end_sessions(shared, flavor, &mut other).await?;
+                // Without the semi-sync plugin there is nothing to release.
+                let _ = other.query_drop(flavor.semi_sync_source_off()).await;
+                Ok::<_, server::Error>(())
             };
-            end_sessions(shared, flavor, &mut other).await?;
-            // Without the semi-sync plugin there is nothing to release.
-            let _ = other.query_drop(flavor.semi_sync_source_off()).await;
-            set.await?;
+            let (set, released) = tokio::join!(&mut set, release);
+            set?;
+            released?;
         }
     }
     end_sessions(shared, flavor, &mut first).await

@@ -114,6 +114,16 @@ pub fn plan(
     }
 }
 
+/// Whether a read that found the Lease naming this pod (`held`) after one
+/// that did not (`held_before`) is the operator naming it just now: that
+/// counts as a renewal (the operator wrote `renewTime` as it named it, and
+/// saw it happen), so a new primary is not fenced as it is made writable.
+/// After a restart of the agent (`None` before) it does not count: the
+/// agent cannot tell a fresh grant from an old one it failed to renew.
+pub fn granted(held_before: Option<bool>, held: bool) -> bool {
+    held && held_before == Some(false)
+}
+
 /// Renews and checks until the process ends.
 pub async fn run(shared: Arc<Shared>, config: LeaseConfig, fencer: Arc<Fencer>) {
     let api = loop {
@@ -130,16 +140,38 @@ pub async fn run(shared: Arc<Shared>, config: LeaseConfig, fencer: Arc<Fencer>) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_renewal: Option<Instant> = None;
     let mut held = false;
+    let mut held_before: Option<bool> = None;
     let mut duration = DEFAULT_DURATION;
     let mut fencing: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tick.tick().await;
+        let read_at = Instant::now();
+        // A holder that missed its renewals (this process was paused, or
+        // could not renew) fences before it looks at anything: the server
+        // may have been replaced meanwhile, and a client must not find it
+        // writable for a moment longer.
+        if held
+            && last_renewal.is_none_or(|at| read_at.saturating_duration_since(at) >= duration)
+            && fencing
+                .as_ref()
+                .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
+            fencing = Some(spawn_fence(
+                &shared,
+                &fencer,
+                "the primary Lease was not renewed within its duration",
+            ));
+        }
         fencer.prepare(&shared).await;
         let (server, lease) = tokio::join!(look(&shared), read(&api, &config.name));
         let now = Instant::now();
         if let Some(lease) = &lease {
             duration = lease.duration;
             held = lease.holder.as_deref() == Some(config.pod.as_str());
+            if granted(held_before, held) {
+                last_renewal = Some(read_at);
+            }
+            held_before = Some(held);
         }
         let since_renewal = last_renewal.map(|at| now.saturating_duration_since(at));
         let plan = plan(
@@ -155,15 +187,7 @@ pub async fn run(shared: Arc<Shared>, config: LeaseConfig, fencer: Arc<Fencer>) 
                 .as_ref()
                 .is_none_or(tokio::task::JoinHandle::is_finished)
         {
-            // A frozen server takes the fence when it resumes: wait for it
-            // in the background, and renew nothing meanwhile.
-            let (shared, fencer) = (shared.clone(), fencer.clone());
-            fencing = Some(tokio::spawn(async move {
-                match fencer.fence(&shared).await {
-                    Ok(()) => info!(why, "fenced the server until the operator decides"),
-                    Err(error) => warn!(why, %error, "failed to fence the server; trying again"),
-                }
-            }));
+            fencing = Some(spawn_fence(&shared, &fencer, why));
         }
         let fenced = fencing
             .as_ref()
@@ -181,6 +205,22 @@ pub async fn run(shared: Arc<Shared>, config: LeaseConfig, fencer: Arc<Fencer>) 
             }
         }
     }
+}
+
+/// Fences in the background (a frozen server takes the fence when it
+/// resumes); nothing is renewed until it is done.
+fn spawn_fence(
+    shared: &Arc<Shared>,
+    fencer: &Arc<Fencer>,
+    why: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    let (shared, fencer) = (shared.clone(), fencer.clone());
+    tokio::spawn(async move {
+        match fencer.fence(&shared, true).await {
+            Ok(()) => info!(why, "fenced the server until the operator decides"),
+            Err(error) => warn!(why, %error, "failed to fence the server; trying again"),
+        }
+    })
 }
 
 /// Whether the server answers, and if so whether it takes writes.
@@ -341,6 +381,14 @@ mod tests {
             TWO,
         );
         assert_eq!(silent.fence, None);
+    }
+
+    #[test]
+    fn being_named_after_not_being_named_counts_as_a_renewal_but_not_after_a_restart() {
+        assert!(granted(Some(false), true));
+        assert!(!granted(Some(true), true), "a holder renews by itself");
+        assert!(!granted(None, true), "a restarted agent cannot tell");
+        assert!(!granted(Some(true), false));
     }
 
     #[test]

@@ -64,7 +64,7 @@ async fn fence_if_writable(shared: &Shared) -> Result<bool, server::Error> {
     if read_only.unwrap_or(1) != 0 {
         return Ok(false);
     }
-    shared.fencer.fence(shared).await?;
+    shared.fencer.fence(shared, true).await?;
     Ok(true)
 }
 

@@ -31,7 +31,7 @@ use crate::validate::SemiSync;
 
 /// A replica still hears its source when its receiver got something from
 /// it within this long (the source sends a heartbeat every half second).
-pub const HEARD_WITHIN_MS: u64 = 1500;
+pub const HEARD_WITHIN_MS: u64 = 1000;
 
 /// Something to do to one server, pod or the cluster object.
 #[derive(Debug, Clone, PartialEq)]
