@@ -1,7 +1,11 @@
 //! One clustering pass of a reconcile: observe every server, decide, carry
 //! the steps out, announce what happened, and go round again at once while
 //! a decision says its steps changed what the next one depends on (a
-//! switchover or failover moving on), a few rounds at most. The memory a
+//! switchover or failover moving on), a few rounds at most; while a decision
+//! asks to look again within half a second (a silent primary being
+//! watched), it looks again after that pause, for a few seconds, without
+//! the rest of a reconcile in between. The memory a
+
 //! round leaves is what the last step that ran made durable: the pass
 //! writes it to status itself (`Remember`), as it removes the annotations
 //! a decision consumed, and leaves every server and pod action to
@@ -11,8 +15,11 @@ use std::sync::Mutex;
 
 use ebisu_api::{ClusteringMemory, MySQLCluster, RoleChange};
 use k8s_openapi::{
-    api::coordination::v1::Lease, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+    api::coordination::v1::Lease,
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::{SignedDuration, Timestamp},
 };
+
 use kube::{Api, runtime::reflector::ObjectRef};
 use tracing::{info, warn};
 
@@ -32,8 +39,14 @@ use crate::{
     validate::ValidatedCluster,
 };
 
-/// Rounds of observe-decide-act within one reconcile, at most.
+/// Rounds of observe-decide-act within one reconcile that follow at once,
+/// at most.
 const MAX_ROUNDS: usize = 6;
+/// A decision that asks to look again this soon (a silent primary being
+/// watched) is looked at again within the same reconcile, without the
+/// rest of a reconcile in between, for this long at most.
+const WATCH_WITHIN: SignedDuration = SignedDuration::from_millis(500);
+const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// The executor of a pass: the MySQLCluster's own changes here (status
 /// memory, consumed annotations, each conditional on the cluster being as
@@ -124,7 +137,10 @@ pub async fn run(
         .filter(|_| probe_silent_since.is_some())
         .into_iter()
         .collect();
-    for round in 0..MAX_ROUNDS {
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    let mut immediate = 0;
+    loop {
         let servers = observe::servers(
             &validated.name,
             &validated.namespace,
@@ -225,12 +241,23 @@ pub async fn run(
         report.problems.extend(budget_problem);
         report.rollout = Some(rollout);
         report.servers = servers;
-        if again == Again::Now && round + 1 < MAX_ROUNDS {
+        if again == Again::Now && immediate + 1 < MAX_ROUNDS {
+            immediate += 1;
+            round += 1;
+            continue;
+        }
+        if let Again::After(after) = again
+            && after <= WATCH_WITHIN
+            && started.elapsed() < WATCH_FOR
+        {
+            tokio::time::sleep(after.unsigned_abs()).await;
+            round += 1;
             continue;
         }
         report.again = Some(again);
         break;
     }
+
     if let Some(note) =
         events::for_refusal(refusal_before.as_deref(), memory.last_refusal.as_deref())
     {

@@ -15,7 +15,9 @@
 //! (release binaries as the cluster's images; needs root). Environment:
 //! EBISU_BENCH_DRILLS drills of each kind (default 5), EBISU_BENCH_OUTAGE_SECS
 //! how long each fault is held (default 20), EBISU_BENCH_FLAVORS
-//! (`mariadb,mysql` by default), EBISU_BIN_DIR the binaries the pods run,
+//! (`mariadb,mysql` by default), EBISU_BENCH_FAULTS which kinds (their
+//! names with dashes, `server-killed,pod-isolated`; every kind by default),
+//! EBISU_BIN_DIR the binaries the pods run,
 //! EBISU_BENCH_OPERATOR_LOG the operator's log filter (its logs end up in
 //! the temp dir).
 
@@ -99,7 +101,8 @@ fn set_up(s: &mut Scenario, ns: &str, cluster: &str, example: &str, tls: bool) {
         tls,
     };
     s.apply_example(example);
-    let primary = s.wait_settled_with_replicas();
+    let primary = s.wait_settled(3);
+
     s.root(
         &primary,
         "CREATE USER app@'%' IDENTIFIED BY 'app-password'; GRANT ALL ON bench.* TO app@'%'; \
@@ -111,6 +114,17 @@ fn main() {
     let drills = env_u64("EBISU_BENCH_DRILLS", 5);
     let hold = Duration::from_secs(env_u64("EBISU_BENCH_OUTAGE_SECS", 20));
     let flavors = std::env::var("EBISU_BENCH_FLAVORS").unwrap_or_else(|_| "mariadb,mysql".into());
+    let faults: Vec<Fault> = match std::env::var("EBISU_BENCH_FAULTS") {
+        Ok(names) => Fault::ALL
+            .into_iter()
+            .filter(|f| {
+                names
+                    .split(',')
+                    .any(|n| n.trim() == f.name().replace(' ', "-"))
+            })
+            .collect(),
+        Err(_) => Fault::ALL.to_vec(),
+    };
     let bin_dir = std::env::var("EBISU_BIN_DIR")
         .unwrap_or_else(|_| workspace_path("target/debug").display().to_string());
     println!("pods run the binaries in {bin_dir}");
@@ -133,7 +147,8 @@ fn main() {
             _ => ("bench", "orders", "examples/basic.yaml", false),
         };
         set_up(&mut s, ns, cluster, example, tls);
-        for fault in Fault::ALL {
+        for fault in faults.iter().copied() {
+
             let mut reports = Vec::new();
             for i in 0..drills {
                 let report = s.drill(fault, "bench.w", hold);
