@@ -33,6 +33,11 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// second even when its server is frozen): a frozen pod must not stall a
 /// failover's look at the others.
 const AGENT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a server found silent earlier in the reconcile is waited for
+/// on a later look: inside a cluster a server that is up answers in a few
+/// milliseconds.
+pub const QUICK_LOOK: Duration = Duration::from_millis(150);
+
 
 /// Why a server could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -93,23 +98,25 @@ pub struct ObservedServer {
     pub ip: Option<String>,
 }
 
-/// Reads every pod's server; `skip` lists pods known to be silent in this
-/// reconcile (they are not waited for again).
+/// Reads every pod's server; `quick` lists pods found silent earlier in
+/// this reconcile: they get a glance of [`QUICK_LOOK`] (a killed server
+/// that restarted answers within it; a frozen or cut-off one is not waited
+/// for again).
 pub async fn servers(
     cluster: &str,
     namespace: &str,
     objects: &ClusterObjects,
     account: &OperatorAccount,
     agents: &reqwest::Client,
-    skip: &[String],
+    quick: &[String],
 ) -> Vec<ObservedServer> {
     let (primaries, replicas): (Vec<&Pod>, Vec<&Pod>) = objects
         .pods
         .iter()
         .partition(|p| pod_role(p) == Some(InstanceRole::Primary));
     let read = |pod| {
-        let skipped = skip.iter().any(|s| Some(s) == pod_name(pod));
-        one(cluster, namespace, pod, objects, account, agents, skipped)
+        let quick = quick.iter().any(|s| Some(s) == pod_name(pod));
+        one(cluster, namespace, pod, objects, account, agents, quick)
     };
     let mut out = futures::future::join_all(replicas.into_iter().map(read)).await;
     out.extend(futures::future::join_all(primaries.into_iter().map(read)).await);
@@ -123,7 +130,7 @@ async fn one(
     objects: &ClusterObjects,
     account: &OperatorAccount,
     agents: &reqwest::Client,
-    skipped: bool,
+    quick: bool,
 ) -> ObservedServer {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ordinal = names::ordinal_of(&name).unwrap_or_default();
@@ -144,11 +151,19 @@ async fn one(
         flavor: None,
         ip: ip.clone(),
     };
-    if skipped {
-        return observed;
-    }
     let Some(ip) = ip else { return observed };
-    let (agent, read) = tokio::join!(agent_status(agents, &ip), read(&name, &ip, account));
+    let look = async { tokio::join!(agent_status(agents, &ip), read(&name, &ip, account)) };
+    let (agent, read) = if quick {
+        match tokio::time::timeout(QUICK_LOOK, look).await {
+            Ok(both) => both,
+            Err(_) => {
+                observed.state.answer = Answer::Silent;
+                return observed;
+            }
+        }
+    } else {
+        look.await
+    };
     state = observed.state;
     if let Some(agent) = &agent {
         state.seed_pending = agent.seed_pending;

@@ -130,7 +130,8 @@ pub async fn run(
         .unwrap_or_default();
     let refusal_before = memory.last_refusal.clone();
     let mut report = PassReport::default();
-    // A primary the fast probe finds silent is not waited for again.
+    // A primary the fast probe finds silent gets only a glance.
+
     let mut silent: Vec<String> = memory
         .primary
         .clone()

@@ -2,6 +2,8 @@
 //! time: pods, services, endpoint slices, claims, volumes and classes. Loops
 //! read these instead of polling the apiserver.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -10,10 +12,15 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
 
 /// The caches; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Stores {
+    /// Woken by every change to a pod or an EndpointSlice: what the hosts
+    /// files are made of (kube-proxy reacts to a watch, not on a timer).
+    pub names_changed: Arc<Notify>,
     /// Every pod.
     pub pods: Store<Pod>,
     /// Every Service.
@@ -28,7 +35,7 @@ pub struct Stores {
     pub classes: Store<StorageClass>,
 }
 
-fn start<K>(client: &Client) -> Store<K>
+fn start<K>(client: &Client, changed: Option<Arc<Notify>>) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -45,8 +52,13 @@ where
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::debug!(%error, "watch");
+            match event {
+                Err(error) => tracing::debug!(%error, "watch"),
+                Ok(_) => {
+                    if let Some(changed) = &changed {
+                        changed.notify_one();
+                    }
+                }
             }
         }
     });
@@ -56,13 +68,15 @@ where
 impl Stores {
     /// Starts one watch per kind and waits until each has listed once.
     pub async fn start(client: &Client) -> Self {
+        let names_changed = Arc::new(Notify::new());
         let stores = Self {
-            pods: start(client),
-            services: start(client),
-            endpoint_slices: start(client),
-            claims: start(client),
-            volumes: start(client),
-            classes: start(client),
+            pods: start(client, Some(names_changed.clone())),
+            services: start(client, None),
+            endpoint_slices: start(client, Some(names_changed.clone())),
+            claims: start(client, None),
+            volumes: start(client, None),
+            classes: start(client, None),
+            names_changed,
         };
         let _ = stores.pods.wait_until_ready().await;
         let _ = stores.services.wait_until_ready().await;

@@ -128,12 +128,10 @@ fn service_entries(stores: &Stores) -> Vec<Entry> {
     entries
 }
 
-/// Rewrites every namespace's hosts file whose content changed.
-pub fn sync(
-    layout: &Layout,
-    stores: &Stores,
-    written: &mut BTreeMap<String, String>,
-) -> Result<(), HostsError> {
+/// Rewrites every namespace's hosts file whose content changed (compared
+/// with the file itself: a pod starting writes a placeholder when none
+/// exists yet).
+pub fn sync(layout: &Layout, stores: &Stores) -> Result<(), HostsError> {
     let mut entries: Vec<Entry> = stores
         .pods
         .state()
@@ -153,10 +151,10 @@ pub fn sync(
     namespaces.dedup();
     for ns in namespaces {
         let text = render(&ns, &entries);
-        if written.get(&ns) == Some(&text) {
+        let path = layout.hosts_file(&ns);
+        if std::fs::read_to_string(&path).is_ok_and(|on_disk| on_disk == text) {
             continue;
         }
-        let path = layout.hosts_file(&ns);
         let fail = |source| HostsError::Write {
             path: path.display().to_string(),
             source,
@@ -166,7 +164,7 @@ pub fn sync(
         }
         // In place: the bind mounts hold this inode.
         std::fs::write(&path, &text).map_err(fail)?;
-        written.insert(ns, text);
+
     }
     Ok(())
 }

@@ -310,15 +310,28 @@ impl Agent {
 
     /// The agent's loop: start, stop and forget pods as the cache says.
     pub async fn run(self: Arc<Self>) {
-        let mut written = BTreeMap::new();
+        tokio::spawn(self.clone().follow_names());
         loop {
             self.sync_pods().await;
-            if let Err(error) = hosts::sync(&self.layout, &self.stores, &mut written) {
-                tracing::warn!(%error, "hosts");
-            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+
+    /// Rewrites the hosts files as soon as a pod or an endpoint changes, as
+    /// kube-proxy and cluster DNS follow their watches.
+    async fn follow_names(self: Arc<Self>) {
+        loop {
+            if let Err(error) = hosts::sync(&self.layout, &self.stores) {
+
+                tracing::warn!(%error, "hosts");
+            }
+            tokio::select! {
+                () = self.stores.names_changed.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
 
     async fn sync_pods(self: &Arc<Self>) {
         let pods = self.stores.pods.state();
