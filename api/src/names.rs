@@ -68,6 +68,9 @@ pub const ANNOTATION_FORCE_FAILOVER: &str = "ebisu.dev/force-failover";
 
 /// Name of the volume (and volumeClaimTemplate) holding the data directory.
 pub const DATA_VOLUME: &str = "data";
+/// The pod's container that runs the database server.
+pub const SERVER_CONTAINER: &str = "mysqld";
+
 /// Where the data directory is mounted in every container.
 pub const DATA_DIR: &str = "/var/lib/mysql";
 /// Where the ConfigMap's my.cnf parts are mounted.

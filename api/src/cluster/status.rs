@@ -100,6 +100,13 @@ pub struct ClusteringMemory {
     /// restart (`SET GLOBAL`), by pod: variable -> value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub online_config: BTreeMap<String, BTreeMap<String, String>>,
+    /// The pods whose server has run on their volume (seen answering, or
+    /// their server container seen started): only these may hold an
+    /// acknowledged write. A silent pod not listed is a first copy still
+    /// being seeded, and a failover does not wait for it. Unset on a
+    /// cluster from before this field: every pod counts until set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_data: Option<Vec<String>>,
 }
 
 impl ClusteringMemory {

@@ -192,7 +192,7 @@ fn init(cluster: &ValidatedCluster) -> Container {
 
 fn server(cluster: &ValidatedCluster) -> Container {
     Container {
-        name: "mysqld".to_owned(),
+        name: names::SERVER_CONTAINER.to_owned(),
         image: Some(cluster.image.clone()),
         // An explicit command: no entrypoint script may initialise or alter the data.
         command: Some(vec![

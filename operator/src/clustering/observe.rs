@@ -38,7 +38,6 @@ const AGENT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// milliseconds.
 pub const QUICK_LOOK: Duration = Duration::from_millis(150);
 
-
 /// Why a server could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -144,6 +143,8 @@ async fn one(
         terminating: objects::pod_terminating(pod),
         node: objects::pod_node(pod).map(|node| node_facts(node, objects.nodes.get(node))),
         outdated: objects.is_outdated(pod),
+        server_started: objects::container_started(pod, names::SERVER_CONTAINER),
+
         ..ServerState::unobserved(&name, &names::pod_host(cluster, namespace, ordinal))
     };
     let mut observed = ObservedServer {

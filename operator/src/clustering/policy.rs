@@ -46,6 +46,7 @@ pub fn policy(cluster: &MySQLCluster, validated: &ValidatedCluster) -> Policy {
         update: cluster.spec.update_strategy,
         online_config: crate::online_config::online(&validated.mysql_config),
         image: validated.image.clone(),
+        instances: u32::try_from(validated.replicas).unwrap_or(0),
     }
 }
 

@@ -99,6 +99,24 @@ pub fn pod_ready(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The pod's container `name` has started at least once (it runs, ran, or
+/// restarted): its init containers are done.
+pub fn container_started(pod: &Pod, name: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == name))
+        .is_some_and(|c| {
+            c.restart_count > 0
+                || c.last_state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
+                || c.state
+                    .as_ref()
+                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        })
+}
+
 /// The pod is being deleted.
 pub fn pod_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
@@ -317,5 +335,28 @@ mod tests {
             ..marked
         };
         assert!(new_claim.needs_marking(true), "a claim added by a scale-up");
+    }
+
+    fn with_server(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db-1"},
+            "status": {"containerStatuses": [status]},
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_server_container_counts_as_started_once_it_ran_at_all() {
+        let waiting = serde_json::json!({"name": "mysqld", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}});
+        assert!(!container_started(&with_server(waiting.clone()), "mysqld"));
+        assert!(!container_started(&Pod::default(), "mysqld"));
+        let running = serde_json::json!({"name": "mysqld", "image": "i", "imageID": "", "ready": true,
+            "restartCount": 0, "state": {"running": {}}});
+        assert!(container_started(&with_server(running.clone()), "mysqld"));
+        assert!(!container_started(&with_server(running), "agent"));
+        let mut crashed = waiting;
+        crashed["restartCount"] = 2.into();
+        assert!(container_started(&with_server(crashed), "mysqld"));
     }
 }

@@ -80,6 +80,9 @@ pub struct ServerState {
     /// A fresh copy whose agent has not applied its recorded position yet
     /// (or an agent that did not say): its replication is the agent's to set up.
     pub seed_pending: bool,
+    /// The pod's server container has started at least once (its volume
+    /// was seeded; it may have acknowledged writes).
+    pub server_started: bool,
 }
 
 impl ServerState {
@@ -109,6 +112,7 @@ impl ServerState {
             hears_source_ms_ago: None,
             outdated: false,
             seed_pending: true,
+            server_started: false,
         }
     }
 

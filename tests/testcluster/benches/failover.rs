@@ -148,7 +148,6 @@ fn main() {
         };
         set_up(&mut s, ns, cluster, example, tls);
         for fault in faults.iter().copied() {
-
             let mut reports = Vec::new();
             for i in 0..drills {
                 let report = s.drill(fault, "bench.w", hold);

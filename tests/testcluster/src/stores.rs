@@ -14,7 +14,6 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-
 /// The caches; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Stores {

@@ -21,8 +21,9 @@ use ebisu_api::{Operation, OperationKind, OperationStep, names::ANNOTATION_FORCE
 
 use super::{
     Action, Again, BlockedWhy, Decision, HEARD_WITHIN_MS, Input, Problem, elapsed_since, holdings,
-    ordinal, seconds, switchover,
+    may_hold_data, ordinal, seconds, switchover,
 };
+
 use crate::model::ServerState;
 
 /// How often a silent primary is looked at while its debounce runs.
@@ -154,11 +155,14 @@ fn not_yet_fenced(input: &Input<'_>, pod: &str) -> Option<k8s_openapi::jiff::Sig
 }
 
 /// Replicas that count for the proof: every other pod except fresh copies
-/// that never replicated (they cannot have acknowledged anything).
+/// that never replicated (they cannot have acknowledged anything): one
+/// whose agent applies its copy's position, or one still being seeded in
+/// its init container whose server never ran on its volume.
 fn population<'a>(input: &Input<'a>, primary: &'a str) -> Vec<&'a ServerState> {
     input
         .others(primary)
         .filter(|s| !(s.answered() && s.seed_pending && s.replication.is_none()))
+        .filter(|s| may_hold_data(input, s))
         .collect()
 }
 

@@ -328,6 +328,8 @@ pub struct Policy {
     pub online_config: std::collections::BTreeMap<String, String>,
     /// The server image the spec asks for.
     pub image: String,
+    /// How many instances the spec asks for.
+    pub instances: u32,
 }
 
 impl Policy {
@@ -373,6 +375,7 @@ impl<'a> Input<'a> {
 /// Decides what to do about a cluster.
 pub fn decide(input: &Input<'_>) -> Decision {
     let mut decision = Decision::new(input.memory);
+    decision.memory.held_data = Some(held_data(input));
     if let Some(operation) = &input.memory.operation {
         decision.rollout = Rollout::Waiting("a change of primary is in progress".to_owned());
         match operation.kind {
@@ -442,7 +445,39 @@ pub fn decide(input: &Input<'_>) -> Decision {
     decision
 }
 
+/// The pods that may hold an acknowledged write: those remembered, those
+/// whose server answers or has started, and every pod on a cluster from
+/// before this memory. A pod is forgotten once it is gone and its ordinal
+/// is scaled away (a pod re-created under its name keeps its volume).
+fn held_data(input: &Input<'_>) -> Vec<String> {
+    let mut held: std::collections::BTreeSet<String> = match &input.memory.held_data {
+        Some(known) => known.iter().cloned().collect(),
+        None => input.servers.iter().map(|s| s.pod.clone()).collect(),
+    };
+    held.extend(
+        input
+            .servers
+            .iter()
+            .filter(|s| s.answered() || s.server_started)
+            .map(|s| s.pod.clone()),
+    );
+    held.retain(|pod| ordinal(pod) < input.policy.instances || input.server(pod).is_some());
+    held.into_iter().collect()
+}
+
+/// `server` may hold an acknowledged write (see [`held_data`]).
+fn may_hold_data(input: &Input<'_>, server: &ServerState) -> bool {
+    server.answered()
+        || server.server_started
+        || input
+            .memory
+            .held_data
+            .as_ref()
+            .is_none_or(|held| held.contains(&server.pod))
+}
+
 /// The primary memory names, while its pod exists and is silent (an
+
 /// answering one is found by the servers' state, labelled or not).
 fn remembered_primary<'a>(input: &Input<'a>) -> Option<&'a ServerState> {
     let pod = input.memory.primary.as_deref()?;

@@ -164,7 +164,6 @@ pub fn sync(layout: &Layout, stores: &Stores) -> Result<(), HostsError> {
         }
         // In place: the bind mounts hold this inode.
         std::fs::write(&path, &text).map_err(fail)?;
-
     }
     Ok(())
 }

@@ -322,7 +322,6 @@ impl Agent {
     async fn follow_names(self: Arc<Self>) {
         loop {
             if let Err(error) = hosts::sync(&self.layout, &self.stores) {
-
                 tracing::warn!(%error, "hosts");
             }
             tokio::select! {
@@ -331,7 +330,6 @@ impl Agent {
             }
         }
     }
-
 
     async fn sync_pods(self: &Arc<Self>) {
         let pods = self.stores.pods.state();

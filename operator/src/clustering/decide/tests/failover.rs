@@ -600,3 +600,98 @@ fn a_raised_wait_count_counts_only_once_the_primary_uses_it() {
             .is_some()
     );
 }
+
+fn holding(pods: &[&str]) -> ClusteringMemory {
+    ClusteringMemory {
+        held_data: Some(pods.iter().map(|p| (*p).to_owned()).collect()),
+        ..silent_since(NOW - 30)
+    }
+}
+
+#[test]
+fn a_replica_still_seeded_in_its_init_container_does_not_block_a_failover() {
+    let mut servers = lost();
+    servers[2] = silent(servers[2].clone());
+    let d = decide_with(&servers, &policy(), &holding(&["db-0", "db-1"]));
+    assert!(
+        !d.problems
+            .iter()
+            .any(|p| matches!(p, Problem::FailoverBlocked { .. })),
+        "{d:?}"
+    );
+    assert!(d.memory.operation.is_some(), "{d:?}");
+    assert_eq!(
+        d.memory.held_data,
+        Some(vec!["db-0".to_owned(), "db-1".to_owned()])
+    );
+}
+
+#[test]
+fn a_replica_whose_server_has_run_blocks_even_before_it_ever_answered() {
+    let mut servers = lost();
+    servers[2] = silent(servers[2].clone());
+    servers[2].server_started = true;
+    let d = decide_with(&servers, &policy(), &holding(&["db-0", "db-1"]));
+    assert!(matches!(
+        d.problems.as_slice(),
+        [Problem::FailoverBlocked { why: BlockedWhy::TooFewReplicas { silent, .. }, .. }, ..]
+            if silent == &["db-2".to_owned()]
+    ));
+    assert_eq!(
+        d.memory.held_data,
+        Some(vec![
+            "db-0".to_owned(),
+            "db-1".to_owned(),
+            "db-2".to_owned()
+        ]),
+        "remembered from now on, also once its pod restarts"
+    );
+}
+
+#[test]
+fn on_a_cluster_from_before_the_memory_every_pod_may_hold_data() {
+    let mut servers = lost();
+    servers[2] = silent(servers[2].clone());
+    let memory = ClusteringMemory {
+        held_data: None,
+        ..silent_since(NOW - 30)
+    };
+    let d = decide_with(&servers, &policy(), &memory);
+    assert!(matches!(
+        d.problems.as_slice(),
+        [Problem::FailoverBlocked { .. }, ..]
+    ));
+    assert_eq!(d.memory.held_data.map(|h| h.len()), Some(3));
+}
+
+#[test]
+fn a_pod_is_forgotten_only_once_gone_and_scaled_away() {
+    // db-1's pod is being re-created (absent for a moment); db-3 was
+    // scaled away and is gone; db-2 is scaled away but still terminating.
+    let servers = [
+        primary("db-0", "0-100-9"),
+        replica("db-2", "0-100-9", "db-0"),
+    ];
+    let policy = Policy {
+        instances: 2,
+        ..policy()
+    };
+    let memory = ClusteringMemory {
+        held_data: Some(vec![
+            "db-0".into(),
+            "db-1".into(),
+            "db-2".into(),
+            "db-3".into(),
+        ]),
+        ..healthy_memory()
+    };
+    let d = decide_with(&servers, &policy, &memory);
+    assert_eq!(
+        d.memory.held_data,
+        Some(vec![
+            "db-0".to_owned(),
+            "db-1".to_owned(),
+            "db-2".to_owned()
+        ])
+    );
+}

@@ -117,6 +117,7 @@ fn policy() -> Policy {
         update: ebisu_api::UpdateStrategy::RollingUpdate,
         online_config: std::collections::BTreeMap::new(),
         image: "mariadb:10.11".to_owned(),
+        instances: 3,
     }
 }
 
@@ -131,6 +132,7 @@ fn healthy_memory() -> ClusteringMemory {
     ClusteringMemory {
         primary: Some("db-0".to_owned()),
         semi_sync_active: Some(true),
+        held_data: Some(vec!["db-0".into(), "db-1".into(), "db-2".into()]),
         ..ClusteringMemory::default()
     }
 }
