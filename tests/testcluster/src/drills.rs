@@ -11,7 +11,7 @@ use crate::{
     Scenario,
     drill::{Looks, Writes},
     ebisu::OPERATOR_NAMESPACE,
-    faults,
+    faults::{self, Process},
 };
 
 /// A fault of the primary.
@@ -29,16 +29,20 @@ pub enum Fault {
     ServerFrozen,
     /// Its server process killed (SIGKILL).
     ServerKilled,
+    /// Its agent frozen (SIGSTOP: it cannot renew the primary Lease), then
+    /// resumed; the server and the replicas carry on.
+    AgentFrozen,
 }
 
 impl Fault {
     /// Every kind, in the order the drills run them.
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::Drain,
         Fault::OperatorCutOff,
         Fault::PodIsolated,
         Fault::ServerFrozen,
         Fault::ServerKilled,
+        Fault::AgentFrozen,
         Fault::NodeStopped,
     ];
 
@@ -51,6 +55,7 @@ impl Fault {
             Fault::PodIsolated => "pod isolated",
             Fault::ServerFrozen => "server frozen",
             Fault::ServerKilled => "server killed",
+            Fault::AgentFrozen => "agent frozen",
         }
     }
 }
@@ -113,12 +118,16 @@ impl Scenario {
                 .unwrap_or_else(|e| panic!("cut the operator off: {e}")),
             Fault::PodIsolated => self.block_on(faults::link(&network, false)),
             Fault::ServerFrozen => {
-                self.block_on(faults::signal_server(&network, "STOP"))
+                self.block_on(faults::signal(&network, Process::Server, "STOP"))
                     .unwrap_or_else(|e| panic!("freeze the server: {e}"));
             }
             Fault::ServerKilled => {
-                self.block_on(faults::signal_server(&network, "KILL"))
+                self.block_on(faults::signal(&network, Process::Server, "KILL"))
                     .unwrap_or_else(|e| panic!("kill the server: {e}"));
+            }
+            Fault::AgentFrozen => {
+                self.block_on(faults::signal(&network, Process::Agent, "STOP"))
+                    .unwrap_or_else(|e| panic!("freeze the agent: {e}"));
             }
         }
         let deadline = started + hold;
@@ -136,10 +145,14 @@ impl Scenario {
                 .unwrap_or_else(|e| panic!("heal the cut: {e}")),
             Fault::PodIsolated => self.block_on(faults::link(&network, true)),
             Fault::ServerFrozen => {
-                self.block_on(faults::signal_server(&network, "CONT"))
+                self.block_on(faults::signal(&network, Process::Server, "CONT"))
                     .unwrap_or_else(|e| panic!("resume the server: {e}"));
             }
             Fault::ServerKilled => {}
+            Fault::AgentFrozen => {
+                self.block_on(faults::signal(&network, Process::Agent, "CONT"))
+                    .unwrap_or_else(|e| panic!("resume the agent: {e}"));
+            }
         }
         let new = self.wait_settled_with_replicas();
         if fault == Fault::Drain {
@@ -149,7 +162,7 @@ impl Scenario {
         let ended = Instant::now();
         let what = format!("{} of {old}", fault.name());
         let (writes, looks) = self.verify(&what, table, load, None);
-        if fault == Fault::OperatorCutOff {
+        if matches!(fault, Fault::OperatorCutOff | Fault::AgentFrozen) {
             assert_eq!(
                 new, old,
                 "{what}: no failover while replicas hear the primary"
@@ -159,6 +172,8 @@ impl Scenario {
                 failovers_before,
                 "{what}: no failover at all"
             );
+        }
+        if fault == Fault::OperatorCutOff {
             assert!(
                 unreachable_seen,
                 "{what}: the PrimaryUnreachable condition said so\n{}",

@@ -1,8 +1,8 @@
 //! Faults of one pod, made the way they happen on a real node: a packet
 //! filter inside the pod's network namespace (the operator cut off, clients
 //! and replicas not), the pod's link down while its node stays Ready, and a
-//! signal to its server process (SIGSTOP freezes it, SIGCONT resumes it,
-//! SIGKILL kills it). Each fault names the pod by namespace, name and uid
+//! signal to its server or agent process (SIGSTOP freezes it, SIGCONT
+//! resumes it, SIGKILL kills it). Each fault names the pod by namespace, name and uid
 //! (the network namespace is `ebisu-<uid>`).
 
 use crate::{command, network::PodNetwork};
@@ -13,9 +13,11 @@ pub enum FaultError {
     /// A command failed.
     #[error(transparent)]
     Command(#[from] command::CommandError),
-    /// The pod's server process was not found.
-    #[error("failed to find the server process in {netns}")]
-    NoServer {
+    /// The pod's process was not found.
+    #[error("failed to find the {process:?} process in {netns}")]
+    NoProcess {
+        /// Which.
+        process: Process,
         /// The pod's network namespace.
         netns: String,
     },
@@ -23,6 +25,32 @@ pub enum FaultError {
 
 /// The server binaries of both flavors, as `/proc/PID/comm` shows them.
 const SERVER_COMMANDS: &[&str] = &["mariadbd", "mysqld"];
+
+/// A process of a pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// The database server.
+    Server,
+    /// The ebisu agent (`ebisu-sidecar agent`).
+    Agent,
+}
+
+impl Process {
+    fn is(self, pid: u32) -> bool {
+        match self {
+            Process::Server => {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                SERVER_COMMANDS.contains(&comm.trim())
+            }
+            Process::Agent => {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"ebisu-sidecar"))
+                    && args.get(1) == Some(&b"agent".as_slice())
+            }
+        }
+    }
+}
 
 /// A pod's network: namespace, host side of its veth, address.
 pub fn pod_network(uid: &str, ip: &str) -> PodNetwork {
@@ -51,16 +79,16 @@ pub async fn link(pod: &PodNetwork, up: bool) {
     pod.set_link(up).await;
 }
 
-/// Sends `signal` (`STOP`, `CONT`, `KILL`) to the pod's server process.
-pub async fn signal_server(pod: &PodNetwork, signal: &str) -> Result<u32, FaultError> {
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to the pod's `process`.
+pub async fn signal(pod: &PodNetwork, process: Process, signal: &str) -> Result<u32, FaultError> {
     for pid in crate::network::namespace_pids(&pod.netns).await {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if SERVER_COMMANDS.contains(&comm.trim()) {
+        if process.is(pid) {
             command::run("kill", &[&format!("-{signal}"), &pid.to_string()]).await?;
             return Ok(pid);
         }
     }
-    Err(FaultError::NoServer {
+    Err(FaultError::NoProcess {
+        process,
         netns: pod.netns.clone(),
     })
 }

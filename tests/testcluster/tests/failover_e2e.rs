@@ -204,13 +204,15 @@ fn a_drain_of_the_primarys_node_switches_over_first(d: &mut Scenario) {
 /// The faults that are not a clean node loss, each under the writer and
 /// the poller: the operator cut off from the primary (no failover at all),
 /// the primary's pod cut off, its server frozen and resumed, its server
-/// killed. Nothing acknowledged lost, never two writable servers, one now.
+/// killed, its agent frozen (no failover). Nothing acknowledged lost,
+/// never two writable servers, one now.
 fn partial_failures_keep_exactly_one_writable_server(d: &mut Scenario) {
     for fault in [
         Fault::OperatorCutOff,
         Fault::PodIsolated,
         Fault::ServerFrozen,
         Fault::ServerKilled,
+        Fault::AgentFrozen,
     ] {
         d.drill(fault, TABLE, Duration::from_secs(8));
     }

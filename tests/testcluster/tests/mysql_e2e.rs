@@ -205,12 +205,14 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         "PrimaryLost"
     );
 
-    // The faults that are not a clean node loss.
+    // The faults that are not a clean node loss, and a frozen agent.
+
     for fault in [
         Fault::OperatorCutOff,
         Fault::PodIsolated,
         Fault::ServerFrozen,
         Fault::ServerKilled,
+        Fault::AgentFrozen,
     ] {
         m.drill(fault, TABLE, Duration::from_secs(8));
     }
