@@ -9,8 +9,9 @@
 //! READ_ONLY ADMIN (never grant ALL PRIVILEGES to applications), on the
 //! operator never writing data, and on root sessions being killed.
 //!
-//! MySQL statements follow the manual and are not run against a real MySQL
-//! on the build machines.
+//! Setting either variable waits for the commits in progress; until then
+//! the server still reports itself writable. [`Flavor::fence_urgently`]
+//! closes that gap on MySQL with `offline_mode`.
 
 use super::credentials::UserName;
 use super::quote::quote_literal;
@@ -23,12 +24,33 @@ impl Flavor {
         vec![format!("SET GLOBAL {} = ON", self.fence_variable())]
     }
 
+    /// Stops client writes on a server that may have been replaced
+    /// already (its agent's fence). MySQL: `offline_mode` first, which
+    /// turns away every client without CONNECTION_ADMIN at once (read-only
+    /// waits for the commits in progress, and meanwhile a client would
+    /// still find the server writable), then `super_read_only`, then
+    /// clients are let back in to a read-only server. MariaDB has no
+    /// `offline_mode`: [`Flavor::fence`].
+    pub fn fence_urgently(self) -> Vec<String> {
+        match self {
+            Flavor::MariaDb => self.fence(),
+            Flavor::MySql80 | Flavor::MySql84 => vec![
+                "SET GLOBAL offline_mode = ON".to_owned(),
+                "SET GLOBAL super_read_only = ON".to_owned(),
+                "SET GLOBAL offline_mode = OFF".to_owned(),
+            ],
+        }
+    }
+
     /// Allows client writes again (both variables on MySQL, since turning
     /// off `super_read_only` leaves `read_only` on).
     pub fn unfence(self) -> Vec<String> {
         match self {
             Flavor::MariaDb => vec!["SET GLOBAL read_only = OFF".to_owned()],
+            // `offline_mode` too, should an urgent fence have stopped
+            // half-way: clients are never left turned away.
             Flavor::MySql80 | Flavor::MySql84 => vec![
+                "SET GLOBAL offline_mode = OFF".to_owned(),
                 "SET GLOBAL super_read_only = OFF".to_owned(),
                 "SET GLOBAL read_only = OFF".to_owned(),
             ],
@@ -96,10 +118,26 @@ mod tests {
         assert_eq!(
             Flavor::MySql84.unfence(),
             vec![
+                "SET GLOBAL offline_mode = OFF".to_owned(),
                 "SET GLOBAL super_read_only = OFF".to_owned(),
                 "SET GLOBAL read_only = OFF".to_owned(),
             ]
         );
+    }
+
+    #[test]
+    fn an_urgent_mysql_fence_turns_clients_away_until_read_only_holds() {
+        let statements = Flavor::MySql84.fence_urgently();
+        assert_eq!(
+            statements.first().map(String::as_str),
+            Some("SET GLOBAL offline_mode = ON")
+        );
+        assert_eq!(statements[1], "SET GLOBAL super_read_only = ON");
+        assert_eq!(
+            statements.last().map(String::as_str),
+            Some("SET GLOBAL offline_mode = OFF")
+        );
+        assert_eq!(Flavor::MariaDb.fence_urgently(), Flavor::MariaDb.fence());
     }
 
     #[test]

@@ -153,18 +153,23 @@ async fn one(
         ip: ip.clone(),
     };
     let Some(ip) = ip else { return observed };
-    let look = async { tokio::join!(agent_status(agents, &ip), read(&name, &ip, account)) };
-    let (agent, read) = if quick {
-        match tokio::time::timeout(QUICK_LOOK, look).await {
-            Ok(both) => both,
-            Err(_) => {
-                observed.state.answer = Answer::Silent;
-                return observed;
-            }
+    // The glance bounds each look on its own: a frozen agent says nothing
+    // about its server.
+    let server = async {
+        if !quick {
+            return read(&name, &ip, account).await;
         }
-    } else {
-        look.await
+        tokio::time::timeout(QUICK_LOOK, read(&name, &ip, account))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::TimedOut {
+                    pod: name.clone(),
+                    action: "connect",
+                })
+            })
     };
+    let agent_patience = if quick { QUICK_LOOK } else { AGENT_TIMEOUT };
+    let (agent, read) = tokio::join!(agent_status(agents, &ip, agent_patience), server);
     state = observed.state;
     if let Some(agent) = &agent {
         state.seed_pending = agent.seed_pending;
@@ -222,7 +227,11 @@ async fn one(
 }
 
 /// What the pod's agent says, when it answers.
-async fn agent_status(agents: &reqwest::Client, ip: &str) -> Option<AgentStatus> {
+async fn agent_status(
+    agents: &reqwest::Client,
+    ip: &str,
+    patience: Duration,
+) -> Option<AgentStatus> {
     let url = format!(
         "http://{ip}:{}{}",
         names::AGENT_PORT,
@@ -230,7 +239,7 @@ async fn agent_status(agents: &reqwest::Client, ip: &str) -> Option<AgentStatus>
     );
     let bytes = agents
         .get(url)
-        .timeout(AGENT_TIMEOUT)
+        .timeout(patience)
         .send()
         .await
         .ok()?

@@ -12,7 +12,11 @@
 //! refused after a fallback only if the operator saw the fallback before
 //! the primary was lost. It also says whether the server takes writes: a
 //! primary fenced by its own agent (it could not renew its Lease for a
-//! while) is reconciled, and made writable again, at once.
+//! while) is reconciled, and made writable again, at once. The servers
+//! that did not answer the last reconcile (an old primary cut off, a
+//! frozen replica) are probed as often: when one answers again its
+//! cluster is reconciled at once, so a returning old primary is fenced
+//! (and a returning replica repaired) within a second.
 //!
 //! It never acts on a server: it only triggers reconciles.
 
@@ -49,6 +53,9 @@ struct Probed {
     fallen_back: bool,
     /// The last answer said the server takes writes.
     writable: Option<bool>,
+    /// The pod IPs of the other servers that did not answer the last
+    /// reconcile; one is dropped once it answers (and has triggered one).
+    suspects: Vec<String>,
 }
 
 /// What one probe found.
@@ -90,8 +97,13 @@ impl Prober {
     }
 
     /// From now on probes `cluster`'s primary at `primary_ip` (none: no
-    /// primary to probe).
-    pub fn watch(&self, cluster: ObjectRef<MySQLCluster>, primary_ip: Option<String>) {
+    /// primary to probe) and the silent servers at `suspects`.
+    pub fn watch(
+        &self,
+        cluster: ObjectRef<MySQLCluster>,
+        primary_ip: Option<String>,
+        suspects: Vec<String>,
+    ) {
         let Ok(mut targets) = self.targets.lock() else {
             return;
         };
@@ -100,7 +112,9 @@ impl Prober {
             silent_since: None,
             fallen_back: false,
             writable: None,
+            suspects: Vec::new(),
         });
+        target.suspects = suspects;
         if target.ip != primary_ip {
             target.silent_since = None;
             target.fallen_back = false;
@@ -137,11 +151,17 @@ impl Prober {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let targets: Vec<(ObjectRef<MySQLCluster>, String)> = match self.targets.lock() {
-                Ok(targets) => targets
-                    .iter()
-                    .filter_map(|(c, t)| Some((c.clone(), t.ip.clone()?)))
-                    .collect(),
+            let (targets, suspects): (Vec<_>, Vec<_>) = match self.targets.lock() {
+                Ok(targets) => (
+                    targets
+                        .iter()
+                        .filter_map(|(c, t)| Some((c.clone(), t.ip.clone()?)))
+                        .collect(),
+                    targets
+                        .iter()
+                        .flat_map(|(c, t)| t.suspects.iter().map(|ip| (c.clone(), ip.clone())))
+                        .collect(),
+                ),
                 Err(_) => return,
             };
             let agents = &self.agents;
@@ -150,9 +170,40 @@ impl Prober {
                 let probe = probe(agents, &ip).await;
                 (cluster, ip, probe, started)
             });
-            for (cluster, ip, probe, started) in futures::future::join_all(probes).await {
+            let suspects = suspects.into_iter().map(|(cluster, ip)| async move {
+                let probe = probe(agents, &ip).await;
+                (cluster, ip, probe)
+            });
+            let (probes, suspects) = futures::future::join(
+                futures::future::join_all(probes),
+                futures::future::join_all(suspects),
+            )
+            .await;
+            for (cluster, ip, probe, started) in probes {
                 self.record(cluster, &ip, probe, started);
             }
+            for (cluster, ip, probe) in suspects {
+                self.record_suspect(cluster, &ip, probe);
+            }
+        }
+    }
+
+    /// A silent server that answers again: its cluster is reconciled once.
+    fn record_suspect(&self, cluster: ObjectRef<MySQLCluster>, ip: &str, probe: Probe) {
+        if probe == Probe::Silent {
+            return;
+        }
+        let Ok(mut targets) = self.targets.lock() else {
+            return;
+        };
+        let Some(target) = targets.get_mut(&cluster) else {
+            return;
+        };
+        let before = target.suspects.len();
+        target.suspects.retain(|s| s != ip);
+        if target.suspects.len() < before {
+            tracing::info!(cluster = %cluster, server = ip, "a silent server answers again");
+            let _ = self.trigger.unbounded_send(cluster);
         }
     }
 
@@ -243,7 +294,7 @@ mod tests {
     #[test]
     fn silence_is_recorded_once_and_triggers_one_reconcile() {
         let (prober, mut triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
         let at = Timestamp::UNIX_EPOCH;
         prober.record(cluster(), "10.0.0.1", Probe::Silent, at);
         prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
@@ -255,11 +306,30 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_server_that_answers_again_triggers_one_reconcile() {
+        let (prober, mut triggered) = Prober::new(reqwest::Client::new());
+        prober.watch(
+            cluster(),
+            Some("10.0.0.1".to_owned()),
+            vec!["10.0.0.5".to_owned()],
+        );
+        prober.record_suspect(cluster(), "10.0.0.5", Probe::Silent);
+        assert!(triggered.try_recv().is_err(), "still silent");
+        prober.record_suspect(cluster(), "10.0.0.5", ANSWERED);
+        assert_eq!(triggered.try_recv().ok(), Some(cluster()));
+        prober.record_suspect(cluster(), "10.0.0.5", ANSWERED);
+        assert!(
+            triggered.try_recv().is_err(),
+            "one trigger until the next reconcile"
+        );
+    }
+
+    #[test]
     fn a_new_primary_starts_with_a_clean_record() {
         let (prober, _triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
         prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
-        prober.watch(cluster(), Some("10.0.0.2".to_owned()));
+        prober.watch(cluster(), Some("10.0.0.2".to_owned()), Vec::new());
         assert_eq!(prober.silent_since(&cluster()), None);
         // A late answer about the old address changes nothing.
         prober.record(cluster(), "10.0.0.1", Probe::Silent, Timestamp::now());
@@ -272,7 +342,7 @@ mod tests {
     #[test]
     fn a_fallback_and_its_end_each_trigger_one_reconcile() {
         let (prober, mut triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
         let fallen = Probe::Answered {
             fallen_back: true,
             writable: None,
@@ -288,7 +358,7 @@ mod tests {
         // A new primary starts as waiting: its first fallback triggers too.
         prober.record(cluster(), "10.0.0.1", fallen, Timestamp::now());
         let _ = triggered.try_recv();
-        prober.watch(cluster(), Some("10.0.0.2".to_owned()));
+        prober.watch(cluster(), Some("10.0.0.2".to_owned()), Vec::new());
         prober.record(cluster(), "10.0.0.2", fallen, Timestamp::now());
         assert_eq!(triggered.try_recv().ok(), Some(cluster()));
     }
@@ -296,7 +366,7 @@ mod tests {
     #[test]
     fn a_primary_that_becomes_read_only_triggers_one_reconcile() {
         let (prober, mut triggered) = Prober::new(reqwest::Client::new());
-        prober.watch(cluster(), Some("10.0.0.1".to_owned()));
+        prober.watch(cluster(), Some("10.0.0.1".to_owned()), Vec::new());
         let answered = |writable| Probe::Answered {
             fallen_back: false,
             writable: Some(writable),

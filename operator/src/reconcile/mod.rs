@@ -50,7 +50,7 @@ use crate::{
     apply, build,
     clustering::PassReport,
     dereference, diagnose, events, fencing,
-    model::{ClusterObjects, Problem, objects},
+    model::{Answer, ClusterObjects, Problem, objects},
     status::{self, StatusInputs},
     validate::{self, ValidatedCluster},
     volumes,
@@ -206,14 +206,22 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     }
     pass.memory.reported = reported;
 
-    // 11. The fast probe follows the primary; node changes wake the cluster.
+    // 11. The fast probe follows the primary and the servers that did not
+    //     answer; node changes wake the cluster.
     let primary_ip = pass
         .primary
         .as_deref()
         .and_then(|p| objects.pod(p))
         .and_then(objects::pod_ip)
         .map(str::to_owned);
-    ctx.prober.watch(key.clone(), primary_ip);
+    let suspects = pass
+        .servers
+        .iter()
+        .filter(|s| s.state.answer == Answer::Silent && Some(&s.state.pod) != pass.primary.as_ref())
+        .filter_map(|s| s.ip.clone())
+        .collect();
+    ctx.prober.watch(key.clone(), primary_ip, suspects);
+
     ctx.node_index.set(
         key,
         objects

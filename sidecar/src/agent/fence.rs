@@ -1,5 +1,8 @@
 //! Fencing the local server from its own agent: read-only requested first,
-//! so no commit can begin once the fence starts; meanwhile, on a second
+//! so no commit can begin once the fence starts (on MySQL behind
+//! `offline_mode`, so no client finds it writable while read-only waits
+//! for the commits in progress); meanwhile, on a second
+
 //! connection, client sessions are ended (a commit that completes now is
 //! told to nobody) and commits waiting for acknowledgements that will not
 //! come are released, since they hold read-only up; then the sessions that
@@ -54,21 +57,27 @@ impl Fencer {
             Some(conn) => conn,
             None => root(shared).await?,
         };
-        let patience = if urgent { Duration::ZERO } else { PATIENCE };
-        fence(shared, shared.known_flavor(), first, conns.pop(), patience).await
+        let flavor = shared.known_flavor();
+        let (statements, patience) = if urgent {
+            (flavor.fence_urgently(), Duration::ZERO)
+        } else {
+            (flavor.fence(), PATIENCE)
+        };
+        fence(shared, flavor, &statements, first, conns.pop(), patience).await
     }
 }
 
 async fn fence(
     shared: &Shared,
     flavor: Flavor,
+    statements: &[String],
     mut first: Conn,
     second: Option<Conn>,
     patience: Duration,
 ) -> Result<(), server::Error> {
-    let statements = flavor.fence();
     {
-        let set = server::execute(&mut first, &statements, "make it read-only");
+        let set = server::execute(&mut first, statements, "make it read-only");
+
         tokio::pin!(set);
         let waited = if patience.is_zero() {
             None

@@ -189,9 +189,10 @@ fn prepare(spec_path: &Path) -> Result<(LaunchSpec, Command), LaunchError> {
     let spec: LaunchSpec = serde_json::from_str(&text)?;
     setup("set the hostname".to_owned(), "hostname", &[&spec.hostname])?;
     let inside = |target: &Path| match &spec.root {
-        Some(root) => root.join(target.strip_prefix("/").unwrap_or(target)),
+        Some(root) => in_root(root, target),
         None => target.to_owned(),
     };
+
     if let Some(root) = &spec.root {
         // What a container runtime gives every container of an image.
         for (what, source) in [("dev", "/dev"), ("proc", "/proc"), ("sys", "/sys")] {
@@ -244,4 +245,70 @@ fn prepare(spec_path: &Path) -> Result<(LaunchSpec, Command), LaunchError> {
         cmd.current_dir(dir);
     }
     Ok((spec, cmd))
+}
+
+/// `target` inside the image's `root`, its symlinks resolved inside the
+/// root as a container runtime resolves them: an absolute link in the
+/// image (Debian's `/var/run -> /run`) must not lead onto the host.
+fn in_root(root: &Path, target: &Path) -> PathBuf {
+    use std::ffi::OsString;
+    use std::path::Component;
+    fn parts(path: &Path) -> Vec<OsString> {
+        path.components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name.to_owned()),
+                Component::ParentDir => Some(OsString::from("..")),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+            })
+            .collect()
+    }
+    let mut pending = parts(target);
+    pending.reverse();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = root.join(&resolved).join(&part);
+        match std::fs::read_link(&candidate) {
+            // As the kernel does, give up following after 40 links.
+            Ok(link) if links < 40 => {
+                links += 1;
+                if link.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                pending.extend(parts(&link).into_iter().rev());
+            }
+            _ => resolved.push(part),
+        }
+    }
+    root.join(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_in_the_image_resolve_inside_the_image() {
+        let root = std::env::temp_dir().join(format!("ebisu-in-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("run")).expect("run");
+        std::fs::create_dir_all(root.join("usr/lib")).expect("usr/lib");
+        std::os::unix::fs::symlink("/run", root.join("var-run")).expect("absolute link");
+        std::os::unix::fs::symlink("usr/lib", root.join("lib")).expect("relative link");
+        assert_eq!(
+            in_root(&root, Path::new("/var-run/secrets/token")),
+            root.join("run/secrets/token")
+        );
+        assert_eq!(in_root(&root, Path::new("/lib/x")), root.join("usr/lib/x"));
+        assert_eq!(in_root(&root, Path::new("/../../etc")), root.join("etc"));
+        assert_eq!(
+            in_root(&root, Path::new("/run/mysqld")),
+            root.join("run/mysqld")
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
