@@ -119,7 +119,6 @@ pub struct LeaseClock {
 impl LeaseClock {
     /// Records a look at the Lease (the watch of every cluster's Lease sees
     /// each renewal as it happens); returns it as decisions take it.
-
     pub fn view(
         &self,
         cluster: &ObjectRef<MySQLCluster>,

@@ -477,7 +477,6 @@ fn may_hold_data(input: &Input<'_>, server: &ServerState) -> bool {
 }
 
 /// The primary memory names, while its pod exists and is silent (an
-
 /// answering one is found by the servers' state, labelled or not).
 fn remembered_primary<'a>(input: &Input<'a>) -> Option<&'a ServerState> {
     let pod = input.memory.primary.as_deref()?;
