@@ -2,7 +2,6 @@
 //! so no commit can begin once the fence starts (on MySQL behind
 //! `offline_mode`, so no client finds it writable while read-only waits
 //! for the commits in progress); meanwhile, on a second
-
 //! connection, client sessions are ended (a commit that completes now is
 //! told to nobody) and commits waiting for acknowledgements that will not
 //! come are released, since they hold read-only up; then the sessions that

@@ -7,6 +7,7 @@
 mod clone_server;
 pub mod fence;
 mod metrics;
+mod offline_mode;
 pub mod primary_lease;
 mod replication_bootstrap;
 mod reseed;
@@ -190,6 +191,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
         shared.config.failover_after,
     ));
     tokio::spawn(source_watch::run(shared.clone(), shared.heard.clone()));
+    tokio::spawn(offline_mode::run(shared.clone()));
     if let Some(lease) = shared.config.lease.clone() {
         tokio::spawn(primary_lease::run(
             shared.clone(),
