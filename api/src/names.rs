@@ -32,6 +32,9 @@ pub const FINALIZER: &str = "ebisu.dev/cleanup";
 pub const LABEL_NAMESPACE: &str = "ebisu.dev/namespace";
 /// EC2 tag naming the instance (pod) an EBS volume belongs to.
 pub const TAG_INSTANCE: &str = "ebisu.dev/instance";
+/// EC2 tag a volume's owner sets to give it to one cluster
+/// (`spec.storage.ebs.volumes`): `<namespace>/<name>` of that cluster.
+pub const TAG_ADOPT_BY: &str = "ebisu.dev/adopt-by";
 /// Annotation on a node ebisu fenced, naming the cluster (`ns/name`), so
 /// that only a taint ebisu set is ever removed by ebisu.
 pub const FENCED_BY: &str = "ebisu.dev/fenced-by";

@@ -102,6 +102,8 @@ pub struct Applied {
     /// Keys the credentials Secret lacks that were not generated, because
     /// the cluster holds data made with the old ones.
     pub credentials_missing: Vec<&'static str>,
+    /// Passwords (or the token) in the Secret that are too weak.
+    pub credentials_weak: Vec<&'static str>,
     /// Volume claims whose size was raised.
     pub resized_claims: Vec<String>,
     /// Children that could not be applied.
@@ -141,12 +143,20 @@ pub async fn all(
         applied.failures.push(e);
         ready_for_pods = false;
     }
-    match ensure_credentials(client, cluster, holds_data).await {
+    // Given volumes may hold another cluster's data: new passwords would
+    // lock everyone out of it (M13), so they are never generated for them.
+    match ensure_credentials(client, cluster, holds_data || cluster.given_volumes()).await {
         Ok(Credentials::Present) => {}
         Ok(Credentials::Generated) => applied.credentials_generated = true,
         Ok(Credentials::Missing(keys)) => {
             applied.credentials_missing = keys;
             ready_for_pods = false;
+        }
+        Ok(Credentials::Weak(keys)) => {
+            // A cluster that runs already keeps running on them (its
+            // servers' accounts use them); a new one does not start.
+            applied.credentials_weak = keys;
+            ready_for_pods &= holds_data;
         }
         Err(e) => {
             applied.failures.push(e);
@@ -394,10 +404,13 @@ enum Credentials {
     /// These keys are missing, and were not generated: the servers hold
     /// accounts made with the old values.
     Missing(Vec<&'static str>),
+    /// These passwords (or the token) are too weak.
+    Weak(Vec<&'static str>),
 }
 
 /// Creates the credentials Secret, or adds the entries it lacks, but only
-/// for a cluster that never had data (`holds_data` false); never changes
+/// for a cluster that never had data and is given no volumes
+/// (`holds_data` false); never changes
 /// an existing entry, so users may also bring their own credentials. The
 /// Secret has no owner reference: like the volumes, it outlives the
 /// MySQLCluster, so re-creating the cluster over its volumes finds the
@@ -426,10 +439,12 @@ async fn ensure_credentials(
         .await
         .map_err(api_error("release", "Secret", &name))?;
     }
-    let missing = secret::missing_entries(
-        existing.as_ref().and_then(|s| s.data.as_ref()),
-        secret::generate_secret,
-    );
+    let data = existing.as_ref().and_then(|s| s.data.as_ref());
+    let weak = secret::weak_entries(data);
+    if !weak.is_empty() {
+        return Ok(Credentials::Weak(weak));
+    }
+    let missing = secret::missing_entries(data, secret::generate_secret);
     if missing.is_empty() {
         return Ok(Credentials::Present);
     }

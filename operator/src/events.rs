@@ -179,7 +179,12 @@ pub fn for_role_change(kind: OperationKind, change: &RoleChange) -> Note {
 pub fn for_refusal(before: Option<&str>, after: Option<&str>) -> Option<Note> {
     match after {
         Some(why) if before != Some(why) => {
-            Some(Note::warning("SwitchoverRefused", why.to_owned(), None))
+            let reason = if why.starts_with(crate::clustering::FORCED_FAILOVER_REFUSAL) {
+                "ForcedFailoverRefused"
+            } else {
+                "SwitchoverRefused"
+            };
+            Some(Note::warning(reason, why.to_owned(), None))
         }
         _ => None,
     }
@@ -228,6 +233,18 @@ pub fn describe(action: &Action) -> Option<(&'static str, String)> {
             format!(
                 "enabled semi-sync on {pod} as {}",
                 if *as_primary { "source" } else { "replica" }
+            ),
+        ),
+        Action::DisableSemiSync(pod) => (
+            "SemiSyncDisabled",
+            format!(
+                "{pod} no longer waits for replicas to acknowledge commits: the spec asks for no semi-sync (one instance, or semiSync: false)"
+            ),
+        ),
+        Action::StartApplier(pod) => (
+            "ApplierStarted",
+            format!(
+                "started {pod}'s applier (stopped since its restart) so that it applies what it received"
             ),
         ),
         Action::StopReceiver(pod) => (

@@ -102,6 +102,7 @@ async fn main() -> std::process::ExitCode {
 
     let settings = OperatorSettings {
         sidecar_image: args.sidecar_image,
+        operator_namespace: namespace.clone(),
     };
     tracing::info!(sidecar_image = %settings.sidecar_image, "starting the MySQLCluster controller");
     let namespaces: Vec<String> = args

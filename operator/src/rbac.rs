@@ -83,11 +83,15 @@ pub const WORKLOAD_RULES: &[Rule] = &[
         "poddisruptionbudgets",
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
-    // Credentials: created once, completed with merge patches, released
-    // from an owner reference, marked initialised.
-    rule("", "secrets", &["get", "list", "watch", "create", "patch"]),
+    // Credentials: read by name, created once, completed with merge
+    // patches, released from an owner reference, marked initialised. Never
+    // listed or watched (a Secret restored by hand is seen at the next
+    // periodic reconcile), so the operator's token cannot enumerate Secrets.
+    rule("", "secrets", &["get", "create", "patch"]),
     // Pods: watched for readiness, labelled with their role, deleted to be
-    // re-seeded once their agent set the data aside.
+    // re-seeded once their agent set the data aside; listed on a node
+    // before it is fenced (in every namespace when every one is watched;
+    // otherwise the list is refused and so is the fence).
     rule("", "pods", &["get", "list", "watch", "patch", "delete"]),
     // Rolling updates restart pods through the eviction API, so that
     // their PodDisruptionBudgets apply.

@@ -823,6 +823,7 @@ mod tests {
                     source_host: "orders-0.orders".to_owned(),
                     io_running: true,
                     io_errno: 0,
+                    io_error: None,
                     sql_running: true,
                     sql_error: None,
                     lag_seconds: Some(lag),

@@ -39,6 +39,9 @@ pub enum Error {
 pub struct OperatorSettings {
     /// Image with the `ebisu-sidecar` binary.
     pub sidecar_image: String,
+    /// The namespace the operator runs in: its own pods there are no
+    /// bystanders when a node is fenced.
+    pub operator_namespace: String,
 }
 
 /// A MySQLCluster the operator can build: the only input builders accept.
@@ -64,6 +67,12 @@ pub struct ValidatedCluster {
     pub storage: ValidatedStorage,
     /// Semi-sync settings; `None` when semi-sync is off.
     pub semi_sync: Option<SemiSync>,
+    /// The semi-sync settings the servers' configuration carries: as
+    /// `semi_sync` whenever the user did not turn semi-sync off, whatever
+    /// the number of instances, so that scaling to one and back changes no
+    /// configuration (and restarts no server); the operator switches the
+    /// source side on and off at runtime.
+    pub semi_sync_config: Option<SemiSync>,
     /// Switchover and failover.
     pub failover: FailoverPolicy,
     /// Clone rate limit in bytes per second.
@@ -233,15 +242,13 @@ pub fn validate(
             ));
         }
     }
-    if let Some((key, _)) = spec
-        .mysql_config
-        .iter()
-        .find(|(k, v)| !is_config_token(k) || v.contains(['\n', '\r']))
-    {
+    if let Some((key, _)) = spec.mysql_config.iter().find(|(k, v)| {
+        !is_config_token(k) || v.chars().any(char::is_control) || v.len() > MAX_CONFIG_VALUE_LEN
+    }) {
         return Err(invalid(
             "spec.mysqlConfig",
             format!(
-                "{key:?} is not a valid my.cnf setting: keys are letters, digits, '_' and '-', values are one line"
+                "{key:?} is not a valid my.cnf setting: keys are letters, digits, '_', '-' and '.', values are one line without control characters, at most {MAX_CONFIG_VALUE_LEN} characters"
             ),
         ));
     }
@@ -275,6 +282,7 @@ pub fn validate(
         sidecar_image: settings.sidecar_image.clone(),
         server_id_base: spec.server_id_base,
         storage,
+        semi_sync_config: semi_sync.or_else(|| semi_sync_config(cluster)),
         semi_sync,
         failover: FailoverPolicy {
             mode: spec.replication.failover,
@@ -440,6 +448,27 @@ fn validate_ebs(ebs: &EbsSpec, size_bytes: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The semi-sync settings the configuration carries while semi-sync is
+/// off for want of replicas (see [`ValidatedCluster::semi_sync_config`]).
+fn semi_sync_config(cluster: &MySQLCluster) -> Option<SemiSync> {
+    let replication = &cluster.spec.replication;
+    if replication.semi_sync == Some(false) {
+        return None;
+    }
+    let wait = if cluster.spec.flavor == Flavor::Mariadb {
+        1
+    } else {
+        u32::try_from(replication.wait_for_replicas.max(1)).unwrap_or(1)
+    };
+    Some(SemiSync {
+        wait_for_replicas: wait,
+        timeout_ms: replication.timeout_seconds.map_or(NEVER_FALL_BACK_MS, |t| {
+            u64::from(t.clamp(1, 3600).unsigned_abs()) * 1000
+        }),
+        may_fall_back: replication.timeout_seconds.is_some(),
+    })
+}
+
 fn validate_semi_sync(cluster: &MySQLCluster) -> Result<Option<SemiSync>, Error> {
     let spec = &cluster.spec;
     if !spec.semi_sync_enabled() {
@@ -499,6 +528,9 @@ fn is_dns_1035_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
+/// The longest `spec.mysqlConfig` value (the schema says the same).
+const MAX_CONFIG_VALUE_LEN: usize = 4096;
+
 fn is_config_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -535,6 +567,27 @@ impl ValidatedCluster {
         }
     }
 
+    /// The cluster as it may be built while `primary` (the primary ebisu
+    /// remembers) has not moved below a smaller `spec.replicas`: its pod is
+    /// kept until a switchover moves the primary, so scaling down never
+    /// deletes a primary (a StatefulSet scale-down bypasses every budget).
+    pub fn keeping_primary(&self, primary: Option<&str>) -> Self {
+        let keep = primary
+            .and_then(names::ordinal_of)
+            .and_then(|ordinal| i32::try_from(ordinal).ok())
+            .map_or(0, |ordinal| ordinal + 1);
+        Self {
+            replicas: self.replicas.max(keep),
+            ..self.clone()
+        }
+    }
+
+    /// The spec names existing EBS volumes (`spec.storage.ebs.volumes`):
+    /// they may hold data made with credentials only their old Secret has.
+    pub fn given_volumes(&self) -> bool {
+        matches!(&self.storage.class, StorageClassChoice::Managed { ebs, .. } if !ebs.volumes.is_empty())
+    }
+
     /// `namespace/name`: how fencing names the cluster on the nodes it fenced.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
@@ -568,6 +621,9 @@ mod tests {
         assert_eq!(basic.with_replicas_at_most(None).replicas, 3);
         assert_eq!(basic.with_replicas_at_most(Some(1)).replicas, 1);
         assert_eq!(basic.with_replicas_at_most(Some(5)).replicas, 3);
+        assert_eq!(basic.keeping_primary(Some("orders-4")).replicas, 5);
+        assert_eq!(basic.keeping_primary(Some("orders-1")).replicas, 3);
+        assert_eq!(basic.keeping_primary(None).replicas, 3);
         assert_eq!(basic.key(), "shop/orders");
     }
 

@@ -118,6 +118,7 @@ fn examples_pass_the_cel_rules() {
 fn examples_pass_the_operator_validation() {
     let settings = OperatorSettings {
         sidecar_image: "sidecar:test".to_owned(),
+        operator_namespace: "ebisu-system".to_owned(),
     };
     for (name, example) in examples() {
         let mut cluster: MySQLCluster = serde_json::from_value(example).expect("deserialises");

@@ -101,7 +101,17 @@ pub async fn status(conn: &mut Conn, host: &str, port: u16) -> Result<AgentStatu
         io_connected: r.receiver_connected(),
         sql_running: r.sql_running,
         lag_seconds: r.seconds_behind,
-        last_error: r.last_io_error.clone().or_else(|| r.last_sql_error.clone()),
+        // Numbers only: the endpoint is unauthenticated and an applier's
+        // message can quote row values.
+        last_error: r
+            .last_io_error
+            .as_ref()
+            .map(|_| format!("receiver error {}", r.last_io_errno))
+            .or_else(|| {
+                r.last_sql_error
+                    .as_ref()
+                    .map(|_| format!("applier error {}", r.last_sql_errno))
+            }),
         source_port: r.source_port,
         source_host: r.source_host,
     });

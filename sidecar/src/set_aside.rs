@@ -88,6 +88,73 @@ pub fn carry_out(data_dir: &Path, stamp: &str) -> Result<Option<PathBuf>, Error>
     Ok(Some(done))
 }
 
+/// The newest copy set aside in `data_dir`, if any (a `.partial` one too:
+/// it holds data all the same).
+pub fn newest_kept(data_dir: &Path) -> Result<Option<PathBuf>, Error> {
+    let kept = data_dir.join(KEPT_DIR);
+    if !kept.exists() {
+        return Ok(None);
+    }
+    let newest = std::fs::read_dir(&kept)
+        .map_err(io("list", &kept))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path());
+    Ok(newest)
+}
+
+/// Bytes the files under `dir` hold.
+pub fn bytes_under(dir: &Path) -> Result<u64, Error> {
+    let mut total = 0u64;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next)
+            .map_err(io("list", &next))?
+            .flatten()
+        {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(entry.path()),
+                Ok(t) if t.is_file() => {
+                    total = total.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Bytes free for unprivileged writers on the file system of `path`.
+pub fn free_bytes(path: &Path) -> Result<u64, Error> {
+    let stat = rustix::fs::statvfs(path).map_err(|e| Error {
+        action: "measure free space on",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Whether a fresh copy fits beside what was set aside (M12): the copy is
+/// about as large as the data it replaces, and a copy that fills the volume
+/// fails only after hours. `Err` says what to do.
+pub fn room_for_copy(free: u64, set_aside: u64) -> Result<(), String> {
+    // A tenth more for the copy's logs and the server's first writes.
+    let needed = set_aside.saturating_add(set_aside / 10);
+    if free >= needed {
+        return Ok(());
+    }
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    Err(format!(
+        "the volume has {:.1} GiB free and the fresh copy needs about {:.1} GiB (the data set \
+         aside in {KEPT_DIR} holds {:.1} GiB): grow spec.storage.size, or move old copies out \
+         of {KEPT_DIR} (they are never deleted by ebisu)",
+        gib(free),
+        gib(needed),
+        gib(set_aside)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +219,34 @@ mod tests {
         carry_out(data, "t1").unwrap();
         assert!(data.join(KEPT_DIR).join("t0").join("ibdata1").exists());
         assert!(data.join(KEPT_DIR).join("t1").join("ibdata1").exists());
+    }
+
+    #[test]
+    fn a_copy_starts_only_when_the_volume_has_room_for_it() {
+        let gib = 1u64 << 30;
+        assert!(room_for_copy(10 * gib, 5 * gib).is_ok());
+        assert!(room_for_copy(11 * gib / 2, 5 * gib).is_ok());
+        let why = room_for_copy(5 * gib, 5 * gib).unwrap_err();
+        assert!(
+            why.contains("5.0 GiB free") && why.contains("grow spec.storage.size"),
+            "{why}"
+        );
+        assert!(room_for_copy(0, 0).is_ok(), "nothing kept, nothing needed");
+    }
+
+    #[test]
+    fn the_newest_kept_copy_and_its_size_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(newest_kept(dir.path()).unwrap().is_none());
+        touch(&dir.path().join(KEPT_DIR).join("100").join("ibdata1"));
+        std::fs::write(
+            dir.path().join(KEPT_DIR).join("100").join("big"),
+            vec![0u8; 4096],
+        )
+        .unwrap();
+        let newest = newest_kept(dir.path()).unwrap().unwrap();
+        assert!(newest.ends_with("100"));
+        assert_eq!(bytes_under(&newest).unwrap(), 4097);
+        assert!(free_bytes(dir.path()).unwrap() > 0);
     }
 }

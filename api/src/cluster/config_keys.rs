@@ -32,18 +32,47 @@ pub const REFUSED_MYSQL_CONFIG_KEYS: &[&str] = &[
     "slave_net_timeout",
     "replica_net_timeout",
     "rpl_semi_sync_*",
+    // Filters and error skipping: a transaction that is acknowledged but
+    // not binlogged or not applied is lost at failover, silently.
+    "binlog_do_db",
+    "binlog_ignore_db",
+    "replicate_*",
+    "slave_skip_errors",
+    "replica_skip_errors",
+    "slave_exec_mode",
+    "replica_exec_mode",
+    // Statements every replica's applier runs (a `SET GLOBAL read_only=0`
+    // there makes every replica writable).
+    "init_slave",
+    "init_replica",
     // Fencing.
     "read_only",
     "super_read_only",
-    // Durability of acknowledged writes.
+    // Durability of acknowledged writes, and of what a replica received.
     "sync_binlog",
     "innodb_flush_log_at_trx_commit",
+    "innodb_doublewrite",
+    "sync_relay_log",
+    "sync_master_info",
+    "sync_source_info",
+    // InnoDB files outside the data volume (the pod's other directories
+    // are emptied on restart: redo or data would be lost).
+    "innodb_log_group_home_dir",
+    "innodb_data_home_dir",
+    "innodb_undo_directory",
+    "innodb_data_file_path",
     // Authentication and the operator's way in.
     "skip_grant_tables",
     "grant_tables",
     "skip_networking",
     "networking",
     "init_file",
+    // Code loaded into the server, passwords in logs, files read or written
+    // by clients.
+    "plugin_*",
+    "log_raw",
+    "local_infile",
+    "secure_file_priv",
 ];
 
 /// Prefixes the servers accept in front of any option name.
@@ -120,6 +149,22 @@ mod tests {
             "relay-log-recovery",
             "sync-binlog",
             "innodb_flush_log_at_trx_commit",
+            "binlog-ignore-db",
+            "replicate_wild_ignore_table",
+            "loose-replicate-do-db",
+            "slave_skip_errors",
+            "replica-exec-mode",
+            "init_slave",
+            "init-replica",
+            "innodb_log_group_home_dir",
+            "innodb-undo-directory",
+            "innodb_doublewrite",
+            "sync_relay_log",
+            "plugin-load-add",
+            "plugin_dir",
+            "log_raw",
+            "local-infile",
+            "secure_file_priv",
         ] {
             assert!(is_refused(key), "{key} must be refused");
         }

@@ -170,15 +170,28 @@ pub struct MySQLClusterSpec {
     /// and the other option prefixes): settings ebisu manages itself
     /// (server_id, paths, ports, binary log, GTID, relay log, semi-sync,
     /// read_only, durability) and ones that remove authentication or cut
-    /// the operator off (skip-grant-tables, skip-networking, init-file).
+    /// the operator off (skip-grant-tables, skip-networking, init-file),
+    /// ones that let an acknowledged write go unreplicated or unapplied
+    /// (binlog and replicate filters, skip-errors, exec modes, init_slave),
+    /// InnoDB files outside the data volume, plugins, log_raw, local_infile
+    /// and secure_file_priv. Keys are letters, digits, `_`, `-` and `.`;
+    /// values are one line without control characters, at most 4096
+    /// characters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     // Bounded so the API server's CEL cost estimate for the rule stays in budget.
     #[x_kube(
         validation = reserved_config_keys_rule(),
         validation = Rule::new("self.all(k, k.size() <= 64)")
             .message("spec.mysqlConfig keys must be at most 64 characters"),
+        validation = Rule::new("self.all(k, k.matches('^[A-Za-z0-9_.-]+$'))")
+            .message("spec.mysqlConfig keys are my.cnf option names: letters, digits, '_', '-' and '.' only; fix the key"),
+        validation = Rule::new(r"self.all(k, !self[k].matches('[\\x00-\\x1f\\x7f]'))")
+            .message("spec.mysqlConfig values are one line: remove newlines and other control characters"),
     )]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "additionalProperties" = {"type": "string", "maxLength": 4096}
+    ))]
     pub mysql_config: BTreeMap<String, String>,
 
     /// Settings for the `<name>-primary` and `<name>-read` Services.
@@ -261,12 +274,15 @@ fn reserved_config_keys_rule() -> kube::core::Rule {
         config_keys::refused_pattern()
     ))
     .message(
-        "spec.mysqlConfig must not set keys that ebisu manages or that remove authentication \
-         (server_id, datadir, port, socket, bind_address, report_host, log_bin, binlog_format, \
-         gtid_*, log_slave_updates, relay_log*, rpl_semi_sync_*, read_only, super_read_only, \
-         sync_binlog, innodb_flush_log_at_trx_commit, skip-grant-tables, skip-networking, \
-         init_file, ...), in any spelling (case, '-' or '_', loose-/skip-/enable-/disable- \
-         prefixes): remove them",
+        "spec.mysqlConfig must not set keys that ebisu manages, that lose or skip replicated \
+         writes, or that remove authentication (server_id, datadir, port, socket, \
+         bind_address, report_host, log_bin, binlog_format, gtid_*, log_slave_updates, \
+         relay_log*, rpl_semi_sync_*, binlog_do_db, binlog_ignore_db, replicate_*, \
+         slave_skip_errors, slave_exec_mode, init_slave, read_only, super_read_only, \
+         sync_binlog, innodb_flush_log_at_trx_commit, innodb_doublewrite, sync_relay_log, \
+         innodb_*_dir(ectory), skip-grant-tables, skip-networking, init_file, plugin_*, \
+         log_raw, local_infile, secure_file_priv, ...), in any spelling (case, '-' or '_', \
+         loose-/skip-/enable-/disable- prefixes): remove them",
     )
 }
 

@@ -40,8 +40,11 @@ pub struct ReplicationSpec {
     pub timeout_seconds: Option<i32>,
 
     /// A planned switchover only picks a replica at most this many seconds
-    /// behind (0 to 86400). Unplanned failover is never decided by lag: it
-    /// requires proof the candidate has every acknowledged transaction.
+    /// behind (0 to 86400). Writes wait while it catches up, for this long
+    /// and 10 s more, but never more than 60 s: past that the switchover is
+    /// undone and the old primary takes writes again. Unplanned failover is
+    /// never decided by lag: it requires proof the candidate has every
+    /// acknowledged transaction.
     #[serde(default = "default_max_lag_for_promotion_seconds")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 86400")
         .message("spec.replication.maxLagForPromotionSeconds must be between 0 and 86400"))]
@@ -87,7 +90,10 @@ pub struct ReplicationSpec {
     /// pods and detaches their volumes at once; each lost instance comes
     /// back on a healthy node in its volume's zone, as a replica. The taint
     /// is removed when the node is Ready again. A node that answers is never
-    /// fenced. Needs `ec2:StopInstances` and permission to patch Nodes.
+    /// fenced, nor one that also runs pods other than this cluster's,
+    /// DaemonSets' and ebisu's own (stopping it would take them down: a
+    /// `FenceImpossible` condition says so). Needs `ec2:StopInstances`,
+    /// permission to patch Nodes and to list pods in every namespace.
     #[serde(default)]
     pub fence_nodes: bool,
 }

@@ -119,13 +119,16 @@ pub struct EbsSpec {
     /// Existing EBS volumes to use (static provisioning), in ordinal order:
     /// instance `i` gets `volumes[i]`; instances beyond the list get new
     /// volumes. Read when an instance's claim is first made: ebisu checks
-    /// the volume through EC2 (it exists, is attached nowhere, is in a zone
-    /// with nodes, and holds at least `spec.storage.size`) and binds it to
-    /// the instance's claim. A volume that fails the check is a
-    /// `StaticVolumeRefused` condition naming it, and that instance and the
-    /// ones after it are not created until it is fixed. Its data is used
-    /// as it is: an empty volume is initialised, one holding a data
-    /// directory is started on.
+    /// the volume through EC2 (it exists, its owner tagged it
+    /// `ebisu.dev/adopt-by=<namespace>/<name>` of this cluster, it is
+    /// attached nowhere, is in a zone with nodes, and holds at least
+    /// `spec.storage.size`) and binds it to the instance's claim. A volume
+    /// that fails the check is a `StaticVolumeRefused` condition naming it,
+    /// and that instance and the ones after it are not created until it is
+    /// fixed. Its data is used as it is: an empty volume is initialised, one
+    /// holding a data directory is started on. Credentials are never
+    /// generated for a cluster given volumes: bring the `<name>-credentials`
+    /// Secret their data was made with (or your own for empty volumes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(
         validation = Rule::new("self.all(v, v.matches('^vol-[0-9a-f]{8,17}$'))")

@@ -47,10 +47,12 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   - apiGroups: ["policy"]
     resources: ["poddisruptionbudgets"]
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
-  # The credentials Secret: created once, only ever completed, marked.
+  # The credentials Secret: read by name, created once, only ever
+  # completed, marked. Never listed or watched: a leaked operator token
+  # cannot enumerate Secrets.
   - apiGroups: [""]
     resources: ["secrets"]
-    verbs: ["get", "list", "watch", "create", "patch"]
+    verbs: ["get", "create", "patch"]
   # Instance pods: watched for status, labelled with their role, deleted to
   # be re-seeded once their agent set the data aside.
   - apiGroups: [""]

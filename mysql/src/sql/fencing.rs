@@ -3,11 +3,11 @@
 //!
 //! MySQL fences with `super_read_only`, which stops every account, the
 //! operator's included. MariaDB has no such variable: `read_only` stops
-//! every account except holders of READ_ONLY ADMIN, which in ebisu is only
-//! the operator (MariaDB requires it to change `read_only` at all) and
-//! root. So on MariaDB fencing relies on no application account holding
-//! READ_ONLY ADMIN (never grant ALL PRIVILEGES to applications), on the
-//! operator never writing data, and on root sessions being killed.
+//! every account except holders of READ_ONLY ADMIN, which each server's
+//! agent takes from every account but the operator's and those that log in
+//! only from inside the pod (see `read_only_admin`). So on MariaDB fencing
+//! also relies on the operator never writing data and on root sessions
+//! being killed.
 //!
 //! Setting either variable waits for the commits in progress; until then
 //! the server still reports itself writable. [`Flavor::fence_urgently`]

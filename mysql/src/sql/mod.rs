@@ -11,6 +11,7 @@ mod credentials;
 mod fencing;
 mod observe;
 mod quote;
+mod read_only_admin;
 mod replication;
 mod semisync;
 mod users;
@@ -20,6 +21,7 @@ pub use observe::VERSION_QUERY;
 pub use quote::{
     MAX_HOST_LEN, MAX_USER_NAME_LEN, quote_literal, validate_host, validate_user_name,
 };
+pub use read_only_admin::{Grantee, READ_ONLY_ADMIN_HOLDERS_QUERY, read_only_admins_to_revoke};
 pub use replication::{
     DEFAULT_CONNECT_RETRY_SECS, HEARTBEAT_PERIOD, MYSQL_SOURCE_RETRY_COUNT, ReplicationSource,
 };

@@ -179,6 +179,16 @@ impl Flavor {
         }
     }
 
+    /// Starts only the applier (SQL) thread: a replica restarted with its
+    /// threads stopped applies what its relay log holds, without asking
+    /// any source for more.
+    pub fn start_applier(self) -> String {
+        match self {
+            Flavor::MariaDb => "START SLAVE SQL_THREAD".to_owned(),
+            Flavor::MySql80 | Flavor::MySql84 => "START REPLICA SQL_THREAD".to_owned(),
+        }
+    }
+
     fn start_replica_threads(self) -> String {
         match self {
             Flavor::MariaDb => "START SLAVE".to_owned(),

@@ -73,7 +73,12 @@ fn common_with(cluster: &ValidatedCluster, online_too: bool) -> String {
     set("innodb_flush_log_at_trx_commit", "1");
     set("relay_log", "relay-bin");
     // Keep what a replica received but did not apply across its restart: it
-    // may be the only copy of an acknowledged write once the primary is gone.
+    // may be the only copy of an acknowledged write once the primary is gone
+    // (a failover starts the applier of such a replica before it chooses).
+    // The relay log is synced every sync_relay_log events (the server
+    // default, 10000), so a replica's crash can still lose what it received
+    // since the last sync; and on MariaDB, repointing or restarting both
+    // threads discards the relay log.
     set("relay_log_recovery", "OFF");
     set("binlog_expire_logs_seconds", "604800");
     // A replica notices a silent source within the failover delay (the
@@ -115,7 +120,7 @@ fn common_with(cluster: &ValidatedCluster, online_too: bool) -> String {
         set("secure_file_priv", "NULL");
         set("mysqlx", "OFF");
     }
-    if cluster.semi_sync.is_some() && cluster.flavor == Flavor::Mysql {
+    if cluster.semi_sync_config.is_some() && cluster.flavor == Flavor::Mysql {
         set("plugin_load_add", "semisync_source.so");
         set("plugin_load_add", "semisync_replica.so");
     }
@@ -140,7 +145,7 @@ fn common_with(cluster: &ValidatedCluster, online_too: bool) -> String {
 /// as long as the spec says (by default, for ever).
 fn primary(cluster: &ValidatedCluster) -> String {
     let mut cnf = String::from("[mysqld]\n");
-    if let Some(semi) = cluster.semi_sync {
+    if let Some(semi) = cluster.semi_sync_config {
         match cluster.flavor {
             Flavor::Mariadb => {
                 let _ = writeln!(cnf, "rpl_semi_sync_master_timeout = {}", semi.timeout_ms);
@@ -169,7 +174,7 @@ fn primary(cluster: &ValidatedCluster) -> String {
 /// Added on replicas.
 fn replica(cluster: &ValidatedCluster) -> String {
     let mut cnf = String::from("[mysqld]\n");
-    if cluster.semi_sync.is_some() {
+    if cluster.semi_sync_config.is_some() {
         match cluster.flavor {
             Flavor::Mariadb => {
                 let _ = writeln!(cnf, "rpl_semi_sync_slave_enabled = ON");
@@ -266,10 +271,16 @@ mod tests {
     }
 
     #[test]
-    fn single_instance_has_no_semi_sync() {
+    fn semi_sync_settings_are_configured_unless_turned_off() {
+        // One instance: the settings are there (the operator leaves the
+        // source side off at runtime), so scaling up restarts nothing.
         let single = build_fresh(&validated(SINGLE));
-        assert!(!part(&single, CONFIG_PRIMARY).contains("semi_sync"));
-        assert!(!part(&single, CONFIG_REPLICA).contains("semi_sync"));
+        assert!(part(&single, CONFIG_PRIMARY).contains("rpl_semi_sync_master_timeout"));
+        let off = build_fresh(&validated(&format!(
+            "{SINGLE}  replication: {{semiSync: false}}\n"
+        )));
+        assert!(!part(&off, CONFIG_PRIMARY).contains("semi_sync"));
+        assert!(!part(&off, CONFIG_REPLICA).contains("semi_sync"));
     }
 
     #[test]
@@ -304,5 +315,15 @@ mod tests {
         assert_ne!(server_config_digest(&tuned), digest, "a static setting");
         assert!(common(&tuned).contains("max_connections = 300"));
         assert_ne!(server_config_digest(&validated(MYSQL_PRODUCTION)), digest);
+    }
+
+    #[test]
+    fn scaling_to_one_and_back_changes_no_configuration() {
+        // A new configuration is a new revision: every server would restart.
+        let many = validated(BASIC);
+        let one = validated(&BASIC.replace(&format!("replicas: {}", many.replicas), "replicas: 1"));
+        assert_eq!(one.replicas, 1, "the fixture names its replicas");
+        assert_eq!(one.semi_sync, None);
+        assert_eq!(build(&many, true).data, build(&one, true).data);
     }
 }

@@ -110,6 +110,7 @@ pub(crate) mod fixtures {
     pub fn settings() -> OperatorSettings {
         OperatorSettings {
             sidecar_image: "ghcr.io/ebisu/sidecar:test".to_owned(),
+            operator_namespace: "ebisu-system".to_owned(),
         }
     }
 

@@ -45,6 +45,26 @@ pub fn missing_entries(
         .collect()
 }
 
+/// The shortest password or token ebisu accepts from a user's Secret.
+pub const MIN_SECRET_LENGTH: usize = 16;
+
+/// The passwords and the token in `existing` that are too weak to guard a
+/// database reachable from the pod network: shorter than
+/// [`MIN_SECRET_LENGTH`], or one character repeated.
+pub fn weak_entries(existing: Option<&BTreeMap<String, ByteString>>) -> Vec<&'static str> {
+    secret_keys::ALL
+        .iter()
+        .copied()
+        .filter(|key| fixed_value(key).is_none())
+        .filter(|key| {
+            existing
+                .and_then(|data| data.get(*key))
+                .filter(|v| !v.0.is_empty())
+                .is_some_and(|v| v.0.len() < MIN_SECRET_LENGTH || v.0.iter().all(|b| *b == v.0[0]))
+        })
+        .collect()
+}
+
 /// A Secret carrying `entries`, for creating it or adding missing keys. It
 /// has ebisu's labels but no owner reference: it outlives the cluster, as
 /// the volumes whose accounts it holds do.
@@ -155,5 +175,37 @@ mod tests {
             labels.get(names::LABEL_CLUSTER).map(String::as_str),
             Some("orders")
         );
+    }
+
+    #[test]
+    fn short_or_repeated_passwords_are_weak_user_names_never() {
+        let data = |pairs: &[(&str, &str)]| -> BTreeMap<String, ByteString> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect()
+        };
+        let strong = "s3cret-long-enough-0123";
+        let existing = data(&[
+            (secret_keys::ROOT_PASSWORD, "root"),
+            (secret_keys::OPERATOR_USER, "op"),
+            (secret_keys::OPERATOR_PASSWORD, strong),
+            (secret_keys::REPLICATION_PASSWORD, "aaaaaaaaaaaaaaaaaaaa"),
+            (secret_keys::CLONE_TOKEN, strong),
+        ]);
+        assert_eq!(
+            weak_entries(Some(&existing)),
+            vec![
+                secret_keys::ROOT_PASSWORD,
+                secret_keys::REPLICATION_PASSWORD
+            ]
+        );
+        assert!(weak_entries(None).is_empty(), "missing is not weak");
+        let generated = missing_entries(None, generate_secret);
+        let generated: BTreeMap<String, ByteString> = generated
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v.into_bytes())))
+            .collect();
+        assert!(weak_entries(Some(&generated)).is_empty());
     }
 }

@@ -131,6 +131,28 @@ async fn run_action(action: &Action, target: &ServerExecutor<'_>) -> Result<(), 
             }
             run(&mut conn, pod, "enable semi-sync", &statements).await
         }
+        Action::DisableSemiSync(pod) => {
+            let (flavor, mut conn) = open(target, pod).await?;
+            let off = SemiSync {
+                enabled: false,
+                wait_for_replicas: 0,
+                timeout_ms: 0,
+            };
+            let statements = flavor
+                .semi_sync_as_primary(&off)
+                .map_err(|e| impossible("disable semi-sync", e))?;
+            run(&mut conn, pod, "disable semi-sync", &statements).await
+        }
+        Action::StartApplier(pod) => {
+            let (flavor, mut conn) = open(target, pod).await?;
+            run(
+                &mut conn,
+                pod,
+                "start the applier",
+                &[flavor.start_applier()],
+            )
+            .await
+        }
         Action::StopReceiver(pod) => {
             let (flavor, mut conn) = open(target, pod).await?;
             // A receiver blocked on a source that vanished can take seconds

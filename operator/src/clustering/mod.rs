@@ -17,7 +17,10 @@ pub mod observe;
 pub mod policy;
 pub mod prober;
 
-pub use decide::{Action, Again, Decision, Input, Policy, Rollout, SwitchoverRequest, decide};
+pub use decide::{
+    Action, Again, Decision, FORCED_FAILOVER_REFUSAL, Input, Policy, Rollout, SwitchoverRequest,
+    decide,
+};
 
 use ebisu_api::{ClusteringMemory, OperationKind, RoleChange};
 

@@ -187,8 +187,14 @@ async fn one(
             state.replication = read.replica.map(|r| Replication {
                 io_running: r.receiver_running(),
                 io_errno: r.last_io_errno,
+                io_error: r.last_io_error.clone(),
                 sql_running: r.sql_running,
-                sql_error: r.last_sql_error.clone(),
+                // The applier's message can quote row values: only its
+                // number leaves the server (L3).
+                sql_error: r
+                    .last_sql_error
+                    .as_ref()
+                    .map(|_| applier_error(r.last_sql_errno)),
                 lag_seconds: r.seconds_behind,
                 received: Some(r.received_gtid.clone()),
                 source_host: r.source_host,
@@ -299,4 +305,9 @@ async fn read(pod: &str, ip: &str, account: &OperatorAccount) -> Result<ServerRe
         })?;
     let _ = conn.disconnect().await;
     Ok(read)
+}
+
+/// How an applier error is shown: its number, and where its text is.
+fn applier_error(errno: u32) -> String {
+    format!("applier error {errno} (`SHOW REPLICA STATUS` on the replica has its text)")
 }

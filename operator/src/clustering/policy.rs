@@ -14,6 +14,10 @@ const APPLY_TIMEOUT_SECS: u64 = 60;
 /// A switchover's candidate may take this much longer than its allowed lag
 /// to catch up.
 const CATCH_UP_MARGIN_SECS: u64 = 10;
+/// The longest a switchover keeps writes fenced waiting for its candidate
+/// to catch up (L5): past it the switchover is undone and the old primary
+/// takes writes again, whatever `maxLagForPromotionSeconds` allows.
+pub const MAX_CATCH_UP_SECS: u64 = 60;
 
 /// The policy the spec and the cluster's annotations ask for.
 pub fn policy(cluster: &MySQLCluster, validated: &ValidatedCluster) -> Policy {
@@ -33,7 +37,8 @@ pub fn policy(cluster: &MySQLCluster, validated: &ValidatedCluster) -> Policy {
         failover_after_secs: failover.after_seconds,
         max_lag_for_promotion_secs: failover.max_lag_for_promotion_seconds,
         max_lag_for_reads_secs: failover.max_lag_for_reads_seconds,
-        catch_up_timeout_secs: failover.max_lag_for_promotion_seconds + CATCH_UP_MARGIN_SECS,
+        catch_up_timeout_secs: (failover.max_lag_for_promotion_seconds + CATCH_UP_MARGIN_SECS)
+            .min(MAX_CATCH_UP_SECS),
         apply_timeout_secs: APPLY_TIMEOUT_SECS,
         switchover_request: annotation(ANNOTATION_SWITCHOVER).map(|v| {
             if v == SWITCHOVER_ANY {
@@ -80,6 +85,17 @@ mod tests {
         assert_eq!(
             asked.catch_up_timeout_secs,
             validated.failover.max_lag_for_promotion_seconds + CATCH_UP_MARGIN_SECS
+        );
+    }
+
+    #[test]
+    fn a_switchover_never_keeps_writes_fenced_longer_than_a_minute() {
+        let mut validated = validated(BASIC);
+        validated.failover.max_lag_for_promotion_seconds = 86_400;
+        let cluster: MySQLCluster = serde_yaml::from_str(BASIC).expect("fixture");
+        assert_eq!(
+            policy(&cluster, &validated).catch_up_timeout_secs,
+            MAX_CATCH_UP_SECS
         );
     }
 }

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ebisu_api::names::FENCED_BY;
-use k8s_openapi::api::core::v1::Node;
+use ebisu_api::names::{FENCED_BY, LABEL_CLUSTER};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::model::{
@@ -48,6 +48,47 @@ pub enum Step {
         /// The node.
         node: String,
     },
+}
+
+/// The pods on a node to be fenced that stopping its machine would harm:
+/// all but this cluster's (silent, as the decision checked), DaemonSets'
+/// (every node has them), the operator's own, and those that ended.
+pub fn bystanders(
+    pods: &[Pod],
+    cluster_namespace: &str,
+    cluster_name: &str,
+    operator_namespace: &str,
+) -> Vec<String> {
+    pods.iter()
+        .filter(|pod| {
+            let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+            let ours = namespace == cluster_namespace
+                && pod
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_CLUSTER))
+                    .is_some_and(|c| c == cluster_name);
+            let daemon = pod
+                .metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|o| o.kind == "DaemonSet"));
+            let ended = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|p| p == "Succeeded" || p == "Failed");
+            !(ours || daemon || ended || namespace == operator_namespace)
+        })
+        .map(|pod| {
+            format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// The instance id in a providerID such as `aws:///us-east-1a/i-0abc`.
@@ -419,6 +460,62 @@ mod tests {
             still_ours(ME, &before, &views, &gone),
             vec!["a".to_owned(), "e".to_owned()],
             "e could not be read: kept"
+        );
+    }
+
+    #[test]
+    fn only_this_clusters_pods_daemon_sets_and_ebisu_share_a_node_it_fences() {
+        let pod = |ns: &str, name: &str, extra: serde_json::Value| -> Pod {
+            let mut value = serde_json::json!({
+                "metadata": {"namespace": ns, "name": name},
+            });
+            if let (Some(base), Some(more)) = (value.as_object_mut(), extra.as_object()) {
+                for (k, v) in more {
+                    if k == "metadata" {
+                        if let (Some(m), Some(add)) =
+                            (base["metadata"].as_object_mut(), v.as_object())
+                        {
+                            m.extend(add.clone());
+                        }
+                    } else {
+                        base.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            serde_json::from_value(value).unwrap()
+        };
+        let pods = [
+            pod(
+                "shop",
+                "orders-0",
+                serde_json::json!({"metadata": {"labels": {LABEL_CLUSTER: "orders"}}}),
+            ),
+            pod(
+                "shop",
+                "payments-1",
+                serde_json::json!({"metadata": {"labels": {LABEL_CLUSTER: "payments"}}}),
+            ),
+            pod(
+                "kube-system",
+                "ebs-csi-node-x",
+                serde_json::json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ebs-csi-node", "uid": "u"}]}}),
+            ),
+            pod("ebisu-system", "ebisu-operator-abc", serde_json::json!({})),
+            pod("web", "frontend-7", serde_json::json!({})),
+            pod(
+                "batch",
+                "job-1",
+                serde_json::json!({"status": {"phase": "Succeeded"}}),
+            ),
+            pod(
+                "other",
+                "orders-0",
+                serde_json::json!({"metadata": {"labels": {LABEL_CLUSTER: "orders"}}}),
+            ),
+        ];
+        assert_eq!(
+            bystanders(&pods, "shop", "orders", "ebisu-system"),
+            vec!["shop/payments-1", "web/frontend-7", "other/orders-0"]
         );
     }
 }

@@ -13,10 +13,10 @@ pub mod decide;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ebisu_api::names::FENCED_BY;
-use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::model::{Problem, ServerState, well_known::OUT_OF_SERVICE};
@@ -153,6 +153,12 @@ pub struct Fenced {
 pub struct Inputs<'a> {
     /// The cluster, as `namespace/name`.
     pub cluster_key: &'a str,
+    /// The cluster's namespace.
+    pub cluster_namespace: &'a str,
+    /// The cluster's name.
+    pub cluster_name: &'a str,
+    /// The operator's namespace (its pods are no bystanders).
+    pub operator_namespace: &'a str,
     /// `spec.replication.fenceNodes`.
     pub enabled: bool,
     /// The servers as the clustering pass saw them.
@@ -170,6 +176,9 @@ pub struct Inputs<'a> {
 pub async fn run(client: &Client, ec2: &aws_sdk_ec2::Client, inputs: Inputs<'_>) -> FencingReport {
     let Inputs {
         cluster_key,
+        cluster_namespace,
+        cluster_name,
+        operator_namespace,
         enabled,
         servers,
         primary,
@@ -212,6 +221,41 @@ pub async fn run(client: &Client, ec2: &aws_sdk_ec2::Client, inputs: Inputs<'_>)
         ..FencingReport::default()
     };
     for step in steps {
+        if let Step::Fence { node, pods, .. } = &step {
+            // M11: a stopped machine takes every pod on it down.
+            let on_node = Api::<Pod>::all(client.clone())
+                .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+                .await;
+            let why = match on_node {
+                Ok(list) => {
+                    let others = decide::bystanders(
+                        &list.items,
+                        cluster_namespace,
+                        cluster_name,
+                        operator_namespace,
+                    );
+                    (!others.is_empty()).then(|| {
+                        format!(
+                            "node {node} also runs {}, which stopping its machine would take \
+                             down; ebisu stops only machines that run nothing but this \
+                             cluster's servers, DaemonSets and ebisu itself",
+                            others.join(", ")
+                        )
+                    })
+                }
+                Err(error) => Some(format!(
+                    "the other pods on node {node} could not be listed ({error}), so stopping \
+                     its machine could take down pods of others"
+                )),
+            };
+            if let Some(why) = why {
+                report.problems.push(Problem::FenceImpossible {
+                    pod: pods.join(", "),
+                    why,
+                });
+                continue;
+            }
+        }
         let result = act(client, ec2, cluster_key, &step).await;
         match (step, result) {
             (

@@ -12,4 +12,6 @@ pub mod well_known;
 pub use lease::LeaseView;
 pub use objects::{ClusterObjects, DataRecord};
 pub use problem::{BlockedWhy, Problem};
-pub use server::{Accounts, Answer, NodeFacts, OperatorAccount, Replication, ServerState};
+pub use server::{
+    Accounts, Answer, NodeFacts, OperatorAccount, Replication, ServerState, SourceRefusal,
+};

@@ -69,6 +69,16 @@ pub enum Problem {
     },
     /// The primary fell back to asynchronous replication.
     SemiSyncFallback(String),
+    /// The primary waits for more acknowledgements per commit than replicas
+    /// receive from it now: its commits wait (semi-sync never falls back).
+    WritesWaitForReplicas {
+        /// The primary.
+        pod: String,
+        /// Acknowledgements each commit waits for.
+        wait_for_replicas: u32,
+        /// Replicas receiving from it now.
+        receiving: Vec<String>,
+    },
     /// A one-instance cluster's only server is being disrupted.
     SingleInstanceDisruption {
         /// The pod.
@@ -102,6 +112,13 @@ pub enum Problem {
     CredentialsMissing {
         /// The missing keys.
         keys: Vec<String>,
+    },
+    /// The credentials Secret holds passwords (or a token) too weak to use.
+    CredentialsWeak {
+        /// The weak keys.
+        keys: Vec<String>,
+        /// The cluster runs on them already (so it keeps running).
+        in_use: bool,
     },
     /// A child object could not be applied.
     ChildNotApplied {
@@ -178,11 +195,13 @@ impl Problem {
             Self::PrimaryReplicates(_) => "PrimaryReplicates",
             Self::FailoverBlocked { .. } => "FailoverBlocked",
             Self::SemiSyncFallback(_) => "SemiSyncFallback",
+            Self::WritesWaitForReplicas { .. } => "WritesWaitForReplicas",
             Self::SingleInstanceDisruption { .. } => "SingleInstanceDisruption",
             Self::NoSwitchoverCandidate { .. } => "NoSwitchoverCandidate",
             Self::OperationStalled { .. } => "PrimaryChangeStalled",
             Self::NodeUnreachable { .. } => "NodeUnreachable",
             Self::CredentialsMissing { .. } => "CredentialsMissing",
+            Self::CredentialsWeak { .. } => "CredentialsWeak",
             Self::ChildNotApplied { .. } => "ChildNotApplied",
             Self::ClaimPending { .. } => "ClaimPending",
             Self::DowngradeRefused(_) => "DowngradeRefused",
@@ -207,6 +226,7 @@ impl Problem {
             | Self::PrimaryReplicates(pod)
             | Self::FailoverBlocked { pod, .. }
             | Self::SemiSyncFallback(pod)
+            | Self::WritesWaitForReplicas { pod, .. }
             | Self::SingleInstanceDisruption { pod, .. }
             | Self::NoSwitchoverCandidate { pod, .. }
             | Self::OperationStalled { pod, .. }
@@ -219,6 +239,7 @@ impl Problem {
             | Self::StaticVolumeRefused { pod, .. } => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
+            | Self::CredentialsWeak { .. }
             | Self::ChildNotApplied { .. }
             | Self::ClaimPending { .. }
             | Self::DowngradeRefused(_)
@@ -231,6 +252,18 @@ impl Problem {
     pub fn key(&self) -> String {
         let subject = match self {
             Self::ClaimPending { claim, .. } => claim.clone(),
+            Self::CredentialsWeak { keys, in_use } => format!(
+                "the credentials Secret holds {} shorter than 16 characters or one character \
+                 repeated: {}",
+                keys.join(", "),
+                if *in_use {
+                    "the servers use them already, so the cluster keeps running; change each \
+                     on the servers (ALTER USER) and then in the Secret"
+                } else {
+                    "the cluster is not started until they are replaced with strong values \
+                     (or removed, and ebisu generates them)"
+                }
+            ),
             Self::ChildNotApplied { what } => what.clone(),
             other => other.pod().unwrap_or_default().to_owned(),
         };
@@ -242,6 +275,9 @@ impl Problem {
     pub fn degrades(&self) -> bool {
         if let Self::PrimaryUnreachable { heard_by, .. } = self {
             return heard_by.is_empty();
+        }
+        if let Self::CredentialsWeak { in_use, .. } = self {
+            return !in_use;
         }
         !matches!(
             self,
@@ -330,6 +366,24 @@ impl Problem {
                  acknowledges may exist only on it, so no automatic failover happens \
                  until a replica acknowledges again"
             ),
+            Self::WritesWaitForReplicas {
+                pod,
+                wait_for_replicas,
+                receiving,
+            } => format!(
+                "primary {pod}'s commits wait: each needs {wait_for_replicas} replica \
+                 acknowledgement(s) and {} receive from it now{}. They go on as soon as \
+                 enough replicas reconnect (a restarting replica does, once it runs). With \
+                 spec.replicas = spec.replication.waitForReplicas + 1 there is no spare \
+                 replica: add an instance, or set spec.replication.timeoutSeconds to keep \
+                 writing without acknowledgements for a while (no automatic failover then)",
+                receiving.len(),
+                if receiving.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", receiving.join(", "))
+                }
+            ),
             Self::SingleInstanceDisruption { pod, cause } => format!(
                 "{pod} is the only instance and {cause}: writes stop until it runs \
                  again; add replicas (spec.replicas >= 2) so the primary can move instead"
@@ -343,11 +397,24 @@ impl Problem {
                 format!("the change of primary to {pod} waits: {why}")
             }
             Self::CredentialsMissing { keys } => format!(
-                "the credentials Secret lacks {} while the cluster holds data made with them: \
-                 ebisu does not generate them again (the servers would refuse the new \
-                 values) and changes no server; restore the Secret from your backup, or \
-                 re-create the keys with the values the servers use",
+                "the credentials Secret lacks {} while the cluster holds data made with them \
+                 (or is given volumes in spec.storage.ebs.volumes, which may): ebisu does not \
+                 generate them (the servers would refuse the new values) and changes no \
+                 server; restore the Secret from your backup, or create the keys with the \
+                 values the servers use (for volumes that hold no data yet, any strong values)",
                 keys.join(", ")
+            ),
+            Self::CredentialsWeak { keys, in_use } => format!(
+                "the credentials Secret holds {} shorter than 16 characters or one character \
+                 repeated: {}",
+                keys.join(", "),
+                if *in_use {
+                    "the servers use them already, so the cluster keeps running; change each \
+                     on the servers (ALTER USER) and then in the Secret"
+                } else {
+                    "the cluster is not started until they are replaced with strong values \
+                     (or removed, and ebisu generates them)"
+                }
             ),
             Self::ChildNotApplied { what } => what.clone(),
             Self::ClaimPending { claim, why } => format!("{claim} has no volume: {why}"),

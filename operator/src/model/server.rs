@@ -151,6 +151,9 @@ pub struct Replication {
     pub io_running: bool,
     /// The receiver's last error number (0: none).
     pub io_errno: u32,
+    /// The receiver's last error message: read to tell a diverged copy from
+    /// other fatal source errors, never shown (it stays in the server).
+    pub io_error: Option<String>,
     /// The applier thread runs.
     pub sql_running: bool,
     /// The applier's last error: data trouble, never repaired blindly.
@@ -161,17 +164,146 @@ pub struct Replication {
     pub received: Option<GtidSet>,
 }
 
+/// Why the source stopped streaming to a replica for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceRefusal {
+    /// The replica holds transactions the source lacks, or needs ones the
+    /// source purged: only a fresh copy helps.
+    Diverged,
+    /// An event larger than the source's `max_allowed_packet`: a setting
+    /// to raise, and a fresh copy would stop at the same event.
+    EventTooLarge,
+    /// The source's binary log is damaged (truncated, corrupt, bad
+    /// checksum): a fresh copy would stop there too.
+    SourceLogDamaged,
+}
+
+impl SourceRefusal {
+    /// What it means and what to do, without the server's message (which
+    /// may quote data).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Diverged => "its copy diverged from the primary's",
+            Self::EventTooLarge => {
+                "the primary cannot send a binary log event larger than max_allowed_packet: \
+                 raise max_allowed_packet (spec.mysqlConfig)"
+            }
+            Self::SourceLogDamaged => {
+                "the primary's binary log is damaged where the replica needs it: check the \
+                 primary's error log; a fresh copy would stop at the same place"
+            }
+        }
+    }
+}
+
 impl Replication {
-    /// The source refused to stream because this server holds transactions
-    /// the source lacks or wants ones it purged (error 1236 on both flavors):
-    /// the copies diverged.
+    /// Why the source refuses to stream to this replica, when it does:
+    /// the fatal source errors (1236 on both flavors, 13114 on MySQL 8.0.26+)
+    /// told apart by their message, since not all of them mean divergence.
+    pub fn source_refusal(&self) -> Option<SourceRefusal> {
+        if !matches!(
+            self.io_errno,
+            ER_SOURCE_FATAL_ERROR_READING_BINLOG | ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG
+        ) {
+            return None;
+        }
+        let message = self
+            .io_error
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        Some(if message.contains("max_allowed_packet") {
+            SourceRefusal::EventTooLarge
+        } else if [
+            "truncated",
+            "corrupt",
+            "checksum",
+            "bogus data",
+            "wrong magic",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
+        {
+            SourceRefusal::SourceLogDamaged
+        } else {
+            SourceRefusal::Diverged
+        })
+    }
+
+    /// The copies diverged (see [`Replication::source_refusal`]).
     pub fn diverged(&self) -> bool {
-        self.io_errno == ER_SOURCE_FATAL_ERROR_READING_BINLOG
+        self.source_refusal() == Some(SourceRefusal::Diverged)
     }
 }
 
 /// `ER_MASTER_FATAL_ERROR_READING_BINLOG` / `ER_SOURCE_FATAL_ERROR_READING_BINLOG`.
 pub const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 1236;
+/// MySQL's `ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG` (8.0.26+).
+pub const ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 13114;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(errno: u32, message: &str) -> Option<SourceRefusal> {
+        Replication {
+            source_host: "db-0".to_owned(),
+            io_running: false,
+            io_errno: errno,
+            io_error: Some(message.to_owned()),
+            sql_running: true,
+            sql_error: None,
+            lag_seconds: None,
+            received: None,
+        }
+        .source_refusal()
+    }
+
+    #[test]
+    fn fatal_source_errors_are_told_apart_by_their_message() {
+        // MariaDB 10.11 and MySQL 8.4 wordings.
+        for (errno, message) in [
+            (
+                1236,
+                "Got fatal error 1236 from master when reading data from binary log: 'Error: connecting slave requested to start from GTID 0-100-12, which is not in the master's binlog'",
+            ),
+            (
+                1236,
+                "Got fatal error 1236 from master when reading data from binary log: 'Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged.'",
+            ),
+            (
+                13114,
+                "Got fatal error 1236 from source when reading data from binary log: 'Cannot replicate because the source purged required binary logs.'",
+            ),
+            (
+                13114,
+                "Got fatal error 1236 from source when reading data from binary log: 'Slave has more GTIDs than the master has, using the master's SERVER_UUID.'",
+            ),
+        ] {
+            assert_eq!(
+                refused(errno, message),
+                Some(SourceRefusal::Diverged),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            refused(
+                1236,
+                "Got fatal error 1236 from master when reading data from binary log: 'log event entry exceeded max_allowed_packet; Increase max_allowed_packet on master'"
+            ),
+            Some(SourceRefusal::EventTooLarge)
+        );
+        assert_eq!(
+            refused(
+                13114,
+                "Got fatal error 1236 from source when reading data from binary log: 'binlog truncated in the middle of event; consider out of disk space on source'"
+            ),
+            Some(SourceRefusal::SourceLogDamaged)
+        );
+        assert_eq!(refused(2003, "Can't connect to server"), None);
+        assert_eq!(refused(0, ""), None);
+    }
+}
 
 /// The operator's account on the servers.
 #[derive(Clone)]

@@ -159,12 +159,14 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
 
     // 4. Build (no client) and apply (client).
     let children = build::children(
-        &validated.with_replicas_at_most(given.max_replicas),
+        &validated
+            .with_replicas_at_most(given.max_replicas)
+            .keeping_primary(previous.and_then(|s| s.clustering.primary.as_deref())),
         holds_data,
     );
     let applied = apply::all(&ctx.client, &validated, children, holds_data).await;
     announce_applied(ctx, cluster, &validated, &applied).await;
-    let mut problems = applied_problems(&applied);
+    let mut problems = applied_problems(&applied, holds_data);
 
     // 5. Read the children back (client) and diagnose them (no client).
     let objects = dereference::children(&ctx.client, &validated.namespace, &validated.name)
@@ -292,7 +294,7 @@ async fn announce_applied(
 
 /// What the operator cannot fix about the children: reported, and the
 /// servers are still looked after.
-fn applied_problems(applied: &apply::Applied) -> Vec<Problem> {
+fn applied_problems(applied: &apply::Applied, holds_data: bool) -> Vec<Problem> {
     let mut problems: Vec<Problem> = applied
         .failures
         .iter()
@@ -303,6 +305,16 @@ fn applied_problems(applied: &apply::Applied) -> Vec<Problem> {
             }
         })
         .collect();
+    if !applied.credentials_weak.is_empty() {
+        problems.push(Problem::CredentialsWeak {
+            keys: applied
+                .credentials_weak
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+            in_use: holds_data,
+        });
+    }
     if !applied.credentials_missing.is_empty() {
         problems.push(Problem::CredentialsMissing {
             keys: applied
@@ -375,6 +387,9 @@ async fn fence_nodes(
         &ctx.ec2,
         fencing::Inputs {
             cluster_key: &cluster_key,
+            cluster_namespace: &validated.namespace,
+            cluster_name: &validated.name,
+            operator_namespace: &ctx.settings.operator_namespace,
             enabled: validated.failover.fence_nodes,
             servers: &servers,
             primary: pass.primary.as_deref(),

@@ -120,7 +120,6 @@ pub async fn run(
     probe_silent_since: Option<Timestamp>,
     holds_data: bool,
 ) -> PassReport {
-    let policy = policy::policy(cluster, validated);
     let key = ObjectRef::from_obj(cluster);
     let mut written = cluster.clone();
     let mut memory = cluster
@@ -142,6 +141,9 @@ pub async fn run(
     let mut round = 0;
     let mut immediate = 0;
     loop {
+        // From the cluster as this pass last wrote it: an annotation a
+        // round consumed asks nothing of the next.
+        let policy = policy::policy(&written, validated);
         let servers = observe::servers(
             &validated.name,
             &validated.namespace,

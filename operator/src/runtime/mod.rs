@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     coordination::v1::Lease,
-    core::v1::{ConfigMap, Node, Pod, Secret, Service},
+    core::v1::{ConfigMap, Node, Pod, Service},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -144,12 +144,6 @@ async fn controller(ctx: Arc<Context>, namespace: Option<String>, triggers: Prob
         .owns(scoped::<StatefulSet>(&client, ns), ours.clone())
         .owns(scoped::<Service>(&client, ns), ours.clone())
         .owns(scoped::<ConfigMap>(&client, ns), ours.clone())
-        // The credentials Secret outlives the cluster (no owner reference):
-        // map it to its cluster by label.
-        .watches(scoped::<Secret>(&client, ns), ours.clone(), |secret| {
-            let cluster = secret.labels().get(LABEL_CLUSTER)?.clone();
-            Some(ObjectRef::new(&cluster).within(&secret.namespace()?))
-        })
         .owns(scoped::<PodDisruptionBudget>(&client, ns), ours)
         // Pod readiness, deletion and role labels change status and trigger
         // switchovers; pods are owned by the StatefulSet, so map them to their

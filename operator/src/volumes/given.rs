@@ -101,8 +101,13 @@ async fn refusals(
             }
         }
     }
-    let (binds, refusal) =
-        given_decide::plan(&unbound, &found, validated.storage.size_bytes, &zones);
+    let (binds, refusal) = given_decide::plan(
+        &unbound,
+        &found,
+        validated.storage.size_bytes,
+        &zones,
+        &validated.key(),
+    );
     for bind in &binds {
         if let Err(why) = make(client, validated, class, bind).await {
             given.max_replicas = i32::try_from(bind.ordinal).ok();

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types::{Volume, VolumeState};
 use k8s_openapi::api::core::v1::PersistentVolume;
 
+use ebisu_api::names::TAG_ADOPT_BY;
+
 use crate::model::DataRecord;
 
 /// An instance whose claim is to be made, bound to its given volume.
@@ -59,10 +61,11 @@ pub fn plan(
     found: &BTreeMap<String, Volume>,
     min_bytes: u64,
     zones: &BTreeSet<String>,
+    adopter: &str,
 ) -> (Vec<Bind>, Option<Refusal>) {
     let mut binds = Vec::new();
     for (ordinal, id) in unbound {
-        match check(found.get(*id), id, min_bytes, zones) {
+        match check(found.get(*id), id, min_bytes, zones, adopter) {
             Ok(zone) => binds.push(Bind {
                 ordinal: *ordinal,
                 volume: (*id).clone(),
@@ -83,18 +86,32 @@ pub fn plan(
     (binds, None)
 }
 
-/// Checks one given volume: the zone it lives in, or why it cannot be used.
+/// Checks one given volume: the zone it lives in, or why it cannot be
+/// used. `adopter` is the cluster's `<namespace>/<name>`: the volume's
+/// owner must have tagged it so (H4), or anyone who may create a cluster
+/// could read any detached volume whose id they learn.
 pub fn check(
     volume: Option<&Volume>,
     id: &str,
     min_bytes: u64,
     zones: &BTreeSet<String>,
+    adopter: &str,
 ) -> Result<String, String> {
     let Some(volume) = volume else {
         return Err(format!(
             "volume {id} does not exist in this account and region: check the id in spec.storage.ebs.volumes"
         ));
     };
+    let tagged = volume
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some(TAG_ADOPT_BY) && t.value() == Some(adopter));
+    if !tagged {
+        return Err(format!(
+            "volume {id} is not tagged {TAG_ADOPT_BY}={adopter}: its owner gives it to this \
+             cluster with `aws ec2 create-tags --resources {id} --tags Key={TAG_ADOPT_BY},Value={adopter}`"
+        ));
+    }
     let zone = volume.availability_zone().unwrap_or_default().to_owned();
     if !zones.contains(&zone) {
         return Err(format!(
@@ -160,15 +177,24 @@ pub fn rebindable(current: &PersistentVolume, wanted: &PersistentVolume) -> bool
 mod tests {
     use super::*;
     use crate::model::well_known::EBS_PROVISIONER;
-    use aws_sdk_ec2::types::VolumeAttachment;
+    use aws_sdk_ec2::types::{Tag, VolumeAttachment};
 
     fn zones() -> BTreeSet<String> {
         ["us-east-1a", "us-east-1b"].map(str::to_owned).into()
     }
 
+    const ADOPTER: &str = "shop/db";
+
     fn volume(zone: &str, gib: i32, attached: Option<&str>) -> Volume {
-        let mut v = Volume::builder()
-            .volume_id("vol-0abc")
+        tagged(zone, gib, attached, Some(ADOPTER))
+    }
+
+    fn tagged(zone: &str, gib: i32, attached: Option<&str>, adopter: Option<&str>) -> Volume {
+        let mut v = Volume::builder().volume_id("vol-0abc");
+        if let Some(adopter) = adopter {
+            v = v.tags(Tag::builder().key(TAG_ADOPT_BY).value(adopter).build());
+        }
+        let mut v = v
             .availability_zone(zone)
             .size(gib)
             .state(if attached.is_some() {
@@ -233,24 +259,25 @@ mod tests {
     fn a_free_volume_big_enough_in_a_zone_with_nodes_is_used_there() {
         let v = volume("us-east-1b", 20, None);
         assert_eq!(
-            check(Some(&v), "vol-0abc", 10 << 30, &zones()),
+            check(Some(&v), "vol-0abc", 10 << 30, &zones(), ADOPTER),
             Ok("us-east-1b".to_owned())
         );
         assert_eq!(
-            check(Some(&v), "vol-0abc", 20 << 30, &zones()),
+            check(Some(&v), "vol-0abc", 20 << 30, &zones(), ADOPTER),
             Ok("us-east-1b".to_owned())
         );
     }
 
     #[test]
     fn wrong_volumes_are_refused_naming_the_volume_and_the_fix() {
-        let missing = check(None, "vol-0dead", 1, &zones()).unwrap_err();
+        let missing = check(None, "vol-0dead", 1, &zones(), ADOPTER).unwrap_err();
         assert!(missing.contains("vol-0dead does not exist"), "{missing}");
         let far = check(
             Some(&volume("eu-west-1a", 20, None)),
             "vol-0abc",
             1,
             &zones(),
+            ADOPTER,
         )
         .unwrap_err();
         assert!(
@@ -262,6 +289,7 @@ mod tests {
             "vol-0abc",
             1,
             &zones(),
+            ADOPTER,
         )
         .unwrap_err();
         assert!(
@@ -273,6 +301,7 @@ mod tests {
             "vol-0abc",
             10 << 30,
             &zones(),
+            ADOPTER,
         )
         .unwrap_err();
         assert!(
@@ -304,7 +333,7 @@ mod tests {
             (ids[0].clone(), volume("us-east-1a", 20, None)),
             (ids[2].clone(), volume("us-east-1b", 20, None)),
         ]);
-        let (binds, refusal) = plan(&unbound, &found, 1 << 30, &zones());
+        let (binds, refusal) = plan(&unbound, &found, 1 << 30, &zones(), ADOPTER);
         assert_eq!(
             binds,
             vec![Bind {
@@ -316,5 +345,22 @@ mod tests {
         let refusal = refusal.expect("the missing volume is refused");
         assert_eq!((refusal.ordinal, refusal.volume.as_str()), (1, "vol-0b"));
         assert!(refusal.why.contains("does not exist"), "{}", refusal.why);
+    }
+
+    #[test]
+    fn a_volume_is_adopted_only_when_its_owner_tagged_it_for_this_cluster() {
+        // H4: another tenant's detached volume, or one tagged for another
+        // cluster, is refused naming the tag to set.
+        for v in [
+            tagged("us-east-1a", 20, None, None),
+            tagged("us-east-1a", 20, None, Some("other/db")),
+        ] {
+            let why = check(Some(&v), "vol-0abc", 1, &zones(), ADOPTER).unwrap_err();
+            assert!(
+                why.contains("not tagged ebisu.dev/adopt-by=shop/db")
+                    && why.contains("create-tags"),
+                "{why}"
+            );
+        }
     }
 }

@@ -1,14 +1,16 @@
 //! `ebisu-sidecar agent`: the long-running companion of the server. Serves
 //! health, readiness (the server answers queries; never about lag), status,
 //! Prometheus metrics and clone streams to peers, on the first start after
-//! a clone points replication at the recorded source, and after a start on
-//! a new release runs the flavor's upgrade step.
+//! a clone points replication at the recorded source, after a start on a
+//! new release runs the flavor's upgrade step, and on MariaDB keeps READ_ONLY
+//! ADMIN to ebisu's own accounts.
 
 mod clone_server;
 pub mod fence;
 mod metrics;
 mod offline_mode;
 pub mod primary_lease;
+mod read_only_admin;
 mod replication_bootstrap;
 mod reseed;
 pub mod source_watch;
@@ -115,7 +117,25 @@ pub struct Shared {
     heard: Arc<std::sync::Mutex<source_watch::Heard>>,
     /// Connections kept open for a fence.
     fencer: Arc<fence::Fencer>,
+    /// The last readiness look and when it was taken: concurrent and
+    /// repeated `/readyz` requests share it.
+    ready: tokio::sync::Mutex<Option<(tokio::time::Instant, ReadyLook)>>,
 }
+
+/// What a readiness look found.
+type ReadyLook = Result<Ready, String>;
+
+/// A server that answered a readiness look.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    read_only: bool,
+    semi_sync_source: bool,
+    semi_sync_waiting: bool,
+}
+
+/// How long a readiness look answers every `/readyz` request: a flood of
+/// requests costs the server one query per period, never a connection each.
+const READY_FRESH: Duration = Duration::from_millis(200);
 
 impl Shared {
     /// Shared state for an agent.
@@ -129,6 +149,7 @@ impl Shared {
             upgrade_error: std::sync::Mutex::new(None),
             heard: Arc::default(),
             fencer: Arc::default(),
+            ready: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -191,6 +212,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
         shared.config.failover_after,
     ));
     tokio::spawn(source_watch::run(shared.clone(), shared.heard.clone()));
+    tokio::spawn(read_only_admin::run(shared.clone()));
     tokio::spawn(offline_mode::run(shared.clone()));
     if let Some(lease) = shared.config.lease.clone() {
         tokio::spawn(primary_lease::run(
@@ -206,8 +228,9 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
 }
 
 /// Requests to the unauthenticated endpoints that talk to the server
-/// (readiness, status, metrics) in flight at once; more are refused with
-/// 503 at once, so a flood can never use up the server's connections.
+/// (status, metrics) in flight at once; more are refused with 503 at once,
+/// so a flood can never use up the server's connections. Readiness has no
+/// such limit: its looks are shared (see [`READY_FRESH`]).
 const MAX_OBSERVERS: usize = 4;
 /// The longest such a request may take.
 const OBSERVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -226,12 +249,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .concurrency_limit(MAX_OBSERVERS)
         .timeout(OBSERVER_TIMEOUT);
     let observers = Router::new()
-        .route(PATH_READYZ, get(readyz))
         .route(PATH_STATUS, get(status))
         .route(PATH_METRICS, get(metrics::render))
         .layer(bounded);
     Router::new()
         .route(PATH_HEALTHZ, get(|| async { "ok" }))
+        // Outside the observers' limit, so a flood of them cannot make the
+        // primary unready; its looks are shared instead.
+        .route(PATH_READYZ, get(readyz))
         .route(PATH_CLONE, get(clone_server::serve))
         .route(PATH_RESEED, axum::routing::post(reseed::request))
         .merge(observers)
@@ -250,34 +275,21 @@ async fn shutdown() {
 }
 
 /// Ready means the server answers queries. Lag never makes a replica unready:
-/// whether it may be promoted is the operator's decision.
-/// Ready when the server answers; on a semi-sync source the answer also
+/// whether it may be promoted is the operator's decision. On a semi-sync
+/// source the answer also
 /// says whether commits still wait for acknowledgements (the same look, so
 /// the operator's twice-a-second probe learns of a fallback at once).
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let check = async {
-        let mut conn = shared.monitor_conn().await?;
-        let flavor = shared.flavor(&mut conn).await?;
-        let read_only: Option<i64> =
-            conn.query_first(flavor.fence_state_query())
-                .await
-                .map_err(|source| server::Error::Sql {
-                    action: "read the fence state",
-                    source,
-                })?;
-        let semi_sync = ebisu_mysql::driver::read_semi_sync(&mut conn, flavor).await?;
-        Ok::<_, server::Error>((read_only.unwrap_or(1) != 0, semi_sync))
-    };
-    match tokio::time::timeout(Duration::from_secs(3), check).await {
-        Ok(Ok((read_only, semi_sync))) => {
-            let server = if read_only {
+    match shared.ready_look().await {
+        Ok(ready) => {
+            let server = if ready.read_only {
                 SERVER_READ_ONLY
             } else {
                 SERVER_WRITABLE
             };
             let mut response = (StatusCode::OK, [(HEADER_SERVER, server)], "ready").into_response();
-            if semi_sync.source_enabled {
-                let state = if semi_sync.source_active {
+            if ready.semi_sync_source {
+                let state = if ready.semi_sync_waiting {
                     SEMI_SYNC_WAITING
                 } else {
                     SEMI_SYNC_FALLEN_BACK
@@ -288,12 +300,44 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
             }
             response
         }
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server did not answer in 3s",
-        )
-            .into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+impl Shared {
+    /// The latest readiness look, taken now unless one is fresh: requests
+    /// that arrive while a look runs wait for it and share its answer.
+    async fn ready_look(&self) -> ReadyLook {
+        let mut slot = self.ready.lock().await;
+        if let Some((at, look)) = slot.as_ref()
+            && at.elapsed() < READY_FRESH
+        {
+            return look.clone();
+        }
+        let check = async {
+            let mut conn = self.monitor_conn().await?;
+            let flavor = self.flavor(&mut conn).await?;
+            let read_only: Option<i64> = conn
+                .query_first(flavor.fence_state_query())
+                .await
+                .map_err(|source| server::Error::Sql {
+                    action: "read the fence state",
+                    source,
+                })?;
+            let semi_sync = ebisu_mysql::driver::read_semi_sync(&mut conn, flavor).await?;
+            Ok::<_, server::Error>(Ready {
+                read_only: read_only.unwrap_or(1) != 0,
+                semi_sync_source: semi_sync.source_enabled,
+                semi_sync_waiting: semi_sync.source_active,
+            })
+        };
+        let look = match tokio::time::timeout(Duration::from_secs(3), check).await {
+            Ok(Ok(ready)) => Ok(ready),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the server did not answer in 3s".to_owned()),
+        };
+        *slot = Some((tokio::time::Instant::now(), look.clone()));
+        look
     }
 }
 
@@ -419,7 +463,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_flood_of_status_requests_is_refused_beyond_the_limit_not_queued() {
+    async fn a_flood_of_status_requests_is_refused_beyond_the_limit_and_readiness_is_shared() {
         let (port, accepted) = hanging_server().await;
         let dir = tempfile::tempdir().unwrap();
         let entries: Vec<(&str, &str)> = secret_keys::ALL
@@ -463,7 +507,7 @@ mod tests {
             async move {
                 let started = std::time::Instant::now();
                 let status = client
-                    .get(format!("http://{agent}{PATH_READYZ}"))
+                    .get(format!("http://{agent}{PATH_STATUS}"))
                     .send()
                     .await
                     .map(|r| r.status());
@@ -483,6 +527,29 @@ mod tests {
         assert!(
             accepted.load(std::sync::atomic::Ordering::SeqCst) <= MAX_OBSERVERS,
             "the server saw at most {MAX_OBSERVERS} connections"
+        );
+        // Readiness is outside that limit: a flood of it shares one look
+        // (one more connection), and every request is answered.
+        let asks = (0..12).map(|_| {
+            let client = client.clone();
+            async move {
+                client
+                    .get(format!("http://{agent}{PATH_READYZ}"))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            }
+        });
+        let answers: Vec<_> = futures::future::join_all(asks).await;
+        assert!(
+            answers
+                .iter()
+                .all(|s| matches!(s, Ok(s) if *s == StatusCode::SERVICE_UNAVAILABLE)),
+            "{answers:?}"
+        );
+        assert!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst) <= MAX_OBSERVERS + 1,
+            "readiness looks were shared"
         );
         // Liveness is never refused.
         let health = client

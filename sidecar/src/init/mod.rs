@@ -56,6 +56,9 @@ pub enum Error {
     /// Setting the data aside for a re-seed failed.
     #[error(transparent)]
     SetAside(#[from] crate::set_aside::Error),
+    /// A re-seed's copy would not fit beside the data set aside.
+    #[error("failed to start a fresh copy: {0}")]
+    NoRoom(String),
     /// No donor could provide a copy in time.
     #[error(
         "failed to seed the data directory: no donor succeeded within {waited:?} (last error: {last})"
@@ -161,6 +164,13 @@ pub async fn run(
     if dir.join(SEEDING_MARKER).exists() {
         warn!(dir = %dir.display(), "an earlier seed was interrupted; wiping its partial data");
         wipe(dir)?;
+    }
+    if is_empty(dir)?
+        && let Some(kept) = crate::set_aside::newest_kept(dir)?
+    {
+        let set_aside = crate::set_aside::bytes_under(&kept)?;
+        let free = crate::set_aside::free_bytes(dir)?;
+        crate::set_aside::room_for_copy(free, set_aside).map_err(Error::NoRoom)?;
     }
     let started = Instant::now();
     let backoff = ExponentialBuilder::default()

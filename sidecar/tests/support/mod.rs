@@ -399,6 +399,8 @@ impl Instance {
 
     /// `/readyz`'s semi-sync header, when it has one.
     pub async fn readyz_semi_sync(&self) -> Option<String> {
+        // Readiness looks are shared for 200 ms: ask after the last one.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let response = reqwest::get(format!("{}{}", self.agent_url(), agent::PATH_READYZ))
             .await
             .unwrap();

@@ -42,6 +42,7 @@ pub mod faults;
 pub mod kubectl;
 pub mod kubelet_api;
 pub mod layout;
+pub mod misuse;
 pub mod network;
 pub mod nodes;
 pub mod provisioner;

@@ -10,7 +10,9 @@
 //! loss fails over, each under a writer that checks no acknowledged write
 //! is lost and a poller that checks two servers are never writable, as is a
 //! new image tag rolled through the replicas and one switchover (after a
-//! `mysqlConfig` setting applied online, without one).
+//! `mysqlConfig` setting applied online, without one). A `GRANT ALL`
+//! account writes only to the primary, a primary label moved by hand is put
+//! back, and a scale to one instance and back keeps writing.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 use std::{path::Path, time::Duration};
@@ -216,6 +218,9 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
     ] {
         m.drill(fault, TABLE, Duration::from_secs(8));
     }
+    m.grant_all_writes_only_to_the_primary(TABLE);
+    m.a_moved_primary_label_is_put_back(TABLE);
+    m.scaling_to_one_and_back_keeps_writing(TABLE);
 
     // A new image tag rolls through the replicas and one switchover.
     m.wait("a healthy cluster", Duration::from_secs(300), |m| {

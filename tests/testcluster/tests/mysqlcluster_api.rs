@@ -191,6 +191,37 @@ fn api_server_accepts_the_crd_and_refuses_bad_specs() {
             "any spelling",
         );
     }
+    for key in [
+        "binlog-ignore-db",
+        "replicate_do_db",
+        "init_slave",
+        "plugin_load_add",
+    ] {
+        assert_refused(
+            create(
+                "cfg",
+                &format!("{{storage: {{size: 10Gi}}, mysqlConfig: {{{key}: 'x'}}}}"),
+            ),
+            "spec.mysqlConfig",
+            "lose or skip replicated writes",
+        );
+    }
+    assert_refused(
+        create(
+            "cfg",
+            "{storage: {size: 10Gi}, mysqlConfig: {'max connections': '10'}}",
+        ),
+        "spec.mysqlConfig",
+        "fix the key",
+    );
+    assert_refused(
+        create(
+            "cfg",
+            r#"{storage: {size: 10Gi}, mysqlConfig: {sql_mode: "STRICT_ALL_TABLES\ninit_file = /tmp/x"}}"#,
+        ),
+        "spec.mysqlConfig",
+        "one line",
+    );
     assert_refused(
         create("blank", "{image: '   ', storage: {size: 10Gi}}"),
         "spec.image",

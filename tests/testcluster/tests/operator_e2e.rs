@@ -641,21 +641,66 @@ fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &Scenario) {
     );
 }
 
-/// `spec.storage.ebs.volumes`: a volume made beforehand at EC2 becomes the
-/// instance's volume, in its zone; a wrong id is a condition naming it, and
-/// the instance is not created (so it never gets a new, empty volume).
+/// `spec.storage.ebs.volumes`: a volume made beforehand at EC2 and tagged
+/// by its owner for the cluster becomes the instance's volume, in its zone,
+/// with the credentials the user brings (none are generated for given
+/// volumes); a wrong id, or a volume not tagged for the cluster, is a
+/// condition naming it, and the instance is not created (so it never gets a
+/// new, empty volume).
 fn given_volumes_are_checked_and_bound(e: &Scenario) {
     let ec2 = ebisu_testcluster::ec2::client();
-    let created = e
-        .block_on(
-            ec2.create_volume()
-                .availability_zone("us-east-1b")
-                .size(10)
-                .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
-                .send(),
-        )
-        .unwrap();
-    let id = created.volume_id().unwrap().to_owned();
+    let create = |adopter: Option<&str>| {
+        let mut request = ec2
+            .create_volume()
+            .availability_zone("us-east-1b")
+            .size(10)
+            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3);
+        if let Some(adopter) = adopter {
+            request = request.tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("ebisu.dev/adopt-by")
+                            .value(adopter)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        e.block_on(request.send())
+            .unwrap()
+            .volume_id()
+            .unwrap()
+            .to_owned()
+    };
+    let id = create(Some(&format!("{NS}/ledger")));
+    let foreign = create(None);
+    // Given volumes get no generated credentials (they may hold data made
+    // with others): the user brings them.
+    let mut secret = vec![
+        "-n".to_owned(),
+        NS.to_owned(),
+        "create".to_owned(),
+        "secret".to_owned(),
+        "generic".to_owned(),
+        "ledger-credentials".to_owned(),
+    ];
+    for (key, value) in [
+        ("root-password", "Ledger-root-0123456789abcdef"),
+        ("operator-user", "ebisu_operator"),
+        ("operator-password", "Ledger-operator-0123456789ab"),
+        ("replication-user", "ebisu_repl"),
+        ("replication-password", "Ledger-repl-0123456789abcdef"),
+        ("clone-user", "ebisu_clone"),
+        ("clone-password", "Ledger-clone-0123456789abcde"),
+        ("clone-token", "Ledger-token-0123456789abcdef"),
+        ("monitor-user", "ebisu_monitor"),
+        ("monitor-password", "Ledger-monitor-0123456789abc"),
+    ] {
+        secret.push(format!("--from-literal={key}={value}"));
+    }
+    e.kubectl(&secret.iter().map(String::as_str).collect::<Vec<_>>());
     let manifest = format!(
         "apiVersion: ebisu.dev/v1alpha1
 kind: MySQLCluster
@@ -680,6 +725,18 @@ spec:
     ebs:
       type: gp3
       volumes: [vol-0000000000000dead]
+---
+apiVersion: ebisu.dev/v1alpha1
+kind: MySQLCluster
+metadata:
+  name: thief
+spec:
+  replicas: 1
+  storage:
+    size: 10Gi
+    ebs:
+      type: gp3
+      volumes: [{foreign}]
 "
     );
     let path = std::env::temp_dir().join("ebisu-static-volumes.yaml");
@@ -748,5 +805,14 @@ spec:
         e.get("pods", "{.items[*].metadata.name}")
             .split(' ')
             .all(|p| p != "audit-0")
+    );
+    e.wait("the untagged volume refused", Duration::from_secs(60), |e| {
+        e.events().contains(&format!(
+            "thief-0 cannot use {foreign}: volume {foreign} is not tagged ebisu.dev/adopt-by={NS}/thief"
+        ))
+    });
+    assert!(
+        e.k.try_run(&["-n", NS, "get", "pvc/data-thief-0"]).is_err(),
+        "no claim for thief-0: the volume is never mounted"
     );
 }

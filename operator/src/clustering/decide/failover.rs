@@ -47,6 +47,7 @@ pub(super) fn consider(input: &Input<'_>, primary: &ServerState, decision: &mut 
     if population(input, &primary.pod).is_empty() {
         // A single instance: nobody to fail over to; its pod's readiness says
         // it is down, and a disruption says why.
+        super::refuse_force(input, decision, "the cluster has a single instance");
         let draining = primary.node.as_ref().is_some_and(|n| n.draining);
         if primary.terminating || draining {
             decision.problems.push(Problem::SingleInstanceDisruption {
@@ -277,6 +278,24 @@ pub(super) fn resume(input: &Input<'_>, operation: &Operation, decision: &mut De
         .any(|s| s.answered() && s.replication.as_ref().is_some_and(|r| r.io_running))
     {
         stop_receivers(input, old, decision);
+        return;
+    }
+    // A replica restarted since it received has its applier stopped (the
+    // servers start with replication off): it may hold what nobody else
+    // does, so it applies its relay log before anyone is chosen (M6).
+    let appliers: Vec<Action> = population(input, &old.pod)
+        .into_iter()
+        .filter(|s| {
+            s.answered()
+                && s.replication
+                    .as_ref()
+                    .is_some_and(|r| !r.sql_running && r.sql_error.is_none())
+        })
+        .map(|s| Action::StartApplier(s.pod.clone()))
+        .collect();
+    if !appliers.is_empty() {
+        decision.step(appliers);
+        decision.sooner(Again::Now);
         return;
     }
     // The proof again, now that the candidate is chosen: a replica that

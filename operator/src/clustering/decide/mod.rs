@@ -21,7 +21,9 @@ mod tests;
 mod update;
 mod version;
 
-use ebisu_api::{ClusteringMemory, FailoverMode, InstanceRole, UpdateStrategy};
+use ebisu_api::{
+    ClusteringMemory, FailoverMode, InstanceRole, UpdateStrategy, names::ANNOTATION_FORCE_FAILOVER,
+};
 use ebisu_mysql::GtidSet;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -95,6 +97,13 @@ pub enum Action {
         /// Source side (primary) or replica side.
         as_primary: bool,
     },
+    /// Stop waiting for acknowledgements on the primary of a cluster whose
+    /// spec has no semi-sync (scaled to one instance, or `semiSync: false`):
+    /// its commits would otherwise wait for a replica that is gone.
+    DisableSemiSync(String),
+    /// Start a replica's applier alone (it was stopped by a restart): what
+    /// its relay log holds is applied, so a failover can count it.
+    StartApplier(String),
     /// Stop a replica's receiver, keeping what it received, so that the
     /// lost primary can get no more acknowledgements.
     StopReceiver(String),
@@ -154,6 +163,8 @@ impl Action {
             | Self::Fence { pod, .. }
             | Self::Replicate { pod, .. }
             | Self::EnableSemiSync { pod, .. }
+            | Self::DisableSemiSync(pod)
+            | Self::StartApplier(pod)
             | Self::StopReceiver(pod)
             | Self::CatchUp { pod, .. }
             | Self::WaitApplied { pod, .. }
@@ -377,6 +388,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
     let mut decision = Decision::new(input.memory);
     decision.memory.held_data = Some(held_data(input));
     if let Some(operation) = &input.memory.operation {
+        refuse_force(input, &mut decision, "a change of primary is in progress");
         decision.rollout = Rollout::Waiting("a change of primary is in progress".to_owned());
         match operation.kind {
             ebisu_api::OperationKind::Switchover => {
@@ -392,20 +404,12 @@ pub fn decide(input: &Input<'_>) -> Decision {
         }
         return decision;
     }
-    let mut labelled: Vec<&ServerState> = input
-        .servers
-        .iter()
-        .filter(|s| s.role_label == Some(InstanceRole::Primary))
-        .collect();
-    if labelled.is_empty()
-        && let Some(remembered) = remembered_primary(input)
-    {
-        // Its pod lost the label (or was re-created without it): it is
-        // still the primary until a decision moves it.
-        labelled.push(remembered);
+    let claim = claimed_primary(input);
+    if let Some(why) = force_not_armed(input, &claim) {
+        refuse_force(input, &mut decision, &why);
     }
-    match labelled.as_slice() {
-        [primary] => match primary.answer {
+    match claim {
+        Claim::One(primary) => match primary.answer {
             Answer::Answered => primary_answers(input, primary, &mut decision),
             Answer::Refused => {
                 decision.memory.primary_silent_since = None;
@@ -416,23 +420,27 @@ pub fn decide(input: &Input<'_>) -> Decision {
             }
             Answer::Silent => failover::consider(input, primary, &mut decision),
         },
-        [] => match repair::choose_unlabelled(input.servers) {
-            Ok(primary) => primary_answers(input, primary, &mut decision),
-            Err(problem) => {
-                if !input.new_cluster {
-                    decision.problems.push(problem);
-                }
-                decision.step(fence_writable_others(input, ""));
+        Claim::Unclaimed { replicating } => {
+            for pod in replicating {
+                decision
+                    .problems
+                    .push(Problem::PrimaryReplicates(pod.to_owned()));
             }
-        },
-        several => {
+            match repair::choose_unlabelled(input.servers) {
+                Ok(primary) => primary_answers(input, primary, &mut decision),
+                Err(problem) => {
+                    if !input.new_cluster {
+                        decision.problems.push(problem);
+                    }
+                    decision.step(fence_writable_others(input, ""));
+                }
+            }
+        }
+        Claim::Several(several) => {
             decision.problems.push(Problem::NoPrimary(format!(
-                "{} pods are labelled primary",
-                several
-                    .iter()
-                    .map(|s| s.pod.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "{} each claim to be the primary (labelled, or remembered by ebisu), \
+                 replicate from nobody, and none holds every other's transactions",
+                several.join(", ")
             )));
             decision.step(fence_writable_others(input, ""));
         }
@@ -476,11 +484,140 @@ fn may_hold_data(input: &Input<'_>, server: &ServerState) -> bool {
             .is_none_or(|held| held.contains(&server.pod))
 }
 
-/// The primary memory names, while its pod exists and is silent (an
-/// answering one is found by the servers' state, labelled or not).
-fn remembered_primary<'a>(input: &Input<'a>) -> Option<&'a ServerState> {
-    let pod = input.memory.primary.as_deref()?;
-    input.server(pod).filter(|s| s.answer == Answer::Silent)
+/// Why the `ebisu.dev/force-failover` annotation forces nothing now, if it
+/// does not: it names a primary that is silent, or it is consumed and
+/// refused at once, never left armed for a later silence.
+fn force_not_armed(input: &Input<'_>, claim: &Claim<'_>) -> Option<String> {
+    let forced = input.policy.force_failover.as_deref()?;
+    match claim {
+        Claim::One(primary) if primary.pod == forced => match primary.answer {
+            Answer::Silent => None,
+            Answer::Answered | Answer::Refused => Some(format!("{forced} answers")),
+        },
+        Claim::One(primary) => Some(format!("{forced} is not the primary ({} is)", primary.pod)),
+        Claim::Unclaimed { .. } | Claim::Several(_) => {
+            Some("no primary is known to fail over from".to_owned())
+        }
+    }
+}
+
+/// Consumes the force annotation and says why it forced nothing.
+fn refuse_force(input: &Input<'_>, decision: &mut Decision, why: &str) {
+    if let Some(forced) = &input.policy.force_failover {
+        decision.memory.last_refusal = Some(format!(
+            "{FORCED_FAILOVER_REFUSAL} {forced} refused: {why}; the annotation was removed"
+        ));
+        decision.step(vec![Action::ConsumeAnnotation(ANNOTATION_FORCE_FAILOVER)]);
+        decision.remember();
+    }
+}
+
+/// How a refused forced failover's message starts.
+pub const FORCED_FAILOVER_REFUSAL: &str = "forced failover away from";
+
+/// Who claims to be the primary, by the servers' own state first.
+enum Claim<'a> {
+    /// One server: the primary.
+    One(&'a ServerState),
+    /// Nobody (or only servers that answer and replicate, which no primary
+    /// does): the servers' state alone must show one.
+    Unclaimed {
+        /// Claimants that replicate.
+        replicating: Vec<&'a str>,
+    },
+    /// Several that replicate from nobody, none holding every other's
+    /// transactions: only fencing is safe.
+    Several(Vec<&'a str>),
+}
+
+/// The primary: the pod ebisu remembers as primary or the pod labelled
+/// primary, whichever the servers' state bears out. A label is only a
+/// claim (anyone with `pods/patch` can move it): a claimant that answers
+/// and replicates is no primary, and between claimants that replicate from
+/// nobody, the only writable one wins, else ebisu's memory when no other
+/// writable claimant holds transactions it lacks. Labels then follow.
+fn claimed_primary<'a>(input: &Input<'a>) -> Claim<'a> {
+    let remembered = input
+        .memory
+        .primary
+        .as_deref()
+        .and_then(|pod| input.server(pod));
+    let mut claimants: Vec<&ServerState> = input
+        .servers
+        .iter()
+        .filter(|s| s.role_label == Some(InstanceRole::Primary))
+        .collect();
+    if let Some(remembered) = remembered
+        && !claimants.iter().any(|c| c.pod == remembered.pod)
+    {
+        claimants.push(remembered);
+    }
+    let (replicating, plausible): (Vec<&ServerState>, Vec<&ServerState>) = claimants
+        .into_iter()
+        .partition(|s| s.answered() && s.replication.is_some());
+    let claim = by_the_servers(remembered, &replicating, &plausible);
+    // Memory alone (no label agrees) is not enough against another
+    // writable source holding transactions it lacks: then the servers'
+    // state decides. (A read-only one is an old primary left out.)
+    if let Claim::One(primary) = claim
+        && primary.role_label != Some(InstanceRole::Primary)
+        && input.others(&primary.pod).any(|other| {
+            other.answered()
+                && !other.read_only
+                && other.replication.is_none()
+                && !holds(primary, other)
+        })
+    {
+        return Claim::Unclaimed {
+            replicating: Vec::new(),
+        };
+    }
+    claim
+}
+
+/// The claim the claimants' own state bears out (see [`claimed_primary`]).
+fn by_the_servers<'a>(
+    remembered: Option<&'a ServerState>,
+    replicating: &[&'a ServerState],
+    plausible: &[&'a ServerState],
+) -> Claim<'a> {
+    match plausible {
+        [] => Claim::Unclaimed {
+            replicating: replicating.iter().map(|s| s.pod.as_str()).collect(),
+        },
+        [one] => Claim::One(one),
+        several => {
+            let writable: Vec<&'a ServerState> = several
+                .iter()
+                .copied()
+                .filter(|s| s.answered() && !s.read_only)
+                .collect();
+            if let &[one] = writable.as_slice()
+                && (remembered.is_some_and(|r| r.pod == one.pod)
+                    || several.iter().all(|s| s.answered()))
+            {
+                // The servers say it: the one that takes writes (unless a
+                // silent claimant may have taken writes since).
+                return Claim::One(one);
+            }
+            match remembered {
+                Some(remembered)
+                    if several.iter().any(|s| s.pod == remembered.pod)
+                        && several.iter().all(|other| {
+                            // Another claimant competes only while it may
+                            // take writes ebisu's primary lacks.
+                            other.pod == remembered.pod
+                                || !other.answered()
+                                || other.read_only
+                                || holds(remembered, other)
+                        }) =>
+                {
+                    Claim::One(remembered)
+                }
+                _ => Claim::Several(several.iter().map(|s| s.pod.as_str()).collect()),
+            }
+        }
+    }
 }
 
 fn primary_answers(input: &Input<'_>, primary: &ServerState, decision: &mut Decision) {
@@ -547,6 +684,15 @@ fn report_upgrades(input: &Input<'_>, decision: &mut Decision) {
             });
         }
     }
+}
+
+/// `server` answered and holds every transaction `other` executed.
+fn holds(server: &ServerState, other: &ServerState) -> bool {
+    server.answered()
+        && match (holdings(server), &other.gtid) {
+            (Some(mine), Some(theirs)) => mine.contains(theirs).unwrap_or(false),
+            _ => false,
+        }
 }
 
 /// What `pod` holds: executed GTIDs, plus what it received when it replicates.

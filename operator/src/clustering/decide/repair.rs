@@ -6,7 +6,7 @@
 use ebisu_api::InstanceRole;
 
 use super::{Action, Decision, Input, Problem, ordinal};
-use crate::model::{Replication, ServerState};
+use crate::model::{Replication, ServerState, SourceRefusal};
 
 /// Before anyone is labelled (a new cluster): the one server that
 /// replicates from nobody and holds every other server's transactions.
@@ -132,6 +132,22 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             continue;
         }
         let serve = match &server.replication {
+            Some(r)
+                if r.source_host == primary.host
+                    && r.source_refusal()
+                        .is_some_and(|f| f != SourceRefusal::Diverged) =>
+            {
+                // A fresh copy would stop at the same place: the user's to fix.
+                decision.problems.push(Problem::ReplicationBroken {
+                    pod: server.pod.clone(),
+                    error: r
+                        .source_refusal()
+                        .map(SourceRefusal::describe)
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+                false
+            }
             Some(r) if r.sql_error.is_some() && r.source_host == primary.host => {
                 decision.problems.push(Problem::ReplicationBroken {
                     pod: server.pod.clone(),
@@ -174,6 +190,11 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             .problems
             .push(Problem::PrimaryReplicates(primary.pod.clone()));
     } else {
+        if policy.semi_sync.is_none() && primary.semi_sync_source {
+            // Scaled to one, or semi-sync turned off: with nobody left to
+            // acknowledge, every commit would wait for ever.
+            decision.step(vec![Action::DisableSemiSync(primary.pod.clone())]);
+        }
         if let Some(semi) = policy.semi_sync {
             // Enabled once enough replicas hold data; set again when its
             // settings (the timeout, the wait count) differ from the spec's.
@@ -197,6 +218,18 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
                 decision
                     .problems
                     .push(Problem::SemiSyncFallback(primary.pod.clone()));
+            }
+            let receiving = receiving_from(input, primary);
+            if primary.semi_sync_source
+                && primary.semi_sync_active
+                && u32::try_from(receiving.len()).unwrap_or(u32::MAX) < semi.wait_for_replicas
+            {
+                // M16: a replica restarting in a cluster with no spare one.
+                decision.problems.push(Problem::WritesWaitForReplicas {
+                    pod: primary.pod.clone(),
+                    wait_for_replicas: semi.wait_for_replicas,
+                    receiving,
+                });
             }
         }
         if primary.read_only {
@@ -226,7 +259,28 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
     decision.step(replication);
     decision.step(labels);
     // Last, and only once fenced and out of every Service.
-    decision.step(reseeds);
+    decision.step(one_reseed_at_a_time(input, primary, reseeds));
+}
+
+/// At most one re-seed, none while another instance is away (silent, or
+/// still seeding), and none while the primary itself replicates (it may
+/// hold less than the servers found unfit): a cause that makes every
+/// replica look unfit must never take them all down at once.
+fn one_reseed_at_a_time(
+    input: &Input<'_>,
+    primary: &ServerState,
+    reseeds: Vec<Action>,
+) -> Vec<Action> {
+    let Some(first) = reseeds.into_iter().next() else {
+        return Vec::new();
+    };
+    if primary.replication.is_some() {
+        return Vec::new();
+    }
+    let away = input
+        .others(&primary.pod)
+        .any(|s| Some(s.pod.as_str()) != first.pod() && (!s.answered() || s.seed_pending));
+    if away { Vec::new() } else { vec![first] }
 }
 
 /// Replicas that hold data and are configured to replicate: once there
@@ -240,6 +294,21 @@ fn replicas_with_data(input: &Input<'_>, primary: &ServerState) -> u32 {
         .filter(|s| s.answered() && s.replication.is_some())
         .count();
     u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+/// Replicas whose receiver runs against the primary now: those that can
+/// acknowledge its commits.
+fn receiving_from(input: &Input<'_>, primary: &ServerState) -> Vec<String> {
+    input
+        .others(&primary.pod)
+        .filter(|s| {
+            s.answered()
+                && s.replication
+                    .as_ref()
+                    .is_some_and(|r| r.source_host == primary.host && r.io_running)
+        })
+        .map(|s| s.pod.clone())
+        .collect()
 }
 
 fn reads(pod: &str, serve: bool) -> Action {

@@ -16,9 +16,17 @@ use super::{
 use crate::model::ServerState;
 
 /// Why the primary should move now, if it should.
+/// The reason of a switchover away from an instance scaled away.
+const SCALE_DOWN: &str = "ScaleDown";
+
 fn trigger(input: &Input<'_>, primary: &ServerState) -> Option<&'static str> {
     if input.policy.switchover_request.is_some() {
         return Some("Requested");
+    }
+    if ordinal(&primary.pod) >= input.policy.instances {
+        // Scaled below the primary (by the user, whatever the failover
+        // mode): its pod is kept until it has moved.
+        return Some(SCALE_DOWN);
     }
     if !input.policy.automatic() {
         return None;
@@ -152,6 +160,12 @@ fn unsuitable(
     }
     if !replication.io_running || !replication.sql_running {
         return Some(format!("{pod}'s replication is stopped"));
+    }
+    if ordinal(pod) >= input.policy.instances {
+        return Some(format!(
+            "{pod} is scaled away (spec.replicas is {})",
+            input.policy.instances
+        ));
     }
     if !check_lag {
         return None;

@@ -240,13 +240,49 @@ fn a_forced_failover_goes_ahead_and_consumes_the_annotation() {
         d.memory.operation.as_ref().map(|o| o.reason.as_str()),
         Some("Forced")
     );
-    // Naming another pod forces nothing.
+    // Naming another pod forces nothing, and is consumed at once (M2).
     let other = Policy {
         force_failover: Some("db-1".to_owned()),
         ..policy()
     };
     let d = decide_with(&lost(), &other, &memory);
     assert!(d.memory.operation.is_none());
+    assert!(has(
+        &d,
+        &Action::ConsumeAnnotation(ANNOTATION_FORCE_FAILOVER)
+    ));
+    assert!(
+        d.memory
+            .last_refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("db-1 is not the primary (db-0 is)")),
+        "{:?}",
+        d.memory.last_refusal
+    );
+}
+
+#[test]
+fn a_force_naming_a_primary_that_answers_is_consumed_never_armed() {
+    // M2: left in place it would skip every safety check at the next
+    // silence, months later.
+    let forced = Policy {
+        force_failover: Some("db-0".to_owned()),
+        ..policy()
+    };
+    let d = decide_with(&settled_three(), &forced, &healthy_memory());
+    assert!(has(
+        &d,
+        &Action::ConsumeAnnotation(ANNOTATION_FORCE_FAILOVER)
+    ));
+    assert!(d.memory.operation.is_none());
+    assert!(
+        d.memory
+            .last_refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("db-0 answers")),
+        "{:?}",
+        d.memory.last_refusal
+    );
 }
 
 #[test]
@@ -339,7 +375,11 @@ fn an_old_primary_that_returns_with_errant_writes_is_fenced_and_left_out() {
     // a domain the new primary lacks.
     let mut servers = servers.to_vec();
     servers[0].gtid = gtid("0-100-12,1-100-1");
-    let d = run(&servers);
+    let after_failover = ClusteringMemory {
+        primary: Some("db-1".to_owned()),
+        ..healthy_memory()
+    };
+    let d = decide_with(&servers, &policy(), &after_failover);
     assert_eq!(d.steps[0], vec![fence("db-0")]);
     assert!(matches!(&d.problems[..], [Problem::ErrantTransactions { pod, .. }] if pod == "db-0"));
     assert!(
@@ -357,7 +397,11 @@ fn an_old_primary_that_returns_with_nothing_extra_rejoins_as_a_replica() {
         primary("db-1", "0-100-14"),
         replica("db-2", "0-100-14", "db-1"),
     ];
-    let d = run(&servers);
+    let after_failover = ClusteringMemory {
+        primary: Some("db-1".to_owned()),
+        ..healthy_memory()
+    };
+    let d = decide_with(&servers, &policy(), &after_failover);
     assert_eq!(d.steps[0], vec![fence("db-0")]);
     assert!(has(
         &d,
@@ -694,4 +738,31 @@ fn a_pod_is_forgotten_only_once_gone_and_scaled_away() {
             "db-2".to_owned()
         ])
     );
+}
+
+#[test]
+fn a_replica_restarted_with_its_applier_stopped_applies_before_anyone_is_chosen() {
+    // M6: it may hold the only copy of an acknowledged write in its relay
+    // log; choosing without it would lose it (or, on MySQL, find nobody).
+    let mut restarted = stopped(replica("db-2", "", "db-0"), "0-100-9", "0-100-12");
+    if let Some(r) = restarted.replication.as_mut() {
+        r.sql_running = false;
+    }
+    let servers = [
+        silent(primary("db-0", "0-100-12")),
+        stopped(replica("db-1", "", "db-0"), "0-100-10", "0-100-10"),
+        restarted,
+    ];
+    let d = decide_with(
+        &servers,
+        &policy(),
+        &failing_over(OperationStep::StoppingReceivers, None),
+    );
+    assert_eq!(
+        d.steps,
+        vec![vec![Action::StartApplier("db-2".to_owned())]],
+        "{d:?}"
+    );
+    assert_eq!(d.again, Again::Now);
+    assert!(d.memory.operation.is_some(), "the failover goes on");
 }

@@ -74,6 +74,7 @@ fn replica(pod: &str, seq: &str, source: &str) -> ServerState {
             source_host: host(source),
             io_running: true,
             io_errno: 0,
+            io_error: None,
             sql_running: true,
             sql_error: None,
             lag_seconds: Some(0),

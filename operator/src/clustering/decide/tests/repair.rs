@@ -58,7 +58,8 @@ fn a_fresh_server_alone_becomes_primary() {
 
 #[test]
 fn no_primary_is_chosen_while_a_server_does_not_answer() {
-    let d = run(&[
+    // Nothing remembers a primary (the labels are gone too).
+    let d = run_unremembered(&[
         unlabelled(primary("db-0", "0-100-3")),
         silent(unlabelled(replica("db-1", "0-100-3", "db-0"))),
     ]);
@@ -100,6 +101,8 @@ fn a_new_clusters_first_seconds_are_no_problem() {
 fn two_unlabelled_sources_pick_the_one_with_every_transaction() {
     let behind = unlabelled(primary("db-0", "0-100-3"));
     let ahead = unlabelled(primary("db-1", "0-100-5"));
+    // Memory names db-0, but db-1, a source too, holds more: the servers'
+    // state decides.
     let d = run(&[behind, ahead]);
     assert_eq!(d.primary.as_deref(), Some("db-1"));
     assert_eq!(d.steps[0], vec![fence("db-0")]);
@@ -215,7 +218,13 @@ fn a_replica_the_primary_refuses_to_stream_to_is_treated_as_diverged() {
         r.io_errno = 1236;
     }
     let d = run(&[primary("db-0", "0-100-12"), diverged]);
-    assert!(matches!(&d.problems[..], [Problem::Diverged { pod }] if pod == "db-1"));
+    assert!(
+        d.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Diverged { pod } if pod == "db-1")),
+        "{:?}",
+        d.problems
+    );
     assert!(has(&d, &Action::Unlabel("db-1".to_owned())));
     assert!(!d.actions().any(|a| matches!(a, Action::Replicate { .. })));
     assert!(
@@ -230,7 +239,7 @@ fn a_fresh_copy_is_left_to_its_agent_but_fenced_if_writable() {
     fresh.replication = None;
     fresh.seed_pending = true;
     let d = run(&[primary("db-0", "0-100-9"), fresh.clone()]);
-    assert!(d.is_settled(), "{d:?}");
+    assert!(d.steps.is_empty(), "{d:?}");
     fresh.read_only = false;
     let d = run(&[primary("db-0", "0-100-9"), fresh]);
     assert_eq!(d.steps, vec![vec![fence("db-1")]]);
@@ -300,9 +309,10 @@ fn semi_sync_replica_side_is_enabled_on_replicas() {
         &no_semi_sync(),
         &healthy_memory(),
     );
-    assert!(
-        d.is_settled(),
-        "semi-sync off in the spec: nothing to enable"
+    assert_eq!(
+        d.actions().collect::<Vec<_>>(),
+        [&Action::DisableSemiSync("db-0".to_owned())],
+        "semi-sync off in the spec: nothing to enable, the primary stops waiting"
     );
 }
 
@@ -393,7 +403,9 @@ fn a_labelled_primary_that_replicates_is_reported_and_left_read_only() {
 
 #[test]
 fn two_labelled_primaries_are_a_problem_and_only_fencing_happens() {
-    let d = run(&[primary("db-0", "0-100-9"), primary("db-1", "0-100-9")]);
+    // db-1 holds a transaction the remembered primary lacks: neither is
+    // shown to be the primary.
+    let d = run(&[primary("db-0", "0-100-9"), primary("db-1", "0-100-10")]);
     assert_eq!(d.primary, None);
     assert!(
         matches!(d.problems.as_slice(), [Problem::NoPrimary(m)] if m.contains("db-0") && m.contains("db-1"))
@@ -527,4 +539,282 @@ fn a_primary_is_named_in_the_lease_before_it_is_made_writable() {
             after: None
         }
     ));
+}
+
+#[test]
+fn scaled_to_one_the_primary_stops_waiting_for_acknowledgements() {
+    // M1: with no replica left, a primary still waiting for one would hang
+    // every commit.
+    let alone = Policy {
+        instances: 1,
+        ..no_semi_sync()
+    };
+    let d = decide_with(&[primary("db-0", "0-100-9")], &alone, &healthy_memory());
+    assert_eq!(d.primary.as_deref(), Some("db-0"));
+    assert_eq!(
+        d.steps.first(),
+        Some(&vec![Action::DisableSemiSync("db-0".to_owned())]),
+        "{d:?}"
+    );
+    assert!(writable(&d).is_empty(), "it is writable already: {d:?}");
+
+    // Once off, nothing more to do.
+    let mut off = primary("db-0", "0-100-9");
+    off.semi_sync_source = false;
+    off.semi_sync_active = false;
+    let d = decide_with(&[off.clone()], &alone, &healthy_memory());
+    assert!(
+        !d.actions().any(|a| matches!(a, Action::DisableSemiSync(_))),
+        "{d:?}"
+    );
+
+    // Back at two, semi-sync comes back once the replica replicates.
+    let d = decide_with(
+        &[off, replica("db-1", "0-100-9", "db-0")],
+        &Policy {
+            instances: 2,
+            ..policy()
+        },
+        &healthy_memory(),
+    );
+    assert!(
+        has(
+            &d,
+            &Action::EnableSemiSync {
+                pod: "db-0".to_owned(),
+                as_primary: true
+            }
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn semi_sync_is_never_disabled_while_the_spec_asks_for_it() {
+    let d = run(&settled_three());
+    assert!(
+        !d.actions().any(|a| matches!(a, Action::DisableSemiSync(_))),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_primary_left_without_enough_receiving_replicas_says_its_writes_wait() {
+    // M16: two instances, the replica restarting.
+    let two = Policy {
+        instances: 2,
+        ..policy()
+    };
+    let d = decide_with(
+        &[
+            primary("db-0", "0-100-9"),
+            silent(replica("db-1", "0-100-9", "db-0")),
+        ],
+        &two,
+        &healthy_memory(),
+    );
+    assert!(
+        d.problems.iter().any(|p| matches!(
+            p,
+            Problem::WritesWaitForReplicas { pod, wait_for_replicas: 1, receiving }
+                if pod == "db-0" && receiving.is_empty()
+        )),
+        "{:?}",
+        d.problems
+    );
+    // One replica restarting among two: the other acknowledges.
+    let d = run(&[
+        primary("db-0", "0-100-9"),
+        replica("db-1", "0-100-9", "db-0"),
+        silent(replica("db-2", "0-100-9", "db-0")),
+    ]);
+    assert!(
+        !d.problems
+            .iter()
+            .any(|p| matches!(p, Problem::WritesWaitForReplicas { .. })),
+        "{:?}",
+        d.problems
+    );
+}
+
+#[test]
+fn a_label_moved_to_a_replica_is_corrected_never_acted_on() {
+    // H6: someone labelled db-2 (which replicates from db-0 and lags) the
+    // primary and removed db-0's label.
+    let mut real = primary("db-0", "0-100-9");
+    real.role_label = None;
+    let mut claimant = replica("db-2", "0-100-7", "db-0");
+    claimant.role_label = Some(InstanceRole::Primary);
+    let d = run(&[real, replica("db-1", "0-100-9", "db-0"), claimant]);
+    assert_eq!(d.primary.as_deref(), Some("db-0"), "{d:?}");
+    assert!(has(&d, &Action::LabelPrimary("db-0".to_owned())), "{d:?}");
+    assert!(has(&d, &Action::LabelReplica("db-2".to_owned())), "{d:?}");
+    assert!(
+        !d.actions().any(|a| matches!(
+            a,
+            Action::Fence { .. } | Action::Reseed { .. } | Action::Replicate { .. }
+        )),
+        "nothing but labels changes: {d:?}"
+    );
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+}
+
+#[test]
+fn a_label_moved_while_nothing_is_remembered_follows_the_servers() {
+    // A cluster from before the memory: the labelled pod replicates, so
+    // the servers' state picks the primary.
+    let mut claimant = replica("db-2", "0-100-7", "db-0");
+    claimant.role_label = Some(InstanceRole::Primary);
+    let d = decide_with(
+        &[
+            unlabelled(primary("db-0", "0-100-9")),
+            replica("db-1", "0-100-9", "db-0"),
+            claimant,
+        ],
+        &policy(),
+        &ClusteringMemory::default(),
+    );
+    assert_eq!(d.primary.as_deref(), Some("db-0"), "{d:?}");
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::Reseed { .. } | Action::Fence { .. })),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_second_writable_claimant_holding_nothing_more_is_fenced_and_rejoins() {
+    let d = run(&[primary("db-0", "0-100-9"), primary("db-1", "0-100-9")]);
+    assert_eq!(d.primary.as_deref(), Some("db-0"), "{d:?}");
+    assert!(has(&d, &fence("db-1")), "{d:?}");
+    assert!(has(&d, &Action::LabelReplica("db-1".to_owned())), "{d:?}");
+    assert!(
+        !d.actions().any(|a| matches!(a, Action::Reseed { .. })),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn the_only_writable_claimant_is_the_primary_whatever_memory_says() {
+    // The old primary kept its label, fenced and holding an unacknowledged
+    // transaction; the new one (writable) lost its label.
+    let mut old = primary("db-0", "0-100-10");
+    old.read_only = true;
+    let mut new = unlabelled(primary("db-1", "0-100-9"));
+    new.role_label = None;
+    let memory = ClusteringMemory {
+        primary: Some("db-1".to_owned()),
+        ..healthy_memory()
+    };
+    let d = decide_with(&[old, new], &policy(), &memory);
+    assert_eq!(d.primary.as_deref(), Some("db-1"), "{d:?}");
+}
+
+#[test]
+fn a_silent_remembered_primary_outranks_an_answering_stale_label() {
+    // db-1 was made writable in a failover and then lost; db-0, the old
+    // primary, still carries its label and answers read-only: db-1 is the
+    // primary the failover rules look after, and db-0 is not made writable
+    // (db-1 may have acknowledged writes it lacks).
+    let mut old = primary("db-0", "0-100-9");
+    old.read_only = true;
+    let memory = ClusteringMemory {
+        primary: Some("db-1".to_owned()),
+        ..healthy_memory()
+    };
+    let d = decide_with(
+        &[old, silent(unlabelled(primary("db-1", "0-100-9")))],
+        &policy(),
+        &memory,
+    );
+    assert!(writable(&d).is_empty(), "{d:?}");
+    assert_eq!(d.memory.primary_silent_since, Some(at(NOW)), "{d:?}");
+}
+
+#[test]
+fn an_event_too_large_is_reported_never_re_seeded_or_repointed() {
+    // M5: 1236 for max_allowed_packet is no divergence; a copy would stop
+    // at the same event.
+    let mut stuck = replica("db-1", "0-100-9", "db-0");
+    if let Some(r) = stuck.replication.as_mut() {
+        r.io_running = false;
+        r.io_errno = 1236;
+        r.io_error = Some(
+            "Got fatal error 1236 from master when reading data from binary log: 'log event \
+             entry exceeded max_allowed_packet; Increase max_allowed_packet on master'"
+                .to_owned(),
+        );
+    }
+    let d = run(&[
+        primary("db-0", "0-100-12"),
+        stuck,
+        replica("db-2", "0-100-12", "db-0"),
+    ]);
+    assert!(
+        matches!(&d.problems[..], [Problem::ReplicationBroken { pod, error }]
+            if pod == "db-1" && error.contains("max_allowed_packet")),
+        "{:?}",
+        d.problems
+    );
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::Reseed { .. } | Action::Replicate { .. })),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn diverged_replicas_are_re_seeded_one_at_a_time() {
+    let diverged = |pod: &str| {
+        let mut s = replica(pod, "0-100-9", "db-0");
+        if let Some(r) = s.replication.as_mut() {
+            r.io_running = false;
+            r.io_errno = 13114;
+        }
+        s
+    };
+    let d = run(&[
+        primary("db-0", "0-100-12"),
+        diverged("db-1"),
+        diverged("db-2"),
+    ]);
+    let reseeds: Vec<_> = d
+        .actions()
+        .filter_map(|a| match a {
+            Action::Reseed { pod, .. } => Some(pod.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reseeds, ["db-1"], "{d:?}");
+    // While db-1 is copied, db-2 waits.
+    let mut copying = unlabelled(replica("db-1", "", "db-0"));
+    copying.answer = Answer::Silent;
+    let d = run(&[primary("db-0", "0-100-12"), copying, diverged("db-2")]);
+    assert!(
+        !d.actions().any(|a| matches!(a, Action::Reseed { .. })),
+        "{d:?}"
+    );
+}
+
+/// A decision with no primary remembered.
+fn run_unremembered(servers: &[ServerState]) -> Decision {
+    decide_with(
+        servers,
+        &policy(),
+        &ClusteringMemory {
+            primary: None,
+            ..healthy_memory()
+        },
+    )
+}
+
+#[test]
+fn a_remembered_primary_that_answers_needs_nobody_else_to_answer() {
+    // Its label lost, one replica silent: memory and the servers agree.
+    let d = run(&[
+        unlabelled(primary("db-0", "0-100-3")),
+        silent(unlabelled(replica("db-1", "0-100-3", "db-0"))),
+    ]);
+    assert_eq!(d.primary.as_deref(), Some("db-0"), "{d:?}");
+    assert!(has(&d, &Action::LabelPrimary("db-0".to_owned())), "{d:?}");
 }

@@ -355,3 +355,30 @@ fn the_old_primary_made_writable_again_is_named_in_the_lease_first() {
     let made = position(&d, |a| matches!(a, Action::MakeWritable(p) if p == "db-0"));
     assert!(held.is_some() && held < made, "{:?}", d.steps);
 }
+
+#[test]
+fn a_primary_scaled_away_hands_over_to_an_instance_that_stays() {
+    // spec.replicas 3 -> 1 while db-2 is the primary: its pod is kept
+    // until it has moved, and only db-0 may take over.
+    let servers = [
+        replica("db-0", "0-100-9", "db-2"),
+        replica("db-1", "0-100-9", "db-2"),
+        primary("db-2", "0-100-9"),
+    ];
+    let one = Policy {
+        instances: 1,
+        ..no_semi_sync()
+    };
+    let memory = ClusteringMemory {
+        primary: Some("db-2".to_owned()),
+        ..healthy_memory()
+    };
+    let d = decide_with_lease(&servers, &one, &memory, Some(&lease("db-2", 0)));
+    let completed = d
+        .completed
+        .as_ref()
+        .unwrap_or_else(|| panic!("a switchover: {d:?}"));
+    assert_eq!(completed.operation.reason, "ScaleDown");
+    assert_eq!(completed.to, "db-0", "{d:?}");
+    assert_hands_over(&d, "db-2", "db-0");
+}

@@ -241,8 +241,13 @@ fn the_primary_waits_for_a_switchover_under_manual_failover_or_alone() {
         d.rollout
     );
 
-    let alone = [outdated(primary("db-0", "0-100-9"))];
-    let d = run(&alone);
+    let mut only = outdated(primary("db-0", "0-100-9"));
+    only.semi_sync_source = false;
+    let one = Policy {
+        instances: 1,
+        ..no_semi_sync()
+    };
+    let d = decide_with(&[only], &one, &healthy_memory());
     assert!(d.actions().next().is_none(), "{d:?}");
     assert!(matches!(&d.rollout, Rollout::Waiting(why) if why.contains("only instance")));
 }
