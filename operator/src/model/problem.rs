@@ -252,18 +252,6 @@ impl Problem {
     pub fn key(&self) -> String {
         let subject = match self {
             Self::ClaimPending { claim, .. } => claim.clone(),
-            Self::CredentialsWeak { keys, in_use } => format!(
-                "the credentials Secret holds {} shorter than 16 characters or one character \
-                 repeated: {}",
-                keys.join(", "),
-                if *in_use {
-                    "the servers use them already, so the cluster keeps running; change each \
-                     on the servers (ALTER USER) and then in the Secret"
-                } else {
-                    "the cluster is not started until they are replaced with strong values \
-                     (or removed, and ebisu generates them)"
-                }
-            ),
             Self::ChildNotApplied { what } => what.clone(),
             other => other.pod().unwrap_or_default().to_owned(),
         };

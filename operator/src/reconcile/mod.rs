@@ -305,23 +305,16 @@ fn applied_problems(applied: &apply::Applied, holds_data: bool) -> Vec<Problem> 
             }
         })
         .collect();
+    let owned = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect();
     if !applied.credentials_weak.is_empty() {
         problems.push(Problem::CredentialsWeak {
-            keys: applied
-                .credentials_weak
-                .iter()
-                .map(|k| (*k).to_owned())
-                .collect(),
+            keys: owned(&applied.credentials_weak),
             in_use: holds_data,
         });
     }
     if !applied.credentials_missing.is_empty() {
         problems.push(Problem::CredentialsMissing {
-            keys: applied
-                .credentials_missing
-                .iter()
-                .map(|k| (*k).to_owned())
-                .collect(),
+            keys: owned(&applied.credentials_missing),
         });
     }
     problems

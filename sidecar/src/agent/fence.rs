@@ -38,7 +38,7 @@ impl Fencer {
     pub async fn prepare(&self, shared: &Shared) {
         let mut conns = self.conns.lock().await;
         while conns.len() < 2 {
-            match tokio::time::timeout(Duration::from_secs(1), root(shared)).await {
+            match tokio::time::timeout(Duration::from_secs(1), shared.root_conn()).await {
                 Ok(Ok(conn)) => conns.push(conn),
                 _ => return,
             }
@@ -54,7 +54,7 @@ impl Fencer {
         let mut conns = std::mem::take(&mut *self.conns.lock().await);
         let first = match conns.pop() {
             Some(conn) => conn,
-            None => root(shared).await?,
+            None => shared.root_conn().await?,
         };
         let flavor = shared.known_flavor();
         let (statements, patience) = if urgent {
@@ -89,7 +89,7 @@ async fn fence(
             let release = async {
                 let mut other = match second {
                     Some(conn) => conn,
-                    None => root(shared).await?,
+                    None => shared.root_conn().await?,
                 };
                 end_sessions(shared, flavor, &mut other).await?;
                 // Without the semi-sync plugin there is nothing to release.
@@ -102,15 +102,6 @@ async fn fence(
         }
     }
     end_sessions(shared, flavor, &mut first).await
-}
-
-async fn root(shared: &Shared) -> Result<Conn, server::Error> {
-    server::connect(
-        &shared.config.endpoint,
-        "root",
-        shared.credentials.root_password.reveal(),
-    )
-    .await
 }
 
 /// Ends every client session but the service users' (root's too: on

@@ -178,6 +178,17 @@ impl Shared {
         .await
     }
 
+    /// A root connection over the server's socket (root@localhost: what
+    /// fences, revokes and bootstraps replication).
+    async fn root_conn(&self) -> Result<mysql_async::Conn, server::Error> {
+        server::connect(
+            &self.config.endpoint,
+            "root",
+            self.credentials.root_password.reveal(),
+        )
+        .await
+    }
+
     fn upgrade_error(&self) -> Option<String> {
         self.upgrade_error.lock().ok().and_then(|e| e.clone())
     }

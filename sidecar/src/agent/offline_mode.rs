@@ -35,13 +35,7 @@ pub async fn run(shared: Arc<Shared>) {
         tokio::time::sleep(EVERY).await;
         let mut open = match conn.take() {
             Some(open) => open,
-            None => match server::connect(
-                &shared.config.endpoint,
-                "root",
-                shared.credentials.root_password.reveal(),
-            )
-            .await
-            {
+            None => match shared.root_conn().await {
                 Ok(open) => open,
                 Err(e) => {
                     debug!(error = %e, "server not answering; offline mode looked at later");

@@ -48,12 +48,7 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 async fn connect(shared: &Shared) -> Result<Conn, server::Error> {
-    let mut conn = server::connect(
-        &shared.config.endpoint,
-        "root",
-        shared.credentials.root_password.reveal(),
-    )
-    .await?;
+    let mut conn = shared.root_conn().await?;
     // Each server revokes on its own: never a transaction for replicas.
     server::execute(
         &mut conn,

@@ -41,12 +41,7 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
     shared.metrics.clone_bytes_received.inc_by(marker.bytes);
     // root over the local socket: the one account that may change replication
     // before the operator's users are trusted here.
-    let mut conn = server::connect(
-        &shared.config.endpoint,
-        "root",
-        shared.credentials.root_password.reveal(),
-    )
-    .await?;
+    let mut conn = shared.root_conn().await?;
     let flavor = shared.flavor(&mut conn).await?;
     // A copy made by the CLONE plugin carries its GTIDs (an empty position
     // in the marker) and may carry its donor's replication settings: point

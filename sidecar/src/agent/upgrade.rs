@@ -57,12 +57,7 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
     if shared.config.family != FlavorFamily::Mariadb {
         return Ok(());
     }
-    let mut conn = server::connect(
-        &shared.config.endpoint,
-        "root",
-        shared.credentials.root_password.reveal(),
-    )
-    .await?;
+    let mut conn = shared.root_conn().await?;
     let (running, _) = ebisu_mysql::driver::read_version(&mut conn).await?;
     drop(conn);
     let recorded = recorded_release(&shared.config.data_dir);

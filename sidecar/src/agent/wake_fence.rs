@@ -47,12 +47,7 @@ pub async fn run(shared: Arc<Shared>, failover_after: Duration) {
 }
 
 async fn fence_if_writable(shared: &Shared) -> Result<bool, server::Error> {
-    let mut conn = server::connect(
-        &shared.config.endpoint,
-        "root",
-        shared.credentials.root_password.reveal(),
-    )
-    .await?;
+    let mut conn = shared.root_conn().await?;
     let flavor = shared.flavor(&mut conn).await?;
     let read_only: Option<i64> =
         conn.query_first(flavor.fence_state_query())
