@@ -195,6 +195,11 @@ pub fn config_map(cluster: &str) -> String {
     format!("{cluster}-config")
 }
 
+/// NetworkPolicy of the instance pods.
+pub fn network_policy(cluster: &str) -> String {
+    format!("{cluster}-instances")
+}
+
 /// PodDisruptionBudget.
 pub fn pod_disruption_budget(cluster: &str) -> String {
     cluster.to_owned()

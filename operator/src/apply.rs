@@ -15,6 +15,7 @@ use k8s_openapi::api::{
     apps::v1::StatefulSet,
     coordination::v1::Lease,
     core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount},
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
     rbac::v1::{Role, RoleBinding},
     storage::v1::StorageClass,
@@ -125,6 +126,7 @@ pub async fn all(
         headless_service,
         primary_service,
         read_service,
+        network_policy,
         pod_disruption_budget,
         primary_pod_disruption_budget,
         primary_lease,
@@ -173,6 +175,10 @@ pub async fn all(
         if let Err(e) = ours_then_ssa(&services, "Service", service, cluster).await {
             applied.failures.push(e);
         }
+    }
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), ns);
+    if let Err(e) = ours_then_ssa(&policies, "NetworkPolicy", &network_policy, cluster).await {
+        applied.failures.push(e);
     }
     let budgets = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
     if let Err(e) = ours_then_ssa(

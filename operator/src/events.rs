@@ -17,7 +17,10 @@ use kube::{
 use tracing::warn;
 
 use crate::{
-    clustering::{Action, execute::Executed},
+    clustering::{
+        Action,
+        execute::{ActionError, Executed},
+    },
     fencing::FencingReport,
     model::{Problem, well_known::OUT_OF_SERVICE},
 };
@@ -146,6 +149,10 @@ pub fn for_outcome(outcome: &Executed) -> Vec<Note> {
         })
         .collect();
     for (action, error) in &outcome.failed {
+        if matches!(error, ActionError::ReseedRefused { .. }) {
+            // Reported as a problem: a condition and one Event.
+            continue;
+        }
         let what = describe(action).map_or_else(|| "record progress".to_owned(), |(_, m)| m);
         notes.push(Note::warning(
             "RepairFailed",
@@ -330,7 +337,6 @@ pub fn about<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> Obje
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clustering::execute::ActionError;
 
     fn broken(pod: &str, error: &str) -> Problem {
         Problem::ReplicationBroken {

@@ -38,6 +38,15 @@ struct Args {
     #[arg(long, env = "EBISU_WATCH_NAMESPACES", value_delimiter = ',')]
     watch_namespaces: Vec<String>,
 
+    /// Allow `spec.storage.ebs.volumes` (needs PersistentVolume create and
+    /// patch).
+    #[arg(long, env = "EBISU_GIVEN_VOLUMES")]
+    given_volumes: bool,
+
+    /// Allow `spec.replication.fenceNodes` (needs Node patch).
+    #[arg(long, env = "EBISU_FENCE_NODES")]
+    fence_nodes: bool,
+
     /// Address of the health endpoints (/healthz, /readyz).
     #[arg(long, env = "EBISU_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
     health_listen: String,
@@ -103,6 +112,10 @@ async fn main() -> std::process::ExitCode {
     let settings = OperatorSettings {
         sidecar_image: args.sidecar_image,
         operator_namespace: namespace.clone(),
+        features: ebisu_operator::rbac::Features {
+            given_volumes: args.given_volumes,
+            fence_nodes: args.fence_nodes,
+        },
     };
     tracing::info!(sidecar_image = %settings.sidecar_image, "starting the MySQLCluster controller");
     let namespaces: Vec<String> = args

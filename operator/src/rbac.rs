@@ -4,6 +4,12 @@
 //! and a line nobody needs is noticed.
 //!
 //! - [`CLUSTER_RULES`]: cluster-scoped objects, always in the ClusterRole.
+//! - [`GIVEN_VOLUME_RULES`] and [`NODE_FENCING_RULES`]: cluster-scoped
+//!   writes only the features `spec.storage.ebs.volumes` and
+//!   `spec.replication.fenceNodes` need, granted only when the chart turns
+//!   those features on (`features.givenVolumes`, `features.fenceNodes`):
+//!   creating PersistentVolumes can mount any host path, and patching Nodes
+//!   can taint any node, so a default install can do neither.
 //! - [`WORKLOAD_RULES`]: what lives in a MySQLCluster's namespace. In the
 //!   ClusterRole by default; with the chart's `watchNamespaces`, in a Role
 //!   per watched namespace instead, so the operator can read no Secret
@@ -37,13 +43,10 @@ const fn rule(group: &'static str, resource: &'static str, verbs: &'static [&'st
 /// Cluster-scoped objects the operator reads or manages.
 pub const CLUSTER_RULES: &[Rule] = &[
     // Nodes: a cordon or drain taint on the primary's node starts a
-    // switchover; a node that stopped reporting is reported; patch sets and
-    // removes the out-of-service taint of a fenced node (fenceNodes).
-    rule("", "nodes", &["get", "list", "watch", "patch"]),
-    // Volumes tell the zone and the EBS volume id; created for volumes
-    // given in spec.storage.ebs.volumes (static provisioning), and patched
-    // to forget a deleted claim so a given volume binds to its instance again.
-    rule("", "persistentvolumes", &["get", "create", "patch"]),
+    // switchover; a node that stopped reporting is reported.
+    rule("", "nodes", &["get", "list", "watch"]),
+    // Volumes tell the zone and the EBS volume id.
+    rule("", "persistentvolumes", &["get"]),
     // The managed StorageClass; deleted by the finalizer. Listed to explain
     // a claim that waits (no default class, a missing class).
     rule(
@@ -52,6 +55,15 @@ pub const CLUSTER_RULES: &[Rule] = &[
         &["get", "list", "create", "patch", "delete"],
     ),
 ];
+
+/// Given volumes (`spec.storage.ebs.volumes`, static provisioning): a
+/// PersistentVolume is created for each, and patched to forget a deleted
+/// claim so the volume binds to its instance again.
+pub const GIVEN_VOLUME_RULES: &[Rule] = &[rule("", "persistentvolumes", &["create", "patch"])];
+
+/// `fenceNodes`: the out-of-service taint of a fenced node is set and
+/// removed.
+pub const NODE_FENCING_RULES: &[Rule] = &[rule("", "nodes", &["patch"])];
 
 /// What the operator does in a MySQLCluster's namespace.
 pub const WORKLOAD_RULES: &[Rule] = &[
@@ -76,6 +88,12 @@ pub const WORKLOAD_RULES: &[Rule] = &[
         "",
         "configmaps",
         &["get", "list", "watch", "create", "patch"],
+    ),
+    // Who may reach the instance pods (applied like other children).
+    rule(
+        "networking.k8s.io",
+        "networkpolicies",
+        &["get", "create", "patch"],
     ),
     // The primary's budget is deleted when a cluster shrinks to one instance.
     rule(
@@ -124,13 +142,34 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     ),
 ];
 
+/// The cluster-scoped rules an install with `features` needs.
+pub fn cluster_rules(features: Features) -> Vec<Rule> {
+    let mut rules = CLUSTER_RULES.to_vec();
+    if features.given_volumes {
+        rules.extend_from_slice(GIVEN_VOLUME_RULES);
+    }
+    if features.fence_nodes {
+        rules.extend_from_slice(NODE_FENCING_RULES);
+    }
+    rules
+}
+
 /// The ClusterRole's rules when every namespace is watched.
-pub fn all_namespaces() -> Vec<Rule> {
-    CLUSTER_RULES
-        .iter()
-        .chain(WORKLOAD_RULES)
-        .copied()
-        .collect()
+pub fn all_namespaces(features: Features) -> Vec<Rule> {
+    let mut rules = cluster_rules(features);
+    rules.extend_from_slice(WORKLOAD_RULES);
+    rules
+}
+
+/// The optional features an install turns on, each needing more rights
+/// (the chart's `features`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `spec.storage.ebs.volumes` may name existing EBS volumes.
+    pub given_volumes: bool,
+    /// `spec.replication.fenceNodes` may stop a lost node's instance and
+    /// taint the node.
+    pub fence_nodes: bool,
 }
 
 /// The leader election's Lease in the operator's namespace: created when

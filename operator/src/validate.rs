@@ -16,7 +16,7 @@ use ebisu_api::{
 use k8s_openapi::apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::OwnerReference};
 use kube::{Resource, ResourceExt};
 
-use crate::quantity;
+use crate::{quantity, rbac::Features};
 
 /// Why a cluster's spec cannot be honoured. Each message names the field and the fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct OperatorSettings {
     /// The namespace the operator runs in: its own pods there are no
     /// bystanders when a node is fenced.
     pub operator_namespace: String,
+    /// The features this install's rights allow.
+    pub features: Features,
 }
 
 /// A MySQLCluster the operator can build: the only input builders accept.
@@ -61,6 +63,8 @@ pub struct ValidatedCluster {
     pub image: String,
     /// Sidecar image.
     pub sidecar_image: String,
+    /// The operator's namespace: its pods may reach the agents.
+    pub operator_namespace: String,
     /// First server id.
     pub server_id_base: i64,
     /// Volumes.
@@ -253,7 +257,21 @@ pub fn validate(
         ));
     }
 
+    if spec.replication.fence_nodes && !settings.features.fence_nodes {
+        return Err(invalid(
+            "spec.replication.fenceNodes",
+            "this install may not patch Nodes: install the chart with features.fenceNodes=true, or remove the field".into(),
+        ));
+    }
     let storage = validate_storage(spec, &name, &namespace)?;
+    if matches!(&storage.class, StorageClassChoice::Managed { ebs, .. } if !ebs.volumes.is_empty())
+        && !settings.features.given_volumes
+    {
+        return Err(invalid(
+            "spec.storage.ebs.volumes",
+            "this install may not create PersistentVolumes: install the chart with features.givenVolumes=true, or remove the field to have new volumes made".into(),
+        ));
+    }
     let semi_sync = validate_semi_sync(cluster)?;
     let clone_rate_limit = spec
         .clone
@@ -280,6 +298,7 @@ pub fn validate(
         flavor: spec.flavor,
         image: spec.effective_image().to_owned(),
         sidecar_image: settings.sidecar_image.clone(),
+        operator_namespace: settings.operator_namespace.clone(),
         server_id_base: spec.server_id_base,
         storage,
         semi_sync_config: semi_sync.or_else(|| semi_sync_config(cluster)),
@@ -666,6 +685,37 @@ mod tests {
             "one instance has nobody to wait for"
         );
         assert_eq!(single.storage.class, StorageClassChoice::ClusterDefault);
+    }
+
+    #[test]
+    fn features_the_install_lacks_rights_for_are_refused_naming_the_chart_value() {
+        let mut default_install = settings();
+        default_install.features = Features::default();
+        let given = cluster(
+            "  storage: {size: 10Gi, ebs: {volumes: [vol-0123456789abcdef0, vol-0123456789abcdef1, vol-0123456789abcdef2]}}\n",
+        );
+        let fencing = cluster("  storage: {size: 10Gi}\n  replication: {fenceNodes: true}\n");
+        for (c, field, value) in [
+            (
+                &given,
+                "spec.storage.ebs.volumes",
+                "features.givenVolumes=true",
+            ),
+            (
+                &fencing,
+                "spec.replication.fenceNodes",
+                "features.fenceNodes=true",
+            ),
+        ] {
+            match validate(c, &default_install) {
+                Err(Error::InvalidField { field: f, reason }) => {
+                    assert_eq!(f, field);
+                    assert!(reason.contains(value), "{reason}");
+                }
+                other => panic!("expected {field} refused, got {other:?}"),
+            }
+            assert!(validate(c, &settings()).is_ok(), "{field} allowed when on");
+        }
     }
 
     #[test]

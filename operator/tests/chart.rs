@@ -7,6 +7,7 @@
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
+use ebisu_operator::rbac::Features;
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -151,11 +152,55 @@ fn all(docs: &[Value], kind: &str) -> Vec<Value> {
 #[test]
 fn cluster_role_grants_exactly_what_the_operator_uses() {
     let docs = template(&[]);
+    let default_role = granted(kind(&docs, "ClusterRole"));
     assert_exactly(
         "ClusterRole",
-        &granted(kind(&docs, "ClusterRole")),
-        &used(&ebisu_operator::rbac::all_namespaces()),
+        &default_role,
+        &used(&ebisu_operator::rbac::all_namespaces(Features::default())),
     );
+    assert!(
+        !default_role
+            .iter()
+            .any(|(_, r, v, _)| (r == "persistentvolumes" && v == "create")
+                || (r == "nodes" && v == "patch")),
+        "a default install can neither create volumes nor patch nodes"
+    );
+    for (set, features) in [
+        (
+            "features.givenVolumes=true",
+            Features {
+                given_volumes: true,
+                fence_nodes: false,
+            },
+        ),
+        (
+            "features.fenceNodes=true",
+            Features {
+                given_volumes: false,
+                fence_nodes: true,
+            },
+        ),
+    ] {
+        let docs = template(&["--set", set]);
+        assert_exactly(
+            "ClusterRole",
+            &granted(kind(&docs, "ClusterRole")),
+            &used(&ebisu_operator::rbac::all_namespaces(features)),
+        );
+        let env = &kind(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+        let flag = if features.given_volumes {
+            "EBISU_GIVEN_VOLUMES"
+        } else {
+            "EBISU_FENCE_NODES"
+        };
+        assert!(
+            env.as_sequence()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == flag && e["value"] == "true"),
+            "{set} tells the operator: {env:?}"
+        );
+    }
     let binding = kind(&docs, "ClusterRoleBinding");
     assert_eq!(
         binding["subjects"][0]["name"],
@@ -170,7 +215,7 @@ fn with_watch_namespaces_secrets_are_readable_only_in_those_namespaces() {
     assert_exactly(
         "ClusterRole",
         &cluster_role,
-        &used(ebisu_operator::rbac::CLUSTER_RULES),
+        &used(&ebisu_operator::rbac::cluster_rules(Features::default())),
     );
     assert!(!cluster_role.iter().any(|(_, r, _, _)| r == "secrets"));
     let workload: Vec<Value> = all(&docs, "Role")

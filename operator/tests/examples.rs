@@ -119,6 +119,8 @@ fn examples_pass_the_operator_validation() {
     let settings = OperatorSettings {
         sidecar_image: "sidecar:test".to_owned(),
         operator_namespace: "ebisu-system".to_owned(),
+        // The examples run on a default install.
+        features: ebisu_operator::rbac::Features::default(),
     };
     for (name, example) in examples() {
         let mut cluster: MySQLCluster = serde_json::from_value(example).expect("deserialises");

@@ -155,6 +155,62 @@ pub fn room_for_copy(free: u64, set_aside: u64) -> Result<(), String> {
     ))
 }
 
+/// At most this many copies are kept on a volume: each is a full copy of
+/// the data, and ebisu never deletes one, so a further re-seed waits until
+/// the user has moved the old ones out.
+pub const MAX_KEPT_COPIES: usize = 2;
+
+/// How many copies were set aside in `data_dir` (a `.partial` one too).
+pub fn kept_copies(data_dir: &Path) -> Result<usize, Error> {
+    let kept = data_dir.join(KEPT_DIR);
+    if !kept.exists() {
+        return Ok(0);
+    }
+    Ok(std::fs::read_dir(&kept)
+        .map_err(io("list", &kept))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .count())
+}
+
+/// Whether one more copy may be set aside when `kept` are there already.
+/// `Err` says what to do.
+pub fn within_bound(kept: usize) -> Result<(), String> {
+    if kept < MAX_KEPT_COPIES {
+        return Ok(());
+    }
+    Err(format!(
+        "{kept} earlier copies are set aside in {KEPT_DIR} on its volume already (at most \
+         {MAX_KEPT_COPIES}; ebisu never deletes them): copy out what you need and remove them \
+         (`kubectl exec <pod> -c mysqld -- rm -rf <data dir>/{KEPT_DIR}/<stamp>`), and the \
+         re-seed goes on"
+    ))
+}
+
+/// Whether `data_dir` may be set aside and seeded afresh now (M12): fewer
+/// than [`MAX_KEPT_COPIES`] copies kept, and room for a fresh copy as large
+/// as the data there now (setting aside moves it, which takes no room).
+/// `Ok(Err(why))` is a refusal; `Err` a failure to look.
+pub fn may_set_aside(data_dir: &Path) -> Result<Result<(), String>, Error> {
+    if let Err(why) = within_bound(kept_copies(data_dir)?) {
+        return Ok(Err(why));
+    }
+    let mut data = 0u64;
+    for entry in std::fs::read_dir(data_dir)
+        .map_err(io("list", data_dir))?
+        .flatten()
+        .filter(|e| !is_not_data(&e.file_name()))
+    {
+        let path = entry.path();
+        data = data.saturating_add(if path.is_dir() {
+            bytes_under(&path)?
+        } else {
+            entry.metadata().map_or(0, |m| m.len())
+        });
+    }
+    Ok(room_for_copy(free_bytes(data_dir)?, data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +288,24 @@ mod tests {
             "{why}"
         );
         assert!(room_for_copy(0, 0).is_ok(), "nothing kept, nothing needed");
+    }
+
+    #[test]
+    fn a_third_copy_is_never_set_aside_and_the_refusal_says_what_to_remove() {
+        assert!(within_bound(0).is_ok() && within_bound(1).is_ok());
+        let why = within_bound(2).unwrap_err();
+        assert!(
+            why.contains("remove them") && why.contains(KEPT_DIR),
+            "{why}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        touch(&data.join("ibdata1"));
+        assert_eq!(may_set_aside(data).unwrap(), Ok(()));
+        touch(&data.join(KEPT_DIR).join("t0").join("ibdata1"));
+        touch(&data.join(KEPT_DIR).join("t1.partial").join("ibdata1"));
+        assert_eq!(kept_copies(data).unwrap(), 2);
+        assert!(may_set_aside(data).unwrap().is_err());
     }
 
     #[test]

@@ -43,6 +43,10 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   - apiGroups: [""]
     resources: ["services", "configmaps"]
     verbs: ["get", "list", "watch", "create", "patch"]
+  # Who may reach the instance pods.
+  - apiGroups: ["networking.k8s.io"]
+    resources: ["networkpolicies"]
+    verbs: ["get", "create", "patch"]
   # Disruption budgets; the primary's is deleted when a cluster shrinks to one.
   - apiGroups: ["policy"]
     resources: ["poddisruptionbudgets"]

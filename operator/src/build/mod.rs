@@ -8,6 +8,7 @@ pub mod agent_access;
 pub mod config_map;
 pub mod given_volume;
 pub mod lease;
+pub mod network_policy;
 pub mod pod_disruption_budget;
 pub mod secret;
 pub mod services;
@@ -19,6 +20,7 @@ use k8s_openapi::{
         apps::v1::StatefulSet,
         coordination::v1::Lease,
         core::v1::{ConfigMap, Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         rbac::v1::{Role, RoleBinding},
         storage::v1::StorageClass,
@@ -42,6 +44,8 @@ pub struct Children {
     pub primary_service: Service,
     /// Reads.
     pub read_service: Service,
+    /// Who may reach the instance pods.
+    pub network_policy: NetworkPolicy,
     /// At most one instance down.
     pub pod_disruption_budget: PodDisruptionBudget,
     /// The primary's eviction held until it moved (two or more instances).
@@ -66,6 +70,7 @@ pub fn children(cluster: &ValidatedCluster, holds_data: bool) -> Children {
         headless_service: services::headless(cluster),
         primary_service: services::primary(cluster),
         read_service: services::read(cluster),
+        network_policy: network_policy::build(cluster),
         pod_disruption_budget: pod_disruption_budget::build(cluster),
         primary_pod_disruption_budget: pod_disruption_budget::primary(cluster),
         primary_lease: lease::build(cluster),
@@ -111,6 +116,10 @@ pub(crate) mod fixtures {
         OperatorSettings {
             sidecar_image: "ghcr.io/ebisu/sidecar:test".to_owned(),
             operator_namespace: "ebisu-system".to_owned(),
+            features: crate::rbac::Features {
+                given_volumes: true,
+                fence_nodes: true,
+            },
         }
     }
 

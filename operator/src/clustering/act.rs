@@ -292,6 +292,13 @@ async fn reseed(target: &ServerExecutor<'_>, pod: &str, reason: &str) -> Result<
         .send()
         .await
         .map_err(|e| impossible(&format!("ask {pod}'s agent for a re-seed"), e))?;
+    if response.status() == reqwest::StatusCode::INSUFFICIENT_STORAGE {
+        let why = response.text().await.unwrap_or_default();
+        return Err(Error::ReseedRefused {
+            pod: pod.to_owned(),
+            why: why.chars().take(512).collect(),
+        });
+    }
     if !response.status().is_success() {
         return Err(impossible(
             &format!("ask {pod}'s agent for a re-seed"),

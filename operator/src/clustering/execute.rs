@@ -70,6 +70,15 @@ pub enum ActionError {
     /// renew its leader Lease): another may be acting.
     #[error("failed to act: this operator cannot prove it still leads")]
     NotLeader,
+    /// The agent refused to set its data aside (too many copies kept, or
+    /// no room for a fresh one): only the user can make room.
+    #[error("failed to re-seed {pod}: {why}")]
+    ReseedRefused {
+        /// The pod.
+        pod: String,
+        /// What the agent said to do.
+        why: String,
+    },
     /// The action cannot be done with what was observed.
     #[error("failed to {action}: {why}")]
     Impossible {

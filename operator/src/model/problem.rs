@@ -156,6 +156,14 @@ pub enum Problem {
         /// Why.
         why: String,
     },
+    /// A server must be set aside and seeded afresh, but its agent refused
+    /// (too many copies kept, or no room for a fresh one).
+    ReseedRefused {
+        /// The server.
+        pod: String,
+        /// What its agent said to do.
+        why: String,
+    },
     /// A lost node should be fenced but cannot be.
     FenceImpossible {
         /// The lost servers on it.
@@ -211,6 +219,7 @@ impl Problem {
             Self::Ec2Unavailable(_) => "EC2Unavailable",
             Self::FenceImpossible { .. } => "FenceImpossible",
             Self::StaticVolumeRefused { .. } => "StaticVolumeRefused",
+            Self::ReseedRefused { .. } => "ReseedRefused",
             Self::VolumeChangeDeferred { .. } => "VolumeChangeDeferred",
         }
     }
@@ -236,7 +245,8 @@ impl Problem {
             | Self::InitFailing { pod, .. }
             | Self::VolumeChangeDeferred { pod, .. }
             | Self::FenceImpossible { pod, .. }
-            | Self::StaticVolumeRefused { pod, .. } => Some(pod),
+            | Self::StaticVolumeRefused { pod, .. }
+            | Self::ReseedRefused { pod, .. } => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
             | Self::CredentialsWeak { .. }
@@ -414,6 +424,11 @@ impl Problem {
                  policy in the chart's README"
             ),
             Self::VolumeChangeDeferred { pod, why } => format!("{pod}'s volume: {why}"),
+            Self::ReseedRefused { pod, why } => format!(
+                "{pod} holds data that may not rejoin and must be set aside and seeded \
+                 afresh, but its agent refused: {why}. Until then it is neither a failover \
+                 candidate nor in the read Service"
+            ),
             Self::StaticVolumeRefused { pod, volume, why } => format!(
                 "{pod} cannot use {volume}: {why}; {pod} and the instances after it are not \
                  created until it is fixed, so it never gets a new, empty volume instead"

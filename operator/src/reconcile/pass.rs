@@ -242,6 +242,7 @@ pub async fn run(
         report.primary.clone_from(&decision.primary);
         report.problems = decision.problems;
         report.problems.extend(budget_problem);
+        report.problems.extend(refused_reseeds(&outcome));
         report.rollout = Some(rollout);
         report.servers = servers;
         if again == Again::Now && immediate + 1 < MAX_ROUNDS {
@@ -303,15 +304,32 @@ async fn read_lease(
 fn again_after(decision: &Decision, outcome: &Executed) -> Again {
     if outcome.complete {
         decision.again
-    } else if outcome
-        .failed
-        .iter()
-        .any(|(_, e)| matches!(e, ActionError::OverlappingBudgets { .. }))
-    {
+    } else if outcome.failed.iter().any(|(_, e)| {
+        matches!(
+            e,
+            ActionError::OverlappingBudgets { .. } | ActionError::ReseedRefused { .. }
+        )
+    }) {
         Again::After(k8s_openapi::jiff::SignedDuration::from_secs(10))
     } else {
         Again::After(k8s_openapi::jiff::SignedDuration::from_secs(2))
     }
+}
+
+/// Re-seeds an agent refused: only the user can make room, so each is a
+/// problem (a condition and one Event) rather than a failure per pass.
+fn refused_reseeds(outcome: &Executed) -> Vec<Problem> {
+    outcome
+        .failed
+        .iter()
+        .filter_map(|(_, error)| match error {
+            ActionError::ReseedRefused { pod, why } => Some(Problem::ReseedRefused {
+                pod: pod.clone(),
+                why: why.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Where the rolling update stands once a budget refused an eviction (it
@@ -429,6 +447,33 @@ mod tests {
             failed: vec![(Action::Restart("db-2".to_owned()), error)],
             complete: false,
         }
+    }
+
+    #[test]
+    fn a_refused_reseed_is_a_problem_retried_slowly() {
+        let outcome = Executed {
+            done: Vec::new(),
+            failed: vec![(
+                Action::Reseed {
+                    pod: "db-1".to_owned(),
+                    reason: "errant".to_owned(),
+                },
+                ActionError::ReseedRefused {
+                    pod: "db-1".to_owned(),
+                    why: "2 earlier copies are set aside".to_owned(),
+                },
+            )],
+            complete: false,
+        };
+        let problems = refused_reseeds(&outcome);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key(), "ReseedRefused/db-1");
+        assert!(problems[0].message().contains("2 earlier copies"));
+        assert!(refused_reseeds(&evicting(ActionError::NotLeader)).is_empty());
+        assert!(
+            events::for_outcome(&outcome).is_empty(),
+            "no Event per pass"
+        );
     }
 
     #[test]

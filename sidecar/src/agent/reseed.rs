@@ -2,7 +2,9 @@
 //! primary lacks (or a copy the primary refuses to stream to), so the data
 //! must be set aside and seeded afresh. The agent only records the request
 //! in the data directory; the pod's next `init` carries it out, after the
-//! operator has deleted the pod.
+//! operator has deleted the pod. It is refused (507, saying what to do)
+//! when the volume keeps too many copies already or has no room for a
+//! fresh one.
 
 use std::sync::Arc;
 
@@ -26,6 +28,22 @@ pub async fn request(
     if !authorized(&headers, &shared.credentials.clone_token) {
         warn!("refused a re-seed request with a missing or wrong token");
         return (StatusCode::UNAUTHORIZED, "a valid clone token is required").into_response();
+    }
+    // Refused before the pod is deleted: the server keeps running (out of
+    // service) instead of failing to start for want of room.
+    let data_dir = shared.config.data_dir.clone();
+    match tokio::task::spawn_blocking(move || crate::set_aside::may_set_aside(&data_dir)).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(why))) => {
+            warn!(%why, "refused a re-seed");
+            return (StatusCode::INSUFFICIENT_STORAGE, why).into_response();
+        }
+        Ok(Err(error)) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+        }
+        Err(error) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+        }
     }
     match crate::set_aside::request(&shared.config.data_dir, &body.reason) {
         Ok(()) => {

@@ -41,6 +41,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
         false,
     );
     d.install_operator(&[
+        "features.fenceNodes=true",
         "logLevel=info\\,ebisu_operator::clustering=debug\\,ebisu_operator::reconcile=debug",
     ]);
 

@@ -65,7 +65,11 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     );
     // The namespace exists before the chart puts its Role there.
     e.kubectl(&["create", "namespace", NS]);
-    e.install_operator(&["replicaCount=1", "watchNamespaces={shop}"]);
+    e.install_operator(&[
+        "replicaCount=1",
+        "watchNamespaces={shop}",
+        "features.givenVolumes=true",
+    ]);
     e.apply_example("examples/basic.yaml");
 
     three_instances_replicate_from_one_primary(&e);
@@ -110,6 +114,15 @@ fn three_instances_replicate_from_one_primary(e: &Scenario) {
         zones.split(' ').collect::<BTreeSet<_>>().len(),
         3,
         "spread over three zones: {zones}"
+    );
+    // The agents answer only the cluster's pods and the operator (the local
+    // cluster does not enforce NetworkPolicies: the object is what is checked).
+    assert_eq!(
+        e.get(
+            "networkpolicy/orders-instances",
+            "{.spec.ingress[*].ports[*].port} {.spec.ingress[1].from[1].namespaceSelector.matchLabels}",
+        ),
+        r#"3306 9080 {"kubernetes.io/metadata.name":"ebisu-system"}"#
     );
     let columns = e.kubectl(&["-n", NS, "get", "myc", "orders"]);
     assert!(
