@@ -72,6 +72,12 @@ pub struct AgentStatus {
     /// applied yet: nobody else may point its replication anywhere.
     #[serde(default)]
     pub seed_pending: bool,
+    /// MariaDB: the running server's relay log may hold received
+    /// transactions nobody applied, and the agent has not applied them yet
+    /// (it does after every start of its server). Nobody may start
+    /// replication there (that discards the relay log) until it is false.
+    #[serde(default)]
+    pub relay_log_unread: bool,
     /// The flavor's upgrade step after a start on a new release failed, and
     /// why (it is tried again every few seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -104,6 +104,7 @@ mod tests {
                 last_error: None,
             }),
             seed_pending: false,
+            relay_log_unread: false,
             upgrade_error: None,
             source_heard: None,
             source_heard_ms_ago: None,

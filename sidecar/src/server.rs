@@ -125,6 +125,7 @@ pub async fn status(conn: &mut Conn, host: &str, port: u16) -> Result<AgentStatu
         gtid_executed: (!gtid.is_empty()).then_some(gtid),
         replication,
         seed_pending: false,
+        relay_log_unread: false,
         upgrade_error: None,
         source_heard: None,
         source_heard_ms_ago: None,

@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use ebisu_api::InstanceRole;
+use mysql_async::prelude::Queryable;
 use support::{
     Cluster, Server, eventually, log_of, marker_donor, marker_exists, promote, write_rows,
 };
@@ -342,4 +343,75 @@ async fn mysql_donor_lost_mid_clone_is_abandoned_for_the_next() {
         newcomer.count(&cluster).await == 41
     })
     .await;
+}
+
+/// M6: a MariaDB replica received transactions it had not applied when its
+/// server was killed, and its primary is gone. MariaDB would discard that
+/// relay log at the next start of replication; the agent applies it first,
+/// under the transactions' own GTIDs, and says so in `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_a_restarted_replica_keeps_what_its_relay_log_held() {
+    let cluster = Cluster::new("relay");
+    let (mut primary, mut replica) = primary_and_replica(&cluster, None).await;
+    let mut conn = replica.root(&cluster).await;
+    conn.query_drop("STOP SLAVE SQL_THREAD").await.unwrap();
+    drop(conn);
+    write_rows(&primary, &cluster, 5, 64).await;
+    let mut source = primary.root(&cluster).await;
+    let written: String = source
+        .query_first("SELECT @@GLOBAL.gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    drop(source);
+    eventually(
+        MINUTE,
+        "the replica to receive every transaction",
+        || async {
+            let mut conn = replica.root(&cluster).await;
+            let row: Option<mysql_async::Row> =
+                conn.query_first("SHOW SLAVE STATUS").await.unwrap();
+            row.and_then(|r| r.get::<String, _>("Gtid_IO_Pos"))
+                .is_some_and(|received| received == written)
+        },
+    )
+    .await;
+    assert_eq!(replica.count(&cluster).await, 40, "received, not applied");
+
+    // The primary is lost and the replica's server killed and started again.
+    primary.kill_agent();
+    primary.kill_mysqld();
+    replica.kill_mysqld();
+    replica.start_mysqld(&cluster);
+    eventually(MINUTE, "the agent to apply the relay log", || async {
+        !replica.status().await.relay_log_unread
+    })
+    .await;
+    assert_eq!(
+        replica.count(&cluster).await,
+        45,
+        "nothing received was lost"
+    );
+    let mut conn = replica.root(&cluster).await;
+    let (binlog, slave): (String, String) = conn
+        .query_first("SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(binlog, written, "applied under the source's own GTIDs");
+    assert_eq!(slave, written, "replication resumes after them");
+    let status = replica.status().await;
+    assert!(
+        status
+            .replication
+            .is_some_and(|r| !r.io_running && !r.sql_running),
+        "the agent starts no replication itself"
+    );
+    assert!(
+        replica
+            .agent_log()
+            .contains("applied what the relay log held"),
+        "{}",
+        replica.agent_log()
+    );
 }

@@ -76,9 +76,12 @@ fn common_with(cluster: &ValidatedCluster, online_too: bool) -> String {
     // may be the only copy of an acknowledged write once the primary is gone
     // (a failover starts the applier of such a replica before it chooses).
     // The relay log is synced every sync_relay_log events (the server
-    // default, 10000), so a replica's crash can still lose what it received
-    // since the last sync; and on MariaDB, repointing or restarting both
-    // threads discards the relay log.
+    // default, 10000), so a machine's crash can still lose what a replica
+    // received since the last sync (a killed server loses nothing: the file
+    // system has it). MariaDB discards the relay log when replication
+    // starts with both threads stopped, so after each start of a MariaDB
+    // server its agent applies the relay log first and nobody starts
+    // replication there before (sidecar agent/relay_log.rs).
     set("relay_log_recovery", "OFF");
     set("binlog_expire_logs_seconds", "604800");
     // A replica notices a silent source within the failover delay (the

@@ -173,6 +173,7 @@ async fn one(
     state = observed.state;
     if let Some(agent) = &agent {
         state.seed_pending = agent.seed_pending;
+        state.relay_log_unread = agent.relay_log_unread;
         state.upgrade_error.clone_from(&agent.upgrade_error);
     }
     let heard = agent

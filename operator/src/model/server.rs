@@ -80,6 +80,11 @@ pub struct ServerState {
     /// A fresh copy whose agent has not applied its recorded position yet
     /// (or an agent that did not say): its replication is the agent's to set up.
     pub seed_pending: bool,
+    /// MariaDB: its agent has not yet applied what the running server's
+    /// relay log held at its start (or did not say). Starting replication
+    /// there would discard that relay log: it may hold acknowledged
+    /// writes nobody else has.
+    pub relay_log_unread: bool,
     /// The pod's server container has started at least once (its volume
     /// was seeded; it may have acknowledged writes).
     pub server_started: bool,
@@ -112,8 +117,20 @@ impl ServerState {
             hears_source_ms_ago: None,
             outdated: false,
             seed_pending: true,
+            relay_log_unread: true,
             server_started: false,
         }
+    }
+
+    /// A replica whose both threads are stopped (as every server starts)
+    /// and whose relay log its agent has not applied yet: nothing may
+    /// start its replication, and no failover may choose past it.
+    pub fn relay_log_at_risk(&self) -> bool {
+        self.relay_log_unread
+            && self
+                .replication
+                .as_ref()
+                .is_some_and(|r| !r.io_running && !r.sql_running)
     }
 
     /// The server answered this look.

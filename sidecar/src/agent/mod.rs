@@ -11,6 +11,7 @@ mod metrics;
 mod offline_mode;
 pub mod primary_lease;
 mod read_only_admin;
+mod relay_log;
 mod replication_bootstrap;
 mod reseed;
 pub mod source_watch;
@@ -225,6 +226,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     tokio::spawn(source_watch::run(shared.clone(), shared.heard.clone()));
     tokio::spawn(read_only_admin::run(shared.clone()));
     tokio::spawn(offline_mode::run(shared.clone()));
+    tokio::spawn(relay_log::run(shared.clone()));
     if let Some(lease) = shared.config.lease.clone() {
         tokio::spawn(primary_lease::run(
             shared.clone(),
@@ -388,6 +390,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
                 gtid_executed: None,
                 replication: None,
                 seed_pending: crate::seed_marker::path(&shared.config.data_dir).exists(),
+                relay_log_unread: shared.config.family == ebisu_api::Flavor::Mariadb,
                 upgrade_error: shared.upgrade_error(),
                 source_heard,
                 source_heard_ms_ago,
@@ -407,6 +410,8 @@ async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, s
     )
     .await?;
     status.seed_pending = crate::seed_marker::path(&shared.config.data_dir).exists();
+    // Unknown counts as unread: nobody may start replication on a guess.
+    status.relay_log_unread = relay_log::unread(shared, &mut conn).await.unwrap_or(true);
     status.upgrade_error = shared.upgrade_error();
     shared.metrics.observe(&status);
     Ok(status)

@@ -351,6 +351,7 @@ mod tests {
                 gtid_executed: None,
                 replication: None,
                 seed_pending: false,
+                relay_log_unread: false,
                 upgrade_error: None,
                 source_heard: None,
                 source_heard_ms_ago: None,

@@ -280,6 +280,18 @@ pub(super) fn resume(input: &Input<'_>, operation: &Operation, decision: &mut De
         stop_receivers(input, old, decision);
         return;
     }
+    // A MariaDB replica restarted since it received has a relay log only
+    // its agent can apply (starting the applier would discard it): nobody
+    // is chosen until it has, within a second of the server's start (M6).
+    if population(input, &old.pod)
+        .into_iter()
+        .any(|s| s.answered() && s.relay_log_at_risk())
+    {
+        decision.sooner(Again::After(
+            k8s_openapi::jiff::SignedDuration::from_millis(LOOK_AGAIN_MS),
+        ));
+        return;
+    }
     // A replica restarted since it received has its applier stopped (the
     // servers start with replication off): it may hold what nobody else
     // does, so it applies its relay log before anyone is chosen (M6).

@@ -131,6 +131,11 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             // Pointing it anywhere now would replay transactions it already has.
             continue;
         }
+        if server.relay_log_at_risk() {
+            // Restarted: its agent applies what the relay log held first
+            // (starting replication would discard it, M6).
+            continue;
+        }
         let serve = match &server.replication {
             Some(r)
                 if r.source_host == primary.host

@@ -179,6 +179,43 @@ fn receivers_still_running_are_stopped_again_before_anyone_is_chosen() {
 }
 
 #[test]
+fn nobody_is_chosen_while_a_restarted_replicas_relay_log_is_unread() {
+    let mut servers = lost();
+    // Restarted: both threads stopped, its relay log may hold what db-1 lacks.
+    let mut restarted = stopped(servers[2].clone(), "0-100-7", "0-100-7");
+    if let Some(r) = restarted.replication.as_mut() {
+        r.sql_running = false;
+    }
+    restarted.relay_log_unread = true;
+    servers[1] = stopped(servers[1].clone(), "0-100-9", "0-100-9");
+    servers[2] = restarted.clone();
+    let memory = failing_over(OperationStep::StoppingReceivers, None);
+    let d = decide_with(&servers, &policy(), &memory);
+    assert!(
+        !d.actions().any(|a| matches!(
+            a,
+            Action::Promote(_) | Action::StartApplier(_) | Action::Replicate { .. }
+        )),
+        "{d:?}"
+    );
+    assert!(matches!(d.again, Again::After(_)), "looks again soon");
+    // Its agent applied the relay log: it holds 0-100-11, more than db-1.
+    restarted.relay_log_unread = false;
+    restarted.gtid = gtid("0-100-11");
+    if let Some(r) = restarted.replication.as_mut() {
+        r.sql_running = true;
+        r.received = gtid("0-100-11");
+    }
+    servers[2] = restarted;
+    let d = decide_with(&servers, &policy(), &memory);
+    assert!(
+        d.actions()
+            .any(|a| matches!(a, Action::Promote(p) if p == "db-2")),
+        "the replica that held the most is chosen: {d:?}"
+    );
+}
+
+#[test]
 fn failover_is_refused_when_semi_sync_had_fallen_back() {
     let memory = ClusteringMemory {
         semi_sync_active: Some(false),

@@ -61,6 +61,7 @@ fn primary(pod: &str, seq: &str) -> ServerState {
         semi_sync_active: true,
         semi_sync_timeout_ms: Some(NEVER),
         seed_pending: false,
+        relay_log_unread: false,
         ..ServerState::unobserved(pod, &host(pod))
     }
 }

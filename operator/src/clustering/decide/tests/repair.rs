@@ -175,6 +175,31 @@ fn replicas_not_replicating_or_pointed_elsewhere_are_repointed() {
 }
 
 #[test]
+fn a_restarted_replica_whose_relay_log_is_unread_is_not_started_until_its_agent_applied_it() {
+    let mut restarted = replica("db-1", "0-100-7", "db-0");
+    if let Some(r) = restarted.replication.as_mut() {
+        r.io_running = false;
+        r.sql_running = false;
+    }
+    restarted.relay_log_unread = true;
+    let d = run(&[primary("db-0", "0-100-9"), restarted.clone()]);
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::Replicate { pod, .. } | Action::StartApplier(pod) if pod == "db-1")),
+        "starting replication would discard its relay log: {d:?}"
+    );
+    restarted.relay_log_unread = false;
+    let d = run(&[primary("db-0", "0-100-9"), restarted]);
+    assert!(has(
+        &d,
+        &Action::Replicate {
+            pod: "db-1".to_owned(),
+            source_host: host("db-0")
+        }
+    ));
+}
+
+#[test]
 fn a_replica_with_errant_transactions_is_fenced_unlabelled_and_reported_never_rejoined() {
     let mut errant = replica("db-1", "0-100-9,0-101-10", "db-0");
     errant.read_only = false;
