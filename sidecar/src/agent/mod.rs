@@ -190,6 +190,27 @@ impl Shared {
         .await
     }
 
+    /// A scratch directory holding `client.cnf`, the option file a client
+    /// tool connects as root over the socket with (so no password is on a
+    /// command line); the directory goes when the value is dropped.
+    fn root_option_file(&self, prefix: &str) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+        let scratch = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.config.scratch_dir)?;
+        let file = scratch.path().join("client.cnf");
+        crate::server_config::write_atomically(
+            &file,
+            crate::backup_tool::defaults_file(
+                "",
+                "root",
+                self.credentials.root_password.reveal(),
+                &self.config.socket(),
+            )
+            .as_bytes(),
+        )?;
+        Ok((scratch, file))
+    }
+
     fn upgrade_error(&self) -> Option<String> {
         self.upgrade_error.lock().ok().and_then(|e| e.clone())
     }

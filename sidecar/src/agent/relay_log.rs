@@ -170,28 +170,13 @@ async fn salvage(shared: &Shared, conn: &mut mysql_async::Conn) -> Result<(), Er
         .unwrap_or_default();
     let before: String = binlog_pos(conn).await?;
 
-    let scratch = tempfile::Builder::new()
-        .prefix("ebisu-relay-")
-        .tempdir_in(&shared.config.scratch_dir)
-        .map_err(|source| Error::Io {
-            action: "make a scratch directory",
-            source,
-        })?;
-    let defaults = scratch.path().join("client.cnf");
-    crate::server_config::write_atomically(
-        &defaults,
-        crate::backup_tool::defaults_file(
-            "",
-            "root",
-            shared.credentials.root_password.reveal(),
-            &shared.config.socket(),
-        )
-        .as_bytes(),
-    )
-    .map_err(|source| Error::Io {
-        action: "write the client's option file",
-        source,
-    })?;
+    let (_scratch, defaults) =
+        shared
+            .root_option_file("ebisu-relay-")
+            .map_err(|source| Error::Io {
+                action: "write the client's option file",
+                source,
+            })?;
 
     let mut reader = tokio::process::Command::new("mariadb-binlog");
     reader.args(reader_args(&applied, &files));

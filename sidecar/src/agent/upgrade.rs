@@ -66,22 +66,9 @@ pub async fn run(shared: &Shared) -> Result<(), Error> {
     }
     let from = recorded.unwrap_or_else(|| "an unrecorded release".to_owned());
     info!(%from, to = %running, "upgrading the system tables");
-    let scratch = tempfile::Builder::new()
-        .prefix("ebisu-upgrade-")
-        .tempdir_in(&shared.config.scratch_dir)
+    let (_scratch, defaults) = shared
+        .root_option_file("ebisu-upgrade-")
         .map_err(Error::Credentials)?;
-    let defaults = scratch.path().join("upgrade.cnf");
-    crate::server_config::write_atomically(
-        &defaults,
-        crate::backup_tool::defaults_file(
-            "",
-            "root",
-            shared.credentials.root_password.reveal(),
-            &shared.config.socket(),
-        )
-        .as_bytes(),
-    )
-    .map_err(Error::Credentials)?;
     let output = tokio::process::Command::new("mariadb-upgrade")
         .arg(format!("--defaults-file={}", defaults.display()))
         .args(["--skip-write-binlog", "--silent"])
