@@ -414,4 +414,21 @@ async fn mariadb_a_restarted_replica_keeps_what_its_relay_log_held() {
         "{}",
         replica.agent_log()
     );
+
+    // A relay log with no transaction in it (as after a repoint) is no
+    // reason to hold replication back.
+    let mut conn = replica.root(&cluster).await;
+    conn.query_drop("CHANGE MASTER TO MASTER_USE_GTID = slave_pos")
+        .await
+        .unwrap();
+    drop(conn);
+    replica.kill_mysqld();
+    replica.start_mysqld(&cluster);
+    eventually(
+        MINUTE,
+        "the agent to take an empty relay log as read",
+        || async { !replica.status().await.relay_log_unread },
+    )
+    .await;
+    assert_eq!(replica.count(&cluster).await, 45);
 }

@@ -5,7 +5,7 @@
 
 use ebisu_api::InstanceRole;
 
-use super::{Action, Decision, Input, Problem, ordinal};
+use super::{Action, Again, Decision, Input, Problem, ordinal};
 use crate::model::{Replication, ServerState, SourceRefusal};
 
 /// Before anyone is labelled (a new cluster): the one server that
@@ -133,7 +133,10 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
         }
         if server.relay_log_at_risk() {
             // Restarted: its agent applies what the relay log held first
-            // (starting replication would discard it, M6).
+            // (starting replication would discard it, M6), within a second.
+            decision.sooner(Again::After(
+                k8s_openapi::jiff::SignedDuration::from_millis(500),
+            ));
             continue;
         }
         let serve = match &server.replication {

@@ -188,6 +188,7 @@ fn a_restarted_replica_whose_relay_log_is_unread_is_not_started_until_its_agent_
             .any(|a| matches!(a, Action::Replicate { pod, .. } | Action::StartApplier(pod) if pod == "db-1")),
         "starting replication would discard its relay log: {d:?}"
     );
+    assert!(matches!(d.again, Again::After(_)), "looks again soon");
     restarted.relay_log_unread = false;
     let d = run(&[primary("db-0", "0-100-9"), restarted]);
     assert!(has(
