@@ -78,6 +78,10 @@ pub struct AgentStatus {
     /// replication there (that discards the relay log) until it is false.
     #[serde(default)]
     pub relay_log_unread: bool,
+    /// Why the relay log could not be applied (error numbers only), while
+    /// it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_log_error: Option<String>,
     /// The flavor's upgrade step after a start on a new release failed, and
     /// why (it is tried again every few seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -126,6 +126,7 @@ pub async fn status(conn: &mut Conn, host: &str, port: u16) -> Result<AgentStatu
         replication,
         seed_pending: false,
         relay_log_unread: false,
+        relay_log_error: None,
         upgrade_error: None,
         source_heard: None,
         source_heard_ms_ago: None,

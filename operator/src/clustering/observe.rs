@@ -174,6 +174,7 @@ async fn one(
     if let Some(agent) = &agent {
         state.seed_pending = agent.seed_pending;
         state.relay_log_unread = agent.relay_log_unread;
+        state.relay_log_error.clone_from(&agent.relay_log_error);
         state.upgrade_error.clone_from(&agent.upgrade_error);
     }
     let heard = agent

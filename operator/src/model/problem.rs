@@ -164,6 +164,14 @@ pub enum Problem {
         /// What its agent said to do.
         why: String,
     },
+    /// A restarted MariaDB replica's relay log cannot be applied by its
+    /// agent, so its replication stays stopped.
+    RelayLogUnapplied {
+        /// The server.
+        pod: String,
+        /// Why (error numbers only).
+        error: String,
+    },
     /// A lost node should be fenced but cannot be.
     FenceImpossible {
         /// The lost servers on it.
@@ -220,6 +228,7 @@ impl Problem {
             Self::FenceImpossible { .. } => "FenceImpossible",
             Self::StaticVolumeRefused { .. } => "StaticVolumeRefused",
             Self::ReseedRefused { .. } => "ReseedRefused",
+            Self::RelayLogUnapplied { .. } => "RelayLogUnapplied",
             Self::VolumeChangeDeferred { .. } => "VolumeChangeDeferred",
         }
     }
@@ -246,7 +255,8 @@ impl Problem {
             | Self::VolumeChangeDeferred { pod, .. }
             | Self::FenceImpossible { pod, .. }
             | Self::StaticVolumeRefused { pod, .. }
-            | Self::ReseedRefused { pod, .. } => Some(pod),
+            | Self::ReseedRefused { pod, .. }
+            | Self::RelayLogUnapplied { pod, .. } => Some(pod),
             Self::NoPrimary(_)
             | Self::CredentialsMissing { .. }
             | Self::CredentialsWeak { .. }
@@ -424,6 +434,14 @@ impl Problem {
                  policy in the chart's README"
             ),
             Self::VolumeChangeDeferred { pod, why } => format!("{pod}'s volume: {why}"),
+            Self::RelayLogUnapplied { pod, error } => format!(
+                "{pod}'s server restarted with received transactions in its relay log that \
+                 its agent cannot apply ({error}), so its replication stays stopped rather \
+                 than discard them (they may be acknowledged writes nobody else has). See \
+                 `kubectl logs {pod} -c agent`; once the primary holds everything {pod} \
+                 received, start replication there by hand (`START SLAVE`) and ebisu takes \
+                 over again"
+            ),
             Self::ReseedRefused { pod, why } => format!(
                 "{pod} holds data that may not rejoin and must be set aside and seeded \
                  afresh, but its agent refused: {why}. Until then it is neither a failover \

@@ -85,6 +85,8 @@ pub struct ServerState {
     /// there would discard that relay log: it may hold acknowledged
     /// writes nobody else has.
     pub relay_log_unread: bool,
+    /// Why its agent cannot apply that relay log, while it cannot.
+    pub relay_log_error: Option<String>,
     /// The pod's server container has started at least once (its volume
     /// was seeded; it may have acknowledged writes).
     pub server_started: bool,
@@ -118,6 +120,7 @@ impl ServerState {
             outdated: false,
             seed_pending: true,
             relay_log_unread: true,
+            relay_log_error: None,
             server_started: false,
         }
     }

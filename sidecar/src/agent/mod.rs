@@ -114,6 +114,8 @@ pub struct Shared {
     metrics: Metrics,
     /// Why the last upgrade step failed, while it keeps failing.
     upgrade_error: std::sync::Mutex<Option<String>>,
+    /// Why the relay log could not be applied, while it cannot.
+    relay_log_error: std::sync::Mutex<Option<String>>,
     /// What the receiver last got from its source, and when.
     heard: Arc<std::sync::Mutex<source_watch::Heard>>,
     /// Connections kept open for a fence.
@@ -148,6 +150,7 @@ impl Shared {
             clone_slot: Arc::new(Semaphore::new(1)),
             metrics: Metrics::new(),
             upgrade_error: std::sync::Mutex::new(None),
+            relay_log_error: std::sync::Mutex::new(None),
             heard: Arc::default(),
             fencer: Arc::default(),
             ready: tokio::sync::Mutex::new(None),
@@ -209,6 +212,16 @@ impl Shared {
             .as_bytes(),
         )?;
         Ok((scratch, file))
+    }
+
+    fn relay_log_error(&self) -> Option<String> {
+        self.relay_log_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_relay_log_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.relay_log_error.lock() {
+            *slot = error;
+        }
     }
 
     fn upgrade_error(&self) -> Option<String> {
@@ -413,6 +426,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
                 seed_pending: crate::seed_marker::path(&shared.config.data_dir).exists(),
                 relay_log_unread: shared.config.family == ebisu_api::Flavor::Mariadb,
                 upgrade_error: shared.upgrade_error(),
+                relay_log_error: shared.relay_log_error(),
                 source_heard,
                 source_heard_ms_ago,
             };
@@ -434,6 +448,7 @@ async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, s
     // Unknown counts as unread: nobody may start replication on a guess.
     status.relay_log_unread = relay_log::unread(shared, &mut conn).await.unwrap_or(true);
     status.upgrade_error = shared.upgrade_error();
+    status.relay_log_error = shared.relay_log_error();
     shared.metrics.observe(&status);
     Ok(status)
 }

@@ -103,13 +103,20 @@ pub async fn run(shared: Arc<Shared>) {
         if !alive {
             held = None;
             match take_care(&shared).await {
-                Ok(conn) => held = Some(conn),
+                Ok(conn) => {
+                    held = Some(conn);
+                    shared.set_relay_log_error(None);
+                }
                 // A server that does not answer is the other tasks' to report.
                 Err(error @ Error::Server(_)) => {
                     debug!(%error, "the relay log is not read yet");
                 }
                 Err(error) => {
-                    warn!(%error, "the relay log is not read yet; replication stays stopped until it is");
+                    let error = error.to_string();
+                    if shared.relay_log_error().as_deref() != Some(error.as_str()) {
+                        warn!(%error, "the relay log is not read yet; replication stays stopped until it is");
+                    }
+                    shared.set_relay_log_error(Some(error));
                 }
             }
         }
@@ -205,10 +212,14 @@ async fn salvage(shared: &Shared, conn: &mut mysql_async::Conn) -> Result<(), Er
     let written = written.map_err(|e| Error::Apply(format!("mariadb: {e}")))?;
     for (tool, output) in [("mariadb-binlog", &read), ("mariadb", &written)] {
         if !output.status.success() {
+            // The log keeps the tool's words; the error (read by anyone
+            // through /status) keeps only error numbers: a statement's
+            // text can carry row values.
+            warn!(tool, stderr = %last_lines(&output.stderr), "applying the relay log failed");
             return Err(Error::Apply(format!(
-                "{tool} {}: {}",
+                "{tool} {}{}",
                 output.status,
-                last_lines(&output.stderr)
+                error_numbers(&output.stderr)
             )));
         }
     }
@@ -273,6 +284,24 @@ fn reader_args(applied: &str, files: &[PathBuf]) -> Vec<String> {
     args
 }
 
+/// `, errors 1062, 1146` for the server error numbers the client named.
+fn error_numbers(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let numbers: Vec<&str> = text
+        .split("ERROR ")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+            (!digits.is_empty()).then_some(digits)
+        })
+        .collect();
+    if numbers.is_empty() {
+        String::new()
+    } else {
+        format!(", errors {}", numbers.join(", "))
+    }
+}
+
 fn last_lines(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().rev().take(3).collect();
@@ -295,6 +324,17 @@ mod tests {
             [PathBuf::from("/elsewhere/relay-bin.000009")]
         );
         assert!(relay_files("", dir).is_empty());
+    }
+
+    #[test]
+    fn only_error_numbers_leave_the_tools_words() {
+        assert_eq!(
+            error_numbers(
+                b"ERROR 1062 (23000) at line 40: Duplicate entry 'secret' for key 'PRIMARY'\n"
+            ),
+            ", errors 1062"
+        );
+        assert_eq!(error_numbers(b"ERROR: Could not read entry\n"), "");
     }
 
     #[test]

@@ -352,6 +352,7 @@ mod tests {
                 replication: None,
                 seed_pending: false,
                 relay_log_unread: false,
+                relay_log_error: None,
                 upgrade_error: None,
                 source_heard: None,
                 source_heard_ms_ago: None,

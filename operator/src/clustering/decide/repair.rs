@@ -132,6 +132,12 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             continue;
         }
         if server.relay_log_at_risk() {
+            if let Some(error) = &server.relay_log_error {
+                decision.problems.push(Problem::RelayLogUnapplied {
+                    pod: server.pod.clone(),
+                    error: error.clone(),
+                });
+            }
             // Restarted: its agent applies what the relay log held first
             // (starting replication would discard it, M6), within a second.
             decision.sooner(Again::After(

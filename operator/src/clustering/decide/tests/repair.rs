@@ -189,6 +189,25 @@ fn a_restarted_replica_whose_relay_log_is_unread_is_not_started_until_its_agent_
         "starting replication would discard its relay log: {d:?}"
     );
     assert!(matches!(d.again, Again::After(_)), "looks again soon");
+    assert!(
+        !d.problems
+            .iter()
+            .any(|p| matches!(p, Problem::RelayLogUnapplied { .. })),
+        "a second's wait is no problem: {:?}",
+        d.problems
+    );
+    restarted.relay_log_error = Some("mariadb exit status: 1, errors 1062".to_owned());
+    let d = run(&[primary("db-0", "0-100-9"), restarted.clone()]);
+    assert!(
+        d.problems.iter().any(|p| matches!(p, Problem::RelayLogUnapplied { pod, error } if pod == "db-1" && error.contains("1062"))),
+        "{:?}",
+        d.problems
+    );
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::Replicate { pod, .. } if pod == "db-1"))
+    );
+    restarted.relay_log_error = None;
     restarted.relay_log_unread = false;
     let d = run(&[primary("db-0", "0-100-9"), restarted]);
     assert!(has(
