@@ -378,6 +378,23 @@ async fn mariadb_a_restarted_replica_keeps_what_its_relay_log_held() {
     .await;
     assert_eq!(replica.count(&cluster).await, 40, "received, not applied");
 
+    // With its source alive and holding all of it, the relay log is left
+    // for replication to fetch again (faster than a client applies it).
+    replica.kill_mysqld();
+    replica.start_mysqld(&cluster);
+    eventually(MINUTE, "the agent to look at the relay log", || async {
+        !replica.status().await.relay_log_unread
+    })
+    .await;
+    assert_eq!(replica.count(&cluster).await, 40);
+    assert!(
+        replica
+            .agent_log()
+            .contains("the source holds everything the relay log does"),
+        "{}",
+        replica.agent_log()
+    );
+
     // The primary is lost and the replica's server killed and started again.
     primary.kill_agent();
     primary.kill_mysqld();

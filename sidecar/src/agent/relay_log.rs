@@ -3,9 +3,12 @@
 //! starts with both threads stopped, which is how every server starts here
 //! (`skip_slave_start`). What it received but had not applied may be the
 //! only copy of an acknowledged write once the primary is gone, so after
-//! each start of its server the agent applies what the relay log holds
-//! beyond `gtid_slave_pos` (`mariadb-binlog` into the server, keeping the
-//! transactions' own GTIDs) and moves `gtid_slave_pos` past it. Until that
+//! each start of its server the agent reads the relay log's last GTIDs and,
+//! when neither its server nor its source (asked directly) holds them,
+//! applies what the relay log holds beyond its server's position
+//! (`mariadb-binlog` into the server, keeping the transactions' own GTIDs)
+//! and moves `gtid_slave_pos` past it. A source that holds them serves them
+//! again, faster than a client can apply them. Until that
 //! is done for the running server (the agent then holds a user-level lock
 //! on it, which a restart drops), `/status` says `relay_log_unread` and
 //! the operator starts no replication there and chooses no failover
@@ -20,7 +23,7 @@ use std::{
 };
 
 use ebisu_api::Flavor as FlavorFamily;
-use ebisu_mysql::ThreadState;
+use ebisu_mysql::{MariaDbGtidPos, ThreadState};
 use mysql_async::prelude::Queryable;
 use tracing::{debug, info, warn};
 
@@ -125,19 +128,29 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 /// Applies the relay log if nobody started replication since the server
-/// started, then takes the lock on a connection opened before the look, so
-/// a server that restarted meanwhile is never marked read.
+/// started and it holds transactions neither this server nor its source
+/// has, then takes the lock on a connection opened before the look, so a
+/// server that restarted meanwhile is never marked read.
 async fn take_care(shared: &Shared) -> Result<mysql_async::Conn, Error> {
     let mut held = shared.monitor_conn().await?;
     let mut root = shared.root_conn().await?;
     let flavor = shared.flavor(&mut root).await?;
     let stopped = server::replica_status(&mut root, flavor)
         .await?
-        .is_some_and(|r| r.io_running == ThreadState::No && !r.sql_running);
-    if stopped {
+        .filter(|r| r.io_running == ThreadState::No && !r.sql_running);
+    if let Some(replica) = stopped {
         // Nobody started replication since the server started (or it was
         // stopped since): the relay log is still what it received.
-        salvage(shared, &mut root).await?;
+        let files = relay_log_files(&shared.config.data_dir)?;
+        let applied = applied(&mut root).await?;
+        let received = relay_log_end(&files).await?;
+        if applied.contains(&received) {
+            // Nothing unapplied.
+        } else if source_holds(shared, &replica, &received).await {
+            info!(source = %replica.source_host, received = %received, "the source holds everything the relay log does: replication fetches it again");
+        } else {
+            salvage(shared, &mut root, &files, &applied).await?;
+        }
     }
     drop(root);
     let got: Option<Option<i64>> = held
@@ -150,31 +163,107 @@ async fn take_care(shared: &Shared) -> Result<mysql_async::Conn, Error> {
     Ok(held)
 }
 
-/// Applies what the relay log holds beyond `gtid_slave_pos`.
-async fn salvage(shared: &Shared, conn: &mut mysql_async::Conn) -> Result<(), Error> {
-    let data_dir = &shared.config.data_dir;
+fn relay_log_files(data_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let index = data_dir.join(format!("{RELAY_LOG}.index"));
-    let files = match std::fs::read_to_string(&index) {
-        Ok(text) => relay_files(&text, data_dir),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => {
-            return Err(Error::Io {
-                action: "read the relay log index",
-                source,
-            });
-        }
-    };
-    if files.is_empty() {
-        return Ok(());
-    }
-    let applied: String = conn
-        .query_first("SELECT @@GLOBAL.gtid_slave_pos")
-        .await
-        .map_err(|source| Error::Sql {
-            action: "read gtid_slave_pos",
+    match std::fs::read_to_string(&index) {
+        Ok(text) => Ok(relay_files(&text, data_dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(Error::Io {
+            action: "read the relay log index",
             source,
-        })?
+        }),
+    }
+}
+
+/// What the server holds: per domain, the later of its binary log and its
+/// applier's position (a copy seeded by a clone has the second alone; a
+/// salvage cut short has the first ahead), so applying again after a crash
+/// never repeats a transaction.
+async fn applied(conn: &mut mysql_async::Conn) -> Result<MariaDbGtidPos, Error> {
+    let (binlog, slave): (String, String) = conn
+        .query_first("SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos")
+        .await
+        .map_err(sql("read the server's GTID positions"))?
         .unwrap_or_default();
+    Ok(gtid_pos(&binlog)?.union(&gtid_pos(&slave)?))
+}
+
+fn gtid_pos(text: &str) -> Result<MariaDbGtidPos, Error> {
+    MariaDbGtidPos::parse(text).map_err(|e| Error::Apply(format!("a GTID position: {e}")))
+}
+
+/// The last GTID per domain in the relay log files.
+async fn relay_log_end(files: &[PathBuf]) -> Result<MariaDbGtidPos, Error> {
+    if files.is_empty() {
+        return Ok(MariaDbGtidPos::new());
+    }
+    let output = tokio::process::Command::new("mariadb-binlog")
+        .args(reader_args("", files))
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| Error::Apply(format!("mariadb-binlog: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Apply(format!(
+            "mariadb-binlog {}{}",
+            output.status,
+            error_numbers(&output.stderr)
+        )));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut end = MariaDbGtidPos::new();
+    for gtid in text.lines().filter_map(gtid_of_line) {
+        end = end.union(&gtid_pos(gtid)?);
+    }
+    Ok(end)
+}
+
+/// The GTID a `mariadb-binlog` header line announces (`... GTID 0-1-5 trans`).
+fn gtid_of_line(line: &str) -> Option<&str> {
+    if !line.starts_with('#') {
+        return None;
+    }
+    let (_, rest) = line.split_once("\tGTID ")?;
+    rest.split_whitespace().next()
+}
+
+/// Whether the replica's source answers and holds `received` (so the relay
+/// log may be discarded and fetched again). Any account may read a global
+/// variable; the replication account is the one meant for the source.
+async fn source_holds(
+    shared: &Shared,
+    replica: &ebisu_mysql::ReplicaStatus,
+    received: &MariaDbGtidPos,
+) -> bool {
+    let account = shared
+        .credentials
+        .users
+        .get(ebisu_mysql::ServiceRole::Replication);
+    let look = async {
+        let endpoint = server::Endpoint::Tcp(replica.source_host.clone(), replica.source_port);
+        let mut conn =
+            server::connect(&endpoint, account.user.as_str(), account.password.reveal()).await?;
+        Ok::<_, Error>(applied(&mut conn).await?.contains(received))
+    };
+    match tokio::time::timeout(Duration::from_secs(3), look).await {
+        Ok(Ok(holds)) => holds,
+        Ok(Err(error)) => {
+            info!(%error, source = %replica.source_host, "the source cannot tell what it holds: the relay log is applied here");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Applies what the relay log holds beyond `held`.
+async fn salvage(
+    shared: &Shared,
+    conn: &mut mysql_async::Conn,
+    files: &[PathBuf],
+    held: &MariaDbGtidPos,
+) -> Result<(), Error> {
+    let start = held.to_string();
     let before: String = binlog_pos(conn).await?;
 
     let (_scratch, defaults) =
@@ -186,7 +275,7 @@ async fn salvage(shared: &Shared, conn: &mut mysql_async::Conn) -> Result<(), Er
             })?;
 
     let mut reader = tokio::process::Command::new("mariadb-binlog");
-    reader.args(reader_args(&applied, &files));
+    reader.args(reader_args(&start, files));
     let mut reader = reader
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -225,15 +314,13 @@ async fn salvage(shared: &Shared, conn: &mut mysql_async::Conn) -> Result<(), Er
     }
     // The applied transactions are in the binary log under their own
     // GTIDs; replication resumes after them.
-    conn.query_drop("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos")
+    let now = applied(conn).await?;
+    conn.query_drop(format!("SET GLOBAL gtid_slave_pos = '{now}'"))
         .await
-        .map_err(|source| Error::Sql {
-            action: "move gtid_slave_pos past the relay log",
-            source,
-        })?;
+        .map_err(sql("move gtid_slave_pos past the relay log"))?;
     let after = binlog_pos(conn).await?;
     if after == before {
-        info!(gtid_slave_pos = %applied, "the relay log held nothing beyond what was applied");
+        info!(held = %start, "the relay log held nothing beyond what was applied");
     } else {
         info!(from = %before, to = %after, "applied what the relay log held beyond what was applied before the server stopped");
     }
@@ -335,6 +422,18 @@ mod tests {
             ", errors 1062"
         );
         assert_eq!(error_numbers(b"ERROR: Could not read entry\n"), "");
+    }
+
+    #[test]
+    fn gtids_are_read_from_the_readers_header_lines_only() {
+        assert_eq!(
+            gtid_of_line(
+                "#261203 22:59:54 server id 2  end_log_pos 1183 CRC32 0xb079bc7d \tGTID 0-2-6 trans"
+            ),
+            Some("0-2-6")
+        );
+        assert_eq!(gtid_of_line("SET @@session.gtid_seq_no=6/*!*/;"), None);
+        assert_eq!(gtid_of_line("# at 1183"), None);
     }
 
     #[test]
