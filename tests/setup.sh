@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   mariadb-server   # mariadbd, mariadb-install-db, mariadb client
   mariadb-backup   # mariadb-backup, mbstream
+  mariadb-client   # mariadb-binlog (the agent reads relay logs with it)
   iproute2         # ip netns, bridges, veth, blackhole routes
   util-linux       # unshare, nsenter, setpriv, mount
   procps
