@@ -139,6 +139,13 @@ pub struct ValidatedStorage {
     pub class: StorageClassChoice,
 }
 
+impl ValidatedStorage {
+    /// The spec names existing EBS volumes (`spec.storage.ebs.volumes`).
+    pub fn given_volumes(&self) -> bool {
+        matches!(&self.class, StorageClassChoice::Managed { ebs, .. } if !ebs.volumes.is_empty())
+    }
+}
+
 /// Where volumes come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StorageClassChoice {
@@ -264,9 +271,7 @@ pub fn validate(
         ));
     }
     let storage = validate_storage(spec, &name, &namespace)?;
-    if matches!(&storage.class, StorageClassChoice::Managed { ebs, .. } if !ebs.volumes.is_empty())
-        && !settings.features.given_volumes
-    {
+    if storage.given_volumes() && !settings.features.given_volumes {
         return Err(invalid(
             "spec.storage.ebs.volumes",
             "this install may not create PersistentVolumes: install the chart with features.givenVolumes=true, or remove the field to have new volumes made".into(),
@@ -604,7 +609,7 @@ impl ValidatedCluster {
     /// The spec names existing EBS volumes (`spec.storage.ebs.volumes`):
     /// they may hold data made with credentials only their old Secret has.
     pub fn given_volumes(&self) -> bool {
-        matches!(&self.storage.class, StorageClassChoice::Managed { ebs, .. } if !ebs.volumes.is_empty())
+        self.storage.given_volumes()
     }
 
     /// `namespace/name`: how fencing names the cluster on the nodes it fenced.

@@ -91,17 +91,23 @@ pub fn carry_out(data_dir: &Path, stamp: &str) -> Result<Option<PathBuf>, Error>
 /// The newest copy set aside in `data_dir`, if any (a `.partial` one too:
 /// it holds data all the same).
 pub fn newest_kept(data_dir: &Path) -> Result<Option<PathBuf>, Error> {
+    Ok(kept(data_dir)?
+        .into_iter()
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path()))
+}
+
+/// The copies set aside in `data_dir` (a `.partial` one too).
+fn kept(data_dir: &Path) -> Result<Vec<std::fs::DirEntry>, Error> {
     let kept = data_dir.join(KEPT_DIR);
     if !kept.exists() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let newest = std::fs::read_dir(&kept)
+    Ok(std::fs::read_dir(&kept)
         .map_err(io("list", &kept))?
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .map(|e| e.path());
-    Ok(newest)
+        .collect())
 }
 
 /// Bytes the files under `dir` hold.
@@ -162,15 +168,7 @@ pub const MAX_KEPT_COPIES: usize = 2;
 
 /// How many copies were set aside in `data_dir` (a `.partial` one too).
 pub fn kept_copies(data_dir: &Path) -> Result<usize, Error> {
-    let kept = data_dir.join(KEPT_DIR);
-    if !kept.exists() {
-        return Ok(0);
-    }
-    Ok(std::fs::read_dir(&kept)
-        .map_err(io("list", &kept))?
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .count())
+    Ok(kept(data_dir)?.len())
 }
 
 /// Whether one more copy may be set aside when `kept` are there already.

@@ -113,9 +113,9 @@ pub struct Shared {
     clone_slot: Arc<Semaphore>,
     metrics: Metrics,
     /// Why the last upgrade step failed, while it keeps failing.
-    upgrade_error: std::sync::Mutex<Option<String>>,
+    upgrade_error: Failing,
     /// Why the relay log could not be applied, while it cannot.
-    relay_log_error: std::sync::Mutex<Option<String>>,
+    relay_log_error: Failing,
     /// What the receiver last got from its source, and when.
     heard: Arc<std::sync::Mutex<source_watch::Heard>>,
     /// Connections kept open for a fence.
@@ -140,6 +140,28 @@ struct Ready {
 /// requests costs the server one query per period, never a connection each.
 const READY_FRESH: Duration = Duration::from_millis(200);
 
+/// Why a background step keeps failing, while it does (reported in
+/// `/status`; logged once per new reason).
+#[derive(Debug, Default)]
+struct Failing(std::sync::Mutex<Option<String>>);
+
+impl Failing {
+    fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Records `error` (`None`: it works again); true when it changed.
+    fn set(&self, error: Option<String>) -> bool {
+        match self.0.lock() {
+            Ok(mut slot) if *slot != error => {
+                *slot = error;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Shared {
     /// Shared state for an agent.
     pub fn new(config: Config, credentials: ClusterCredentials) -> Arc<Self> {
@@ -149,8 +171,8 @@ impl Shared {
             flavor: OnceCell::new(),
             clone_slot: Arc::new(Semaphore::new(1)),
             metrics: Metrics::new(),
-            upgrade_error: std::sync::Mutex::new(None),
-            relay_log_error: std::sync::Mutex::new(None),
+            upgrade_error: Failing::default(),
+            relay_log_error: Failing::default(),
             heard: Arc::default(),
             fencer: Arc::default(),
             ready: tokio::sync::Mutex::new(None),
@@ -212,26 +234,6 @@ impl Shared {
             .as_bytes(),
         )?;
         Ok((scratch, file))
-    }
-
-    fn relay_log_error(&self) -> Option<String> {
-        self.relay_log_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    fn set_relay_log_error(&self, error: Option<String>) {
-        if let Ok(mut slot) = self.relay_log_error.lock() {
-            *slot = error;
-        }
-    }
-
-    fn upgrade_error(&self) -> Option<String> {
-        self.upgrade_error.lock().ok().and_then(|e| e.clone())
-    }
-
-    fn set_upgrade_error(&self, error: Option<String>) {
-        if let Ok(mut slot) = self.upgrade_error.lock() {
-            *slot = error;
-        }
     }
 
     async fn flavor(&self, conn: &mut mysql_async::Conn) -> Result<Flavor, server::Error> {
@@ -425,8 +427,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
                 replication: None,
                 seed_pending: crate::seed_marker::path(&shared.config.data_dir).exists(),
                 relay_log_unread: shared.config.family == ebisu_api::Flavor::Mariadb,
-                upgrade_error: shared.upgrade_error(),
-                relay_log_error: shared.relay_log_error(),
+                upgrade_error: shared.upgrade_error.get(),
+                relay_log_error: shared.relay_log_error.get(),
                 source_heard,
                 source_heard_ms_ago,
             };
@@ -447,8 +449,8 @@ async fn read_status(shared: &Shared) -> Result<ebisu_api::agent::AgentStatus, s
     status.seed_pending = crate::seed_marker::path(&shared.config.data_dir).exists();
     // Unknown counts as unread: nobody may start replication on a guess.
     status.relay_log_unread = relay_log::unread(shared, &mut conn).await.unwrap_or(true);
-    status.upgrade_error = shared.upgrade_error();
-    status.relay_log_error = shared.relay_log_error();
+    status.upgrade_error = shared.upgrade_error.get();
+    status.relay_log_error = shared.relay_log_error.get();
     shared.metrics.observe(&status);
     Ok(status)
 }
@@ -471,17 +473,16 @@ async fn background(shared: Arc<Shared>) {
             match upgrade::run(&shared).await {
                 Ok(()) => {
                     upgraded = true;
-                    shared.set_upgrade_error(None);
+                    shared.upgrade_error.set(None);
                 }
                 Err(upgrade::Error::Server(e)) => {
                     tracing::debug!(error = %e, "server not answering; upgrade step waits");
                 }
                 Err(e) => {
                     let error = e.to_string();
-                    if shared.upgrade_error().as_deref() != Some(error.as_str()) {
+                    if shared.upgrade_error.set(Some(error.clone())) {
                         warn!(%error, "system table upgrade failed; trying again");
                     }
-                    shared.set_upgrade_error(Some(error));
                 }
             }
         }

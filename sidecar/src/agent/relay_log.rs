@@ -108,7 +108,7 @@ pub async fn run(shared: Arc<Shared>) {
             match take_care(&shared).await {
                 Ok(conn) => {
                     held = Some(conn);
-                    shared.set_relay_log_error(None);
+                    shared.relay_log_error.set(None);
                 }
                 // A server that does not answer is the other tasks' to report.
                 Err(error @ Error::Server(_)) => {
@@ -116,10 +116,9 @@ pub async fn run(shared: Arc<Shared>) {
                 }
                 Err(error) => {
                     let error = error.to_string();
-                    if shared.relay_log_error().as_deref() != Some(error.as_str()) {
+                    if shared.relay_log_error.set(Some(error.clone())) {
                         warn!(%error, "the relay log is not read yet; replication stays stopped until it is");
                     }
-                    shared.set_relay_log_error(Some(error));
                 }
             }
         }
@@ -264,7 +263,6 @@ async fn salvage(
     held: &MariaDbGtidPos,
 ) -> Result<(), Error> {
     let start = held.to_string();
-    let before: String = binlog_pos(conn).await?;
 
     let (_scratch, defaults) =
         shared
@@ -304,7 +302,7 @@ async fn salvage(
             // The log keeps the tool's words; the error (read by anyone
             // through /status) keeps only error numbers: a statement's
             // text can carry row values.
-            warn!(tool, stderr = %last_lines(&output.stderr), "applying the relay log failed");
+            warn!(tool, failure = %crate::backup_tool::failure(output), "applying the relay log failed");
             return Err(Error::Apply(format!(
                 "{tool} {}{}",
                 output.status,
@@ -318,24 +316,12 @@ async fn salvage(
     conn.query_drop(format!("SET GLOBAL gtid_slave_pos = '{now}'"))
         .await
         .map_err(sql("move gtid_slave_pos past the relay log"))?;
-    let after = binlog_pos(conn).await?;
-    if after == before {
+    if now == *held {
         info!(held = %start, "the relay log held nothing beyond what was applied");
     } else {
-        info!(from = %before, to = %after, "applied what the relay log held beyond what was applied before the server stopped");
+        info!(from = %start, to = %now, "applied what the relay log held beyond what was applied before the server stopped");
     }
     Ok(())
-}
-
-async fn binlog_pos(conn: &mut mysql_async::Conn) -> Result<String, Error> {
-    Ok(conn
-        .query_first("SELECT @@GLOBAL.gtid_binlog_pos")
-        .await
-        .map_err(|source| Error::Sql {
-            action: "read gtid_binlog_pos",
-            source,
-        })?
-        .unwrap_or_default())
 }
 
 /// The relay log files an index lists, oldest first (relative names are
@@ -387,12 +373,6 @@ fn error_numbers(stderr: &[u8]) -> String {
     } else {
         format!(", errors {}", numbers.join(", "))
     }
-}
-
-fn last_lines(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().rev().take(3).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
 }
 
 #[cfg(test)]

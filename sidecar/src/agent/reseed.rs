@@ -32,18 +32,17 @@ pub async fn request(
     // Refused before the pod is deleted: the server keeps running (out of
     // service) instead of failing to start for want of room.
     let data_dir = shared.config.data_dir.clone();
-    match tokio::task::spawn_blocking(move || crate::set_aside::may_set_aside(&data_dir)).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(why))) => {
+    let look = tokio::task::spawn_blocking(move || crate::set_aside::may_set_aside(&data_dir))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|looked| looked.map_err(|e| e.to_string()));
+    match look {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
             warn!(%why, "refused a re-seed");
             return (StatusCode::INSUFFICIENT_STORAGE, why).into_response();
         }
-        Ok(Err(error)) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
-        }
-        Err(error) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
-        }
+        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
     }
     match crate::set_aside::request(&shared.config.data_dir, &body.reason) {
         Ok(()) => {

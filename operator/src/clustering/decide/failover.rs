@@ -27,7 +27,7 @@ use super::{
 use crate::model::ServerState;
 
 /// How often a silent primary is looked at while its debounce runs.
-const LOOK_AGAIN_MS: i64 = 500;
+pub(super) const LOOK_AGAIN_MS: i64 = 500;
 
 /// The reason of a failover the user forced.
 const FORCED: &str = "Forced";

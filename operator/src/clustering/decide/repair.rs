@@ -141,7 +141,7 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             // Restarted: its agent applies what the relay log held first
             // (starting replication would discard it, M6), within a second.
             decision.sooner(Again::After(
-                k8s_openapi::jiff::SignedDuration::from_millis(500),
+                k8s_openapi::jiff::SignedDuration::from_millis(super::failover::LOOK_AGAIN_MS),
             ));
             continue;
         }
