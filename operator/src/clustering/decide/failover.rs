@@ -20,14 +20,11 @@
 use ebisu_api::{Operation, OperationKind, OperationStep, names::ANNOTATION_FORCE_FAILOVER};
 
 use super::{
-    Action, Again, BlockedWhy, Decision, HEARD_WITHIN_MS, Input, Problem, elapsed_since, holdings,
-    may_hold_data, ordinal, seconds, switchover,
+    Action, Again, BlockedWhy, Decision, HEARD_WITHIN_MS, Input, LOOK_AGAIN_MS, Problem,
+    elapsed_since, holdings, may_hold_data, ordinal, seconds, switchover,
 };
 
 use crate::model::ServerState;
-
-/// How often a silent primary is looked at while its debounce runs.
-pub(super) const LOOK_AGAIN_MS: i64 = 500;
 
 /// The reason of a failover the user forced.
 const FORCED: &str = "Forced";

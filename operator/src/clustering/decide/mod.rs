@@ -31,6 +31,10 @@ use crate::model::{Answer, LeaseView, ServerState};
 pub use crate::model::{BlockedWhy, Problem};
 use crate::validate::SemiSync;
 
+/// How soon a decision that waits on something quick (a silent primary's
+/// debounce, an agent reading a relay log) looks again.
+const LOOK_AGAIN_MS: i64 = 500;
+
 /// A replica still hears its source when its receiver got something from
 /// it within this long (the source sends a heartbeat every half second).
 pub const HEARD_WITHIN_MS: u64 = 1000;

@@ -5,7 +5,7 @@
 
 use ebisu_api::InstanceRole;
 
-use super::{Action, Again, Decision, Input, Problem, ordinal};
+use super::{Action, Again, Decision, Input, LOOK_AGAIN_MS, Problem, ordinal};
 use crate::model::{Replication, ServerState, SourceRefusal};
 
 /// Before anyone is labelled (a new cluster): the one server that
@@ -141,7 +141,7 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
             // Restarted: its agent applies what the relay log held first
             // (starting replication would discard it, M6), within a second.
             decision.sooner(Again::After(
-                k8s_openapi::jiff::SignedDuration::from_millis(super::failover::LOOK_AGAIN_MS),
+                k8s_openapi::jiff::SignedDuration::from_millis(LOOK_AGAIN_MS),
             ));
             continue;
         }
