@@ -11,8 +11,8 @@ use tokio::process::{Child, Command};
 use crate::certs::Pki;
 use crate::command;
 use crate::layout::{
-    APISERVER_PORT, BRIDGE_ADDR, CONTROLLER_MANAGER_PORT, EC2_PORT, ETCD_CLIENT_PORT,
-    ETCD_PEER_PORT, Layout, SCHEDULER_PORT, SERVICE_CIDR,
+    APISERVER_PORT, BRIDGE_ADDR, CONTROLLER_MANAGER_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, Layout,
+    MOTO_PORT, SCHEDULER_PORT, SERVICE_CIDR,
 };
 
 /// How long one daemon may take to become healthy.
@@ -29,6 +29,9 @@ pub enum ControlPlaneError {
     /// moto's server is not installed.
     #[error("failed to find the local EC2 API {0}: install it with tests/install-moto.sh")]
     MissingMoto(PathBuf),
+    /// The EC2 endpoint in front of moto could not start.
+    #[error(transparent)]
+    Proxy(#[from] crate::snapshots::ProxyError),
     /// A daemon could not be started or its files written.
     #[error("failed to start {name}: {source}")]
     Start {
@@ -241,14 +244,12 @@ async fn start_all(
     if !moto.is_file() {
         return Err(ControlPlaneError::MissingMoto(moto));
     }
+    crate::snapshots::start(layout).await?;
     let mut ec2 = spawn_program(
         layout,
         &moto,
         "moto",
-        &[
-            format!("--host={BRIDGE_ADDR}"),
-            format!("--port={EC2_PORT}"),
-        ],
+        &["--host=127.0.0.1".to_owned(), format!("--port={MOTO_PORT}")],
         // No built-in AMIs and snapshots: the account holds only what we make.
         &[("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")],
     )?;

@@ -30,6 +30,8 @@ pub const VETH_PREFIX: &str = "veb";
 pub const APISERVER_PORT: u16 = 6443;
 /// The local EC2 API's port, on [`BRIDGE_ADDR`] (the operator's pod calls it).
 pub const EC2_PORT: u16 = 24566;
+/// moto's own port on loopback, behind the snapshot proxy on [`EC2_PORT`].
+pub const MOTO_PORT: u16 = 24567;
 /// etcd's client port on loopback.
 pub const ETCD_CLIENT_PORT: u16 = 23790;
 /// etcd's peer port on loopback.
@@ -122,6 +124,11 @@ impl Layout {
     /// One directory per volume, named after its volume id.
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")
+    }
+    /// One directory per EBS snapshot (`snap-...`): the content of its
+    /// volume when it was taken.
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
     }
     /// One directory per pod (`<namespace>_<name>_<uid>`).
     pub fn pods(&self) -> PathBuf {

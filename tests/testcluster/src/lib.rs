@@ -13,7 +13,8 @@
 //!   node is an instance (`spec.providerID aws:///ZONE/i-...`), and the EBS
 //!   CSI driver's part ([`provisioner`]) for `ebs.csi.aws.com` classes:
 //!   volumes created, resized and deleted there, zone-pinned PVs, attached
-//!   to one instance at a time in their own zone. An instance stopped at
+//!   to one instance at a time in their own zone. EC2 calls reach moto
+//!   through a proxy ([`snapshots`]) that gives snapshots real content. An instance stopped at
 //!   EC2 powers its node off; started again, the node boots afresh.
 //! - A minimal kubelet API on each node's address ([`kubelet_api`]) so that
 //!   `kubectl logs [-f] [--tail]` works through the apiserver; there is no
@@ -47,6 +48,7 @@ pub mod network;
 pub mod nodes;
 pub mod provisioner;
 pub mod scenario;
+pub mod snapshots;
 pub mod stores;
 pub mod supervisor;
 

@@ -123,6 +123,7 @@ async fn start(
         layout.pki(),
         layout.logs(),
         layout.volumes(),
+        layout.snapshots(),
         layout.pods(),
         layout.etcd_data(),
     ] {

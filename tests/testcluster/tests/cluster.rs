@@ -419,6 +419,7 @@ fn tutorial_statefulset(k: &Kubectl, cluster: &TestCluster, runtime: &tokio::run
             .then(|| k.wait_ready(ns, "mariadb-0", Duration::from_secs(90)))
     });
     assert_eq!(sql(&ip, "SELECT v FROM e2e.t").unwrap(), "42");
+    snapshots_hold_what_the_volume_held(k, cluster, runtime, ns, &ip);
 
     // (c) A drain moves the pod to the other node of its zone; with no node of
     // that zone schedulable it stays Pending; uncordon lets it run again.
@@ -559,4 +560,69 @@ echo in-cluster-ok"#;
 /// A double-quoted YAML string (Rust escapes quotes, backslashes and newlines as YAML does).
 fn yaml_quoted(s: &str) -> String {
     format!("{s:?}")
+}
+
+/// (b') An EC2 snapshot of a running server's volume holds its content as
+/// it was when CreateSnapshot returned; a volume made from it in another
+/// zone starts with that content; a deleted snapshot's content goes.
+fn snapshots_hold_what_the_volume_held(
+    k: &Kubectl,
+    cluster: &TestCluster,
+    runtime: &tokio::runtime::Runtime,
+    ns: &str,
+    ip: &str,
+) {
+    let ec2 = ebisu_testcluster::ec2::client();
+    let pv = k.jsonpath(ns, "pvc/data-mariadb-0", "{.spec.volumeName}");
+    let volume = k.jsonpath(ns, &format!("pv/{pv}"), "{.spec.csi.volumeHandle}");
+    let source = cluster.layout().volumes().join(&volume);
+    let snapshot = runtime
+        .block_on(ec2.create_snapshot().volume_id(&volume).send())
+        .unwrap()
+        .snapshot_id()
+        .unwrap()
+        .to_owned();
+    // The server was stopped for the copy only and carries on.
+    sql(ip, "INSERT INTO e2e.t VALUES (43)").unwrap();
+    std::fs::write(source.join("after-the-snapshot"), "later").unwrap();
+    let zone = k.jsonpath(
+        ns,
+        &format!("pv/{pv}"),
+        "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}",
+    );
+    let elsewhere = ebisu_testcluster::layout::ZONES
+        .iter()
+        .find(|z| **z != zone)
+        .unwrap();
+    let restored = runtime
+        .block_on(
+            ec2.create_volume()
+                .availability_zone(*elsewhere)
+                .snapshot_id(&snapshot)
+                .size(1)
+                .send(),
+        )
+        .unwrap()
+        .volume_id()
+        .unwrap()
+        .to_owned();
+    let copy = cluster.layout().volumes().join(&restored);
+    assert!(
+        copy.join("data/e2e/t.ibd").is_file() && copy.join("data/ibdata1").is_file(),
+        "the restored volume {restored} holds the server's files"
+    );
+    assert!(
+        !copy.join("after-the-snapshot").exists(),
+        "nothing written after the snapshot is in it"
+    );
+    assert_eq!(sql(ip, "SELECT COUNT(*) FROM e2e.t").unwrap(), "2");
+    sql(ip, "DELETE FROM e2e.t WHERE v = 43").unwrap();
+    runtime
+        .block_on(ec2.delete_snapshot().snapshot_id(&snapshot).send())
+        .unwrap();
+    assert!(!cluster.layout().snapshots().join(&snapshot).exists());
+    std::fs::remove_file(source.join("after-the-snapshot")).unwrap();
+    runtime
+        .block_on(ec2.delete_volume().volume_id(&restored).send())
+        .unwrap();
 }
