@@ -7,13 +7,15 @@
 //! and the tests can all depend on it without pulling in each other's IO.
 
 pub mod agent;
+pub mod backup;
 pub mod cluster;
 pub mod names;
 
+pub use backup::{BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus};
 pub use cluster::{
-    CloneSpec, ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor,
-    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
-    OperationKind, OperationStep, Phase, PodTemplateOverrides, ReplicationSpec, RoleChange,
-    ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy,
-    VolumeModificationStatus, VolumeStatus,
+    BootstrapSpec, CloneSpec, ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType,
+    FailoverMode, Flavor, FromBackup, InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec,
+    MySQLClusterStatus, Operation, OperationKind, OperationStep, Phase, PodTemplateOverrides,
+    ReplicationSpec, RestoreStatus, RoleChange, ServiceTemplate, ServiceTemplates, ServiceType,
+    StorageSpec, UpdateStrategy, VolumeModificationStatus, VolumeStatus,
 };

@@ -185,6 +185,11 @@ pub fn read_service(cluster: &str) -> String {
     format!("{cluster}-read")
 }
 
+/// The copy of a cluster's credentials a MySQLBackup keeps (and owns).
+pub fn backup_credentials(backup: &str) -> String {
+    format!("{backup}-backup-credentials")
+}
+
 /// Generated credentials.
 pub fn credentials_secret(cluster: &str) -> String {
     format!("{cluster}-credentials")

@@ -90,6 +90,30 @@ pub fn for_invalid_spec(previous: Option<&MySQLClusterStatus>, message: &str) ->
     (!already_reported).then(|| Note::warning("InvalidSpec", message.to_owned(), None))
 }
 
+/// The Event of a restore that may not go ahead, once per reason.
+pub fn for_restore_refused(previous: Option<&MySQLClusterStatus>, message: &str) -> Option<Note> {
+    let already_reported = previous.is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == crate::status::RESTORE_REFUSED && c.status == "True" && c.message == message
+        })
+    });
+    (!already_reported).then(|| Note::warning("RestoreRefused", message.to_owned(), None))
+}
+
+/// The Events of the backups step.
+pub fn for_backups(notes: &[crate::backups::BackupNote]) -> Vec<Note> {
+    notes
+        .iter()
+        .map(|n| {
+            if n.warning {
+                Note::warning(n.reason, n.message.clone(), None)
+            } else {
+                Note::normal(n.reason, n.message.clone(), None)
+            }
+        })
+        .collect()
+}
+
 /// The Event of missing credentials generated in the credentials Secret.
 pub fn credentials_generated() -> Note {
     Note::normal(

@@ -16,7 +16,7 @@
 //! | L5 | `runtime` | the process: watches, controllers, leader election, health |
 //! | L4 | `reconcile` | the spine: one reconcile, step by step, and what every reconcile shares |
 //! | L3 | `status`, `events` | pure reports over what the layers below found (and publishing Events) |
-//! | L2 | `clustering`, `fencing`, `volumes`, `dereference`, `apply` | features, each a pure decision plus a thin IO shell; reads and writes of the cluster's own objects |
+//! | L2 | `clustering`, `fencing`, `volumes`, `backups`, `restore`, `dereference`, `apply` | features, each a pure decision plus a thin IO shell; reads and writes of the cluster's own objects |
 //! | L1 | `validate`, `build`, `diagnose`, `ec2` | pure spec -> objects; pure diagnoses; the EC2 client |
 //! | L0 | `model`, `quantity`, `online_config`, `crd`, `rbac` | shared vocabulary, one reader per fact; tables |
 //!
@@ -33,11 +33,16 @@
 //! - `fencing`: EC2 StopInstances, node taints and annotations;
 //! - `volumes`: EC2 CreateTags and ModifyVolume, and the PVs and claims of
 //!   given volumes;
+//! - `backups`: a source's applier paused and resumed (SQL), EC2
+//!   CreateSnapshot, the backups' status and their credentials Secrets;
+//! - `restore`: EC2 CreateVolume from a backup's snapshot, the restored
+//!   cluster's credentials Secret;
 //! - `events`: Events;
 //! - `reconcile::cleanup`: the managed StorageClass of a deleted cluster;
 //! - `runtime::leader`: the leader Lease.
 
 pub mod apply;
+pub mod backups;
 pub mod build;
 pub mod clustering;
 pub mod crd;
@@ -51,6 +56,7 @@ pub mod online_config;
 pub mod quantity;
 pub mod rbac;
 pub mod reconcile;
+pub mod restore;
 pub mod runtime;
 pub mod status;
 pub mod validate;
@@ -60,7 +66,15 @@ pub mod volumes;
 pub const LAYERS: &[&[&str]] = &[
     &["model", "quantity", "online_config", "crd", "rbac"],
     &["validate", "build", "diagnose", "ec2"],
-    &["clustering", "fencing", "volumes", "dereference", "apply"],
+    &[
+        "clustering",
+        "fencing",
+        "volumes",
+        "backups",
+        "restore",
+        "dereference",
+        "apply",
+    ],
     &["status", "events"],
     &["reconcile"],
     &["runtime"],
@@ -75,6 +89,8 @@ pub const WRITERS: &[&str] = &[
     "clustering::act",
     "fencing",
     "volumes",
+    "backups",
+    "restore",
     "events",
     "reconcile::cleanup",
     "runtime::leader",

@@ -76,6 +76,10 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     ),
     // Status is written with server-side apply.
     rule("ebisu.dev", "mysqlclusters/status", &["patch"]),
+    // Backups: listed each reconcile of their cluster, read by a restore,
+    // their status written; users create and delete them.
+    rule("ebisu.dev", "mysqlbackups", &["get", "list", "watch"]),
+    rule("ebisu.dev", "mysqlbackups/status", &["patch"]),
     // Children: read before apply (ownership, immutable fields), applied,
     // owned and watched.
     rule(

@@ -54,6 +54,8 @@ pub struct StatusInputs<'a> {
     pub volumes: &'a BTreeMap<String, VolumeStatus>,
     /// The nodes fenced for the cluster.
     pub fenced: &'a [String],
+    /// The restore the cluster started from.
+    pub restore: Option<&'a ebisu_api::RestoreStatus>,
     /// Now.
     pub now: &'a Time,
 }
@@ -66,6 +68,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         pass,
         volumes,
         fenced,
+        restore,
         now,
     } = inputs;
     let previous = cluster.status.clone().unwrap_or_default();
@@ -266,6 +269,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         last_failover,
         clustering: pass.memory.clone(),
         fenced_nodes: fenced.to_vec(),
+        restore: restore.cloned(),
     }
 }
 
@@ -419,6 +423,40 @@ pub fn invalid(cluster: &MySQLCluster, message: &str, now: &Time) -> MySQLCluste
     }
 }
 
+/// The condition of a cluster whose restore from a backup may not go ahead.
+pub const RESTORE_REFUSED: &str = "RestoreRefused";
+
+/// Status of a cluster whose restore may not go ahead (nothing was made):
+/// `RestoreRefused` says why and what to do.
+pub fn restore_refused(cluster: &MySQLCluster, message: &str, now: &Time) -> MySQLClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != RESTORE_REFUSED)
+        .cloned()
+        .collect();
+    conditions.insert(
+        0,
+        condition(
+            &previous,
+            RESTORE_REFUSED,
+            true,
+            "CannotRestore",
+            message,
+            generation,
+            now,
+        ),
+    );
+    MySQLClusterStatus {
+        phase: Some(Phase::Failed),
+        observed_generation: generation,
+        conditions,
+        ..previous
+    }
+}
+
 /// Initializing until every instance has served once, Degraded when one stops
 /// serving afterwards.
 pub fn phase(previous: Option<Phase>, desired: i32, ready: i32) -> Phase {
@@ -551,6 +589,7 @@ mod tests {
             pass,
             volumes: &BTreeMap::new(),
             fenced: &[],
+            restore: None,
             now,
         })
     }

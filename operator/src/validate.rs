@@ -69,6 +69,8 @@ pub struct ValidatedCluster {
     pub server_id_base: i64,
     /// Volumes.
     pub storage: ValidatedStorage,
+    /// The MySQLBackup a new cluster starts from (`spec.bootstrap.fromBackup`).
+    pub bootstrap: Option<String>,
     /// Semi-sync settings; `None` when semi-sync is off.
     pub semi_sync: Option<SemiSync>,
     /// The semi-sync settings the servers' configuration carries: as
@@ -277,6 +279,27 @@ pub fn validate(
             "this install may not create PersistentVolumes: install the chart with features.givenVolumes=true, or remove the field to have new volumes made".into(),
         ));
     }
+    let bootstrap = spec.bootstrap.as_ref().map(|b| b.from_backup.name.clone());
+    if bootstrap.is_some() {
+        if !matches!(&storage.class, StorageClassChoice::Managed { .. }) {
+            return Err(invalid(
+                "spec.bootstrap.fromBackup",
+                "a restored volume is an EBS volume ebisu makes: set spec.storage.ebs (and no storageClassName)".into(),
+            ));
+        }
+        if storage.given_volumes() {
+            return Err(invalid(
+                "spec.bootstrap.fromBackup",
+                "the first volume comes from the backup: remove spec.storage.ebs.volumes".into(),
+            ));
+        }
+        if !settings.features.given_volumes {
+            return Err(invalid(
+                "spec.bootstrap.fromBackup",
+                "this install may not create PersistentVolumes, which a restored volume needs: install the chart with features.givenVolumes=true".into(),
+            ));
+        }
+    }
     let semi_sync = validate_semi_sync(cluster)?;
     let clone_rate_limit = spec
         .clone
@@ -306,6 +329,7 @@ pub fn validate(
         operator_namespace: settings.operator_namespace.clone(),
         server_id_base: spec.server_id_base,
         storage,
+        bootstrap,
         semi_sync_config: semi_sync.or_else(|| semi_sync_config(cluster)),
         semi_sync,
         failover: FailoverPolicy {
@@ -613,6 +637,19 @@ impl ValidatedCluster {
     }
 
     /// `namespace/name`: how fencing names the cluster on the nodes it fenced.
+    /// The cluster with its first instance on `volume` (made from the
+    /// backup it starts from), as if the spec gave it.
+    pub fn with_restored_volume(&self, volume: &str) -> Self {
+        let mut restored = self.clone();
+        if let StorageClassChoice::Managed { ebs, .. } = &mut restored.storage.class
+            && ebs.volumes.is_empty()
+        {
+            ebs.volumes = vec![volume.to_owned()];
+        }
+        restored
+    }
+
+    /// `<namespace>/<name>`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }

@@ -322,8 +322,10 @@ fn deployment_runs_the_configured_images_with_probes() {
 }
 
 #[test]
-fn chart_ships_the_generated_crd() {
-    let chart_crd =
-        std::fs::read_to_string(root().join(ebisu_operator::crd::CHART_CRD_PATH)).unwrap();
-    assert_eq!(chart_crd, ebisu_operator::crd::crd_yaml().unwrap());
+fn chart_ships_the_generated_crds() {
+    for (name, yaml) in ebisu_operator::crd::crd_files().unwrap() {
+        let chart_crd =
+            std::fs::read_to_string(root().join("charts/ebisu/crds").join(name)).unwrap();
+        assert_eq!(chart_crd, yaml);
+    }
 }

@@ -18,7 +18,7 @@ pub use pod::{PodTemplateOverrides, ServiceTemplate, ServiceTemplates, ServiceTy
 pub use replication::{CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
 pub use status::{
     ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation, OperationKind,
-    OperationStep, Phase, RoleChange, VolumeModificationStatus, VolumeStatus,
+    OperationStep, Phase, RestoreStatus, RoleChange, VolumeModificationStatus, VolumeStatus,
 };
 pub use storage::{
     EbsSpec, EbsVolumeType, GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS,
@@ -101,6 +101,8 @@ pub const MAX_NAME_LEN: usize = 52;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap)")
+        .message("spec.bootstrap cannot be added or removed: it says where a new cluster's data came from; create a new cluster to restore a backup"),
     validation = Rule::new("!has(self.replication) || !has(self.replication.semiSync) || !self.replication.semiSync || self.replicas >= 2")
         .message("spec.replication.semiSync: true needs spec.replicas >= 2 (a semi-sync primary waits for a replica's acknowledgement): add replicas or leave semiSync unset"),
     validation = Rule::new("!has(self.replication) || !has(self.replication.waitForReplicas) || !(has(self.replication.semiSync) ? self.replication.semiSync : self.replicas >= 2) || self.replication.waitForReplicas < self.replicas")
@@ -155,6 +157,13 @@ pub struct MySQLClusterSpec {
     /// How a new replica is seeded from a peer.
     #[serde(default)]
     pub clone: CloneSpec,
+
+    /// Where a new cluster's data comes from; empty servers when unset.
+    /// Immutable: it says how the cluster was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("spec.bootstrap is immutable: it says where the cluster's data came from; create a new cluster to restore another backup"))]
+    pub bootstrap: Option<BootstrapSpec>,
 
     /// Overrides for the instance pods: resources, placement and metadata.
     #[serde(default)]
@@ -315,4 +324,31 @@ impl MySQLClusterSpec {
     pub fn semi_sync_enabled(&self) -> bool {
         self.replication.semi_sync.unwrap_or(self.replicas >= 2)
     }
+}
+
+/// Where a new cluster's data comes from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Start from a MySQLBackup: its snapshot becomes the first instance's
+    /// volume (created at EC2 in a zone with nodes, the backup's zone when
+    /// it has some), the server starts on it as the primary with exactly
+    /// the backup's GTID set, and the other instances are copied from it.
+    /// The cluster's credentials Secret is made from the backup's (unless
+    /// it exists), so the restored users keep their passwords. Needs the
+    /// operator's `features.givenVolumes` (the restored volume's PV is made
+    /// like a given volume's). A restore that cannot go ahead (no such
+    /// backup, not completed, its snapshot gone, another flavor, data
+    /// already there) is a `RestoreRefused` condition and one Event, and
+    /// nothing is created.
+    pub from_backup: FromBackup,
+}
+
+/// The backup a cluster starts from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FromBackup {
+    /// A completed MySQLBackup in the cluster's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }

@@ -57,6 +57,28 @@ pub struct MySQLClusterStatus {
     /// taint until they are Ready again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fenced_nodes: Vec<String>,
+    /// The restore the cluster started from (`spec.bootstrap.fromBackup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+/// How far a restore from a backup went.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The MySQLBackup.
+    pub backup: String,
+    /// Its snapshot.
+    pub snapshot_id: String,
+    /// The volume made from it: the first instance's.
+    pub volume_id: String,
+    /// The GTID set the backup holds, which the restored server started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
+    /// Set once the restored server forgot the source it replicated from
+    /// when the snapshot was taken: from then on it is this cluster's.
+    #[serde(default)]
+    pub done: bool,
 }
 
 /// What the clustering loop must remember between passes, kept in status

@@ -36,6 +36,13 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   - apiGroups: ["ebisu.dev"]
     resources: ["mysqlclusters/status"]
     verbs: ["patch"]
+  # Backups: taken and followed by their cluster's reconcile, read by a restore.
+  - apiGroups: ["ebisu.dev"]
+    resources: ["mysqlbackups"]
+    verbs: ["get", "list", "watch"]
+  - apiGroups: ["ebisu.dev"]
+    resources: ["mysqlbackups/status"]
+    verbs: ["patch"]
   # Children it applies (server-side apply creates through patch) and watches.
   - apiGroups: ["apps"]
     resources: ["statefulsets"]

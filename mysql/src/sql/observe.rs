@@ -63,6 +63,15 @@ impl Flavor {
         }
     }
 
+    /// The server's own binary log position: file in the first column,
+    /// offset in the second (`SHOW MASTER STATUS` is gone from MySQL 8.4).
+    pub fn binlog_position_query(self) -> &'static str {
+        match self {
+            Flavor::MariaDb | Flavor::MySql80 => "SHOW MASTER STATUS",
+            Flavor::MySql84 => "SHOW BINARY LOG STATUS",
+        }
+    }
+
     /// The variable that fences the server from client writes.
     pub fn fence_variable(self) -> &'static str {
         match self {

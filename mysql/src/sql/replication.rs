@@ -179,6 +179,16 @@ impl Flavor {
         }
     }
 
+    /// Stops only the applier (SQL) thread, at a transaction boundary:
+    /// the server then holds an exact GTID set while the receiver keeps
+    /// acknowledging the source.
+    pub fn stop_applier(self) -> String {
+        match self {
+            Flavor::MariaDb => "STOP SLAVE SQL_THREAD".to_owned(),
+            Flavor::MySql80 | Flavor::MySql84 => "STOP REPLICA SQL_THREAD".to_owned(),
+        }
+    }
+
     /// Starts only the applier (SQL) thread: a replica restarted with its
     /// threads stopped applies what its relay log holds, without asking
     /// any source for more.

@@ -5,18 +5,23 @@
 //! 1. validate the spec (no client); an invalid one is a condition and one
 //!    Event, and nothing else happens;
 //! 2. read the durable record of whether the cluster holds data;
-//! 3. check and bind the volumes given in `spec.storage.ebs.volumes` (EC2);
-//! 4. build the children (no client) and apply them;
-//! 5. read the children and nodes back, and diagnose stuck claims and pods;
-//! 6. take the latest look at the volumes at EC2 (the next runs in the
+//! 3. a cluster that starts from a backup: check the backup, make its
+//!    credentials and first volume (EC2); a refused restore is a condition
+//!    and one Event, and nothing else happens;
+//! 4. check and bind the volumes given in `spec.storage.ebs.volumes` (EC2);
+//! 5. build the children (no client) and apply them;
+//! 6. read the children and nodes back, and diagnose stuck claims and pods;
+//! 7. take the latest look at the volumes at EC2 (the next runs in the
 //!    background);
-//! 7. the clustering pass: observe, decide and act on the servers;
-//! 8. record that the cluster holds data, once it has a primary;
-//! 9. fence lost nodes, unfence returned ones (EC2, nodes);
-//! 10. announce problems once, as Events;
-//! 11. point the fast probe at the primary and the node index at the nodes;
-//! 12. write status;
-//! 13. say when to look again.
+//! 8. the clustering pass: observe, decide and act on the servers (a
+//!    restored first server forgets its old source first);
+//! 9. take the cluster's pending backups, follow started snapshots;
+//! 10. record that the cluster holds data, once it has a primary;
+//! 11. fence lost nodes, unfence returned ones (EC2, nodes);
+//! 12. announce problems once, as Events;
+//! 13. point the fast probe at the primary and the node index at the nodes;
+//! 14. write status;
+//! 15. say when to look again.
 //!
 //! A step that cannot do its part reports it as a problem and the next
 //! steps still run (report and continue): the servers are looked after even
@@ -32,7 +37,10 @@ mod volume_look;
 
 use std::sync::Arc;
 
-use ebisu_api::{MySQLCluster, MySQLClusterStatus, names::FINALIZER};
+use ebisu_api::{
+    MySQLCluster, MySQLClusterStatus,
+    names::{self, FINALIZER},
+};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, ResourceExt,
@@ -47,10 +55,11 @@ use tracing::{info, instrument, warn};
 pub use context::{Context, LeaderClock, LeaseClock, NodeIndex, ProbeTriggers};
 
 use crate::{
-    apply, build,
+    apply, backups, build,
     clustering::PassReport,
     dereference, diagnose, events, fencing,
     model::{Answer, ClusterObjects, Problem, objects},
+    restore::{self, Restore},
     status::{self, StatusInputs},
     validate::{self, ValidatedCluster},
     volumes,
@@ -74,6 +83,9 @@ pub enum Error {
     /// A node the deleted cluster fenced could not be unfenced.
     #[error("failed to unfence a node of the deleted cluster: {0}")]
     Unfence(#[source] fencing::Error),
+    /// A restore step failed.
+    #[error(transparent)]
+    Restore(restore::Error),
     /// The finalizer machinery failed.
     #[error("failed to run the finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -86,6 +98,7 @@ impl Error {
             Error::Dereference(_) => "dereference",
             Error::Api { .. } => "api",
             Error::Unfence(_) => "unfence",
+            Error::Restore(_) => "restore",
             Error::Finalizer(_) => "finalizer",
         }
     }
@@ -154,10 +167,33 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         .map_err(Error::Dereference)?;
     let holds_data = record.holds_data(previous.is_some_and(|s| s.current_primary.is_some()));
 
-    // 3. Given volumes: checked at EC2, their PVs and claims made (client, EC2).
+    // 3. A cluster that starts from a backup (client, EC2).
+    let restore = restore::prepare(
+        &ctx.client,
+        &ctx.ec2,
+        &validated,
+        previous.and_then(|s| s.restore.as_ref()),
+        holds_data,
+    )
+    .await
+    .map_err(Error::Restore)?;
+    let (validated, restoring) = match restore {
+        Restore::None => (validated, None),
+        Restore::Ready(restoring) => (
+            validated.with_restored_volume(&restoring.volume_id),
+            Some(restoring),
+        ),
+        Restore::Refused(why) => return refuse_restore(cluster, ctx, &why, &now).await,
+    };
+    let restored_pod = restoring
+        .as_ref()
+        .filter(|r| !r.done)
+        .map(|_| names::pod(&validated.name, 0));
+
+    // 4. Given volumes: checked at EC2, their PVs and claims made (client, EC2).
     let given = volumes::given::prepare(&ctx.client, &ctx.ec2, &validated, &record).await;
 
-    // 4. Build (no client) and apply (client).
+    // 5. Build (no client) and apply (client).
     let children = build::children(
         &validated
             .with_replicas_at_most(given.max_replicas)
@@ -168,7 +204,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     announce_applied(ctx, cluster, &validated, &applied).await;
     let mut problems = applied_problems(&applied, holds_data);
 
-    // 5. Read the children back (client) and diagnose them (no client).
+    // 6. Read the children back (client) and diagnose them (no client).
     let objects = dereference::children(&ctx.client, &validated.namespace, &validated.name)
         .await
         .map_err(Error::Dereference)?;
@@ -180,26 +216,40 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     problems.extend(diagnose::init_failures::failing(&objects.pods));
     problems.extend(given.problems);
 
-    // 6. The latest look at the volumes at EC2 (the next one in the background).
+    // 7. The latest look at the volumes at EC2 (the next one in the background).
     let volumes = volume_look::latest(ctx, cluster, &validated, &objects);
     problems.extend(volumes.problems.iter().cloned());
 
-    // 7. The clustering pass (SQL, pods, status memory).
+    // 8. The clustering pass (SQL, pods, status memory).
     let mut pass =
         clustering_pass(ctx, cluster, &validated, &objects, &applied, holds_data).await?;
+    let restoring = restoring.map(|mut r| {
+        r.done |= restored_pod.as_deref().is_some_and(|pod| {
+            pass.servers
+                .iter()
+                .any(|s| s.state.pod == pod && s.state.answered() && s.state.replication.is_none())
+        });
+        r
+    });
 
-    // 8. Record that the cluster holds data once it has a primary (client).
+    // 9. Backups: pending ones taken, started snapshots followed (SQL, EC2, client).
+    let backups = take_backups(ctx, &validated, &pass, &volumes.volumes).await;
+    for note in events::for_backups(&backups.notes) {
+        events::publish(&ctx.recorder, cluster, "Backup", note).await;
+    }
+
+    // 10. Record that the cluster holds data once it has a primary (client).
     if record.needs_marking(pass.primary.is_some())
         && let Err(error) = apply::mark_initialised(&ctx.client, &validated, &record).await
     {
         warn!(%error, "failed to record that the cluster holds data; retrying next time");
     }
 
-    // 9. Fence lost nodes, unfence returned ones (EC2, nodes).
+    // 11. Fence lost nodes, unfence returned ones (EC2, nodes).
     let fencing = fence_nodes(ctx, cluster, &validated, &objects, &pass).await;
     problems.extend(fencing.problems);
 
-    // 10. Problems: announced once each.
+    // 12. Problems: announced once each.
     pass.problems.extend(problems);
     let (notes, reported) = events::for_problems(&pass.memory.reported, &pass.problems);
     for note in notes {
@@ -208,7 +258,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     }
     pass.memory.reported = reported;
 
-    // 11. The fast probe follows the primary and the servers that did not
+    // 13. The fast probe follows the primary and the servers that did not
     //     answer; node changes wake the cluster.
     let primary_ip = pass
         .primary
@@ -234,7 +284,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
             .collect(),
     );
 
-    // 12. Status (client), over the cluster as the pass last saw it.
+    // 14. Status (client), over the cluster as the pass last saw it.
     let cluster = pass.cluster.clone().unwrap_or_else(|| cluster.clone());
     let cluster = &cluster;
     let new_status = status::compute(StatusInputs {
@@ -243,13 +293,68 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         pass: &pass,
         volumes: &volumes.volumes,
         fenced: &fencing.fenced,
+        restore: restoring.as_ref(),
         now: &now,
     });
     let settled = new_status.phase == Some(ebisu_api::Phase::Running) && !pass.acted;
     write_status(ctx, cluster, new_status).await?;
 
-    // 13. When to look again.
-    Ok(Action::requeue(requeue::after(pass.again, settled)))
+    // 15. When to look again.
+    let again = requeue::after(pass.again, settled);
+    Ok(Action::requeue(
+        backups.again.map_or(again, |b| b.min(again)),
+    ))
+}
+
+/// A restore that may not go ahead: a condition and one Event say why,
+/// nothing is made, and it is looked at again (the backup may complete).
+async fn refuse_restore(
+    cluster: &MySQLCluster,
+    ctx: &Context,
+    message: &str,
+    now: &Time,
+) -> Result<Action, Error> {
+    if let Some(note) = events::for_restore_refused(cluster.status.as_ref(), message) {
+        warn!(%message, "restore refused");
+        events::publish(&ctx.recorder, cluster, "Restore", note).await;
+    }
+    write_status(ctx, cluster, status::restore_refused(cluster, message, now)).await?;
+    Ok(Action::requeue(requeue::RESTORE_REFUSED))
+}
+
+/// The backups step, with the servers as the pass last saw them.
+async fn take_backups(
+    ctx: &Context,
+    validated: &ValidatedCluster,
+    pass: &PassReport,
+    volumes: &std::collections::BTreeMap<String, ebisu_api::VolumeStatus>,
+) -> backups::BackupReport {
+    let accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .ok()
+        .flatten();
+    let servers: Vec<backups::Observed<'_>> = pass
+        .servers
+        .iter()
+        .map(|s| backups::Observed {
+            state: &s.state,
+            flavor: s.flavor,
+            ip: s.ip.as_deref(),
+            volume: volumes
+                .get(&s.state.pod)
+                .map(|v| (v.id.as_str(), v.zone.as_deref(), v.size_gib)),
+        })
+        .collect();
+    backups::run(&backups::Inputs {
+        client: &ctx.client,
+        ec2: &ctx.ec2,
+        namespace: &validated.namespace,
+        cluster: &validated.name,
+        servers: &servers,
+        primary: pass.primary.as_deref(),
+        account: accounts.as_ref().map(|a| &a.operator),
+    })
+    .await
 }
 
 /// A spec that cannot be honoured: a condition and one Event say why, the

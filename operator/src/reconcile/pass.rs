@@ -128,6 +128,13 @@ pub async fn run(
         .map(|s| s.clustering.clone())
         .unwrap_or_default();
     let refusal_before = memory.last_refusal.clone();
+    // A restored first server forgets its old source before anything else.
+    let restored = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.restore.as_ref())
+        .filter(|r| !r.done)
+        .map(|_| ebisu_api::names::pod(&validated.name, 0));
     let mut report = PassReport::default();
     // A primary the fast probe finds silent gets only a glance.
 
@@ -163,6 +170,7 @@ pub async fn run(
             probe_silent_since,
             lease: lease.as_ref(),
             new_cluster: !holds_data,
+            restored: restored.as_deref(),
             now: Timestamp::now(),
         });
         if memory.operation.is_none()

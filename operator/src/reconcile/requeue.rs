@@ -33,6 +33,10 @@ pub fn after(again: Option<Again>, settled: bool) -> Duration {
     }
 }
 
+/// How soon a refused restore is looked at again (a backup may complete,
+/// a Secret may be brought).
+pub const RESTORE_REFUSED: Duration = Duration::from_secs(30);
+
 #[cfg(test)]
 mod tests {
     use super::*;

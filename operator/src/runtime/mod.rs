@@ -1,6 +1,6 @@
 //! The process's controller runtime: the watches that wake a cluster's
-//! reconcile (its spec and annotations, its children, its pods, the nodes
-//! it runs on, the fast probe), one controller over every namespace or one
+//! reconcile (its spec and annotations, its children, its pods, its
+//! backups, the nodes it runs on, the fast probe), one controller over every namespace or one
 //! per watched namespace, plus leader election and the health endpoints.
 
 pub mod health;
@@ -9,7 +9,7 @@ pub mod leader;
 use std::sync::Arc;
 
 use ebisu_api::{
-    MySQLCluster,
+    MySQLBackup, MySQLCluster,
     names::{LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY},
 };
 use futures::StreamExt;
@@ -155,6 +155,12 @@ async fn controller(ctx: Arc<Context>, namespace: Option<String>, triggers: Prob
                 let cluster = pod.labels().get(LABEL_CLUSTER)?.clone();
                 Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
             },
+        )
+        // A new backup is taken by its cluster's reconcile.
+        .watches(
+            scoped::<MySQLBackup>(&client, ns),
+            watcher::Config::default(),
+            |backup| Some(ObjectRef::new(&backup.spec.cluster).within(&backup.namespace()?)),
         )
         // A cordon or drain taint on the primary's node starts a switchover; a
         // node that returns lets its pods be fenced and rejoined at once.

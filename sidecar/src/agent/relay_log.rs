@@ -145,6 +145,10 @@ async fn take_care(shared: &Shared) -> Result<mysql_async::Conn, Error> {
         let received = relay_log_end(&files).await?;
         if applied.contains(&received) {
             // Nothing unapplied.
+        } else if !same_cluster(&shared.config.advertise_host, &replica.source_host) {
+            // A server restored from a backup: what it received after the
+            // backup's GTID set is not part of the backup.
+            info!(source = %replica.source_host, "the relay log came from outside this cluster: not applied");
         } else if source_holds(shared, &replica, &received).await {
             info!(source = %replica.source_host, received = %received, "the source holds everything the relay log does: replication fetches it again");
         } else {
@@ -230,6 +234,13 @@ fn gtid_of_line(line: &str) -> Option<&str> {
 /// Whether the replica's source answers and holds `received` (so the relay
 /// log may be discarded and fetched again). Any account may read a global
 /// variable; the replication account is the one meant for the source.
+/// Whether `source` is a peer of this server: the same headless Service
+/// domain (`<pod>.<cluster>.<namespace>...`).
+fn same_cluster(own_host: &str, source: &str) -> bool {
+    let domain = |host: &str| host.split_once('.').map(|(_, d)| d.to_owned());
+    domain(own_host).is_some() && domain(own_host) == domain(source)
+}
+
 async fn source_holds(
     shared: &Shared,
     replica: &ebisu_mysql::ReplicaStatus,
@@ -378,6 +389,14 @@ fn error_numbers(stderr: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_peer_is_a_source_of_this_cluster() {
+        let own = "shop-1.shop.prod.svc.cluster.local";
+        assert!(same_cluster(own, "shop-0.shop.prod.svc.cluster.local"));
+        assert!(!same_cluster(own, "old-0.old.prod.svc.cluster.local"));
+        assert!(!same_cluster("shop-1", "shop-0"));
+    }
 
     #[test]
     fn the_index_names_files_in_the_data_directory() {

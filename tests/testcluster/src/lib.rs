@@ -30,6 +30,7 @@
 //! `logs POD [-c CONTAINER]`, `node stop NAME`, `node start NAME`.
 
 pub mod agent;
+pub mod backup_drill;
 pub mod certs;
 pub mod cleanup;
 pub mod cluster;

@@ -42,6 +42,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
     );
     d.install_operator(&[
         "features.fenceNodes=true",
+        "features.givenVolumes=true",
         "logLevel=info\\,ebisu_operator::clustering=debug\\,ebisu_operator::reconcile=debug",
     ]);
 
@@ -64,6 +65,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
     d.grant_all_writes_only_to_the_primary(TABLE);
     d.a_moved_primary_label_is_put_back(TABLE);
     d.scaling_to_one_and_back_keeps_writing(TABLE);
+    d.a_backup_restores_exactly_what_it_held(TABLE);
     a_replica_with_a_stopped_applier_is_never_chosen(&mut d);
     an_operator_killed_mid_switchover_leaves_it_to_its_successor(&mut d);
     a_lost_primary_is_failed_over_and_rejoins_when_it_returns(&mut d);

@@ -369,6 +369,9 @@ pub struct Input<'a> {
     /// The cluster never had a primary: servers still starting are its
     /// normal first seconds, not a problem.
     pub new_cluster: bool,
+    /// The instance restored from a backup, until it forgot the source it
+    /// replicated from when the snapshot was taken (outside this cluster).
+    pub restored: Option<&'a str>,
     /// Now.
     pub now: Timestamp,
 }
@@ -391,6 +394,18 @@ impl<'a> Input<'a> {
 pub fn decide(input: &Input<'_>) -> Decision {
     let mut decision = Decision::new(input.memory);
     decision.memory.held_data = Some(held_data(input));
+    if let Some(pod) = input.restored
+        && let Some(server) = input.server(pod)
+        && server.answered()
+        && server.replication.is_some()
+    {
+        // Its replication points at the cluster the backup was taken of:
+        // forgotten before anything else, so it never fetches (or is
+        // counted as waiting for) transactions from outside the backup.
+        decision.step(vec![Action::Promote(pod.to_owned())]);
+        decision.sooner(Again::Now);
+        return decision;
+    }
     if let Some(operation) = &input.memory.operation {
         refuse_force(input, &mut decision, "a change of primary is in progress");
         decision.rollout = Rollout::Waiting("a change of primary is in progress".to_owned());

@@ -167,6 +167,7 @@ fn decide_with_lease(
         probe_silent_since: None,
         lease,
         new_cluster: false,
+        restored: None,
         now: Timestamp::from_second(NOW).expect("now"),
     })
 }

@@ -80,6 +80,7 @@ fn a_new_clusters_first_seconds_are_no_problem() {
             probe_silent_since: None,
             lease: None,
             new_cluster: true,
+            restored: None,
             now: Timestamp::from_second(NOW).expect("now"),
         });
         assert!(d.problems.is_empty(), "{:?}", d.problems);

@@ -1,0 +1,288 @@
+//! A new cluster started from a backup (`spec.bootstrap.fromBackup`): the
+//! IO shell around [`decide`]. Before anything of the cluster is made, the
+//! backup is checked (it exists and is complete, its flavor is the
+//! cluster's, its snapshot is still at EC2, the name holds no data); the
+//! credentials Secret is made from the copy the backup keeps (unless the
+//! cluster has one), and the first instance's volume is created from the
+//! snapshot, tagged so the given-volume path binds it and so a restarted
+//! operator finds it instead of making another. A refused restore creates
+//! nothing.
+
+pub mod decide;
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
+use ebisu_api::{
+    MySQLBackup, RestoreStatus,
+    names::{self, LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, TAG_ADOPT_BY},
+};
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::{
+    Api, Client,
+    api::{ListParams, ObjectMeta, PostParams},
+};
+
+use crate::{
+    ec2,
+    model::well_known::ZONE_LABEL,
+    validate::{StorageClassChoice, ValidatedCluster},
+};
+
+/// The tag that marks the volume made for a restored cluster
+/// (`<namespace>/<name>`).
+pub const TAG_RESTORE_FOR: &str = "ebisu.dev/restore-for";
+
+/// What the restore step found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// The cluster does not start from a backup.
+    None,
+    /// The first instance's volume exists: the cluster is built with it.
+    Ready(RestoreStatus),
+    /// The restore may not go ahead, for this reason; nothing was made.
+    Refused(String),
+}
+
+/// Why a restore step failed (retried on the next reconcile).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("failed to {action}: {source}")]
+    Api {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        source: kube::Error,
+    },
+    /// An EC2 call failed.
+    #[error(transparent)]
+    Ec2(#[from] ec2::Error),
+}
+
+fn api(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Api { action, source }
+}
+
+/// Checks the backup and makes what the restored cluster starts from.
+pub async fn prepare(
+    client: &Client,
+    ec2: &aws_sdk_ec2::Client,
+    validated: &ValidatedCluster,
+    previous: Option<&RestoreStatus>,
+    holds_data: bool,
+) -> Result<Restore, Error> {
+    let Some(name) = validated.bootstrap.as_deref() else {
+        return Ok(Restore::None);
+    };
+    if let Some(previous) = previous {
+        return Ok(Restore::Ready(previous.clone()));
+    }
+    let ns = &validated.namespace;
+    let backups = Api::<MySQLBackup>::namespaced(client.clone(), ns);
+    let backup = backups
+        .get_opt(name)
+        .await
+        .map_err(api("read the backup"))?;
+    let claims =
+        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(client.clone(), ns);
+    let first_claim = names::data_claim(&validated.name, 0);
+    let claimed = claims
+        .get_opt(&first_claim)
+        .await
+        .map_err(api("read the first claim"))?
+        .is_some();
+    if let Some(why) = decide::refusal(&decide::Found {
+        backup: backup.as_ref(),
+        name,
+        namespace: ns,
+        flavor: validated.flavor,
+        holds_data: holds_data || claimed,
+    }) {
+        return Ok(Restore::Refused(why));
+    }
+    let Some(status) = backup.and_then(|b| b.status) else {
+        return Ok(Restore::Refused(format!(
+            "MySQLBackup {name} has no status"
+        )));
+    };
+    let (Some(snapshot), Some(kept)) = (status.snapshot_id.clone(), status.credentials_secret)
+    else {
+        return Ok(Restore::Refused(format!(
+            "MySQLBackup {name} names no snapshot"
+        )));
+    };
+    match ec2
+        .describe_snapshots()
+        .snapshot_ids(&snapshot)
+        .send()
+        .await
+    {
+        Ok(out) if !out.snapshots().is_empty() => {}
+        Ok(_) => return Ok(Restore::Refused(gone(name, &snapshot))),
+        Err(error) if error.code() == Some("InvalidSnapshot.NotFound") => {
+            return Ok(Restore::Refused(gone(name, &snapshot)));
+        }
+        Err(error) => {
+            let error = ec2::call(format!("describe snapshot {snapshot}"))(error);
+            return Ok(Restore::Refused(format!(
+                "{error}: give the operator ec2:DescribeSnapshots (see the README's IAM policy)"
+            )));
+        }
+    }
+    if let Some(why) = credentials(client, validated, &kept).await? {
+        return Ok(Restore::Refused(why));
+    }
+    let volume = match restored_volume(ec2, validated).await? {
+        Some(volume) => volume,
+        None => {
+            let zones = node_zones(client).await?;
+            let Some(zone) = decide::zone(status.zone.as_deref(), &zones) else {
+                return Ok(Restore::Refused(
+                    "no node has a zone label (topology.kubernetes.io/zone) to put the restored volume in".to_owned(),
+                ));
+            };
+            create_volume(ec2, validated, &snapshot, &zone, status.size_gib, name).await?
+        }
+    };
+    Ok(Restore::Ready(RestoreStatus {
+        backup: name.to_owned(),
+        snapshot_id: snapshot,
+        volume_id: volume,
+        gtid_set: status.gtid_set,
+        done: false,
+    }))
+}
+
+fn gone(name: &str, snapshot: &str) -> String {
+    format!(
+        "snapshot {snapshot} of MySQLBackup {name} no longer exists at EC2: restore another backup"
+    )
+}
+
+/// Makes the cluster's credentials Secret from the backup's copy, unless
+/// the cluster has one; why not, when the copy is gone.
+async fn credentials(
+    client: &Client,
+    validated: &ValidatedCluster,
+    kept: &str,
+) -> Result<Option<String>, Error> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), &validated.namespace);
+    let own = names::credentials_secret(&validated.name);
+    if secrets
+        .get_opt(&own)
+        .await
+        .map_err(api("read the credentials"))?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let Some(kept) = secrets
+        .get_opt(kept)
+        .await
+        .map_err(api("read the backup's credentials"))?
+    else {
+        return Ok(Some(format!(
+            "the Secret {kept} with the credentials the backup was taken with is gone: create {own} with them"
+        )));
+    };
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(own),
+            namespace: Some(validated.namespace.clone()),
+            labels: Some(
+                [
+                    (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+                    (LABEL_CLUSTER.to_owned(), validated.name.clone()),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        data: kept.data,
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .map_err(api("make the credentials from the backup's"))?;
+    Ok(None)
+}
+
+/// The volume an earlier reconcile made for this restore, if any.
+async fn restored_volume(
+    ec2: &aws_sdk_ec2::Client,
+    validated: &ValidatedCluster,
+) -> Result<Option<String>, Error> {
+    let out = ec2
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_RESTORE_FOR}"))
+                .values(validated.key())
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(ec2::call("look for the restored volume"))?;
+    Ok(out
+        .volumes()
+        .iter()
+        .find_map(|v| v.volume_id().map(str::to_owned)))
+}
+
+async fn node_zones(client: &Client) -> Result<BTreeSet<String>, Error> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(api("list the nodes"))?;
+    Ok(nodes
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.labels.as_ref()?.get(ZONE_LABEL).cloned())
+        .collect())
+}
+
+async fn create_volume(
+    ec2: &aws_sdk_ec2::Client,
+    validated: &ValidatedCluster,
+    snapshot: &str,
+    zone: &str,
+    backup_gib: Option<i32>,
+    backup: &str,
+) -> Result<String, Error> {
+    let spec_gib =
+        i32::try_from(validated.storage.size_bytes.div_ceil(1 << 30)).unwrap_or(i32::MAX);
+    let size = spec_gib.max(backup_gib.unwrap_or(0));
+    let key = validated.key();
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Volume)
+        .tags(Tag::builder().key(TAG_ADOPT_BY).value(&key).build())
+        .tags(Tag::builder().key(TAG_RESTORE_FOR).value(&key).build())
+        .tags(Tag::builder().key("ebisu.dev/backup").value(backup).build())
+        .tags(
+            Tag::builder()
+                .key("Name")
+                .value(format!("{key} restored from {backup}"))
+                .build(),
+        )
+        .build();
+    let mut request = ec2
+        .create_volume()
+        .availability_zone(zone)
+        .snapshot_id(snapshot)
+        .size(size)
+        .tag_specifications(tags);
+    if let StorageClassChoice::Managed { ebs, .. } = &validated.storage.class {
+        request = request
+            .volume_type(VolumeType::from(ebs.volume_type.as_str()))
+            .encrypted(ebs.encrypted)
+            .set_kms_key_id(ebs.kms_key_id.clone());
+    }
+    let out = request.send().await.map_err(ec2::call(format!(
+        "create a volume from snapshot {snapshot}"
+    )))?;
+    Ok(out.volume_id().unwrap_or_default().to_owned())
+}

@@ -1,0 +1,233 @@
+//! The backup and restore drill, the same on both flavors: a MySQLBackup
+//! taken under a writer, more writes and a dropped table, the backup
+//! restored into a new cluster that holds exactly what was acknowledged
+//! before it (and nothing acknowledged after), with the same users and
+//! passwords and a second instance seeded from the restored one; then a
+//! restore from a deleted snapshot refused with nothing created.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::{
+    Scenario, ebisu,
+    scenario::{APP_PASSWORD, APP_USER},
+};
+
+impl Scenario {
+    fn apply_here(&self, name: &str, manifest: &str) {
+        let path = std::env::temp_dir().join(format!("ebisu-{name}.yaml"));
+        std::fs::write(&path, manifest).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        self.kubectl(&["-n", &self.ns, "apply", "-f", &path.display().to_string()]);
+    }
+
+    /// Runs the drill on `table` (`db.table`, one `id` column); leaves the
+    /// table empty and the restored clusters deleted.
+    pub fn a_backup_restores_exactly_what_it_held(&mut self, table: &str) {
+        let backup = format!("{}-first", self.cluster);
+        let primary = self.wait_settled(3);
+        let load = self.load(table);
+        std::thread::sleep(Duration::from_secs(2));
+        let asked = Instant::now();
+        self.apply_here(
+            "backup",
+            &format!(
+                "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
+                self.cluster
+            ),
+        );
+        let path = format!("mysqlbackup/{backup}");
+        self.wait(
+            "the backup's snapshot started",
+            Duration::from_secs(120),
+            |s| {
+                matches!(
+                    s.get(&path, "{.status.phase}").as_str(),
+                    "Snapshotting" | "Completed"
+                )
+            },
+        );
+        let taken = Instant::now();
+        self.wait("the backup completed", Duration::from_secs(120), |s| {
+            s.get(&path, "{.status.phase}") == "Completed"
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let (writes, _) = self.verify("a backup under a writer", table, load, None);
+        let source = self.get(&path, "{.status.sourcePod}");
+        assert_ne!(source, primary, "a replica is backed up, not the primary");
+        let gtid = self.get(&path, "{.status.gtidSet}");
+        assert!(!gtid.is_empty(), "the backup names its GTID set");
+        assert!(
+            !self.get(&path, "{.status.snapshotId}").is_empty()
+                && !self.get(&path, "{.status.binlog.file}").is_empty(),
+            "the backup names its snapshot and binary log position"
+        );
+        let snapshot = self.get(&path, "{.status.snapshotId}");
+        let tags = self.block_on(
+            crate::ec2::client()
+                .describe_snapshots()
+                .snapshot_ids(&snapshot)
+                .send(),
+        );
+        let tags: Vec<(String, String)> = tags
+            .unwrap_or_else(|e| panic!("describe {snapshot}: {e}"))
+            .snapshots()
+            .iter()
+            .flat_map(|s| s.tags())
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert!(
+            tags.contains(&("ebisu.dev/backup".to_owned(), backup.clone()))
+                && tags.contains(&("ebisu.dev/instance".to_owned(), source.clone())),
+            "the snapshot is tagged: {tags:?}"
+        );
+        // The mistake after the backup.
+        let (db, _) = table.split_once('.').unwrap_or(("", table));
+        self.root(&primary, &format!("DROP TABLE {table}"));
+
+        // Restored into a new cluster of two instances.
+        let restored = format!("{}-restored", self.cluster);
+        let spec = |name: &str| {
+            format!(
+                "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  flavor: {flavor}\n{image}  storage: {{size: {size}, ebs: {{type: gp3}}}}\n  bootstrap: {{fromBackup: {{name: {backup}}}}}\n",
+                flavor = self.myc("{.spec.flavor}"),
+                image = match self.myc("{.spec.image}") {
+                    image if image.is_empty() => String::new(),
+                    image => format!("  image: {image}\n"),
+                },
+                size = self.myc("{.spec.storage.size}"),
+            )
+        };
+        self.apply_here("restored", &spec(&restored));
+        let started = Instant::now();
+        let restored_primary =
+            ebisu::wait_running(&self.k, &self.ns, &restored, 2, Duration::from_secs(400))
+                .unwrap_or_else(|e| {
+                    panic!("{e}\n{}", ebisu::diagnostics(&self.k, &self.ns, &restored))
+                });
+        eprintln!("restored to Ready (2 instances) in {:?}", started.elapsed());
+        assert_eq!(restored_primary, format!("{restored}-0"));
+        let ip = self.get(&format!("pod/{restored_primary}"), "{.status.podIP}");
+        // The application's password from before works on the restore.
+        let found = ebisu::sql(
+            &ip,
+            APP_USER,
+            APP_PASSWORD,
+            &format!("SELECT id FROM {table}"),
+        )
+        .unwrap_or_else(|e| panic!("the app user reads the restored table: {e}"));
+        let found: BTreeSet<u64> = found
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let before: Vec<u64> = writes
+            .acked
+            .iter()
+            .filter(|(_, at)| *at < asked)
+            .map(|(id, _)| *id)
+            .collect();
+        let after: Vec<u64> = writes
+            .acked
+            .iter()
+            .filter(|(_, at)| *at > taken)
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(
+            !before.is_empty() && !after.is_empty(),
+            "writes before and after the backup"
+        );
+        let lost: Vec<&u64> = before.iter().filter(|id| !found.contains(id)).collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged before the backup and not restored: {lost:?}"
+        );
+        let late: Vec<&u64> = after.iter().filter(|id| found.contains(id)).collect();
+        assert!(
+            late.is_empty(),
+            "acknowledged after the backup yet restored: {late:?}"
+        );
+        let last = found.iter().max().copied().unwrap_or_default();
+        let gaps: Vec<u64> = writes
+            .acked
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id <= last && !found.contains(id))
+            .collect();
+        assert!(
+            gaps.is_empty(),
+            "the restore is a prefix of the acknowledged writes: {gaps:?} missing"
+        );
+        let restored_root = |pod: &str, statement: &str| {
+            ebisu::root_sql(&self.k, &self.layout, &self.ns, &restored, pod, statement)
+                .unwrap_or_else(|e| panic!("root on {pod} with the restored Secret: {e}"))
+        };
+        let replica = format!("{restored}-1");
+        self.wait(
+            "the restored replica caught up",
+            Duration::from_secs(60),
+            |_| {
+                restored_root(&replica, &format!("SELECT COUNT(*) FROM {table}"))
+                    == found.len().to_string()
+            },
+        );
+        eprintln!(
+            "restored {} rows of {db} (GTID set {gtid}); none of the {} acknowledged after the backup",
+            found.len(),
+            after.len()
+        );
+
+        // A restore from a snapshot that is gone creates nothing.
+        self.block_on(
+            crate::ec2::client()
+                .delete_snapshot()
+                .snapshot_id(&snapshot)
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("delete {snapshot}: {e}"));
+        let gone = format!("{}-gone", self.cluster);
+        self.apply_here("gone", &spec(&gone));
+        self.wait("the restore refused", Duration::from_secs(60), |s| {
+            s.events().contains(&format!(
+                "RestoreRefused: snapshot {snapshot} of MySQLBackup {backup} no longer exists"
+            ))
+        });
+        let condition = self.get(
+            &format!("myc/{gone}"),
+            "{.status.conditions[?(@.type==\"RestoreRefused\")].status}",
+        );
+        assert_eq!(condition, "True");
+        for object in [
+            format!("statefulset/{gone}"),
+            format!("pvc/data-{gone}-0"),
+            format!("secret/{gone}-credentials"),
+        ] {
+            assert!(
+                self.k.try_run(&["-n", &self.ns, "get", &object]).is_err(),
+                "a refused restore creates no {object}"
+            );
+        }
+
+        for cluster in [&gone, &restored] {
+            self.kubectl(&[
+                "-n",
+                &self.ns,
+                "delete",
+                &format!("myc/{cluster}"),
+                "--wait=true",
+            ]);
+        }
+        self.wait("the restored pods gone", Duration::from_secs(120), |s| {
+            s.get("pods", "{.items[*].metadata.name}")
+                .split_whitespace()
+                .all(|p| !p.starts_with(&restored))
+        });
+        self.root(
+            &self.primary(),
+            &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"),
+        );
+    }
+}
