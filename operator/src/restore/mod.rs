@@ -262,6 +262,14 @@ async fn create_volume(
         .tags(Tag::builder().key(TAG_ADOPT_BY).value(&key).build())
         .tags(Tag::builder().key(TAG_RESTORE_FOR).value(&key).build())
         .tags(Tag::builder().key("ebisu.dev/backup").value(backup).build())
+        // As the EBS CSI driver tags its volumes: the IAM policy lets the
+        // operator tag, modify and snapshot only those.
+        .tags(
+            Tag::builder()
+                .key("ebs.csi.aws.com/cluster")
+                .value("true")
+                .build(),
+        )
         .tags(
             Tag::builder()
                 .key("Name")
