@@ -11,7 +11,9 @@ pub mod backup;
 pub mod cluster;
 pub mod names;
 
-pub use backup::{BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus};
+pub use backup::{
+    BackupPhase, BackupSchedule, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus,
+};
 pub use cluster::{
     BootstrapSpec, CloneSpec, ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType,
     FailoverMode, Flavor, FromBackup, InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec,

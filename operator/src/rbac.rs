@@ -77,8 +77,12 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     // Status is written with server-side apply.
     rule("ebisu.dev", "mysqlclusters/status", &["patch"]),
     // Backups: listed each reconcile of their cluster, read by a restore,
-    // their status written; users create and delete them.
-    rule("ebisu.dev", "mysqlbackups", &["get", "list", "watch"]),
+    // their status written; made by a schedule, deleted by its retention.
+    rule(
+        "ebisu.dev",
+        "mysqlbackups",
+        &["get", "list", "watch", "create", "delete"],
+    ),
     rule("ebisu.dev", "mysqlbackups/status", &["patch"]),
     // Children: read before apply (ownership, immutable fields), applied,
     // owned and watched.

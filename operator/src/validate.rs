@@ -71,6 +71,8 @@ pub struct ValidatedCluster {
     pub storage: ValidatedStorage,
     /// The MySQLBackup a new cluster starts from (`spec.bootstrap.fromBackup`).
     pub bootstrap: Option<String>,
+    /// Scheduled backups (`spec.backup`).
+    pub backup_schedule: Option<BackupSchedule>,
     /// Semi-sync settings; `None` when semi-sync is off.
     pub semi_sync: Option<SemiSync>,
     /// The semi-sync settings the servers' configuration carries: as
@@ -128,6 +130,27 @@ pub struct FailoverPolicy {
     /// since the last renewal it saw), and never under 2 s, so a renewal
     /// every second has room for one late call.
     pub primary_lease_seconds: u64,
+}
+
+/// Validated `spec.backup`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupSchedule {
+    /// When.
+    pub cron: croner::Cron,
+    /// How many completed scheduled backups to keep.
+    pub keep: u32,
+}
+
+/// Parses a backup schedule: a cron expression in UTC, five fields or six
+/// with seconds first.
+pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
+    use croner::parser::{CronParser, Seconds, Year};
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(schedule)
+        .map_err(|e| e.to_string())
 }
 
 /// Validated storage.
@@ -300,6 +323,23 @@ pub fn validate(
             ));
         }
     }
+    let backup_schedule = spec
+        .backup
+        .as_ref()
+        .map(|b| {
+            parse_schedule(&b.schedule)
+                .map(|cron| BackupSchedule { cron, keep: b.keep })
+                .map_err(|why| {
+                    invalid(
+                        "spec.backup.schedule",
+                        format!(
+                            "{:?} is not a cron schedule ({why}): use five fields such as \"0 3 * * *\" (03:00 UTC daily), or six with seconds first",
+                            b.schedule
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
     let semi_sync = validate_semi_sync(cluster)?;
     let clone_rate_limit = spec
         .clone
@@ -330,6 +370,7 @@ pub fn validate(
         server_id_base: spec.server_id_base,
         storage,
         bootstrap,
+        backup_schedule,
         semi_sync_config: semi_sync.or_else(|| semi_sync_config(cluster)),
         semi_sync,
         failover: FailoverPolicy {
@@ -674,6 +715,41 @@ mod tests {
             Err(Error::InvalidField { field, reason }) => (field, reason),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn backup_schedules_are_cron_and_restores_need_ebisu_volumes() {
+        for bad in ["every day", "61 * * * *", "* * * * * * *"] {
+            let (field, reason) = refusal(&format!(
+                "  storage: {{size: 10Gi}}\n  backup: {{schedule: \"{bad}\"}}\n"
+            ));
+            assert_eq!(field, "spec.backup.schedule");
+            assert!(reason.contains("0 3 * * *"), "{reason}");
+        }
+        let ok = validate(
+            &cluster(
+                "  storage: {size: 10Gi}\n  backup: {schedule: \"*/20 * * * * *\", keep: 2}\n",
+            ),
+            &settings(),
+        )
+        .expect("six fields with seconds are a schedule");
+        assert_eq!(ok.backup_schedule.map(|b| b.keep), Some(2));
+        let (field, reason) = refusal(
+            "  storage: {size: 10Gi, storageClassName: fast}\n  bootstrap: {fromBackup: {name: monday}}\n",
+        );
+        assert_eq!(field, "spec.bootstrap.fromBackup");
+        assert!(reason.contains("spec.storage.ebs"), "{reason}");
+        let restored = validate(
+            &cluster("  storage: {size: 10Gi, ebs: {type: gp3}}\n  bootstrap: {fromBackup: {name: monday}}\n"),
+            &settings(),
+        )
+        .expect("a restore into ebisu-made volumes");
+        assert_eq!(restored.bootstrap.as_deref(), Some("monday"));
+        assert!(
+            restored
+                .with_restored_volume("vol-0123456789abcdef0")
+                .given_volumes()
+        );
     }
 
     #[test]

@@ -165,6 +165,11 @@ pub struct MySQLClusterSpec {
         .message("spec.bootstrap is immutable: it says where the cluster's data came from; create a new cluster to restore another backup"))]
     pub bootstrap: Option<BootstrapSpec>,
 
+    /// Scheduled backups with retention; none when unset (MySQLBackups made
+    /// by hand are always taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupSchedule>,
+
     /// Overrides for the instance pods: resources, placement and metadata.
     #[serde(default)]
     pub pod_template: PodTemplateOverrides,

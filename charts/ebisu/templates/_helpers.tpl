@@ -36,10 +36,11 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
   - apiGroups: ["ebisu.dev"]
     resources: ["mysqlclusters/status"]
     verbs: ["patch"]
-  # Backups: taken and followed by their cluster's reconcile, read by a restore.
+  # Backups: taken and followed by their cluster's reconcile, read by a
+  # restore, made by a schedule and deleted by its retention.
   - apiGroups: ["ebisu.dev"]
     resources: ["mysqlbackups"]
-    verbs: ["get", "list", "watch"]
+    verbs: ["get", "list", "watch", "create", "delete"]
   - apiGroups: ["ebisu.dev"]
     resources: ["mysqlbackups/status"]
     verbs: ["patch"]

@@ -5,22 +5,29 @@
 //! the snapshot is started at EC2, and the applier runs again, so the pause
 //! lasts one API call. The credentials the data was made with are kept in
 //! a Secret the backup owns. A started snapshot is looked at until EBS
-//! completes it.
+//! completes it. With `spec.backup`, [`schedule`] says when the next
+//! MySQLBackup is made and which scheduled ones retention deletes, with
+//! their snapshots.
 
 pub mod decide;
+pub mod schedule;
 
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{ResourceType, SnapshotState, Tag, TagSpecification};
 use ebisu_api::{
     BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupStatus,
+    backup::LABEL_SCHEDULED,
     names::{self, LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, MYSQL_PORT},
 };
 use ebisu_mysql::Flavor;
 use k8s_openapi::{
     api::core::v1::Secret,
     apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time},
-    jiff::Timestamp,
+    jiff::{Timestamp, tz::TimeZone},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -92,9 +99,9 @@ pub struct Observed<'a> {
     pub volume: Option<(&'a str, Option<&'a str>, Option<i32>)>,
 }
 
-/// What the backups step needs.
+/// Where the schedule step works.
 #[allow(missing_debug_implementations)] // the clients have no Debug
-pub struct Inputs<'a> {
+pub struct Scope<'a> {
     /// API client.
     pub client: &'a Client,
     /// EC2 client.
@@ -103,6 +110,13 @@ pub struct Inputs<'a> {
     pub namespace: &'a str,
     /// The cluster's name.
     pub cluster: &'a str,
+}
+
+/// What the backups step needs.
+#[allow(missing_debug_implementations)] // the clients have no Debug
+pub struct Inputs<'a> {
+    /// Where.
+    pub scope: Scope<'a>,
     /// The servers.
     pub servers: &'a [Observed<'a>],
     /// The primary, when the pass settled on one.
@@ -131,21 +145,33 @@ pub struct BackupReport {
     pub again: Option<Duration>,
 }
 
-/// Takes the cluster's pending backups and follows its started snapshots.
-pub async fn run(inputs: &Inputs<'_>) -> BackupReport {
-    let mut report = BackupReport::default();
-    let api = Api::<MySQLBackup>::namespaced(inputs.client.clone(), inputs.namespace);
-    let backups = match api.list(&ListParams::default()).await {
-        Ok(list) => list.items,
+/// The cluster's backups that are not finished (pending or snapshotting).
+pub async fn unfinished(client: &Client, namespace: &str, cluster: &str) -> Vec<MySQLBackup> {
+    let api = Api::<MySQLBackup>::namespaced(client.clone(), namespace);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter(|b| b.spec.cluster == cluster && b.metadata.deletion_timestamp.is_none())
+            .filter(|b| {
+                !matches!(
+                    b.status.as_ref().and_then(|s| s.phase),
+                    Some(BackupPhase::Completed | BackupPhase::Failed)
+                )
+            })
+            .collect(),
         Err(error) => {
             tracing::warn!(%error, "failed to list MySQLBackups");
-            return report;
+            Vec::new()
         }
-    };
-    for backup in backups
-        .iter()
-        .filter(|b| b.spec.cluster == inputs.cluster && b.metadata.deletion_timestamp.is_none())
-    {
+    }
+}
+
+/// Takes the pending `backups` and follows the started snapshots.
+pub async fn run(inputs: &Inputs<'_>, backups: &[MySQLBackup]) -> BackupReport {
+    let mut report = BackupReport::default();
+    let api = Api::<MySQLBackup>::namespaced(inputs.scope.client.clone(), inputs.scope.namespace);
+    for backup in backups {
         let phase = backup.status.as_ref().and_then(|s| s.phase);
         let outcome = match phase {
             None | Some(BackupPhase::Pending) => take(inputs, &api, backup, &mut report).await,
@@ -158,6 +184,180 @@ pub async fn run(inputs: &Inputs<'_>) -> BackupReport {
         }
     }
     report
+}
+
+/// Makes the MySQLBackup the schedule asks for, and deletes the scheduled
+/// backups retention lets go (their snapshots first, and only snapshots
+/// tagged as this cluster's).
+pub async fn keep_schedule(
+    scope: &Scope<'_>,
+    wanted: &crate::validate::BackupSchedule,
+    since: Timestamp,
+) -> BackupReport {
+    let mut report = BackupReport::default();
+    let api = Api::<MySQLBackup>::namespaced(scope.client.clone(), scope.namespace);
+    let selector = format!("{LABEL_CLUSTER}={},{LABEL_SCHEDULED}=true", scope.cluster);
+    let scheduled = match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list.items,
+        Err(error) => {
+            tracing::warn!(%error, "failed to list the scheduled MySQLBackups");
+            report.again = Some(LOOK_AGAIN);
+            return report;
+        }
+    };
+    let created = |b: &MySQLBackup| b.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let last = scheduled.iter().filter_map(created).max();
+    let now = Timestamp::now();
+    if schedule::due(&wanted.cron, last, since, now) {
+        let name = schedule::backup_name(scope.cluster, now);
+        let mut backup = MySQLBackup::new(
+            &name,
+            ebisu_api::MySQLBackupSpec {
+                cluster: scope.cluster.to_owned(),
+            },
+        );
+        backup.metadata.labels = Some(
+            [
+                (LABEL_CLUSTER.to_owned(), scope.cluster.to_owned()),
+                (LABEL_SCHEDULED.to_owned(), "true".to_owned()),
+                (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+            ]
+            .into(),
+        );
+        match api.create(&PostParams::default(), &backup).await {
+            Ok(_) => report.notes.push(BackupNote {
+                warning: false,
+                reason: "BackupScheduled",
+                message: format!("made MySQLBackup {name} on schedule"),
+            }),
+            Err(error) => {
+                tracing::warn!(backup = %name, %error, "failed to make a scheduled backup")
+            }
+        }
+        report.again = Some(LOOK_AGAIN);
+    } else if let Ok(next) = wanted
+        .cron
+        .find_next_occurrence(&last.unwrap_or(since).to_zoned(TimeZone::UTC), false)
+    {
+        let wait = next.timestamp().duration_since(now);
+        report.again = Some(
+            Duration::try_from(wait)
+                .unwrap_or(LOOK_AGAIN)
+                .max(LOOK_AGAIN),
+        );
+    }
+
+    let Some(in_use) = restores_in_progress(scope).await else {
+        report.again = Some(LOOK_AGAIN);
+        return report;
+    };
+    let kept: Vec<schedule::Kept> = scheduled
+        .iter()
+        .map(|b| schedule::Kept {
+            name: b.name_any(),
+            created: created(b).unwrap_or(now),
+            completed: b.is_completed(),
+        })
+        .collect();
+    for name in schedule::expired(&kept, wanted.keep, &in_use) {
+        let Some(backup) = scheduled.iter().find(|b| b.name_any() == name) else {
+            continue;
+        };
+        match expire(scope, &api, backup).await {
+            Ok(()) => report.notes.push(BackupNote {
+                warning: false,
+                reason: "BackupExpired",
+                message: format!(
+                    "deleted MySQLBackup {name} and its snapshot: spec.backup.keep is {}",
+                    wanted.keep
+                ),
+            }),
+            Err(error) => tracing::warn!(backup = %name, %error, "failed to expire a backup"),
+        }
+    }
+    report
+}
+
+/// The backups a restore in progress starts from (a cluster in the
+/// namespace that names one and has not finished its restore).
+async fn restores_in_progress(scope: &Scope<'_>) -> Option<BTreeSet<String>> {
+    let clusters =
+        Api::<ebisu_api::MySQLCluster>::namespaced(scope.client.clone(), scope.namespace);
+    match clusters.list(&ListParams::default()).await {
+        Ok(list) => Some(
+            list.items
+                .iter()
+                .filter(|c| {
+                    !c.status
+                        .as_ref()
+                        .and_then(|s| s.restore.as_ref())
+                        .is_some_and(|r| r.done)
+                })
+                .filter_map(|c| Some(c.spec.bootstrap.as_ref()?.from_backup.name.clone()))
+                .collect(),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "failed to list the clusters; no backup expires now");
+            None
+        }
+    }
+}
+
+/// Deletes a scheduled backup's snapshot (only one tagged as this
+/// cluster's) and then the MySQLBackup.
+async fn expire(
+    scope: &Scope<'_>,
+    api: &Api<MySQLBackup>,
+    backup: &MySQLBackup,
+) -> Result<(), Error> {
+    if let Some(snapshot) = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.snapshot_id.as_deref())
+    {
+        let ours = format!("{}/{}", scope.namespace, scope.cluster);
+        let found = scope
+            .ec2
+            .describe_snapshots()
+            .snapshot_ids(snapshot)
+            .send()
+            .await;
+        match found {
+            Ok(out) => {
+                let tagged = out.snapshots().iter().any(|s| {
+                    s.tags()
+                        .iter()
+                        .any(|t| t.key() == Some(decide::CLUSTER_TAG) && t.value() == Some(&ours))
+                });
+                if !out.snapshots().is_empty() && !tagged {
+                    return Err(Error::Missing(format!(
+                        "find the tag {}={ours} on snapshot {snapshot}: it is left alone",
+                        decide::CLUSTER_TAG
+                    )));
+                }
+                if tagged {
+                    scope
+                        .ec2
+                        .delete_snapshot()
+                        .snapshot_id(snapshot)
+                        .send()
+                        .await
+                        .map_err(ec2::call(format!("delete snapshot {snapshot}")))?;
+                }
+            }
+            Err(error) if error.code() == Some("InvalidSnapshot.NotFound") => {}
+            Err(error) => {
+                return Err(ec2::call(format!("describe snapshot {snapshot}"))(error).into());
+            }
+        }
+    }
+    api.delete(&backup.name_any(), &Default::default())
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            action: "delete an expired backup",
+            source,
+        })
 }
 
 /// Takes a pending backup, or says why it waits.
@@ -203,8 +403,8 @@ async fn take(
         })
         .unwrap_or_default();
     let tags = SnapshotTags {
-        cluster: inputs.cluster,
-        namespace: inputs.namespace,
+        cluster: inputs.scope.cluster,
+        namespace: inputs.scope.namespace,
         pod: &source.pod,
         flavor: if flavor.is_mariadb() {
             "mariadb"
@@ -220,7 +420,7 @@ async fn take(
     let mut conn = connect(&source.pod, ip, account).await?;
     let paused = hold(&mut conn, &source.pod, flavor, pause).await;
     let outcome = match paused {
-        Ok(position) => snapshot(inputs.ec2, volume, &name, &tags)
+        Ok(position) => snapshot(inputs.scope.ec2, volume, &name, &tags)
             .await
             .map(|snapshot| (position, snapshot)),
         Err(error) => Err(error),
@@ -281,6 +481,7 @@ async fn follow(
         return Ok(());
     };
     let out = inputs
+        .scope
         .ec2
         .describe_snapshots()
         .snapshot_ids(&snapshot)
@@ -415,7 +616,7 @@ async fn snapshot(
 /// Copies the cluster's credentials into a Secret the backup owns, so a
 /// restore finds them after the cluster and its Secret are gone.
 async fn keep_credentials(inputs: &Inputs<'_>, backup: &MySQLBackup) -> Result<String, Error> {
-    let secrets = Api::<Secret>::namespaced(inputs.client.clone(), inputs.namespace);
+    let secrets = Api::<Secret>::namespaced(inputs.scope.client.clone(), inputs.scope.namespace);
     let name = names::backup_credentials(&backup.name_any());
     if secrets
         .get_opt(&name)
@@ -429,7 +630,7 @@ async fn keep_credentials(inputs: &Inputs<'_>, backup: &MySQLBackup) -> Result<S
         return Ok(name);
     }
     let cluster_secret = secrets
-        .get(&names::credentials_secret(inputs.cluster))
+        .get(&names::credentials_secret(inputs.scope.cluster))
         .await
         .map_err(|source| Error::Api {
             action: "read the cluster's credentials",
@@ -446,11 +647,11 @@ async fn keep_credentials(inputs: &Inputs<'_>, backup: &MySQLBackup) -> Result<S
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.clone()),
-            namespace: Some(inputs.namespace.to_owned()),
+            namespace: Some(inputs.scope.namespace.to_owned()),
             labels: Some(
                 [
                     (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-                    (LABEL_CLUSTER.to_owned(), inputs.cluster.to_owned()),
+                    (LABEL_CLUSTER.to_owned(), inputs.scope.cluster.to_owned()),
                 ]
                 .into(),
             ),

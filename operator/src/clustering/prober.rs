@@ -12,7 +12,8 @@
 //! refused after a fallback only if the operator saw the fallback before
 //! the primary was lost. It also says whether the server takes writes: a
 //! primary fenced by its own agent (it could not renew its Lease for a
-//! while) is reconciled, and made writable again, at once. The servers
+//! while) is reconciled, and made writable again, at once, and again each
+//! second while it stays read-only. The servers
 //! that did not answer the last reconcile (an old primary cut off, a
 //! frozen replica) are probed as often: when one answers again its
 //! cluster is reconciled at once, so a returning old primary is fenced
@@ -53,6 +54,8 @@ struct Probed {
     fallen_back: bool,
     /// The last answer said the server takes writes.
     writable: Option<bool>,
+    /// When a read-only answer last triggered a reconcile.
+    read_only_trigger: Option<Timestamp>,
     /// The pod IPs of the other servers that did not answer the last
     /// reconcile; one is dropped once it answers (and has triggered one).
     suspects: Vec<String>,
@@ -112,6 +115,7 @@ impl Prober {
             silent_since: None,
             fallen_back: false,
             writable: None,
+            read_only_trigger: None,
             suspects: Vec::new(),
         });
         target.suspects = suspects;
@@ -119,6 +123,7 @@ impl Prober {
             target.silent_since = None;
             target.fallen_back = false;
             target.writable = None;
+            target.read_only_trigger = None;
         }
         target.ip = primary_ip;
     }
@@ -234,9 +239,27 @@ impl Prober {
                 // A primary fenced behind the operator's back (by its own
                 // agent, say) is made writable again at once, not at the
                 // next period; the first answer only sets the record.
+                let mut became_read_only = false;
                 if writable.is_some() && writable != target.writable {
+                    became_read_only = target.writable.is_some() && writable == Some(false);
                     changed |= target.writable.is_some();
                     target.writable = writable;
+                }
+                // Still read-only a second after that triggered a reconcile:
+                // its agent may have fenced it again right after the
+                // operator made it writable (the answer in between was
+                // missed), so it is looked at again, once a second.
+                if writable == Some(false) {
+                    let again = target.read_only_trigger.is_some_and(|at| {
+                        started.duration_since(at)
+                            >= k8s_openapi::jiff::SignedDuration::from_secs(1)
+                    });
+                    if became_read_only || again {
+                        changed = true;
+                        target.read_only_trigger = Some(started);
+                    }
+                } else {
+                    target.read_only_trigger = None;
                 }
                 if changed {
                     let _ = self.trigger.unbounded_send(cluster);
@@ -376,9 +399,17 @@ mod tests {
             triggered.try_recv().is_err(),
             "the first answer is the baseline"
         );
-        prober.record(cluster(), "10.0.0.1", answered(false), Timestamp::now());
-        prober.record(cluster(), "10.0.0.1", answered(false), Timestamp::now());
+        let at = Timestamp::now();
+        prober.record(cluster(), "10.0.0.1", answered(false), at);
+        prober.record(cluster(), "10.0.0.1", answered(false), at);
         assert_eq!(triggered.try_recv().ok(), Some(cluster()));
         assert!(triggered.try_recv().is_err(), "one trigger per change");
+        // Still read-only a second later (fenced again after the operator
+        // made it writable, between two probes): looked at again.
+        let later = at + k8s_openapi::jiff::SignedDuration::from_secs(1);
+        prober.record(cluster(), "10.0.0.1", answered(false), later);
+        assert_eq!(triggered.try_recv().ok(), Some(cluster()));
+        prober.record(cluster(), "10.0.0.1", answered(false), later);
+        assert!(triggered.try_recv().is_err(), "at most once a second");
     }
 }

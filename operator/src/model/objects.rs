@@ -239,6 +239,11 @@ pub struct DataRecord {
 }
 
 impl DataRecord {
+    /// Whether any data claim of the cluster exists.
+    pub fn has_claims(&self) -> bool {
+        !self.marked_claims.is_empty() || !self.unmarked_claims.is_empty()
+    }
+
     /// Whether the cluster ever held data (or may have): then nothing may
     /// bootstrap, and missing credentials are not generated again.
     pub fn holds_data(&self, status_had_primary: bool) -> bool {

@@ -173,7 +173,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         &ctx.ec2,
         &validated,
         previous.and_then(|s| s.restore.as_ref()),
-        holds_data,
+        holds_data || record.has_claims(),
     )
     .await
     .map_err(Error::Restore)?;
@@ -232,8 +232,9 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         r
     });
 
-    // 9. Backups: pending ones taken, started snapshots followed (SQL, EC2, client).
-    let backups = take_backups(ctx, &validated, &pass, &volumes.volumes).await;
+    // 9. Backups: the schedule kept, pending ones taken, started snapshots
+    //    followed (SQL, EC2, client).
+    let backups = take_backups(ctx, cluster, &validated, &pass, &volumes.volumes).await;
     for note in events::for_backups(&backups.notes) {
         events::publish(&ctx.recorder, cluster, "Backup", note).await;
     }
@@ -322,13 +323,36 @@ async fn refuse_restore(
     Ok(Action::requeue(requeue::RESTORE_REFUSED))
 }
 
-/// The backups step, with the servers as the pass last saw them.
+/// The backups step: the schedule kept, then pending backups taken with
+/// the servers as the pass last saw them.
 async fn take_backups(
     ctx: &Context,
+    cluster: &MySQLCluster,
     validated: &ValidatedCluster,
     pass: &PassReport,
     volumes: &std::collections::BTreeMap<String, ebisu_api::VolumeStatus>,
 ) -> backups::BackupReport {
+    let scope = backups::Scope {
+        client: &ctx.client,
+        ec2: &ctx.ec2,
+        namespace: &validated.namespace,
+        cluster: &validated.name,
+    };
+    let mut report = match &validated.backup_schedule {
+        Some(wanted) => {
+            let since = cluster
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or_else(Timestamp::now, |t| t.0);
+            backups::keep_schedule(&scope, wanted, since).await
+        }
+        None => backups::BackupReport::default(),
+    };
+    let unfinished = backups::unfinished(&ctx.client, &validated.namespace, &validated.name).await;
+    if unfinished.is_empty() {
+        return report;
+    }
     let accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
         .await
         .ok()
@@ -345,16 +369,22 @@ async fn take_backups(
                 .map(|v| (v.id.as_str(), v.zone.as_deref(), v.size_gib)),
         })
         .collect();
-    backups::run(&backups::Inputs {
-        client: &ctx.client,
-        ec2: &ctx.ec2,
-        namespace: &validated.namespace,
-        cluster: &validated.name,
-        servers: &servers,
-        primary: pass.primary.as_deref(),
-        account: accounts.as_ref().map(|a| &a.operator),
-    })
-    .await
+    let taken = backups::run(
+        &backups::Inputs {
+            scope,
+            servers: &servers,
+            primary: pass.primary.as_deref(),
+            account: accounts.as_ref().map(|a| &a.operator),
+        },
+        &unfinished,
+    )
+    .await;
+    report.notes.extend(taken.notes);
+    report.again = match (report.again, taken.again) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    report
 }
 
 /// A spec that cannot be honoured: a condition and one Event say why, the

@@ -65,13 +65,15 @@ fn api(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Api { action, source }
 }
 
-/// Checks the backup and makes what the restored cluster starts from.
+/// Checks the backup and makes what the restored cluster starts from;
+/// `name_taken` when data of a cluster by this name may exist (its claims,
+/// an initialised record).
 pub async fn prepare(
     client: &Client,
     ec2: &aws_sdk_ec2::Client,
     validated: &ValidatedCluster,
     previous: Option<&RestoreStatus>,
-    holds_data: bool,
+    name_taken: bool,
 ) -> Result<Restore, Error> {
     let Some(name) = validated.bootstrap.as_deref() else {
         return Ok(Restore::None);
@@ -85,20 +87,12 @@ pub async fn prepare(
         .get_opt(name)
         .await
         .map_err(api("read the backup"))?;
-    let claims =
-        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(client.clone(), ns);
-    let first_claim = names::data_claim(&validated.name, 0);
-    let claimed = claims
-        .get_opt(&first_claim)
-        .await
-        .map_err(api("read the first claim"))?
-        .is_some();
     if let Some(why) = decide::refusal(&decide::Found {
         backup: backup.as_ref(),
         name,
         namespace: ns,
         flavor: validated.flavor,
-        holds_data: holds_data || claimed,
+        holds_data: name_taken,
     }) {
         return Ok(Restore::Refused(why));
     }

@@ -74,6 +74,9 @@ async fn fence(
     second: Option<Conn>,
     patience: Duration,
 ) -> Result<(), server::Error> {
+    // The second connection must not end the first's session: it still has
+    // sessions to end once read-only took effect.
+    let first_id = u64::from(first.id());
     {
         let set = server::execute(&mut first, statements, "make it read-only");
 
@@ -91,7 +94,7 @@ async fn fence(
                     Some(conn) => conn,
                     None => shared.root_conn().await?,
                 };
-                end_sessions(shared, flavor, &mut other).await?;
+                end_sessions(shared, flavor, &mut other, &[first_id]).await?;
                 // Without the semi-sync plugin there is nothing to release.
                 let _ = other.query_drop(flavor.semi_sync_source_off()).await;
                 Ok::<_, server::Error>(())
@@ -101,15 +104,16 @@ async fn fence(
             released?;
         }
     }
-    end_sessions(shared, flavor, &mut first).await
+    end_sessions(shared, flavor, &mut first, &[]).await
 }
 
 /// Ends every client session but the service users' (root's too: on
-/// MariaDB root writes through `read_only`).
+/// MariaDB root writes through `read_only`), but `spared`.
 async fn end_sessions(
     shared: &Shared,
     flavor: Flavor,
     conn: &mut Conn,
+    spared: &[u64],
 ) -> Result<(), server::Error> {
     let users = &shared.credentials.users;
     let keep = [
@@ -125,7 +129,7 @@ async fn end_sessions(
             action: "list client sessions",
             source,
         })?;
-    for id in ids {
+    for id in ids.into_iter().filter(|id| !spared.contains(id)) {
         // A session that ended by itself meanwhile is fine.
         let _ = conn.query_drop(flavor.kill_connection(id)).await;
     }

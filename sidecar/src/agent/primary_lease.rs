@@ -114,6 +114,22 @@ pub fn plan(
     }
 }
 
+/// Whether a holder fences before it looks at anything this tick: it
+/// missed its renewals (`lapsed`; paused, or could not renew), no fence
+/// runs, and none was started since its last renewal. One such fence is
+/// enough: the next tick renews once it is done (starting another each
+/// tick kept the renewal, which waits for the fence, from ever going
+/// through, and the operator's "make it writable" and this fence took
+/// turns for seconds).
+pub fn fence_on_waking(
+    held: bool,
+    lapsed: bool,
+    fence_idle: bool,
+    fenced_since_renewal: bool,
+) -> bool {
+    held && lapsed && fence_idle && !fenced_since_renewal
+}
+
 /// Whether a read that found the Lease naming this pod (`held`) after one
 /// that did not (`held_before`) is the operator naming it just now: that
 /// counts as a renewal (the operator wrote `renewTime` as it named it, and
@@ -143,6 +159,8 @@ pub async fn run(shared: Arc<Shared>, config: LeaseConfig, fencer: Arc<Fencer>) 
     let mut held_before: Option<bool> = None;
     let mut duration = DEFAULT_DURATION;
     let mut fencing: Option<tokio::task::JoinHandle<()>> = None;
+    // When the last fence on waking was started.
+    let mut woke_fence: Option<Instant> = None;
     loop {
         tick.tick().await;
         let read_at = Instant::now();
@@ -150,12 +168,15 @@ pub async fn run(shared: Arc<Shared>, config: LeaseConfig, fencer: Arc<Fencer>) 
         // could not renew) fences before it looks at anything: the server
         // may have been replaced meanwhile, and a client must not find it
         // writable for a moment longer.
-        if held
-            && last_renewal.is_none_or(|at| read_at.saturating_duration_since(at) >= duration)
-            && fencing
+        if fence_on_waking(
+            held,
+            last_renewal.is_none_or(|at| read_at.saturating_duration_since(at) >= duration),
+            fencing
                 .as_ref()
-                .is_none_or(tokio::task::JoinHandle::is_finished)
-        {
+                .is_none_or(tokio::task::JoinHandle::is_finished),
+            woke_fence.is_some_and(|fenced| last_renewal.is_none_or(|renewed| fenced > renewed)),
+        ) {
+            woke_fence = Some(read_at);
             fencing = Some(spawn_fence(
                 &shared,
                 &fencer,
@@ -293,6 +314,24 @@ async fn renew(api: &Api<Lease>, name: &str, version: &str) -> Result<(), kube::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_that_missed_its_renewals_fences_once_then_renews() {
+        assert!(fence_on_waking(true, true, true, false), "woke up: fence");
+        assert!(
+            !fence_on_waking(true, true, false, false),
+            "one fence at a time"
+        );
+        assert!(
+            !fence_on_waking(true, true, true, true),
+            "fenced since the last renewal: renew now, do not fence again"
+        );
+        assert!(
+            !fence_on_waking(true, false, true, false),
+            "renewed in time"
+        );
+        assert!(!fence_on_waking(false, true, true, false), "not the holder");
+    }
 
     const SECOND: Duration = Duration::from_secs(1);
     const TWO: Duration = Duration::from_secs(2);

@@ -3,7 +3,9 @@
 //! restored into a new cluster that holds exactly what was acknowledged
 //! before it (and nothing acknowledged after), with the same users and
 //! passwords and a second instance seeded from the restored one; then a
-//! restore from a deleted snapshot refused with nothing created.
+//! restore from a deleted snapshot refused with nothing created; then a
+//! backup schedule whose retention deletes the oldest backup and its
+//! snapshot.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -228,6 +230,87 @@ impl Scenario {
         self.root(
             &self.primary(),
             &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"),
+        );
+        self.scheduled_backups_keep_only_the_newest();
+    }
+
+    /// A schedule every 15 s with `keep: 2`: backups are made on it, and the
+    /// oldest completed one goes with its snapshot while two stay.
+    fn scheduled_backups_keep_only_the_newest(&self) {
+        self.patch(r#"{"spec":{"backup":{"schedule":"*/15 * * * * *","keep":2}}}"#);
+        let selector = format!(
+            "ebisu.dev/cluster={},ebisu.dev/scheduled=true",
+            self.cluster
+        );
+        let scheduled = |s: &Self| -> Vec<(String, String, String)> {
+            s.k.try_run(&[
+                "-n",
+                &s.ns,
+                "get",
+                "mysqlbackups",
+                "-l",
+                &selector,
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.snapshotId}{\"\\n\"}{end}",
+            ])
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_owned(), f.next().unwrap_or_default().to_owned(), f.next().unwrap_or_default().to_owned()))
+            })
+            .collect()
+        };
+        let mut seen: Vec<(String, String)> = Vec::new();
+        self.wait(
+            "a scheduled backup expired",
+            Duration::from_secs(150),
+            |s| {
+                for (name, _, snapshot) in scheduled(s) {
+                    if !snapshot.is_empty() && !seen.iter().any(|(n, _)| *n == name) {
+                        seen.push((name, snapshot));
+                    }
+                }
+                s.events().contains("BackupExpired: deleted MySQLBackup")
+            },
+        );
+        self.patch(r#"{"spec":{"backup":null}}"#);
+        let left = scheduled(self);
+        let completed = left
+            .iter()
+            .filter(|(_, phase, _)| phase == "Completed")
+            .count();
+        assert!(
+            completed <= 2,
+            "at most keep=2 completed scheduled backups remain: {left:?}"
+        );
+        let gone: Vec<&(String, String)> = seen
+            .iter()
+            .filter(|(name, _)| !left.iter().any(|(n, _, _)| n == name))
+            .collect();
+        assert!(
+            !gone.is_empty(),
+            "an expired backup is deleted: {seen:?} -> {left:?}"
+        );
+        let ec2 = crate::ec2::client();
+        for (name, snapshot) in gone {
+            let found = self.block_on(ec2.describe_snapshots().snapshot_ids(snapshot).send());
+            assert!(
+                found.map_or(true, |o| o.snapshots().is_empty()),
+                "the snapshot {snapshot} of expired {name} is deleted"
+            );
+        }
+        for (name, _, snapshot) in left.iter().filter(|(_, phase, _)| phase == "Completed") {
+            let found = self.block_on(ec2.describe_snapshots().snapshot_ids(snapshot).send());
+            assert!(
+                found.is_ok_and(|o| o.snapshots().len() == 1),
+                "the snapshot {snapshot} of kept {name} stays"
+            );
+        }
+        eprintln!(
+            "scheduled backups: {} made, {} kept",
+            seen.len(),
+            left.len()
         );
     }
 }

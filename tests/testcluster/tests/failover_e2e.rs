@@ -10,7 +10,9 @@
 //! online restarts nothing, one that does not rolls through the replicas
 //! and one switchover; a `GRANT ALL` account writes only to the primary, a
 //! primary label moved by hand is put back, and a scale to one instance and
-//! back keeps writing. Each drill checks that no acknowledged
+//! back keeps writing; a backup taken under a writer restores into a new
+//! cluster with exactly what was acknowledged before it, and a restore
+//! from a deleted snapshot is refused. Each drill checks that no acknowledged
 //! write is lost, that two servers are never writable at once, and that one
 //! primary remains.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
@@ -60,12 +62,12 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
         ),
     );
 
+    d.a_backup_restores_exactly_what_it_held(TABLE);
     a_drain_of_the_primarys_node_switches_over_first(&mut d);
     partial_failures_keep_exactly_one_writable_server(&mut d);
     d.grant_all_writes_only_to_the_primary(TABLE);
     d.a_moved_primary_label_is_put_back(TABLE);
     d.scaling_to_one_and_back_keeps_writing(TABLE);
-    d.a_backup_restores_exactly_what_it_held(TABLE);
     a_replica_with_a_stopped_applier_is_never_chosen(&mut d);
     an_operator_killed_mid_switchover_leaves_it_to_its_successor(&mut d);
     a_lost_primary_is_failed_over_and_rejoins_when_it_returns(&mut d);

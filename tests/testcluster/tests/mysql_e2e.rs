@@ -12,7 +12,9 @@
 //! new image tag rolled through the replicas and one switchover (after a
 //! `mysqlConfig` setting applied online, without one). A `GRANT ALL`
 //! account writes only to the primary, a primary label moved by hand is put
-//! back, and a scale to one instance and back keeps writing.
+//! back, and a scale to one instance and back keeps writing. A backup
+//! taken under a writer restores into a new cluster with exactly what was
+//! acknowledged before it; a restore from a deleted snapshot is refused.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 use std::{path::Path, time::Duration};
@@ -48,7 +50,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         CLUSTER,
         true,
     );
-    m.install_operator(&[]);
+    m.install_operator(&["features.givenVolumes=true"]);
     m.apply_example("examples/mysql.yaml");
     let primary = settled(&m);
     assert_eq!(primary, "inventory-0");
@@ -159,6 +161,8 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
         "Bound",
         "a scaled-down instance keeps its volume"
     );
+
+    m.a_backup_restores_exactly_what_it_held(TABLE);
 
     // Drain of the primary's node: switchover first.
     let old = m.primary();

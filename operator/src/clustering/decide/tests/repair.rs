@@ -71,18 +71,8 @@ fn no_primary_is_chosen_while_a_server_does_not_answer() {
 #[test]
 fn a_new_clusters_first_seconds_are_no_problem() {
     let starting = [silent(unlabelled(primary("db-0", "")))];
-    let memory = ClusteringMemory::default();
     for servers in [&starting[..], &[]] {
-        let d = decide(&Input {
-            servers,
-            policy: &policy(),
-            memory: &memory,
-            probe_silent_since: None,
-            lease: None,
-            new_cluster: true,
-            restored: None,
-            now: Timestamp::from_second(NOW).expect("now"),
-        });
+        let d = decide_new(servers, None);
         assert!(d.problems.is_empty(), "{:?}", d.problems);
     }
     // Once it had a primary (and nothing remembers which), the same
@@ -863,4 +853,52 @@ fn a_remembered_primary_that_answers_needs_nobody_else_to_answer() {
     ]);
     assert_eq!(d.primary.as_deref(), Some("db-0"), "{d:?}");
     assert!(has(&d, &Action::LabelPrimary("db-0".to_owned())), "{d:?}");
+}
+
+#[test]
+fn a_restored_server_forgets_its_old_source_before_it_is_chosen() {
+    // db-0 started on a snapshot of another cluster's replica: it still
+    // names that cluster's primary as its source.
+    let restored = unlabelled(replica("db-0", "0-100-7", "old-0"));
+    let input = decide_new;
+    let servers = [restored.clone()];
+    let d = input(&servers, Some("db-0"));
+    assert_eq!(
+        d.actions().collect::<Vec<_>>(),
+        [&Action::Promote("db-0".to_owned())]
+    );
+    assert_eq!(
+        d.primary, None,
+        "chosen only once it replicates from nobody"
+    );
+    // Without the restore it is a replica of nobody here: no primary.
+    assert!(
+        input(&servers, None)
+            .actions()
+            .all(|a| !matches!(a, Action::Promote(_)))
+    );
+    // Silent, it is left alone; once it forgot its source it is the primary.
+    let quiet = [silent(restored)];
+    assert!(
+        input(&quiet, Some("db-0"))
+            .actions()
+            .all(|a| !matches!(a, Action::Promote(_)))
+    );
+    let forgot = [unlabelled(primary("db-0", "0-100-7"))];
+    let d = input(&forgot, Some("db-0"));
+    assert_eq!(d.primary.as_deref(), Some("db-0"));
+}
+
+/// A decision for a cluster that never had a primary.
+fn decide_new(servers: &[ServerState], restored: Option<&str>) -> Decision {
+    decide(&Input {
+        servers,
+        policy: &policy(),
+        memory: &ClusteringMemory::default(),
+        probe_silent_since: None,
+        lease: None,
+        new_cluster: true,
+        restored,
+        now: Timestamp::from_second(NOW).expect("now"),
+    })
 }
