@@ -64,6 +64,20 @@ fn api_server_accepts_the_crd_and_refuses_bad_specs() {
         "--timeout=60s",
     ])
     .unwrap();
+    k.run(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &workspace("crds/mysqlbackups.ebisu.dev.yaml"),
+    ])
+    .expect("the backup CRD is accepted");
+    k.run(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/mysqlbackups.ebisu.dev",
+        "--timeout=60s",
+    ])
+    .unwrap();
     k.run(&["create", "namespace", "api"]).unwrap();
     for example in ["basic", "mariadb", "mysql", "production"] {
         k.run(&[
@@ -158,6 +172,37 @@ fn api_server_accepts_the_crd_and_refuses_bad_specs() {
             r#"{"spec":{"storage":{"ebs":{"type":"io2","iops":4000}}}}"#,
         ),
         "spec.storage.ebs.type",
+        "immutable",
+    );
+    assert_refused(
+        k.patch(
+            "myc/orders",
+            r#"{"spec":{"bootstrap":{"fromBackup":{"name":"monday"}}}}"#,
+        ),
+        "spec.bootstrap",
+        "create a new cluster",
+    );
+
+    // A backup names its cluster once.
+    let backup = std::env::temp_dir().join("ebisu-api-backup.yaml");
+    std::fs::write(
+        &backup,
+        "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {name: monday, namespace: api}\nspec: {cluster: orders}\n",
+    )
+    .unwrap();
+    k.run(&["apply", "-f", &backup.display().to_string()])
+        .expect("a MySQLBackup is accepted");
+    assert_refused(
+        k.run(&[
+            "-n",
+            "api",
+            "patch",
+            "mysqlbackup/monday",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"cluster":"payments"}}"#,
+        ]),
+        "spec.cluster",
         "immutable",
     );
 
