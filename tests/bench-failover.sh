@@ -11,9 +11,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash tests/setup.sh
-EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
-export EBISU_CONTROLPLANE_BIN
-bash tests/build-rootfs.sh >/dev/null
-cargo build --release --locked -p ebisu-operator -p ebisu-sidecar --bins
-EBISU_BIN_DIR=$PWD/target/release cargo bench --locked -p ebisu-testcluster --bench failover
+# shellcheck source=tests/bench-build.sh
+source tests/bench-build.sh
+cargo bench --locked -p ebisu-testcluster --bench failover

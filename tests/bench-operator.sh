@@ -8,9 +8,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash tests/setup.sh
-EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
-export EBISU_CONTROLPLANE_BIN
-bash tests/build-rootfs.sh >/dev/null # the MySQL cluster's image
-cargo build --release --locked -p ebisu-operator -p ebisu-sidecar --bins
-EBISU_BIN_DIR=$PWD/target/release cargo bench --locked -p ebisu-testcluster --bench operator
+# shellcheck source=tests/bench-build.sh
+source tests/bench-build.sh
+cargo bench --locked -p ebisu-testcluster --bench operator

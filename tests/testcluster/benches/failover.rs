@@ -27,10 +27,8 @@ use std::{path::Path, time::Duration};
 
 use ebisu_testcluster::{
     Scenario,
-    drill::App,
     drills::{DrillReport, Fault},
     ebisu,
-    kubectl::workspace_path,
 };
 
 const STATE_DIR: &str = "/tmp/ebisu-testcluster-bench-failover";
@@ -88,28 +86,6 @@ fn row(flavor: &str, fault: Fault, reports: &[DrillReport]) {
     );
 }
 
-/// Points the scenario at `cluster` in `ns`, applies `example` and creates
-/// the application user and table on its primary.
-fn set_up(s: &mut Scenario, ns: &str, cluster: &str, example: &str, tls: bool) {
-    s.ns = ns.to_owned();
-    s.cluster = cluster.to_owned();
-    s.app = App {
-        hosts: s.layout.hosts_file(ns),
-        cluster: cluster.to_owned(),
-        user: "app".to_owned(),
-        password: "app-password".to_owned(),
-        tls,
-    };
-    s.apply_example(example);
-    let primary = s.wait_settled(3);
-
-    s.root(
-        &primary,
-        "CREATE USER app@'%' IDENTIFIED BY 'app-password'; GRANT ALL ON bench.* TO app@'%'; \
-         CREATE DATABASE bench; CREATE TABLE bench.w (id BIGINT PRIMARY KEY)",
-    );
-}
-
 fn main() {
     let drills = env_u64("EBISU_BENCH_DRILLS", 5);
     let hold = Duration::from_secs(env_u64("EBISU_BENCH_OUTAGE_SECS", 20));
@@ -125,28 +101,15 @@ fn main() {
             .collect(),
         Err(_) => Fault::ALL.to_vec(),
     };
-    let bin_dir = std::env::var("EBISU_BIN_DIR")
-        .unwrap_or_else(|_| workspace_path("target/debug").display().to_string());
-    println!("pods run the binaries in {bin_dir}");
-
-    let mut s = Scenario::start(
-        STATE_DIR,
-        Path::new(env!("CARGO_BIN_EXE_testcluster")),
-        "bench",
-        "orders",
-        false,
-    );
+    let mut s = Scenario::start_bench(STATE_DIR, Path::new(env!("CARGO_BIN_EXE_testcluster")));
     let log_level = std::env::var("EBISU_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned());
     let log_setting = format!("logLevel={}", log_level.replace(',', "\\,"));
     s.install_operator(&[&log_setting]);
 
     let mut table = Vec::new();
     for flavor in flavors.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-        let (ns, cluster, example, tls) = match flavor {
-            "mysql" => ("bench-mysql", "inventory", "examples/mysql.yaml", true),
-            _ => ("bench", "orders", "examples/basic.yaml", false),
-        };
-        set_up(&mut s, ns, cluster, example, tls);
+        s.bench_cluster(flavor);
+        let ns = s.ns.clone();
         for fault in faults.iter().copied() {
             let mut reports = Vec::new();
             for i in 0..drills {
@@ -162,7 +125,7 @@ fn main() {
             }
             table.push((flavor.to_owned(), fault, reports));
         }
-        s.kubectl(&["delete", "namespace", ns, "--wait=true", "--timeout=300s"]);
+        s.kubectl(&["delete", "namespace", &ns, "--wait=true", "--timeout=300s"]);
     }
 
     println!();

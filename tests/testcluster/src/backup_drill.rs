@@ -16,12 +16,6 @@ use crate::{
 };
 
 impl Scenario {
-    fn apply_here(&self, name: &str, manifest: &str) {
-        let path = std::env::temp_dir().join(format!("ebisu-{name}.yaml"));
-        std::fs::write(&path, manifest).unwrap_or_else(|e| panic!("write {name}: {e}"));
-        self.kubectl(&["-n", &self.ns, "apply", "-f", &path.display().to_string()]);
-    }
-
     /// Runs the drill on `table` (`db.table`, one `id` column); leaves the
     /// table empty and the restored clusters deleted.
     pub fn a_backup_restores_exactly_what_it_held(&mut self, table: &str) {
@@ -30,7 +24,7 @@ impl Scenario {
         let load = self.load(table);
         std::thread::sleep(Duration::from_secs(2));
         let asked = Instant::now();
-        self.apply_here(
+        self.apply_yaml(
             "backup",
             &format!(
                 "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
@@ -104,7 +98,7 @@ impl Scenario {
                 size = self.myc("{.spec.storage.size}"),
             )
         };
-        self.apply_here("restored", &spec(&restored));
+        self.apply_yaml("restored", &spec(&restored));
         let started = Instant::now();
         let restored_primary =
             ebisu::wait_running(&self.k, &self.ns, &restored, 2, Duration::from_secs(400))
@@ -191,7 +185,7 @@ impl Scenario {
         )
         .unwrap_or_else(|e| panic!("delete {snapshot}: {e}"));
         let gone = format!("{}-gone", self.cluster);
-        self.apply_here("gone", &spec(&gone));
+        self.apply_yaml("gone", &spec(&gone));
         self.wait("the restore refused", Duration::from_secs(60), |s| {
             s.events().contains(&format!(
                 "RestoreRefused: snapshot {snapshot} of MySQLBackup {backup} no longer exists"

@@ -96,7 +96,50 @@ impl Scenario {
     pub fn apply_yaml(&self, name: &str, manifest: &str) {
         let path = std::env::temp_dir().join(format!("ebisu-{name}.yaml"));
         std::fs::write(&path, manifest).unwrap_or_else(|e| panic!("write {name}: {e}"));
-        self.kubectl(&["apply", "-f", &path.display().to_string()]);
+        self.kubectl(&["-n", &self.ns, "apply", "-f", &path.display().to_string()]);
+    }
+
+    /// A benchmark's local cluster (namespace `bench`), saying which
+    /// binaries the pods run (`EBISU_BIN_DIR`, else the debug build).
+    pub fn start_bench(state_dir: &str, exe: &Path) -> Self {
+        let bin_dir = std::env::var("EBISU_BIN_DIR").unwrap_or_else(|_| {
+            crate::kubectl::workspace_path("target/debug")
+                .display()
+                .to_string()
+        });
+        println!("pods run the binaries in {bin_dir}");
+        Self::start(state_dir, exe, "bench", "orders", false)
+    }
+
+    /// Points the scenario at the benchmark cluster of `flavor` (`mysql`:
+    /// `inventory` in `bench-mysql` from examples/mysql.yaml; otherwise
+    /// `orders` in `bench` from examples/basic.yaml), applies it, and makes
+    /// the application user and the writer's table `bench.w` on its
+    /// primary; returns the primary.
+    pub fn bench_cluster(&mut self, flavor: &str) -> String {
+        let (ns, cluster, example, tls) = match flavor {
+            "mysql" => ("bench-mysql", "inventory", "examples/mysql.yaml", true),
+            _ => ("bench", "orders", "examples/basic.yaml", false),
+        };
+        self.ns = ns.to_owned();
+        self.cluster = cluster.to_owned();
+        self.app = App {
+            hosts: self.layout.hosts_file(ns),
+            cluster: cluster.to_owned(),
+            user: APP_USER.to_owned(),
+            password: APP_PASSWORD.to_owned(),
+            tls,
+        };
+        self.apply_example(example);
+        let primary = self.wait_settled(3);
+        self.root(
+            &primary,
+            &format!(
+                "CREATE USER {APP_USER}@'%' IDENTIFIED BY '{APP_PASSWORD}'; GRANT ALL ON bench.* TO {APP_USER}@'%'; \
+                 CREATE DATABASE bench; CREATE TABLE bench.w (id BIGINT PRIMARY KEY)"
+            ),
+        );
+        primary
     }
 
     /// `kubectl` with `args`; panics with diagnostics on failure.

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The backup benchmark on the local cluster (needs root):
+#   bash tests/bench-backup.sh   (as root)
+# On MariaDB and MySQL (EBISU_BENCH_FLAVORS), with the data grown to 1 and
+# 4 GiB (EBISU_BENCH_SIZES_GIB): writes blocked on the primary while a
+# backup is taken, the backup's duration, restore to Ready, and a second
+# instance of the restored cluster seeded by a stream clone. The pods run
+# release builds, as an image would. About 25 GiB of free disk at 4 GiB.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=tests/bench-build.sh
+source tests/bench-build.sh
+cargo bench --locked -p ebisu-testcluster --bench backup

@@ -1,0 +1,222 @@
+//! Backups and restores, measured: on each flavor, with the data grown to
+//! each size in turn (1 and 4 GiB by default), a MySQLBackup is taken under
+//! a writer that counts an id only when its commit returned OK (checked
+//! like the e2e drills: nothing acknowledged lost, never two writable
+//! servers, one now), restored into a new one-instance cluster, and that
+//! cluster scaled to two (its replica seeded by a stream clone from the
+//! restored primary). Prints, per flavor and size: the longest stretch
+//! without an acknowledged write while the backup was taken, the backup's
+//! duration (asked -> snapshot started -> completed), restore to Ready,
+//! and the new replica seeded to Ready.
+//!
+//!     bash tests/bench-backup.sh
+//!
+//! (release binaries as the cluster's images; needs root and, at 4 GiB,
+//! about 25 GiB of free disk: the local volumes are host directories).
+//! Environment: EBISU_BENCH_FLAVORS (`mariadb,mysql` by default),
+//! EBISU_BENCH_SIZES_GIB (`1,4` by default), EBISU_BIN_DIR the binaries the
+//! pods run.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use ebisu_testcluster::{Scenario, ebisu};
+
+const STATE_DIR: &str = "/tmp/ebisu-testcluster-bench-backup";
+/// Bytes of one row of the bulk table.
+const ROW: u64 = 1024;
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64())
+}
+
+/// The bulk table's size on the primary, in bytes.
+fn data_bytes(s: &Scenario, primary: &str) -> u64 {
+    s.root(
+        primary,
+        "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = 'bench'",
+    )
+    .parse()
+    .unwrap_or(0)
+}
+
+/// Grows the bulk table to `gib` GiB, in statements of about 64 MiB,
+/// waits for the replicas, and purges every server's binary logs (the
+/// local disk holds every copy).
+fn grow(s: &Scenario, flavor: &str, primary: &str, gib: u64) {
+    let target = gib << 30;
+    let batch = (64 << 20) / ROW;
+    while data_bytes(s, primary) < target {
+        s.root(
+            primary,
+            &format!(
+                "INSERT INTO bench.bulk (v) SELECT v FROM bench.bulk LIMIT {batch}; \
+                 INSERT INTO bench.bulk (v) SELECT v FROM bench.bulk LIMIT {batch}"
+            ),
+        );
+    }
+    let (on_primary, on_replica) = if flavor == "mysql" {
+        (
+            "SELECT @@GLOBAL.gtid_executed",
+            "SELECT @@GLOBAL.gtid_executed",
+        )
+    } else {
+        (
+            "SELECT @@GLOBAL.gtid_binlog_pos",
+            "SELECT @@GLOBAL.gtid_slave_pos",
+        )
+    };
+    let gtid = s.root(primary, on_primary);
+    for replica in s.labelled("replica") {
+        s.wait(
+            &format!("{replica} caught up"),
+            Duration::from_secs(900),
+            |s| s.try_root(&replica, on_replica).as_deref() == Some(gtid.as_str()),
+        );
+    }
+    for pod in s.app.servers().into_iter().map(|(pod, _)| pod) {
+        let _ = s.try_root(&pod, "FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW()");
+    }
+}
+
+/// One measurement at the current size.
+fn measure(s: &mut Scenario, flavor: &str, gib: u64) -> String {
+    let backup = format!("{}-{gib}g", s.cluster);
+    let load = s.load("bench.w");
+    std::thread::sleep(Duration::from_secs(2));
+    let asked = Instant::now();
+    s.apply_yaml(
+        "bench-backup",
+        &format!(
+            "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
+            s.cluster
+        ),
+    );
+    let object = format!("mysqlbackup/{backup}");
+    s.wait("the snapshot started", Duration::from_secs(600), |s| {
+        matches!(
+            s.get(&object, "{.status.phase}").as_str(),
+            "Snapshotting" | "Completed"
+        )
+    });
+    let started = asked.elapsed();
+    s.wait("the backup completed", Duration::from_secs(600), |s| {
+        s.get(&object, "{.status.phase}") == "Completed"
+    });
+    let completed = asked.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let (writes, looks) = s.verify(
+        &format!("{flavor} backup at {gib} GiB"),
+        "bench.w",
+        load,
+        None,
+    );
+    let blocked = writes.longest_gap(asked, asked + completed);
+
+    let restored = format!("{}-r{gib}", s.cluster);
+    let image = match s.myc("{.spec.image}") {
+        image if image.is_empty() => String::new(),
+        image => format!("  image: {image}\n"),
+    };
+    let manifest = format!(
+        "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {restored}}}\nspec:\n  replicas: 1\n  flavor: {flavor}\n{image}  storage: {{size: 10Gi, ebs: {{type: gp3}}}}\n  bootstrap: {{fromBackup: {{name: {backup}}}}}\n"
+    );
+    let restore_asked = Instant::now();
+    s.apply_yaml("bench-restore", &manifest);
+    ebisu::wait_running(&s.k, &s.ns, &restored, 1, Duration::from_secs(1200))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&s.k, &s.ns, &restored)));
+    let restore = restore_asked.elapsed();
+    let scale_asked = Instant::now();
+    s.kubectl(&[
+        "-n",
+        &s.ns.clone(),
+        "scale",
+        &format!("myc/{restored}"),
+        "--replicas=2",
+    ]);
+    ebisu::wait_running(&s.k, &s.ns, &restored, 2, Duration::from_secs(1800))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&s.k, &s.ns, &restored)));
+    let seeded = scale_asked.elapsed();
+    // Only the source's copies stay on the local disk.
+    let volume = s.get(&format!("myc/{restored}"), "{.status.restore.volumeId}");
+    let snapshot = s.get(&object, "{.status.snapshotId}");
+    s.kubectl(&[
+        "-n",
+        &s.ns.clone(),
+        "delete",
+        &format!("myc/{restored}"),
+        "--wait=true",
+    ]);
+    for claim in [0, 1] {
+        let _ = s.k.try_run(&[
+            "-n",
+            &s.ns,
+            "delete",
+            &format!("pvc/data-{restored}-{claim}"),
+            "--wait=true",
+        ]);
+    }
+    let _ = s.k.try_run(&["delete", &format!("pv/ebisu-{volume}")]);
+    let _ = std::fs::remove_dir_all(s.layout.volumes().join(&volume));
+    let _ = s.block_on(
+        ebisu_testcluster::ec2::client()
+            .delete_snapshot()
+            .snapshot_id(&snapshot)
+            .send(),
+    );
+    format!(
+        "| {flavor} | {gib} | {} ms | {} / {} | {} | {} | {} |",
+        blocked.as_millis(),
+        secs(started),
+        secs(completed),
+        secs(restore),
+        secs(seeded),
+        looks.two_writable.len()
+    )
+}
+
+fn main() {
+    let flavors = std::env::var("EBISU_BENCH_FLAVORS").unwrap_or_else(|_| "mariadb,mysql".into());
+    let sizes: Vec<u64> = std::env::var("EBISU_BENCH_SIZES_GIB")
+        .unwrap_or_else(|_| "1,4".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let mut s = Scenario::start_bench(STATE_DIR, Path::new(env!("CARGO_BIN_EXE_testcluster")));
+    s.install_operator(&["features.givenVolumes=true"]);
+    let mut table = Vec::new();
+    for flavor in flavors.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        let primary = s.bench_cluster(flavor);
+        let ns = s.ns.clone();
+        s.root(
+            &primary,
+            &format!(
+                "CREATE TABLE bench.bulk (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR({len})); \
+                 INSERT INTO bench.bulk (v) VALUES (REPEAT('x', {len}))",
+                len = ROW - 24
+            ),
+        );
+        for gib in &sizes {
+            let loading = Instant::now();
+            grow(&s, flavor, &primary, *gib);
+            println!("{flavor}: grew to {gib} GiB in {:?}", loading.elapsed());
+            let row = measure(&mut s, flavor, *gib);
+            println!("{row}");
+            table.push(row);
+        }
+        s.kubectl(&["delete", "namespace", &ns, "--wait=true", "--timeout=600s"]);
+    }
+    println!();
+    println!(
+        "| flavor | GiB | longest stretch without an acknowledged write during the backup | backup: snapshot started / completed (s) | restore to Ready, 1 instance (s) | second instance seeded by stream clone (s) | looks with two writable |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for row in &table {
+        println!("{row}");
+    }
+    s.down();
+}
