@@ -44,20 +44,18 @@ fn data_bytes(s: &Scenario, primary: &str) -> u64 {
     .unwrap_or(0)
 }
 
-/// Grows the bulk table to `gib` GiB, in statements of about 64 MiB,
-/// waits for the replicas, and purges every server's binary logs (the
-/// local disk holds every copy).
+/// Grows the bulk table to `gib` GiB, 64 MiB a call in statements of
+/// 8 MiB (small enough for the servers' in-memory temporary tables: MySQL
+/// copies the rows it selects from the table it inserts into), waits for
+/// the replicas, and purges every server's binary logs (the local disk
+/// holds every copy).
 fn grow(s: &Scenario, flavor: &str, primary: &str, gib: u64) {
     let target = gib << 30;
-    let batch = (64 << 20) / ROW;
+    let batch = (8 << 20) / ROW;
+    let statement = format!("INSERT INTO bench.bulk (v) SELECT v FROM bench.bulk LIMIT {batch}");
+    let call = vec![statement; 8].join("; ");
     while data_bytes(s, primary) < target {
-        s.root(
-            primary,
-            &format!(
-                "INSERT INTO bench.bulk (v) SELECT v FROM bench.bulk LIMIT {batch}; \
-                 INSERT INTO bench.bulk (v) SELECT v FROM bench.bulk LIMIT {batch}"
-            ),
-        );
+        s.root(primary, &call);
     }
     let (on_primary, on_replica) = if flavor == "mysql" {
         (
