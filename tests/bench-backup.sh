@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The backup benchmark on the local cluster (needs root):
 #   bash tests/bench-backup.sh   (as root)
-# On MariaDB and MySQL (EBISU_BENCH_FLAVORS), with the data grown to 1 and
+# On MariaDB (EBISU_BENCH_FLAVORS; MySQL's bulk load does not finish on the
+# local cluster yet), with the data grown to 1 and
 # 4 GiB (EBISU_BENCH_SIZES_GIB): writes blocked on the primary while a
 # backup is taken, the backup's duration, restore to Ready, and a second
 # instance of the restored cluster seeded by a stream clone. The pods run

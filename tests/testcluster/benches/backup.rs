@@ -1,4 +1,4 @@
-//! Backups and restores, measured: on each flavor, with the data grown to
+//! Backups and restores, measured: on MariaDB, with the data grown to
 //! each size in turn (1 and 4 GiB by default), a MySQLBackup is taken under
 //! a writer that counts an id only when its commit returned OK (checked
 //! like the e2e drills: nothing acknowledged lost, never two writable
@@ -13,7 +13,8 @@
 //!
 //! (release binaries as the cluster's images; needs root and, at 4 GiB,
 //! about 25 GiB of free disk: the local volumes are host directories).
-//! Environment: EBISU_BENCH_FLAVORS (`mariadb,mysql` by default),
+//! Environment: EBISU_BENCH_FLAVORS (`mariadb` by default; `mysql` stops
+//! while loading, see `main`),
 //! EBISU_BENCH_SIZES_GIB (`1,4` by default), EBISU_BIN_DIR the binaries the
 //! pods run.
 
@@ -178,7 +179,10 @@ fn measure(s: &mut Scenario, flavor: &str, gib: u64) -> String {
 }
 
 fn main() {
-    let flavors = std::env::var("EBISU_BENCH_FLAVORS").unwrap_or_else(|_| "mariadb,mysql".into());
+    // MySQL's bulk load stops with "Error writing file '/tmp/MLfd=..'
+    // (errno 28)" on the local cluster (its /tmp has room): not yet by
+    // default.
+    let flavors = std::env::var("EBISU_BENCH_FLAVORS").unwrap_or_else(|_| "mariadb".into());
     let sizes: Vec<u64> = std::env::var("EBISU_BENCH_SIZES_GIB")
         .unwrap_or_else(|_| "1,4".into())
         .split(',')
