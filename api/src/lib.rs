@@ -11,13 +11,12 @@ pub mod backup;
 pub mod cluster;
 pub mod names;
 
-pub use backup::{
-    BackupPhase, BackupSchedule, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus,
-};
+pub use backup::{BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus};
 pub use cluster::{
-    BootstrapSpec, CloneSpec, ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType,
-    FailoverMode, Flavor, FromBackup, InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec,
-    MySQLClusterStatus, Operation, OperationKind, OperationStep, Phase, PodTemplateOverrides,
-    ReplicationSpec, RestoreStatus, RoleChange, ServiceTemplate, ServiceTemplates, ServiceType,
-    StorageSpec, UpdateStrategy, VolumeModificationStatus, VolumeStatus,
+    BackupSchedule, BootstrapSpec, CloneSpec, ClusteringMemory, DonorPreference, EbsSpec,
+    EbsVolumeType, FailoverMode, Flavor, FromBackup, InstanceRole, InstanceStatus, MySQLCluster,
+    MySQLClusterSpec, MySQLClusterStatus, Operation, OperationKind, OperationStep, Phase,
+    PodTemplateOverrides, ReplicationSpec, RestoreStatus, RoleChange, ServiceTemplate,
+    ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy, VolumeModificationStatus,
+    VolumeStatus,
 };

@@ -140,6 +140,9 @@ pub mod secret_keys {
     ];
 }
 
+/// Label on the MySQLBackups a schedule made (retention deletes only those).
+pub const LABEL_SCHEDULED: &str = "ebisu.dev/scheduled";
+
 /// Annotation on the credentials Secret and on every data volume claim,
 /// set once the cluster has had a primary: from then on its data exists,
 /// so no instance may bootstrap an empty server and the credentials are

@@ -395,25 +395,30 @@ pub fn with_memory(
 
 /// Status of a cluster whose spec cannot be honoured: say why, keep the rest.
 pub fn invalid(cluster: &MySQLCluster, message: &str, now: &Time) -> MySQLClusterStatus {
+    failed(cluster, SPEC_VALID, false, "InvalidSpec", message, now)
+}
+
+/// The previous status, phase Failed, with the condition `type_` (first)
+/// saying why.
+fn failed(
+    cluster: &MySQLCluster,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> MySQLClusterStatus {
     let previous = cluster.status.clone().unwrap_or_default();
     let generation = cluster.metadata.generation;
     let mut conditions: Vec<Condition> = previous
         .conditions
         .iter()
-        .filter(|c| c.type_ != SPEC_VALID)
+        .filter(|c| c.type_ != type_)
         .cloned()
         .collect();
     conditions.insert(
         0,
-        condition(
-            &previous,
-            SPEC_VALID,
-            false,
-            "InvalidSpec",
-            message,
-            generation,
-            now,
-        ),
+        condition(&previous, type_, status, reason, message, generation, now),
     );
     MySQLClusterStatus {
         phase: Some(Phase::Failed),
@@ -429,32 +434,14 @@ pub const RESTORE_REFUSED: &str = "RestoreRefused";
 /// Status of a cluster whose restore may not go ahead (nothing was made):
 /// `RestoreRefused` says why and what to do.
 pub fn restore_refused(cluster: &MySQLCluster, message: &str, now: &Time) -> MySQLClusterStatus {
-    let previous = cluster.status.clone().unwrap_or_default();
-    let generation = cluster.metadata.generation;
-    let mut conditions: Vec<Condition> = previous
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != RESTORE_REFUSED)
-        .cloned()
-        .collect();
-    conditions.insert(
-        0,
-        condition(
-            &previous,
-            RESTORE_REFUSED,
-            true,
-            "CannotRestore",
-            message,
-            generation,
-            now,
-        ),
-    );
-    MySQLClusterStatus {
-        phase: Some(Phase::Failed),
-        observed_generation: generation,
-        conditions,
-        ..previous
-    }
+    failed(
+        cluster,
+        RESTORE_REFUSED,
+        true,
+        "CannotRestore",
+        message,
+        now,
+    )
 }
 
 /// Initializing until every instance has served once, Degraded when one stops

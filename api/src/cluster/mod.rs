@@ -168,7 +168,7 @@ pub struct MySQLClusterSpec {
     /// Scheduled backups with retention; none when unset (MySQLBackups made
     /// by hand are always taken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<crate::backup::BackupSchedule>,
+    pub backup: Option<BackupSchedule>,
 
     /// Overrides for the instance pods: resources, placement and metadata.
     #[serde(default)]
@@ -356,4 +356,28 @@ pub struct FromBackup {
     /// A completed MySQLBackup in the cluster's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+}
+
+/// Scheduled backups of a cluster (`spec.backup`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSchedule {
+    /// When to take a backup: a cron expression in UTC, five fields
+    /// (`minute hour day-of-month month day-of-week`, such as `0 3 * * *`)
+    /// or six with seconds first. Each is a MySQLBackup named
+    /// `<cluster>-<yyyymmdd-hhmmss>`, labelled `ebisu.dev/scheduled=true`.
+    /// A schedule missed while the operator was away is taken once.
+    #[schemars(length(min = 9, max = 128))]
+    pub schedule: String,
+    /// How many completed scheduled backups to keep (1 to 1000): older
+    /// ones are deleted with their snapshots, except one a restore in
+    /// progress starts from. Backups made by hand are never deleted.
+    #[serde(default = "default_keep")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000")
+        .message("spec.backup.keep must be between 1 and 1000: how many scheduled backups to keep"))]
+    pub keep: u32,
+}
+
+fn default_keep() -> u32 {
+    7
 }

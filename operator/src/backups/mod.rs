@@ -20,8 +20,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{ResourceType, SnapshotState, Tag, TagSpecification};
 use ebisu_api::{
     BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupStatus,
-    backup::LABEL_SCHEDULED,
-    names::{self, LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY, MYSQL_PORT},
+    names::{self, LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_SCHEDULED, MANAGED_BY, MYSQL_PORT},
 };
 use ebisu_mysql::Flavor;
 use k8s_openapi::{
