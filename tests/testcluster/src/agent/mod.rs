@@ -173,7 +173,12 @@ impl Agent {
         true
     }
 
-    /// `node start`: the reverse of [`Agent::stop_node`].
+    /// `node start`: the reverse of [`Agent::stop_node`]. The pods' processes
+    /// run a moment before their network is back, as on a node whose
+    /// partition heals (its processes were never frozen by the network):
+    /// a returning primary's agent fences its server on waking, locally,
+    /// before a client can reach it. (A paused machine that resumes with
+    /// its network live gives clients the agent's first tick, a few ms.)
     pub async fn start_node(&self, name: &str) -> bool {
         let Some(node) = self.node(name).cloned() else {
             return false;
@@ -181,12 +186,16 @@ impl Agent {
         if let Err(error) = network::add_node_address(node.index).await {
             tracing::warn!(%error, "node start");
         }
-        for (network, pids) in self.node_pods(name) {
+        let pods = self.node_pods(name);
+        for (_, pids) in &pods {
+            for pid in pids {
+                command::signal_group(*pid, "CONT").await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (network, _) in pods {
             if let Some(network) = network {
                 network.set_link(true).await;
-            }
-            for pid in pids {
-                command::signal_group(pid, "CONT").await;
             }
         }
         self.stopped.send_modify(|s| {
