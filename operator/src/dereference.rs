@@ -138,6 +138,19 @@ pub async fn data_record(client: &Client, ns: &str, cluster: &str) -> Result<Dat
 }
 
 /// The accounts from the credentials Secret; `None` while it is missing or incomplete.
+/// The IP of pod `pod`, when it has one.
+pub async fn pod_ip(client: &Client, ns: &str, pod: &str) -> Result<Option<String>, Error> {
+    Ok(
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+            .get_opt(pod)
+            .await
+            .map_err(error("read the primary's pod"))?
+            .and_then(|p| p.status?.pod_ip),
+    )
+}
+
+/// The accounts the operator uses on the servers, from the credentials
+/// Secret.
 pub async fn accounts(client: &Client, ns: &str, cluster: &str) -> Result<Option<Accounts>, Error> {
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(&names::credentials_secret(cluster))

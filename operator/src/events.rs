@@ -114,6 +114,14 @@ pub fn for_backups(notes: &[crate::backups::BackupNote]) -> Vec<Note> {
         .collect()
 }
 
+/// The Events of the seeding step: how each new replica gets its data.
+pub fn for_seeds(notes: &[crate::restore::seed::SeedNote]) -> Vec<Note> {
+    notes
+        .iter()
+        .map(|n| Note::normal(n.reason, n.message.clone(), None))
+        .collect()
+}
+
 /// The Event of missing credentials generated in the credentials Secret.
 pub fn credentials_generated() -> Note {
     Note::normal(

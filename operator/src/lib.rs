@@ -35,8 +35,9 @@
 //!   given volumes;
 //! - `backups`: a source's applier paused and resumed (SQL), EC2
 //!   CreateSnapshot, the backups' status and their credentials Secrets;
-//! - `restore`: EC2 CreateVolume from a backup's snapshot, the restored
-//!   cluster's credentials Secret;
+//! - `restore`: EC2 CreateVolume from a backup's snapshot (a restored
+//!   cluster's first volume, a new replica's), the restored cluster's
+//!   credentials Secret;
 //! - `events`: Events;
 //! - `reconcile::cleanup`: the managed StorageClass of a deleted cluster;
 //! - `runtime::leader`: the leader Lease.

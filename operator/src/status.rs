@@ -56,6 +56,8 @@ pub struct StatusInputs<'a> {
     pub fenced: &'a [String],
     /// The restore the cluster started from.
     pub restore: Option<&'a ebisu_api::RestoreStatus>,
+    /// How the instances without a volume yet are seeded.
+    pub seeds: &'a [ebisu_api::SeedStatus],
     /// Now.
     pub now: &'a Time,
 }
@@ -69,6 +71,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         volumes,
         fenced,
         restore,
+        seeds,
         now,
     } = inputs;
     let previous = cluster.status.clone().unwrap_or_default();
@@ -270,6 +273,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         clustering: pass.memory.clone(),
         fenced_nodes: fenced.to_vec(),
         restore: restore.cloned(),
+        seeds: seeds.to_vec(),
     }
 }
 
@@ -577,6 +581,7 @@ mod tests {
             volumes: &BTreeMap::new(),
             fenced: &[],
             restore: None,
+            seeds: &[],
             now,
         })
     }

@@ -87,12 +87,32 @@ pub struct ValidatedCluster {
     pub clone_rate_limit: Option<u64>,
     /// Which peers may donate a copy.
     pub clone_donor: ebisu_api::DonorPreference,
+    /// Whether new replicas may start from a backup's snapshot.
+    pub snapshot_seeds: SnapshotSeeds,
+    /// Volumes made from a backup's snapshot for new replicas, by ordinal:
+    /// bound as given volumes are ([`ValidatedCluster::with_seeded_volumes`]).
+    pub seeded: BTreeMap<u32, String>,
     /// Pod overrides.
     pub pod: PodTemplateOverrides,
     /// Extra my.cnf settings.
     pub mysql_config: BTreeMap<String, String>,
     /// Service settings.
     pub services: ServiceTemplates,
+}
+
+/// Whether new replicas may start from a backup's snapshot
+/// (`spec.clone.method`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotSeeds {
+    /// Never, for this reason (said in the seed's status).
+    Never(String),
+    /// As the method says.
+    Allowed {
+        /// `Snapshot` or `Auto`.
+        method: ebisu_api::CloneMethod,
+        /// EBS's volume initialization rate, MiB/s.
+        initialization_rate: Option<i32>,
+    },
 }
 
 /// Semi-synchronous replication as it will be configured.
@@ -323,6 +343,7 @@ pub fn validate(
             ));
         }
     }
+    let snapshot_seeds = snapshot_seeds(&spec.clone, &storage, settings)?;
     let backup_schedule = spec
         .backup
         .as_ref()
@@ -405,10 +426,47 @@ pub fn validate(
         },
         clone_rate_limit,
         clone_donor: spec.clone.donor,
+        snapshot_seeds,
+        seeded: BTreeMap::new(),
         pod: spec.pod_template.clone(),
         mysql_config: spec.mysql_config.clone(),
         services: spec.services.clone(),
     })
+}
+
+/// Whether `spec.clone.method` may use snapshots here: `Snapshot` is
+/// refused (naming the field and the fix) where `Auto` falls back to
+/// streaming.
+fn snapshot_seeds(
+    clone: &ebisu_api::CloneSpec,
+    storage: &ValidatedStorage,
+    settings: &OperatorSettings,
+) -> Result<SnapshotSeeds, Error> {
+    use ebisu_api::CloneMethod;
+    let why_not = if clone.method == CloneMethod::Stream {
+        Some("spec.clone.method is Stream")
+    } else if !matches!(&storage.class, StorageClassChoice::Managed { .. }) {
+        Some(
+            "a volume made from a snapshot is an EBS volume ebisu makes: spec.storage.ebs is not set",
+        )
+    } else if !settings.features.given_volumes {
+        Some("this install may not create PersistentVolumes (features.givenVolumes=false)")
+    } else {
+        None
+    };
+    match why_not {
+        Some(why) if clone.method == CloneMethod::Snapshot => Err(invalid(
+            "spec.clone.method",
+            format!(
+                "Snapshot cannot be used: {why}; set spec.clone.method to Auto or Stream, or fix that"
+            ),
+        )),
+        Some(why) => Ok(SnapshotSeeds::Never(why.to_owned())),
+        None => Ok(SnapshotSeeds::Allowed {
+            method: clone.method,
+            initialization_rate: clone.snapshot_initialization_rate,
+        }),
+    }
 }
 
 fn validate_storage(
@@ -690,6 +748,15 @@ impl ValidatedCluster {
         restored
     }
 
+    /// The cluster with new replicas' volumes made from a snapshot, bound
+    /// as given volumes are.
+    pub fn with_seeded_volumes(&self, seeded: BTreeMap<u32, String>) -> Self {
+        Self {
+            seeded,
+            ..self.clone()
+        }
+    }
+
     /// `<namespace>/<name>`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
@@ -750,6 +817,64 @@ mod tests {
                 .with_restored_volume("vol-0123456789abcdef0")
                 .given_volumes()
         );
+    }
+
+    #[test]
+    fn snapshot_seeds_need_ebisu_volumes_and_the_right_to_bind_them() {
+        use ebisu_api::CloneMethod;
+        let ebs = "  storage: {size: 10Gi, ebs: {type: gp3}}\n";
+        let allowed = validate(
+            &cluster(&format!(
+                "{ebs}  clone: {{method: Snapshot, snapshotInitializationRate: 200}}\n"
+            )),
+            &settings(),
+        )
+        .expect("a snapshot seed with ebisu-made volumes");
+        assert_eq!(
+            allowed.snapshot_seeds,
+            SnapshotSeeds::Allowed {
+                method: CloneMethod::Snapshot,
+                initialization_rate: Some(200)
+            }
+        );
+        let auto = validate(&cluster(ebs), &settings()).expect("Auto is the default");
+        assert!(matches!(
+            auto.snapshot_seeds,
+            SnapshotSeeds::Allowed {
+                method: CloneMethod::Auto,
+                ..
+            }
+        ));
+        let (field, reason) = refusal(
+            "  storage: {size: 10Gi, storageClassName: fast}\n  clone: {method: Snapshot}\n",
+        );
+        assert_eq!(field, "spec.clone.method");
+        assert!(
+            reason.contains("spec.storage.ebs") && reason.contains("Auto or Stream"),
+            "{reason}"
+        );
+        let mut no_pvs = settings();
+        no_pvs.features = Features::default();
+        match validate(
+            &cluster(&format!("{ebs}  clone: {{method: Snapshot}}\n")),
+            &no_pvs,
+        ) {
+            Err(Error::InvalidField { field, reason }) => {
+                assert_eq!(field, "spec.clone.method");
+                assert!(reason.contains("features.givenVolumes"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let streams = validate(&cluster(ebs), &no_pvs).expect("Auto streams instead");
+        assert!(
+            matches!(&streams.snapshot_seeds, SnapshotSeeds::Never(why) if why.contains("features.givenVolumes"))
+        );
+        let stream = validate(
+            &cluster(&format!("{ebs}  clone: {{method: Stream}}\n")),
+            &settings(),
+        )
+        .expect("Stream");
+        assert!(matches!(stream.snapshot_seeds, SnapshotSeeds::Never(_)));
     }
 
     #[test]

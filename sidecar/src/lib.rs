@@ -18,6 +18,7 @@ pub mod agent;
 pub mod backup_tool;
 pub mod clone_stream;
 pub mod credentials;
+pub mod data_owner;
 pub mod donor;
 pub mod identity;
 pub mod init;

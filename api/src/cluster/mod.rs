@@ -15,10 +15,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use pod::{PodTemplateOverrides, ServiceTemplate, ServiceTemplates, ServiceType};
-pub use replication::{CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
+pub use replication::{CloneMethod, CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
 pub use status::{
     ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation, OperationKind,
-    OperationStep, Phase, RestoreStatus, RoleChange, VolumeModificationStatus, VolumeStatus,
+    OperationStep, Phase, RestoreStatus, RoleChange, SeedMethod, SeedStatus,
+    VolumeModificationStatus, VolumeStatus,
 };
 pub use storage::{
     EbsSpec, EbsVolumeType, GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS,

@@ -155,6 +155,41 @@ pub struct CloneSpec {
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).compareTo(quantity('1Mi')) >= 0")
         .message("spec.clone.rateLimit must be a quantity of at least 1Mi (bytes per second), such as 200Mi"))]
     pub rate_limit: Option<Quantity>,
+
+    /// How a new or re-created replica gets its data: `Stream` copies it
+    /// from a peer over the network; `Snapshot` starts it on a volume made
+    /// from the newest completed MySQLBackup of this cluster and lets it
+    /// catch up from the primary by GTID (it streams instead when no backup
+    /// can serve: none, or the primary no longer has the binary logs after
+    /// the backup's GTID set); `Auto` (the default) takes a snapshot when
+    /// the data is at least 20 GiB and the newest usable backup is less than
+    /// 24 hours old, and streams otherwise. A snapshot needs
+    /// `spec.storage.ebs` and the operator installed with
+    /// `features.givenVolumes=true` (`Auto` streams without them).
+    #[serde(default)]
+    pub method: CloneMethod,
+
+    /// MiB per second at which EBS initializes a volume made from a
+    /// snapshot (EC2's volume initialization rate, 100 to 300), so its
+    /// blocks are read at a known speed instead of lazily; unset leaves
+    /// EBS's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 100 && self <= 300")
+        .message("spec.clone.snapshotInitializationRate must be between 100 and 300 (MiB/s, EC2's range), or unset"))]
+    pub snapshot_initialization_rate: Option<i32>,
+}
+
+/// How a new replica gets its data (`spec.clone.method`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CloneMethod {
+    /// Copied from a peer over the network.
+    Stream,
+    /// A volume made from the newest usable backup's snapshot, caught up
+    /// from the primary.
+    Snapshot,
+    /// A snapshot for large data and a recent backup, a stream otherwise.
+    #[default]
+    Auto,
 }
 
 /// Which peers a new instance may copy its data from.

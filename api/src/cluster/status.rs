@@ -60,6 +60,44 @@ pub struct MySQLClusterStatus {
     /// The restore the cluster started from (`spec.bootstrap.fromBackup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreStatus>,
+    /// How each replica that has no volume yet is being seeded
+    /// (`spec.clone.method`), until its claim exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<SeedStatus>,
+}
+
+/// How one new replica gets its data.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedStatus {
+    /// The instance's pod.
+    pub pod: String,
+    /// `Stream` or `Snapshot`.
+    pub method: SeedMethod,
+    /// Why this method.
+    pub reason: String,
+    /// The MySQLBackup whose snapshot it starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// That backup's snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// The volume made from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_id: Option<String>,
+    /// The GTID set the snapshot holds; the replica catches up from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
+}
+
+/// How a replica is seeded.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeedMethod {
+    /// Copied from a peer.
+    #[default]
+    Stream,
+    /// Started on a volume made from a backup's snapshot.
+    Snapshot,
 }
 
 /// How far a restore from a backup went.

@@ -20,7 +20,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{ResourceType, SnapshotState, Tag, TagSpecification};
 use ebisu_api::{
     BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupStatus,
-    names::{self, LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_SCHEDULED, MANAGED_BY, MYSQL_PORT},
+    names::{self, LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_SCHEDULED, MANAGED_BY},
 };
 use ebisu_mysql::Flavor;
 use k8s_openapi::{
@@ -32,7 +32,7 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
-use mysql_async::{Conn, OptsBuilder, prelude::Queryable};
+use mysql_async::{Conn, prelude::Queryable};
 use serde_json::json;
 
 use crate::{
@@ -575,13 +575,7 @@ async fn timed<T>(
 }
 
 async fn connect(pod: &str, ip: &str, account: &OperatorAccount) -> Result<Conn, Error> {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname(ip.to_owned())
-        .tcp_port(MYSQL_PORT)
-        .user(Some(account.user.clone()))
-        .pass(Some(account.password.clone()))
-        .prefer_socket(false);
-    timed(pod, "connect", Conn::new(opts)).await
+    timed(pod, "connect", Conn::new(account.opts(ip))).await
 }
 
 /// Starts the snapshot of `volume`, tagged; its id.

@@ -7,14 +7,10 @@
 
 use std::time::Duration;
 
-use ebisu_api::{
-    InstanceRole,
-    agent::AgentStatus,
-    names::{self, MYSQL_PORT},
-};
+use ebisu_api::{InstanceRole, agent::AgentStatus, names};
 use ebisu_mysql::{Flavor, driver::ServerRead};
 use k8s_openapi::api::core::v1::Pod;
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::Conn;
 use tracing::debug;
 
 use crate::model::{
@@ -265,13 +261,7 @@ fn pod_name(pod: &Pod) -> Option<&String> {
 
 /// Connects to a server as the operator.
 pub async fn connect(pod: &str, ip: &str, account: &OperatorAccount) -> Result<Conn, Error> {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname(ip.to_owned())
-        .tcp_port(MYSQL_PORT)
-        .user(Some(account.user.clone()))
-        .pass(Some(account.password.clone()))
-        .prefer_socket(false);
-    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(account.opts(ip))).await {
         Err(_) => Err(Error::TimedOut {
             pod: pod.to_owned(),
             action: "connect",

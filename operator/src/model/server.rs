@@ -334,6 +334,18 @@ pub struct OperatorAccount {
     pub password: String,
 }
 
+impl OperatorAccount {
+    /// How to connect to the server at `ip` (its pod IP) as the operator.
+    pub fn opts(&self, ip: &str) -> mysql_async::OptsBuilder {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(ip.to_owned())
+            .tcp_port(ebisu_api::names::MYSQL_PORT)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.clone()))
+            .prefer_socket(false)
+    }
+}
+
 impl std::fmt::Debug for OperatorAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OperatorAccount")

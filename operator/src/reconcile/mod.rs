@@ -190,13 +190,22 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         .filter(|r| !r.done)
         .map(|_| names::pod(&validated.name, 0));
 
-    // 4. Given volumes: checked at EC2, their PVs and claims made (client, EC2).
+    // 4. New replicas' seeds: a stream, or a volume made from a backup's
+    //    snapshot (client, SQL, EC2); the StatefulSet waits for each.
+    let seeding = seed_replicas(ctx, &validated, &record, previous, holds_data).await;
+    for note in events::for_seeds(&seeding.notes) {
+        events::publish(&ctx.recorder, cluster, "Seed", note).await;
+    }
+    let validated = validated.with_seeded_volumes(seeding.seeded.clone());
+
+    // 5. Given and seeded volumes: checked at EC2, their PVs and claims
+    //    made (client, EC2).
     let given = volumes::given::prepare(&ctx.client, &ctx.ec2, &validated, &record).await;
 
-    // 5. Build (no client) and apply (client).
+    // 6. Build (no client) and apply (client).
     let children = build::children(
         &validated
-            .with_replicas_at_most(given.max_replicas)
+            .with_replicas_at_most(lowest(given.max_replicas, seeding.hold))
             .keeping_primary(previous.and_then(|s| s.clustering.primary.as_deref())),
         holds_data,
     );
@@ -204,7 +213,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     announce_applied(ctx, cluster, &validated, &applied).await;
     let mut problems = applied_problems(&applied, holds_data);
 
-    // 6. Read the children back (client) and diagnose them (no client).
+    // 7. Read the children back (client) and diagnose them (no client).
     let objects = dereference::children(&ctx.client, &validated.namespace, &validated.name)
         .await
         .map_err(Error::Dereference)?;
@@ -216,11 +225,11 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     problems.extend(diagnose::init_failures::failing(&objects.pods));
     problems.extend(given.problems);
 
-    // 7. The latest look at the volumes at EC2 (the next one in the background).
+    // 8. The latest look at the volumes at EC2 (the next one in the background).
     let volumes = volume_look::latest(ctx, cluster, &validated, &objects);
     problems.extend(volumes.problems.iter().cloned());
 
-    // 8. The clustering pass (SQL, pods, status memory).
+    // 9. The clustering pass (SQL, pods, status memory).
     let mut pass =
         clustering_pass(ctx, cluster, &validated, &objects, &applied, holds_data).await?;
     let restoring = restoring.map(|mut r| {
@@ -232,25 +241,25 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         r
     });
 
-    // 9. Backups: the schedule kept, pending ones taken, started snapshots
-    //    followed (SQL, EC2, client).
+    // 10. Backups: the schedule kept, pending ones taken, started snapshots
+    //     followed (SQL, EC2, client).
     let backups = take_backups(ctx, cluster, &validated, &pass, &volumes.volumes).await;
     for note in events::for_backups(&backups.notes) {
         events::publish(&ctx.recorder, cluster, "Backup", note).await;
     }
 
-    // 10. Record that the cluster holds data once it has a primary (client).
+    // 11. Record that the cluster holds data once it has a primary (client).
     if record.needs_marking(pass.primary.is_some())
         && let Err(error) = apply::mark_initialised(&ctx.client, &validated, &record).await
     {
         warn!(%error, "failed to record that the cluster holds data; retrying next time");
     }
 
-    // 11. Fence lost nodes, unfence returned ones (EC2, nodes).
+    // 12. Fence lost nodes, unfence returned ones (EC2, nodes).
     let fencing = fence_nodes(ctx, cluster, &validated, &objects, &pass).await;
     problems.extend(fencing.problems);
 
-    // 12. Problems: announced once each.
+    // 13. Problems: announced once each.
     pass.problems.extend(problems);
     let (notes, reported) = events::for_problems(&pass.memory.reported, &pass.problems);
     for note in notes {
@@ -259,7 +268,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     }
     pass.memory.reported = reported;
 
-    // 13. The fast probe follows the primary and the servers that did not
+    // 14. The fast probe follows the primary and the servers that did not
     //     answer; node changes wake the cluster.
     let primary_ip = pass
         .primary
@@ -285,7 +294,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
             .collect(),
     );
 
-    // 14. Status (client), over the cluster as the pass last saw it.
+    // 15. Status (client), over the cluster as the pass last saw it.
     let cluster = pass.cluster.clone().unwrap_or_else(|| cluster.clone());
     let cluster = &cluster;
     let new_status = status::compute(StatusInputs {
@@ -295,16 +304,93 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         volumes: &volumes.volumes,
         fenced: &fencing.fenced,
         restore: restoring.as_ref(),
+        seeds: &seeding.seeds,
         now: &now,
     });
     let settled = new_status.phase == Some(ebisu_api::Phase::Running) && !pass.acted;
     write_status(ctx, cluster, new_status).await?;
 
-    // 15. When to look again.
+    // 16. When to look again.
     let again = requeue::after(pass.again, settled);
-    Ok(Action::requeue(
-        backups.again.map_or(again, |b| b.min(again)),
-    ))
+    let again = backups.again.map_or(again, |b| b.min(again));
+    Ok(Action::requeue(if seeding.waiting.is_some() {
+        again.min(requeue::SEED_WAITING)
+    } else {
+        again
+    }))
+}
+
+/// The lower of two limits, either of which may be absent.
+fn lowest(a: Option<i32>, b: Option<i32>) -> Option<i32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The seeding step: the primary is looked up only when an instance
+/// without a claim still needs a decision. A failed step holds every
+/// instance without a claim back (it would otherwise get an empty volume
+/// and a stream while a snapshot may have been chosen), and says why.
+async fn seed_replicas(
+    ctx: &Context,
+    validated: &ValidatedCluster,
+    record: &crate::model::DataRecord,
+    previous: Option<&ebisu_api::MySQLClusterStatus>,
+    holds_data: bool,
+) -> restore::seed::Seeding {
+    let claims: std::collections::BTreeSet<String> = record.claims().cloned().collect();
+    let previous_seeds = previous.map_or(&[][..], |s| s.seeds.as_slice());
+    let used_zones: Vec<&str> = previous
+        .map(|s| {
+            s.instances
+                .iter()
+                .filter_map(|i| i.zone.as_deref())
+                .collect()
+        })
+        .unwrap_or_default();
+    let primary_pod = previous.and_then(|s| s.clustering.primary.as_deref());
+    let (mut ip, mut accounts) = (None, None);
+    if let Some(pod) = primary_pod
+        && holds_data
+        && restore::seed::undecided(validated, &claims, previous_seeds)
+    {
+        ip = dereference::pod_ip(&ctx.client, &validated.namespace, pod)
+            .await
+            .ok()
+            .flatten();
+        accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+            .await
+            .ok()
+            .flatten();
+    }
+    let access = match (primary_pod, &ip, &accounts) {
+        (Some(pod), Some(ip), Some(accounts)) => Some(restore::seed::PrimaryAccess {
+            pod,
+            ip,
+            account: &accounts.operator,
+        }),
+        _ => None,
+    };
+    let observed = restore::seed::Observed {
+        claims: &claims,
+        previous: previous_seeds,
+        primary: access.as_ref(),
+        holds_data,
+        used_zones: &used_zones,
+    };
+    match restore::seed::prepare(&ctx.client, &ctx.ec2, validated, &observed).await {
+        Ok(seeding) => seeding,
+        Err(error) => {
+            warn!(%error, "failed to seed new replicas; they wait");
+            restore::seed::Seeding {
+                hold: restore::seed::first_pending(validated, &claims),
+                seeds: previous_seeds.to_vec(),
+                waiting: Some(error.to_string()),
+                ..restore::seed::Seeding::default()
+            }
+        }
+    }
 }
 
 /// A restore that may not go ahead: a condition and one Event say why,

@@ -37,6 +37,10 @@ pub fn after(again: Option<Again>, settled: bool) -> Duration {
 /// a Secret may be brought).
 pub const RESTORE_REFUSED: Duration = Duration::from_secs(30);
 
+/// While a new replica's seed waits (its volume is being made from a
+/// snapshot, or the primary could not be asked).
+pub const SEED_WAITING: Duration = Duration::from_secs(2);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
-//! A new cluster started from a backup (`spec.bootstrap.fromBackup`): the
-//! IO shell around [`decide`]. Before anything of the cluster is made, the
+//! Volumes made from a backup's snapshot: a new cluster started from a
+//! backup (`spec.bootstrap.fromBackup`, here, the IO shell around
+//! [`decide`]) and new replicas seeded from one ([`seed`]). Before anything of the cluster is made, the
 //! backup is checked (it exists and is complete, its flavor is the
 //! cluster's, its snapshot is still at EC2, the name holds no data); the
 //! credentials Secret is made from the copy the backup keeps (unless the
@@ -9,6 +10,8 @@
 //! nothing.
 
 pub mod decide;
+pub mod seed;
+pub mod seed_decide;
 
 use std::collections::BTreeSet;
 
@@ -33,6 +36,14 @@ use crate::{
 /// The tag that marks the volume made for a restored cluster
 /// (`<namespace>/<name>`).
 pub const TAG_RESTORE_FOR: &str = "ebisu.dev/restore-for";
+
+/// The tag that marks a volume made for a new replica
+/// (`<namespace>/<pod>`).
+pub const TAG_SEED_FOR: &str = "ebisu.dev/seed-for";
+
+/// The tag every volume made from a backup carries (the backup's name):
+/// the IAM policy lets the operator create only volumes tagged so.
+pub const TAG_BACKUP: &str = "ebisu.dev/backup";
 
 /// What the restore step found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +148,20 @@ pub async fn prepare(
                     "no node has a zone label (topology.kubernetes.io/zone) to put the restored volume in".to_owned(),
                 ));
             };
-            create_volume(ec2, validated, &snapshot, &zone, status.size_gib, name).await?
+            create_volume(
+                ec2,
+                validated,
+                &FromSnapshot {
+                    snapshot: &snapshot,
+                    zone: &zone,
+                    size_gib: status.size_gib,
+                    backup: name,
+                    purpose: (TAG_RESTORE_FOR, validated.key()),
+                    description: format!("{} restored from {name}", validated.key()),
+                    initialization_rate: None,
+                },
+            )
+            .await?
         }
     };
     Ok(Restore::Ready(RestoreStatus {
@@ -210,21 +234,31 @@ async fn restored_volume(
     ec2: &aws_sdk_ec2::Client,
     validated: &ValidatedCluster,
 ) -> Result<Option<String>, Error> {
+    Ok(tagged_volume(ec2, TAG_RESTORE_FOR, &validated.key())
+        .await?
+        .and_then(|v| v.volume_id().map(str::to_owned)))
+}
+
+/// The volume tagged `key=value`, if any (one an earlier reconcile made).
+async fn tagged_volume(
+    ec2: &aws_sdk_ec2::Client,
+    key: &str,
+    value: &str,
+) -> Result<Option<aws_sdk_ec2::types::Volume>, Error> {
     let out = ec2
         .describe_volumes()
         .filters(
             Filter::builder()
-                .name(format!("tag:{TAG_RESTORE_FOR}"))
-                .values(validated.key())
+                .name(format!("tag:{key}"))
+                .values(value)
                 .build(),
         )
         .send()
         .await
-        .map_err(ec2::call("look for the restored volume"))?;
-    Ok(out
-        .volumes()
-        .iter()
-        .find_map(|v| v.volume_id().map(str::to_owned)))
+        .map_err(ec2::call(format!(
+            "look for the volume tagged {key}={value}"
+        )))?;
+    Ok(out.volumes().first().cloned())
 }
 
 async fn node_zones(client: &Client) -> Result<BTreeSet<String>, Error> {
@@ -239,23 +273,44 @@ async fn node_zones(client: &Client) -> Result<BTreeSet<String>, Error> {
         .collect())
 }
 
+/// A volume to make from a backup's snapshot.
+struct FromSnapshot<'a> {
+    snapshot: &'a str,
+    zone: &'a str,
+    /// The backup's volume size: the new one is at least as large.
+    size_gib: Option<i32>,
+    backup: &'a str,
+    /// The tag that says what it is for, found again by it.
+    purpose: (&'static str, String),
+    /// Its `Name` tag.
+    description: String,
+    /// EBS's volume initialization rate, MiB/s.
+    initialization_rate: Option<i32>,
+}
+
 async fn create_volume(
     ec2: &aws_sdk_ec2::Client,
     validated: &ValidatedCluster,
-    snapshot: &str,
-    zone: &str,
-    backup_gib: Option<i32>,
-    backup: &str,
+    volume: &FromSnapshot<'_>,
 ) -> Result<String, Error> {
     let spec_gib =
         i32::try_from(validated.storage.size_bytes.div_ceil(1 << 30)).unwrap_or(i32::MAX);
-    let size = spec_gib.max(backup_gib.unwrap_or(0));
-    let key = validated.key();
+    let size = spec_gib.max(volume.size_gib.unwrap_or(0));
     let tags = TagSpecification::builder()
         .resource_type(ResourceType::Volume)
-        .tags(Tag::builder().key(TAG_ADOPT_BY).value(&key).build())
-        .tags(Tag::builder().key(TAG_RESTORE_FOR).value(&key).build())
-        .tags(Tag::builder().key("ebisu.dev/backup").value(backup).build())
+        .tags(
+            Tag::builder()
+                .key(TAG_ADOPT_BY)
+                .value(validated.key())
+                .build(),
+        )
+        .tags(
+            Tag::builder()
+                .key(volume.purpose.0)
+                .value(&volume.purpose.1)
+                .build(),
+        )
+        .tags(Tag::builder().key(TAG_BACKUP).value(volume.backup).build())
         // As the EBS CSI driver tags its volumes: the IAM policy lets the
         // operator tag, modify and snapshot only those.
         .tags(
@@ -267,15 +322,16 @@ async fn create_volume(
         .tags(
             Tag::builder()
                 .key("Name")
-                .value(format!("{key} restored from {backup}"))
+                .value(&volume.description)
                 .build(),
         )
         .build();
     let mut request = ec2
         .create_volume()
-        .availability_zone(zone)
-        .snapshot_id(snapshot)
+        .availability_zone(volume.zone)
+        .snapshot_id(volume.snapshot)
         .size(size)
+        .set_volume_initialization_rate(volume.initialization_rate)
         .tag_specifications(tags);
     if let StorageClassChoice::Managed { ebs, .. } = &validated.storage.class {
         request = request
@@ -284,7 +340,8 @@ async fn create_volume(
             .set_kms_key_id(ebs.kms_key_id.clone());
     }
     let out = request.send().await.map_err(ec2::call(format!(
-        "create a volume from snapshot {snapshot}"
+        "create a volume from snapshot {}",
+        volume.snapshot
     )))?;
     Ok(out.volume_id().unwrap_or_default().to_owned())
 }

@@ -65,7 +65,13 @@ async fn refusals(
     let StorageClassChoice::Managed { name: class, ebs } = &validated.storage.class else {
         return given;
     };
-    let unbound = given_decide::unbound(&validated.name, validated.replicas, &ebs.volumes, record);
+    let unbound = given_decide::unbound(
+        &validated.name,
+        validated.replicas,
+        &ebs.volumes,
+        &validated.seeded,
+        record,
+    );
     let Some(&(first, _)) = unbound.first() else {
         return given;
     };

@@ -36,22 +36,35 @@ pub struct Refusal {
 }
 
 /// The given volumes (instance ordinal, volume id) whose claims do not
-/// exist yet, for the instances the spec asks for.
+/// exist yet, for the instances the spec asks for: those the spec names
+/// (by position) and those made from a snapshot for new replicas
+/// (`seeded`, by ordinal), in ordinal order.
 pub fn unbound<'a>(
     cluster: &str,
     replicas: i32,
     volumes: &'a [String],
+    seeded: &'a BTreeMap<u32, String>,
     record: &DataRecord,
 ) -> Vec<(u32, &'a String)> {
     let wanted = usize::try_from(replicas.max(0)).unwrap_or(0);
     let existing: BTreeSet<&String> = record.claims().collect();
-    volumes
+    let mut unbound: Vec<(u32, &String)> = volumes
         .iter()
         .take(wanted)
         .zip(0u32..)
         .map(|(id, ordinal)| (ordinal, id))
+        .chain(
+            seeded
+                .iter()
+                .filter(|(ordinal, _)| {
+                    usize::try_from(**ordinal).is_ok_and(|o| o >= volumes.len() && o < wanted)
+                })
+                .map(|(ordinal, id)| (*ordinal, id)),
+        )
         .filter(|(ordinal, _)| !existing.contains(&ebisu_api::names::data_claim(cluster, *ordinal)))
-        .collect()
+        .collect();
+    unbound.sort_by_key(|(ordinal, _)| *ordinal);
+    unbound
 }
 
 /// Which of `unbound` to bind now, in order, and the first that cannot be
@@ -317,12 +330,33 @@ mod tests {
             marked_claims: vec!["data-db-0".to_owned()],
             ..DataRecord::default()
         };
+        let none = BTreeMap::new();
         assert_eq!(
-            unbound("db", 2, &volumes, &record),
+            unbound("db", 2, &volumes, &none, &record),
             vec![(1, &volumes[1])],
             "the first exists, the third is not asked for"
         );
-        assert!(unbound("db", 0, &volumes, &record).is_empty());
+        assert!(unbound("db", 0, &volumes, &none, &record).is_empty());
+    }
+
+    #[test]
+    fn seeded_volumes_are_bound_after_the_given_ones_for_instances_asked_for() {
+        let volumes = ["vol-0a"].map(str::to_owned).to_vec();
+        let seeded = BTreeMap::from([
+            (0, "vol-0shadowed".to_owned()),
+            (3, "vol-0s3".to_owned()),
+            (2, "vol-0s2".to_owned()),
+            (5, "vol-0s5".to_owned()),
+        ]);
+        let record = DataRecord {
+            marked_claims: vec!["data-db-1".to_owned()],
+            ..DataRecord::default()
+        };
+        assert_eq!(
+            unbound("db", 4, &volumes, &seeded, &record),
+            vec![(0, &volumes[0]), (2, &seeded[&2]), (3, &seeded[&3]),],
+            "the spec's volume wins over a seed for the same instance; 5 is not asked for"
+        );
     }
 
     #[test]

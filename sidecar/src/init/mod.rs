@@ -188,7 +188,18 @@ pub async fn run(
         })
         .await;
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            let copied = crate::data_owner::take(dir, &identity.report_host, settings.family)
+                .map_err(|source| Error::DataDir {
+                    action: "record this instance as the owner of",
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            if let Some(from) = copied {
+                info!(%from, "the data was copied from another instance; it gets a server identity of its own");
+            }
+            Ok(())
+        }
         Err(RoundError::Fatal(e)) => Err(e),
         Err(RoundError::Retry(last)) => Err(Error::NoDonor {
             waited: started.elapsed(),

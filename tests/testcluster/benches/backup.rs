@@ -4,10 +4,13 @@
 //! like the e2e drills: nothing acknowledged lost, never two writable
 //! servers, one now), restored into a new one-instance cluster, and that
 //! cluster scaled to two (its replica seeded by a stream clone from the
-//! restored primary). Prints, per flavor and size: the longest stretch
-//! without an acknowledged write while the backup was taken, the backup's
-//! duration (asked -> snapshot started -> completed), restore to Ready,
-//! and the new replica seeded to Ready.
+//! restored primary); and a new replica of the source cluster seeded from
+//! the backup's snapshot (`spec.clone.method: Snapshot`). Prints, per
+//! flavor and size: the longest stretch without an acknowledged write
+//! while the backup was taken, the backup's duration (asked -> snapshot
+//! started -> completed), restore to Ready, the restored cluster's new
+//! replica seeded by a stream to Ready, and the source's new replica
+//! seeded from the snapshot to Ready.
 //!
 //!     bash tests/bench-backup.sh
 //!
@@ -115,6 +118,7 @@ fn measure(s: &mut Scenario, flavor: &str, gib: u64) -> String {
         None,
     );
     let blocked = writes.longest_gap(asked, asked + completed);
+    let from_snapshot = seeded_from_snapshot(s, &backup);
 
     let restored = format!("{}-r{gib}", s.cluster);
     let image = match s.myc("{.spec.image}") {
@@ -168,14 +172,65 @@ fn measure(s: &mut Scenario, flavor: &str, gib: u64) -> String {
             .send(),
     );
     format!(
-        "| {flavor} | {gib} | {} ms | {} / {} | {} | {} | {} |",
+        "| {flavor} | {gib} | {} ms | {} / {} | {} | {} | {} | {} |",
         blocked.as_millis(),
         secs(started),
         secs(completed),
         secs(restore),
         secs(seeded),
+        secs(from_snapshot),
         looks.two_writable.len()
     )
+}
+
+/// A new replica of the source cluster seeded from `backup`'s snapshot
+/// (`spec.clone.method: Snapshot`): asked -> Ready. Then it is removed
+/// with its claim and volume (the local disk holds every copy).
+fn seeded_from_snapshot(s: &mut Scenario, backup: &str) -> Duration {
+    let replicas: u32 = s.myc("{.spec.replicas}").parse().expect("replicas");
+    let pod = format!("{}-{replicas}", s.cluster);
+    let asked = Instant::now();
+    s.patch(&format!(
+        r#"{{"spec":{{"replicas":{},"clone":{{"method":"Snapshot"}}}}}}"#,
+        replicas + 1
+    ));
+    s.wait_running(replicas + 1);
+    let took = asked.elapsed();
+    assert!(
+        s.events()
+            .contains(&format!("SeedFromSnapshot: {pod} starts on")),
+        "{pod} was seeded from {backup}'s snapshot"
+    );
+    let volume = s.get(
+        &format!(
+            "pv/{}",
+            s.get(&format!("pvc/data-{pod}"), "{.spec.volumeName}")
+        ),
+        "{.spec.csi.volumeHandle}",
+    );
+    s.patch(&format!(
+        r#"{{"spec":{{"replicas":{replicas},"clone":{{"method":null}}}}}}"#
+    ));
+    s.wait(
+        "the seeded replica removed",
+        Duration::from_secs(300),
+        |s| {
+            !s.get("pods", "{.items[*].metadata.name}")
+                .split_whitespace()
+                .any(|p| p == pod)
+        },
+    );
+    let ns = s.ns.clone();
+    let _ = s.k.try_run(&[
+        "-n",
+        &ns,
+        "delete",
+        &format!("pvc/data-{pod}"),
+        "--wait=true",
+    ]);
+    let _ = s.k.try_run(&["delete", &format!("pv/ebisu-{volume}")]);
+    let _ = std::fs::remove_dir_all(s.layout.volumes().join(&volume));
+    took
 }
 
 fn main() {
@@ -214,9 +269,9 @@ fn main() {
     }
     println!();
     println!(
-        "| flavor | GiB | longest stretch without an acknowledged write during the backup | backup: snapshot started / completed (s) | restore to Ready, 1 instance (s) | second instance seeded by stream clone (s) | looks with two writable |"
+        "| flavor | GiB | longest stretch without an acknowledged write during the backup | backup: snapshot started / completed (s) | restore to Ready, 1 instance (s) | second instance seeded by stream clone (s) | new replica of the source seeded from the snapshot (s) | looks with two writable |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in &table {
         println!("{row}");
     }

@@ -5,7 +5,8 @@
 //! passwords and a second instance seeded from the restored one; then a
 //! restore from a deleted snapshot refused with nothing created; then a
 //! backup schedule whose retention deletes the oldest backup and its
-//! snapshot.
+//! snapshot; then replicas seeded from a snapshot, and by a stream once
+//! the primary purged the binary logs a snapshot needs.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -226,6 +227,137 @@ impl Scenario {
             &format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY)"),
         );
         self.scheduled_backups_keep_only_the_newest();
+    }
+
+    /// `spec.clone.method: Snapshot` under a writer: a fourth instance
+    /// starts on a volume made from the newest backup's snapshot and catches
+    /// up from the primary; once the primary has purged the binary logs
+    /// after every backup, a fifth streams instead, saying why. Needs a
+    /// completed backup of the cluster (the drill above leaves two); leaves
+    /// three instances and the method at its default.
+    pub fn a_replica_seeded_from_a_snapshot_catches_up(&mut self, table: &str) {
+        let primary = self.wait_settled(3);
+        let seeded = format!("{}-3", self.cluster);
+        let streamed = format!("{}-4", self.cluster);
+        // Volumes kept from an earlier scale-down would be used as they are.
+        for pod in [&seeded, &streamed] {
+            self.kubectl(&[
+                "-n",
+                &self.ns,
+                "delete",
+                &format!("pvc/data-{pod}"),
+                "--ignore-not-found",
+                "--wait=true",
+            ]);
+        }
+        self.patch(r#"{"spec":{"clone":{"method":"Snapshot"}}}"#);
+        let load = self.load(table);
+        std::thread::sleep(Duration::from_secs(1));
+        let started = Instant::now();
+        self.patch(r#"{"spec":{"replicas":4}}"#);
+        self.wait(
+            "the new replica's volume made from a snapshot",
+            Duration::from_secs(60),
+            |s| {
+                s.events()
+                    .contains(&format!("SeedFromSnapshot: {seeded} starts on"))
+            },
+        );
+        self.wait_settled(4);
+        eprintln!(
+            "a replica seeded from a snapshot: Ready after {:?}",
+            started.elapsed()
+        );
+        self.verify("a replica seeded from a snapshot", table, load, None);
+        let volume = self.get(
+            &format!(
+                "pv/{}",
+                self.get(&format!("pvc/data-{seeded}"), "{.spec.volumeName}")
+            ),
+            "{.spec.csi.volumeHandle}",
+        );
+        let from = self
+            .block_on(
+                crate::ec2::client()
+                    .describe_volumes()
+                    .volume_ids(&volume)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("describe {volume}: {e}"))
+            .volumes()
+            .first()
+            .and_then(|v| v.snapshot_id())
+            .unwrap_or_default()
+            .to_owned();
+        let snapshots = self.get(
+            "mysqlbackups",
+            "{range .items[*]}{.status.snapshotId}{\"\\n\"}{end}",
+        );
+        assert!(
+            !from.is_empty() && snapshots.lines().any(|l| l == from),
+            "{seeded}'s volume {volume} was made from a backup's snapshot ({from:?} among {snapshots:?})"
+        );
+        let count = format!("SELECT COUNT(*) FROM {table}");
+        let on_primary = self.root(&primary, &count);
+        self.wait(
+            "the seeded replica caught up",
+            Duration::from_secs(60),
+            |s| s.root(&seeded, &count) == on_primary,
+        );
+        eprintln!("{seeded} started on {volume} (from {from}) and caught up: {on_primary} rows");
+
+        // The primary purges the binary logs after every backup's GTID set.
+        self.root(&primary, "FLUSH BINARY LOGS");
+        std::thread::sleep(Duration::from_secs(1));
+        let current = self
+            .root(&primary, "SHOW BINARY LOGS")
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .next_back()
+            .unwrap_or_default();
+        self.root(&primary, &format!("PURGE BINARY LOGS TO '{current}'"));
+        let load = self.load(table);
+        self.patch(r#"{"spec":{"replicas":5}}"#);
+        self.wait("the fifth replica streams", Duration::from_secs(60), |s| {
+            s.events().contains(&format!(
+                "SeedByStream: {streamed} is copied from a peer: the primary no longer has the binary logs"
+            ))
+        });
+        self.wait_settled(5);
+        self.verify(
+            "a replica streamed after the binary logs were purged",
+            table,
+            load,
+            None,
+        );
+        assert!(
+            self.block_on(
+                crate::ec2::client()
+                    .describe_volumes()
+                    .volume_ids(self.get(
+                        &format!(
+                            "pv/{}",
+                            self.get(&format!("pvc/data-{streamed}"), "{.spec.volumeName}")
+                        ),
+                        "{.spec.csi.volumeHandle}",
+                    ))
+                    .send()
+            )
+            .is_ok_and(|o| o
+                .volumes()
+                .iter()
+                .all(|v| v.snapshot_id().unwrap_or_default().is_empty())),
+            "{streamed}'s volume was made empty, not from a snapshot"
+        );
+        self.patch(r#"{"spec":{"replicas":3,"clone":{"method":null}}}"#);
+        self.wait("back to three instances", Duration::from_secs(180), |s| {
+            s.get("pods", "{.items[*].metadata.name}")
+                .split_whitespace()
+                .filter(|p| *p == seeded || *p == streamed)
+                .count()
+                == 0
+        });
+        self.wait_settled(3);
     }
 
     /// A schedule every 15 s with `keep: 2`: backups are made on it, and the

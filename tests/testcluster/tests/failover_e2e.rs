@@ -63,6 +63,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
     );
 
     d.a_backup_restores_exactly_what_it_held(TABLE);
+    d.a_replica_seeded_from_a_snapshot_catches_up(TABLE);
     a_drain_of_the_primarys_node_switches_over_first(&mut d);
     partial_failures_keep_exactly_one_writable_server(&mut d);
     d.grant_all_writes_only_to_the_primary(TABLE);
@@ -91,9 +92,16 @@ fn a_single_instance_drain_does_not_hang(d: &Scenario) {
         "events",
         "{range .items[?(@.type==\"Warning\")]}{.reason}: {.message}{\"\\n\"}{end}",
     );
+    // The apiserver's own Service IP repair loop may report a Service it
+    // saw mid-creation (ClusterIPNotAllocated, "repairing"): not ebisu's.
+    let warnings: Vec<&str> = warnings
+        .lines()
+        .filter(|w| !w.starts_with("ClusterIPNotAllocated: "))
+        .collect();
     assert!(
         warnings.is_empty(),
-        "a new cluster's first seconds raise no Warning:\n{warnings}"
+        "a new cluster's first seconds raise no Warning:\n{}",
+        warnings.join("\n")
     );
     assert!(
         d.k.try_run(&["-n", "solo", "get", "pdb", "solo-primary"])
@@ -229,6 +237,19 @@ fn partial_failures_keep_exactly_one_writable_server(d: &mut Scenario) {
 }
 
 fn a_replica_with_a_stopped_applier_is_never_chosen(d: &mut Scenario) {
+    // Both replicas caught up first (one re-created or re-seeded by the
+    // drill before reports its lag from old events for a while, and a
+    // switchover request refused for lag is not retried).
+    d.wait("both replicas caught up", Duration::from_secs(120), |d| {
+        d.get(
+            "myc/orders",
+            "{range .status.instances[?(@.role==\"Replica\")]}{.lagSeconds}{\" \"}{end}",
+        )
+        .split_whitespace()
+        .filter(|lag| *lag == "0")
+        .count()
+            == 2
+    });
     let primary = d.primary();
     let replicas = d.labelled("replica");
     let (stopped, caught_up) = (&replicas[0], &replicas[1]);
