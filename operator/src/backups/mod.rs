@@ -593,11 +593,22 @@ async fn snapshot(
                 .collect(),
         ))
         .build();
+    // A call that times out may still have made the snapshot (EC2 has no
+    // idempotency token for it), so this one waits longer than the others:
+    // EC2 answers at once, and the local cluster answers once its copy of
+    // the volume is made (seconds per GiB).
+    let patient = aws_sdk_ec2::config::Builder::default().timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(SNAPSHOT_CALL_TIMEOUT)
+            .build(),
+    );
     let out = ec2
         .create_snapshot()
         .volume_id(volume)
         .description(format!("ebisu backup {backup}"))
         .tag_specifications(tags)
+        .customize()
+        .config_override(patient)
         .send()
         .await
         .map_err(ec2::call(format!("create a snapshot of {volume}")))?;
@@ -605,6 +616,9 @@ async fn snapshot(
         .map(str::to_owned)
         .ok_or_else(|| Error::Missing(format!("read the snapshot id of {volume}'s snapshot")))
 }
+
+/// How long a CreateSnapshot call may take.
+const SNAPSHOT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Copies the cluster's credentials into a Secret the backup owns, so a
 /// restore finds them after the cluster and its Secret are gone.
