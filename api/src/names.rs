@@ -32,6 +32,10 @@ pub const FINALIZER: &str = "ebisu.dev/cleanup";
 pub const LABEL_NAMESPACE: &str = "ebisu.dev/namespace";
 /// EC2 tag naming the instance (pod) an EBS volume belongs to.
 pub const TAG_INSTANCE: &str = "ebisu.dev/instance";
+/// EC2 tag naming the MySQLBackup a snapshot belongs to, or a volume made
+/// from one comes from (the IAM policy lets the operator create only
+/// volumes tagged so).
+pub const TAG_BACKUP: &str = "ebisu.dev/backup";
 /// EC2 tag a volume's owner sets to give it to one cluster
 /// (`spec.storage.ebs.volumes`): `<namespace>/<name>` of that cluster.
 pub const TAG_ADOPT_BY: &str = "ebisu.dev/adopt-by";

@@ -104,8 +104,6 @@ pub struct SnapshotTags<'a> {
 
 /// The tag used to find a cluster's snapshots (`<namespace>/<name>`).
 pub const CLUSTER_TAG: &str = "ebisu.dev/cluster";
-/// The tag naming the MySQLBackup a snapshot belongs to.
-pub const BACKUP_TAG: &str = "ebisu.dev/backup";
 
 impl SnapshotTags<'_> {
     /// The tags, each value cut to what EC2 accepts.
@@ -118,7 +116,7 @@ impl SnapshotTags<'_> {
             ("ebisu.dev/instance", self.pod.to_owned()),
             ("ebisu.dev/flavor", self.flavor.to_owned()),
             ("ebisu.dev/server-version", self.version.to_owned()),
-            (BACKUP_TAG, self.backup.to_owned()),
+            (ebisu_api::names::TAG_BACKUP, self.backup.to_owned()),
             ("ebisu.dev/managed-by", "ebisu".to_owned()),
         ]
         .into_iter()

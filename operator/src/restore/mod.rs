@@ -41,10 +41,6 @@ pub const TAG_RESTORE_FOR: &str = "ebisu.dev/restore-for";
 /// (`<namespace>/<pod>`).
 pub const TAG_SEED_FOR: &str = "ebisu.dev/seed-for";
 
-/// The tag every volume made from a backup carries (the backup's name):
-/// the IAM policy lets the operator create only volumes tagged so.
-pub const TAG_BACKUP: &str = "ebisu.dev/backup";
-
 /// What the restore step found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restore {
@@ -310,7 +306,12 @@ async fn create_volume(
                 .value(&volume.purpose.1)
                 .build(),
         )
-        .tags(Tag::builder().key(TAG_BACKUP).value(volume.backup).build())
+        .tags(
+            Tag::builder()
+                .key(names::TAG_BACKUP)
+                .value(volume.backup)
+                .build(),
+        )
         // As the EBS CSI driver tags its volumes: the IAM policy lets the
         // operator tag, modify and snapshot only those.
         .tags(
