@@ -18,5 +18,5 @@ pub use cluster::{
     MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation, OperationKind, OperationStep,
     Phase, PodTemplateOverrides, ReplicationSpec, RestoreStatus, RoleChange, SeedMethod,
     SeedStatus, ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy,
-    VolumeModificationStatus, VolumeStatus,
+    VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
 };

@@ -19,7 +19,7 @@ pub use replication::{CloneMethod, CloneSpec, DonorPreference, FailoverMode, Rep
 pub use status::{
     ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation, OperationKind,
     OperationStep, Phase, RestoreStatus, RoleChange, SeedMethod, SeedStatus,
-    VolumeModificationStatus, VolumeStatus,
+    VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
 };
 pub use storage::{
     EbsSpec, EbsVolumeType, GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS,

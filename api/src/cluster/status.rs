@@ -316,6 +316,36 @@ pub struct VolumeStatus {
     /// A change of IOPS or throughput the spec asks for that waits, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_change: Option<String>,
+    /// How far EBS got loading the blocks of a volume made from a snapshot
+    /// (DescribeVolumeStatus); absent for a volume made empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initialization: Option<VolumeInitializationStatus>,
+}
+
+/// The initialization of a volume made from a snapshot: until it completes,
+/// a read of a block not yet loaded waits for it to come from the snapshot,
+/// so the instance serves no reads and is chosen in no switchover.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeInitializationStatus {
+    /// `default`, or `provisioned-rate` (the volume was made with
+    /// `spec.clone.snapshotInitializationRate`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub initialization_type: Option<String>,
+    /// Percent of the snapshot's blocks loaded; 100 when complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<i64>,
+    /// Seconds EC2 expects it still takes (provisioned rate only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_seconds_left: Option<i64>,
+}
+
+impl VolumeInitializationStatus {
+    /// Still loading: EC2 reports less than 100 percent (an unknown
+    /// progress counts as loading, never as done).
+    pub fn in_progress(&self) -> bool {
+        self.progress.is_none_or(|p| p < 100)
+    }
 }
 
 /// A volume modification (ModifyVolume) and how far it got.

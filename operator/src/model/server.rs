@@ -90,6 +90,10 @@ pub struct ServerState {
     /// The pod's server container has started at least once (its volume
     /// was seeded; it may have acknowledged writes).
     pub server_started: bool,
+    /// Its volume, made from a snapshot, is still loading blocks from it
+    /// (percent done, 0 when EC2 did not say): a read may wait on S3, so it
+    /// serves no reads and is chosen in no switchover.
+    pub volume_initializing: Option<i64>,
 }
 
 impl ServerState {
@@ -122,6 +126,7 @@ impl ServerState {
             relay_log_unread: true,
             relay_log_error: None,
             server_started: false,
+            volume_initializing: None,
         }
     }
 

@@ -230,8 +230,20 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     problems.extend(volumes.problems.iter().cloned());
 
     // 9. The clustering pass (SQL, pods, status memory).
-    let mut pass =
-        clustering_pass(ctx, cluster, &validated, &objects, &applied, holds_data).await?;
+    let initializing = volumes
+        .initializing()
+        .map(|(pod, progress)| (pod.to_owned(), progress.unwrap_or(0)))
+        .collect();
+    let mut pass = clustering_pass(
+        ctx,
+        cluster,
+        &validated,
+        &objects,
+        &applied,
+        holds_data,
+        &initializing,
+    )
+    .await?;
     let restoring = restoring.map(|mut r| {
         r.done |= restored_pod.as_deref().is_some_and(|pod| {
             pass.servers
@@ -550,6 +562,7 @@ async fn clustering_pass(
     objects: &ClusterObjects,
     applied: &apply::Applied,
     holds_data: bool,
+    initializing: &std::collections::BTreeMap<String, i64>,
 ) -> Result<PassReport, Error> {
     let memory = || {
         cluster
@@ -580,8 +593,11 @@ async fn clustering_pass(
         validated,
         objects,
         &accounts,
-        silent_since,
-        holds_data,
+        pass::Known {
+            probe_silent_since: silent_since,
+            holds_data,
+            initializing,
+        },
     )
     .await)
 }

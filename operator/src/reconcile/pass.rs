@@ -11,6 +11,7 @@
 //! a decision consumed, and leaves every server and pod action to
 //! `clustering::act`.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use ebisu_api::{ClusteringMemory, MySQLCluster, RoleChange};
@@ -34,7 +35,7 @@ use crate::{
         observe, policy,
     },
     events,
-    model::{Accounts, Answer, ClusterObjects, LeaseView, Problem},
+    model::{Accounts, Answer, ClusterObjects, LeaseView, Problem, ServerState},
     status,
     validate::ValidatedCluster,
 };
@@ -108,6 +109,17 @@ impl Executor for PassExecutor<'_> {
     }
 }
 
+/// What the reconcile knows before the pass looks at the servers.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// When the fast probe first found the primary silent, if it did.
+    pub probe_silent_since: Option<Timestamp>,
+    /// The cluster holds data (it had a primary).
+    pub holds_data: bool,
+    /// Pods whose volumes still load their snapshot, with the percent done.
+    pub initializing: &'a BTreeMap<String, i64>,
+}
+
 /// Runs the clustering pass for a cluster whose children were applied.
 /// `cluster` was read from the API server just now (not from the cache:
 /// a stale memory could replay a finished change of primary).
@@ -117,9 +129,13 @@ pub async fn run(
     validated: &ValidatedCluster,
     objects: &ClusterObjects,
     accounts: &Accounts,
-    probe_silent_since: Option<Timestamp>,
-    holds_data: bool,
+    known: Known<'_>,
 ) -> PassReport {
+    let Known {
+        probe_silent_since,
+        holds_data,
+        initializing,
+    } = known;
     let key = ObjectRef::from_obj(cluster);
     let mut written = cluster.clone();
     let mut memory = cluster
@@ -160,7 +176,13 @@ pub async fn run(
             &silent,
         )
         .await;
-        let states: Vec<_> = servers.iter().map(|s| s.state.clone()).collect();
+        let states: Vec<_> = servers
+            .iter()
+            .map(|s| ServerState {
+                volume_initializing: initializing.get(&s.state.pod).copied(),
+                ..s.state.clone()
+            })
+            .collect();
         let lease = read_lease(ctx, &key, &validated.namespace, &validated.name).await;
         tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), ?lease, "observed");
         let decision = decide(&Input {

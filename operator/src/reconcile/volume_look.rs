@@ -23,13 +23,18 @@ pub fn latest(
     objects: &ClusterObjects,
 ) -> VolumeLook {
     let key = ObjectRef::from_obj(cluster);
-    let (latest, due) =
-        ctx.volume_looks
-            .latest(&key, cluster.metadata.generation, std::time::Instant::now());
+    let subject = looks::Subject {
+        generation: cluster.metadata.generation,
+        volumes: look::volume_ids(validated, objects).into_values().collect(),
+    };
+    let (latest, due) = ctx
+        .volume_looks
+        .latest(&key, &subject, std::time::Instant::now());
     if due {
         tokio::spawn(look_at_volumes(
             ctx.clone(),
             cluster.clone(),
+            subject,
             validated.clone(),
             objects.clone(),
         ));
@@ -41,6 +46,7 @@ pub fn latest(
 async fn look_at_volumes(
     ctx: Context,
     cluster: MySQLCluster,
+    subject: looks::Subject,
     validated: ValidatedCluster,
     objects: ClusterObjects,
 ) {
@@ -69,10 +75,9 @@ async fn look_at_volumes(
         )
         .await;
     }
-    let generation = cluster.metadata.generation;
     if ctx
         .volume_looks
-        .store(&key, generation, outcome, std::time::Instant::now())
+        .store(&key, subject, outcome, std::time::Instant::now())
     {
         ctx.prober.trigger(key);
     }

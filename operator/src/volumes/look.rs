@@ -1,13 +1,13 @@
 //! One look at a cluster's EBS volumes at EC2, the IO shell around
 //! [`super::decide`]: DescribeVolumes and DescribeVolumesModifications for
-//! each instance's volume (status), then CreateTags and ModifyVolume as the
-//! plan says. Only volumes of the EBS CSI driver are looked at.
+//! each instance's volume, DescribeVolumeStatus for those made from a
+//! snapshot (status), then CreateTags and ModifyVolume as the plan says. Only volumes of the EBS CSI driver are looked at.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Filter, Tag, Volume, VolumeModification};
-use ebisu_api::VolumeStatus;
+use aws_sdk_ec2::types::{Filter, Tag, Volume, VolumeModification, VolumeStatusItem};
+use ebisu_api::{VolumeInitializationStatus, VolumeStatus};
 use k8s_openapi::jiff::Timestamp;
 use tracing::info;
 
@@ -27,9 +27,23 @@ pub struct VolumeLook {
     pub modified: Vec<(String, String)>,
 }
 
+impl VolumeLook {
+    /// The pods whose volumes are still loading their snapshot's blocks,
+    /// with the percent done when EC2 said.
+    pub fn initializing(&self) -> impl Iterator<Item = (&str, Option<i64>)> {
+        self.volumes.iter().filter_map(|(pod, volume)| {
+            let init = volume.initialization.as_ref()?;
+            init.in_progress().then_some((pod.as_str(), init.progress))
+        })
+    }
+}
+
 /// Each instance's EBS volume id, by pod, from the PV bound to its data
 /// claim (also claims whose pod is gone, such as after a scale-down).
-fn volume_ids(validated: &ValidatedCluster, objects: &ClusterObjects) -> BTreeMap<String, String> {
+pub fn volume_ids(
+    validated: &ValidatedCluster,
+    objects: &ClusterObjects,
+) -> BTreeMap<String, String> {
     objects
         .claims
         .iter()
@@ -172,17 +186,56 @@ async fn describe(
             latest.insert(id, m);
         }
     }
+    let from_snapshots: Vec<String> = volumes
+        .volumes()
+        .iter()
+        .filter(|v| v.snapshot_id().is_some_and(|s| !s.is_empty()))
+        .filter_map(|v| v.volume_id().map(str::to_owned))
+        .collect();
+    let initializations = initializations(ec2, from_snapshots).await?;
     let mut facts = BTreeMap::new();
     for (pod, id) in ids {
         let Some(volume) = volumes.volumes().iter().find(|v| v.volume_id() == Some(id)) else {
             continue;
         };
-        facts.insert(
-            pod.clone(),
-            volume_facts(volume, latest.get(id.as_str()).copied()),
-        );
+        let mut found = volume_facts(volume, latest.get(id.as_str()).copied());
+        found.status.initialization = initializations.get(id.as_str()).cloned();
+        facts.insert(pod.clone(), found);
     }
     Ok(facts)
+}
+
+/// DescribeVolumeStatus for volumes made from a snapshot: how far EBS got
+/// loading each one's blocks.
+async fn initializations(
+    ec2: &Client,
+    ids: Vec<String>,
+) -> Result<BTreeMap<String, VolumeInitializationStatus>, Error> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let statuses = ec2
+        .describe_volume_status()
+        .set_volume_ids(Some(ids))
+        .send()
+        .await
+        .map_err(call(
+            "describe the initialization of volumes made from snapshots",
+        ))?;
+    Ok(statuses
+        .volume_statuses()
+        .iter()
+        .filter_map(|item| Some((item.volume_id()?.to_owned(), initialization(item)?)))
+        .collect())
+}
+
+fn initialization(item: &VolumeStatusItem) -> Option<VolumeInitializationStatus> {
+    let details = item.initialization_status_details()?;
+    Some(VolumeInitializationStatus {
+        initialization_type: details.initialization_type().map(|t| t.as_str().to_owned()),
+        progress: details.progress(),
+        estimated_seconds_left: details.estimated_time_to_complete_in_seconds(),
+    })
 }
 
 fn started(m: &VolumeModification) -> Option<Timestamp> {
@@ -218,6 +271,7 @@ fn volume_facts(volume: &Volume, modification: Option<&VolumeModification>) -> V
                 )
             }),
             pending_change: None,
+            initialization: None,
         },
         tags: volume
             .tags()

@@ -263,11 +263,35 @@ impl Scenario {
                     .contains(&format!("SeedFromSnapshot: {seeded} starts on"))
             },
         );
-        self.wait_settled(4);
-        eprintln!(
-            "a replica seeded from a snapshot: Ready after {:?}",
-            started.elapsed()
+        // EBS (and the local cluster, at 1 MiB/s by default) loads the
+        // volume's blocks after it is attached: until then the replica is
+        // Ready and replicates, but serves no reads.
+        let serves_reads = |s: &Self| {
+            s.get(
+                &format!("pod/{seeded}"),
+                "{.metadata.labels.ebisu\\.dev/reads}",
+            ) == "serve" // ebisu_api::names::READS_SERVED
+        };
+        self.wait(
+            "the seeded replica Ready, its volume loading, serving no reads",
+            Duration::from_secs(120),
+            |s| {
+                let loading = s.instance(&seeded, "volume.initialization.progress");
+                let ready = s.get(
+                    &format!("pod/{seeded}"),
+                    "{.status.conditions[?(@.type==\"Ready\")].status}",
+                ) == "True";
+                let quiet = !serves_reads(s);
+                let still = s.instance(&seeded, "volume.initialization.progress");
+                loading.parse::<u32>().is_ok_and(|p| p < 100) && ready && quiet && still == loading
+            },
         );
+        eprintln!(
+            "a replica seeded from a snapshot: Ready after {:?}, its volume at {}%",
+            started.elapsed(),
+            self.instance(&seeded, "volume.initialization.progress")
+        );
+        self.wait_settled(4);
         self.verify("a replica seeded from a snapshot", table, load, None);
         let volume = self.get(
             &format!(
@@ -348,6 +372,15 @@ impl Scenario {
                 .iter()
                 .all(|v| v.snapshot_id().unwrap_or_default().is_empty())),
             "{streamed}'s volume was made empty, not from a snapshot"
+        );
+        self.wait(
+            "the seeded replica's volume loaded and serving reads",
+            Duration::from_secs(300),
+            |s| s.instance(&seeded, "volume.initialization.progress") == "100" && serves_reads(s),
+        );
+        eprintln!(
+            "a replica seeded from a snapshot: its volume loaded and serving reads after {:?}",
+            started.elapsed()
         );
         self.patch(r#"{"spec":{"replicas":3,"clone":{"method":null}}}"#);
         self.wait("back to three instances", Duration::from_secs(180), |s| {

@@ -9,9 +9,16 @@
 //! volume made from a snapshot starts with its copy, and a deleted
 //! snapshot's copy goes. Snapshots are regional (any zone's volume may be
 //! made from one); moto enforces the rest.
+//!
+//! EBS loads a volume made from a snapshot lazily and reports how far it
+//! got in `DescribeVolumeStatus`, which moto does not implement: the proxy
+//! answers it, loading such a volume's bytes (as `du` counts them) at its
+//! `VolumeInitializationRate`, or at [`DEFAULT_RATE_MIB`] without one.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -32,10 +39,42 @@ pub enum ProxyError {
 /// The largest call body the proxy accepts (EC2 and S3 calls in tests).
 const MAX_BODY: usize = 256 << 20;
 
+/// How fast the local cluster loads a volume made from a snapshot without
+/// a `VolumeInitializationRate`, in MiB/s. EBS states no rate for its
+/// default (it fluctuates); this one is slow enough for a test to watch
+/// a small data directory load.
+pub const DEFAULT_RATE_MIB: u64 = 1;
+
 struct Proxy {
     http: reqwest::Client,
     volumes: PathBuf,
     snapshots: PathBuf,
+    loads: Mutex<HashMap<String, Load>>,
+}
+
+/// A volume made from a snapshot, loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// When it was made.
+    pub since: Instant,
+    /// The bytes it loads.
+    pub bytes: u64,
+    /// Its `VolumeInitializationRate` in MiB/s, if it was made with one.
+    pub rate_mib: Option<u64>,
+}
+
+impl Load {
+    /// Percent loaded `at`, and the seconds left.
+    pub fn progress(&self, at: Instant) -> (u64, u64) {
+        let rate = self.rate_mib.unwrap_or(DEFAULT_RATE_MIB).max(1) << 20;
+        let loaded = at.duration_since(self.since).as_secs_f64() * rate as f64;
+        if self.bytes == 0 || loaded >= self.bytes as f64 {
+            return (100, 0);
+        }
+        let percent = (loaded * 100.0 / self.bytes as f64) as u64;
+        let left = ((self.bytes as f64 - loaded) / rate as f64).ceil() as u64;
+        (percent.min(99), left)
+    }
 }
 
 /// Listens on the EC2 endpoint and serves until the process ends.
@@ -47,6 +86,7 @@ pub async fn start(layout: &Layout) -> Result<(), ProxyError> {
         http: reqwest::Client::new(),
         volumes: layout.volumes(),
         snapshots: layout.snapshots(),
+        loads: Mutex::new(HashMap::new()),
     });
     let app = axum::Router::new().fallback(forward).with_state(proxy);
     tokio::spawn(async move {
@@ -67,6 +107,9 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "call too large").into_response();
     };
+    if let Some(volumes) = volume_status_call(&body) {
+        return proxy.volume_status(&volumes);
+    }
     let call = snapshot_call(&body);
     let frozen = match &call {
         Some(SnapshotCall::Create { volume }) => freeze(&proxy.volumes.join(volume)).await,
@@ -123,9 +166,19 @@ impl Proxy {
                     copy(&self.volumes.join(volume), &self.snapshots.join(snapshot)).await?;
                 }
             }
-            SnapshotCall::Restore { snapshot } => {
+            SnapshotCall::Restore { snapshot, rate_mib } => {
                 if let Some(volume) = element_text(answer, "volumeId") {
-                    copy(&self.snapshots.join(snapshot), &self.volumes.join(volume)).await?;
+                    let dir = self.volumes.join(volume);
+                    copy(&self.snapshots.join(snapshot), &dir).await?;
+                    let load = Load {
+                        since: Instant::now(),
+                        bytes: bytes_in(&dir).await,
+                        rate_mib: *rate_mib,
+                    };
+                    tracing::info!(%volume, bytes = load.bytes, rate_mib = ?rate_mib, "a volume made from a snapshot loads");
+                    if let Ok(mut loads) = self.loads.lock() {
+                        loads.insert(volume.to_owned(), load);
+                    }
                 }
             }
             SnapshotCall::Delete { snapshot } => {
@@ -137,6 +190,86 @@ impl Proxy {
         }
         Ok(())
     }
+}
+
+impl Proxy {
+    /// `DescribeVolumeStatus`: every asked volume is `ok`; one made from a
+    /// snapshot says how far its load got.
+    fn volume_status(&self, volumes: &[String]) -> Response {
+        let now = Instant::now();
+        let loads = self.loads.lock().map(|l| l.clone()).unwrap_or_default();
+        let items: String = volumes
+            .iter()
+            .map(|volume| volume_status_item(volume, loads.get(volume), now))
+            .collect();
+        let xml = format!(
+            "<DescribeVolumeStatusResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+             <requestId>ebisu-testcluster</requestId><volumeStatusSet>{items}</volumeStatusSet>\
+             </DescribeVolumeStatusResponse>"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/xml"),
+        );
+        response(StatusCode::OK, headers, Bytes::from(xml))
+    }
+}
+
+/// One volume's `item` in a `DescribeVolumeStatus` answer.
+pub fn volume_status_item(volume: &str, load: Option<&Load>, now: Instant) -> String {
+    let Some(load) = load else {
+        return format!(
+            "<item><volumeId>{volume}</volumeId><volumeStatus><status>ok</status>\
+             <details/></volumeStatus><eventsSet/><actionsSet/></item>"
+        );
+    };
+    let (percent, left) = load.progress(now);
+    let state = if percent < 100 {
+        "initializing"
+    } else {
+        "completed"
+    };
+    let (kind, estimate) = match load.rate_mib {
+        Some(_) => (
+            "provisioned-rate",
+            format!("<estimatedTimeToCompleteInSeconds>{left}</estimatedTimeToCompleteInSeconds>"),
+        ),
+        None => ("default", String::new()),
+    };
+    format!(
+        "<item><volumeId>{volume}</volumeId><volumeStatus><status>ok</status><details>\
+         <item><name>initialization-state</name><status>{state}</status></item></details>\
+         </volumeStatus><initializationStatusDetails><initializationType>{kind}</initializationType>\
+         <progress>{percent}</progress>{estimate}</initializationStatusDetails>\
+         <eventsSet/><actionsSet/></item>"
+    )
+}
+
+/// The volumes a `DescribeVolumeStatus` call asks about (`VolumeId.N`).
+pub fn volume_status_call(body: &[u8]) -> Option<Vec<String>> {
+    let mut action = None;
+    let mut volumes = Vec::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        if key == "Action" {
+            action = Some(value.into_owned());
+        } else if key.starts_with("VolumeId.") {
+            volumes.push(value.into_owned());
+        }
+    }
+    (action.as_deref() == Some("DescribeVolumeStatus")).then_some(volumes)
+}
+
+/// The bytes a directory holds on disk (holes not counted, as a snapshot
+/// keeps only written blocks).
+async fn bytes_in(dir: &Path) -> u64 {
+    let Ok(out) = command::run("du", &["-s", "-B1", &dir.display().to_string()]).await else {
+        return 0;
+    };
+    out.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Copies a directory with owners, modes and holes (a volume never used
@@ -223,6 +356,8 @@ pub enum SnapshotCall {
     Restore {
         /// The snapshot.
         snapshot: String,
+        /// Its `VolumeInitializationRate`, MiB/s.
+        rate_mib: Option<u64>,
     },
     /// `DeleteSnapshot`: the content goes too.
     Delete {
@@ -236,11 +371,13 @@ pub fn snapshot_call(body: &[u8]) -> Option<SnapshotCall> {
     let mut action = None;
     let mut volume = None;
     let mut snapshot = None;
+    let mut rate_mib = None;
     for (key, value) in form_urlencoded::parse(body) {
         match key.as_ref() {
             "Action" => action = Some(value.into_owned()),
             "VolumeId" => volume = Some(value.into_owned()),
             "SnapshotId" => snapshot = Some(value.into_owned()),
+            "VolumeInitializationRate" => rate_mib = value.parse().ok(),
             _ => {}
         }
     }
@@ -248,6 +385,7 @@ pub fn snapshot_call(body: &[u8]) -> Option<SnapshotCall> {
         "CreateSnapshot" => Some(SnapshotCall::Create { volume: volume? }),
         "CreateVolume" => Some(SnapshotCall::Restore {
             snapshot: snapshot?,
+            rate_mib,
         }),
         "DeleteSnapshot" => Some(SnapshotCall::Delete {
             snapshot: snapshot?,
@@ -283,7 +421,15 @@ mod tests {
                 b"Action=CreateVolume&AvailabilityZone=us-east-1a&SnapshotId=snap-1&Size=10"
             ),
             Some(SnapshotCall::Restore {
-                snapshot: "snap-1".to_owned()
+                snapshot: "snap-1".to_owned(),
+                rate_mib: None
+            })
+        );
+        assert_eq!(
+            snapshot_call(b"Action=CreateVolume&SnapshotId=snap-1&VolumeInitializationRate=200"),
+            Some(SnapshotCall::Restore {
+                snapshot: "snap-1".to_owned(),
+                rate_mib: Some(200)
             })
         );
         assert_eq!(
@@ -299,6 +445,48 @@ mod tests {
         );
         assert_eq!(snapshot_call(b"Action=DescribeVolumes"), None);
         assert_eq!(snapshot_call(b"not a form"), None);
+    }
+
+    #[test]
+    fn a_load_goes_at_its_rate_and_says_so() {
+        let since = Instant::now();
+        let load = Load {
+            since,
+            bytes: 100 << 20,
+            rate_mib: Some(10),
+        };
+        let at = |secs| since + std::time::Duration::from_secs(secs);
+        assert_eq!(load.progress(at(0)), (0, 10));
+        assert_eq!(load.progress(at(4)), (40, 6));
+        assert_eq!(load.progress(at(10)), (100, 0));
+        let default = Load {
+            rate_mib: None,
+            ..load
+        };
+        assert_eq!(
+            default.progress(at(40)),
+            (40, 60),
+            "{DEFAULT_RATE_MIB} MiB/s"
+        );
+
+        let item = volume_status_item("vol-1", Some(&load), at(4));
+        assert!(item.contains("<status>initializing</status>"), "{item}");
+        assert!(item.contains("<initializationType>provisioned-rate</initializationType>"));
+        assert!(item.contains("<progress>40</progress>"));
+        assert!(
+            item.contains("<estimatedTimeToCompleteInSeconds>6</estimatedTimeToCompleteInSeconds>")
+        );
+        let done = volume_status_item("vol-1", Some(&default), at(100));
+        assert!(done.contains("<progress>100</progress>") && !done.contains("estimated"));
+        assert!(!volume_status_item("vol-2", None, at(1)).contains("initialization"));
+        assert_eq!(
+            volume_status_call(b"Action=DescribeVolumeStatus&VolumeId.1=vol-1&VolumeId.2=vol-2"),
+            Some(vec!["vol-1".to_owned(), "vol-2".to_owned()])
+        );
+        assert_eq!(
+            volume_status_call(b"Action=DescribeVolumes&VolumeId.1=vol-1"),
+            None
+        );
     }
 
     #[test]

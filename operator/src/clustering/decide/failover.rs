@@ -343,7 +343,10 @@ pub(super) fn resume(input: &Input<'_>, operation: &Operation, decision: &mut De
 }
 
 /// The answering replica that holds everything every other answering
-/// replica holds (executed or received), can apply it, and is best placed.
+/// replica holds (executed or received), can apply it, and is best placed;
+/// one whose volume still loads its snapshot only when no other is
+/// complete (slow reads for a while beat losing acknowledged writes or
+/// having no primary until the load ends).
 fn choose<'a>(input: &Input<'a>, old: &'a str) -> Option<&'a ServerState> {
     let answering: Vec<&ServerState> = population(input, old)
         .into_iter()
@@ -366,7 +369,13 @@ fn choose<'a>(input: &Input<'a>, old: &'a str) -> Option<&'a ServerState> {
                 })
         })
         .collect();
-    complete.sort_by_key(|s| (!s.placeable(), ordinal(&s.pod)));
+    complete.sort_by_key(|s| {
+        (
+            !s.placeable(),
+            s.volume_initializing.is_some(),
+            ordinal(&s.pod),
+        )
+    });
     complete.first().copied()
 }
 

@@ -188,6 +188,8 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
                 false
             }
         };
+        // A read of a block EBS has not loaded yet waits on the snapshot.
+        let serve = serve && server.volume_initializing.is_none();
         if server.role_label != Some(InstanceRole::Replica) {
             labels.push(Action::LabelReplica(server.pod.clone()));
         }

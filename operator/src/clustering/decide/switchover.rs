@@ -141,6 +141,11 @@ fn unsuitable(
         Some(_) => {}
         None => return Some(format!("{pod} is not scheduled")),
     }
+    if let Some(progress) = server.volume_initializing {
+        return Some(format!(
+            "{pod}'s volume is still loading its snapshot ({progress}% done)"
+        ));
+    }
     if let Some(problem) = repair::unfit_to_rejoin(server, primary) {
         return Some(match problem {
             Problem::ErrantTransactions { gtids, .. } => {

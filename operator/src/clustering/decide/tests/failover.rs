@@ -804,3 +804,25 @@ fn a_replica_restarted_with_its_applier_stopped_applies_before_anyone_is_chosen(
     assert_eq!(d.again, Again::Now);
     assert!(d.memory.operation.is_some(), "the failover goes on");
 }
+
+#[test]
+fn a_replica_whose_volume_loads_its_snapshot_is_promoted_only_when_it_alone_is_complete() {
+    let mut servers = [
+        silent(primary("db-0", "0-100-12")),
+        stopped(replica("db-1", "", "db-0"), "0-100-11", "0-100-11"),
+        stopped(replica("db-2", "", "db-0"), "0-100-11", "0-100-11"),
+    ];
+    servers[1].volume_initializing = Some(10);
+    let memory = failing_over(OperationStep::StoppingReceivers, None);
+    let d = decide_with(&servers, &policy(), &memory);
+    assert_eq!(
+        writable(&d),
+        ["db-2"],
+        "the loaded one, though db-1 ranks first"
+    );
+
+    // db-1 alone received 0-100-12: promoting db-2 would lose it.
+    servers[1] = stopped(servers[1].clone(), "0-100-11", "0-100-12");
+    let d = decide_with(&servers, &policy(), &memory);
+    assert_eq!(writable(&d), ["db-1"], "{d:?}");
+}

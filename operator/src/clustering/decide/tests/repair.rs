@@ -902,3 +902,40 @@ fn decide_new(servers: &[ServerState], restored: Option<&str>) -> Decision {
         now: Timestamp::from_second(NOW).expect("now"),
     })
 }
+
+#[test]
+fn a_replica_whose_volume_loads_its_snapshot_serves_reads_only_once_loaded() {
+    let mut servers = [
+        primary("db-0", "0-100-9"),
+        replica("db-1", "0-100-9", "db-0"),
+        replica("db-2", "0-100-9", "db-0"),
+    ];
+    servers[2].volume_initializing = Some(40);
+    let d = run(&servers);
+    assert!(has(
+        &d,
+        &Action::LabelReads {
+            pod: "db-2".to_owned(),
+            serve: false
+        }
+    ));
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::LabelReads { pod, .. } if pod == "db-1"))
+    );
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::Replicate { .. } | Action::Fence { .. })),
+        "it replicates as any replica: only its reads wait"
+    );
+    servers[2].reads_label = false;
+    servers[2].volume_initializing = None;
+    let d = run(&servers);
+    assert!(has(
+        &d,
+        &Action::LabelReads {
+            pod: "db-2".to_owned(),
+            serve: true
+        }
+    ));
+}

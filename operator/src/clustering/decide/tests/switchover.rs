@@ -382,3 +382,32 @@ fn a_primary_scaled_away_hands_over_to_an_instance_that_stays() {
     assert_eq!(completed.to, "db-0", "{d:?}");
     assert_hands_over(&d, "db-2", "db-0");
 }
+
+#[test]
+fn a_replica_whose_volume_loads_its_snapshot_is_never_handed_the_primary() {
+    let mut servers = three();
+    servers[1].volume_initializing = Some(0);
+    let d = run(&servers);
+    assert_hands_over(&d, "db-0", "db-2");
+
+    servers[2].volume_initializing = Some(75);
+    let d = run(&servers);
+    assert!(d.memory.operation.is_none(), "{d:?}");
+    let message = d
+        .problems
+        .iter()
+        .find(|p| matches!(p, Problem::NoSwitchoverCandidate { .. }))
+        .expect("reported")
+        .message();
+    assert!(
+        message.contains("db-2's volume is still loading its snapshot (75% done)"),
+        "{message}"
+    );
+
+    let d = decide_with(
+        &servers,
+        &requesting(SwitchoverRequest::Pod("db-1".to_owned())),
+        &healthy_memory(),
+    );
+    assert!(writable(&d).is_empty(), "a request for it is refused too");
+}
