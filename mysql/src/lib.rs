@@ -2,8 +2,9 @@
 //! which flavor it is ([`Flavor`]), the SQL statements that create users,
 //! set up and repoint replication, fence, promote and configure semi-sync
 //! ([`sql`]), the GTIDs servers hold and how they compare ([`gtid`]), how to
-//! read a replica's status ([`ReplicaStatus`]) and where a physical backup
-//! stands ([`position`]).
+//! read a replica's status ([`ReplicaStatus`]), where a physical backup
+//! stands ([`position`]) and which transactions a binary log holds
+//! ([`binlog`]).
 //!
 //! It must stay pure: no IO, no connections, no clocks. Callers execute the
 //! statements, read the files and pass rows in; everything here is a
@@ -15,6 +16,7 @@
 //! MariaDB 10.11 and MySQL 9.7 (8.4's SQL); MySQL 8.0's spellings are
 //! unit-tested against the manuals only.
 
+pub mod binlog;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod flavor;

@@ -449,3 +449,104 @@ async fn mariadb_a_restarted_replica_keeps_what_its_relay_log_held() {
     .await;
     assert_eq!(replica.count(&cluster).await, 45);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_binary_logs_read_as_the_server_wrote_them() {
+    binary_logs_read_as_the_server_wrote_them(Server::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_binary_logs_read_as_the_server_wrote_them() {
+    binary_logs_read_as_the_server_wrote_them(Server::MySql).await;
+}
+
+/// `ebisu_mysql::binlog` over the files a real server wrote: what came
+/// before the first file and every transaction in the files make up what
+/// the server says it executed, each commit time lies within the test's
+/// clock, a file's head names what the server held when it began, and a
+/// stretch read from a transaction's offset reads the same.
+async fn binary_logs_read_as_the_server_wrote_them(server: Server) {
+    use ebisu_mysql::{Flavor, GtidSet, binlog};
+
+    let (flavor, executed_query) = match server {
+        Server::MariaDb => (Flavor::MariaDb, "SELECT @@GLOBAL.gtid_binlog_pos"),
+        Server::MySql => (Flavor::MySql84, "SELECT @@GLOBAL.gtid_executed"),
+    };
+    let cluster = Cluster::of(server, "binlogs");
+    let mut primary = cluster.instance(0);
+    let out = primary.init(&cluster, &[], 30);
+    assert!(out.status.success(), "bootstrap failed:\n{}", log_of(&out));
+    primary.start_mysqld(&cluster);
+    primary.start_agent(&cluster, None);
+    promote(&primary, &cluster).await;
+    let now_us = || {
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros(),
+        )
+        .unwrap()
+    };
+    // MariaDB's times are whole seconds.
+    let before = now_us() - 1_000_000;
+    write_rows(&primary, &cluster, 20, 100).await;
+    let mut conn = primary.root(&cluster).await;
+    let at_flush: String = conn.query_first(executed_query).await.unwrap().unwrap();
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    write_rows(&primary, &cluster, 5, 100).await;
+    let executed: String = conn.query_first(executed_query).await.unwrap().unwrap();
+    let after = now_us() + 1_000_000;
+    let basename: String = conn
+        .query_first("SELECT @@GLOBAL.log_bin_basename")
+        .await
+        .unwrap()
+        .unwrap();
+    let files: Vec<String> = conn
+        .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
+            row.get::<String, _>(0).unwrap()
+        })
+        .await
+        .unwrap();
+    drop(conn);
+    let dir = std::path::Path::new(&basename).parent().unwrap().to_owned();
+    let read = |file: &String| std::fs::read(dir.join(file)).unwrap();
+
+    let mut found = Vec::new();
+    for file in &files {
+        found.extend(binlog::transactions(&read(file), 0).unwrap());
+    }
+    let mariadb = server == Server::MariaDb;
+    let first = binlog::preceding(&read(&files[0]))
+        .unwrap()
+        .unwrap_or_else(|| GtidSet::empty(flavor));
+    let union = first.union(&binlog::gtid_set(&found, mariadb)).unwrap();
+    assert_eq!(
+        union,
+        GtidSet::parse(flavor, &executed).unwrap(),
+        "{files:?} read as {union}, the server says {executed}"
+    );
+    let added = found.iter().filter(|t| t.committed_us >= before).count();
+    assert!(added >= 25, "the 25 inserts and their table: {found:?}");
+    assert!(
+        found
+            .iter()
+            .filter(|t| t.committed_us >= before)
+            .all(|t| t.committed_us <= after),
+        "{found:?} between {before} and {after}"
+    );
+
+    let last = read(files.last().unwrap());
+    assert_eq!(
+        binlog::preceding(&last).unwrap(),
+        Some(GtidSet::parse(flavor, &at_flush).unwrap()),
+        "the newest file begins where the server stood at the flush"
+    );
+    let in_last = binlog::transactions(&last, 0).unwrap();
+    assert!(in_last.len() >= 5, "the last 5 inserts: {in_last:?}");
+    let from = usize::try_from(in_last[2].offset).unwrap();
+    assert_eq!(
+        binlog::transactions(&last[from..], in_last[2].offset).unwrap(),
+        in_last[2..]
+    );
+}

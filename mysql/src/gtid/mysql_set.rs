@@ -169,6 +169,29 @@ impl MySqlGtidSet {
         Ok(())
     }
 
+    /// The set of untagged runs `(source UUID as its 16 bytes, first,
+    /// last)`, inclusive, as binary logs carry them; runs no GTID can be
+    /// in (transaction number 0, last before first) are left out.
+    pub fn from_runs(runs: impl IntoIterator<Item = ([u8; 16], u64, u64)>) -> Self {
+        let mut set = Self::new();
+        for (sid, start, end) in runs {
+            if start == 0 || end < start || end >= 1 << 63 {
+                continue;
+            }
+            set.by_source
+                .entry(Source {
+                    uuid: u128::from_be_bytes(sid),
+                    tag: String::new(),
+                })
+                .or_default()
+                .push(Interval { start, end });
+        }
+        for intervals in set.by_source.values_mut() {
+            normalise(intervals);
+        }
+        set
+    }
+
     /// True when the set holds no transaction.
     pub fn is_empty(&self) -> bool {
         self.by_source.is_empty()
