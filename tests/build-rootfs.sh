@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Build the root file systems the local cluster runs images in, from
 # Debian's packages, into a cache outside the repository:
-#   ${EBISU_CACHE:-$HOME/.cache/ebisu}/rootfs/mysql-sid/
+#   ${EBISU_CACHE:-$HOME/.cache/ebisu}/rootfs/mysql-sid-2/
 # MySQL is not in Debian 12; Debian's `sid` suite serves mysql-server-core
 # 9.7 (with the clone and semi-sync plugins), which needs a newer C library
 # than this machine's, so it runs from a root of its own, as a container
-# image would. Built once (about a minute and 650 MB); if it is there this
+# image would (with CA certificates, as images have: the agent calls S3
+# over TLS). Built once (about a minute and 650 MB); if it is there this
 # returns at once. The root's path is the last line printed on stdout.
 #
 # Usage: tests/build-rootfs.sh [--print-dir]
 # Needs root (debootstrap); installs debootstrap when it is missing.
 set -euo pipefail
 
-root="${EBISU_CACHE:-$HOME/.cache/ebisu}/rootfs/mysql-sid"
+root="${EBISU_CACHE:-$HOME/.cache/ebisu}/rootfs/mysql-sid-2"
 case "${1:-}" in
   --print-dir) echo "$root"; exit 0 ;;
   "") ;;
@@ -37,7 +38,7 @@ partial="$root.partial"
 rm -rf "$partial"
 mkdir -p "$(dirname "$root")"
 echo "build-rootfs: debootstrap sid with mysql-server-core from $mirror into $root" >&2
-debootstrap --variant=minbase --include=mysql-server-core,mysql-client-core \
+debootstrap --variant=minbase --include=mysql-server-core,mysql-client-core,ca-certificates \
   sid "$partial" "$mirror" >&2
 # What the pods' mount points need, and a check that the server runs.
 mkdir -p "$partial/var/lib/mysql" "$partial/run/mysqld" "$partial/opt/ebisu/bin"

@@ -18,6 +18,10 @@ pub const PATH_CLONE: &str = "/clone";
 /// Path of the re-seed request (`POST`, bearer clone token): the data is
 /// set aside and copied afresh when the pod next starts.
 pub const PATH_RESEED: &str = "/reseed";
+/// Path of the archive assignment (`POST` [`ArchiveAssignment`], bearer
+/// clone token): archive this server's binary logs for a while; answers
+/// [`ArchiveProgress`].
+pub const PATH_ARCHIVE: &str = "/archive";
 
 /// Response header of `/readyz` on a server whose semi-sync source side is
 /// enabled: [`SEMI_SYNC_WAITING`] while commits wait for a replica's
@@ -45,6 +49,40 @@ pub const SERVER_READ_ONLY: &str = "read-only";
 pub struct ReseedRequest {
     /// What is wrong with the data (errant GTIDs, divergence).
     pub reason: String,
+}
+
+/// The operator's word to the one agent that archives the binary logs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveAssignment {
+    /// The S3 bucket.
+    pub bucket: String,
+    /// The key prefix every object of the cluster's archive is under.
+    pub prefix: String,
+    /// How long the agent archives unless told again, in seconds: an
+    /// operator that stops asking (another archiver chosen, or gone) stops
+    /// it.
+    pub seconds: u64,
+}
+
+/// How far the agent's archive got.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveProgress {
+    /// Every transaction the archive holds, as this agent last read it, in
+    /// the flavor's notation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
+    /// When the newest archived transaction committed, microseconds since
+    /// the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_through_us: Option<i64>,
+    /// How many segments this agent uploaded since it began.
+    #[serde(default)]
+    pub segments: u64,
+    /// Why the last round failed, while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What a server says about itself, as `/status` returns it.

@@ -13,10 +13,11 @@ pub mod names;
 
 pub use backup::{BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus};
 pub use cluster::{
-    BackupSchedule, BootstrapSpec, CloneMethod, CloneSpec, ClusteringMemory, DonorPreference,
-    EbsSpec, EbsVolumeType, FailoverMode, Flavor, FromBackup, InstanceRole, InstanceStatus,
-    MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation, OperationKind, OperationStep,
-    Phase, PodTemplateOverrides, ReplicationSpec, RestoreStatus, RoleChange, SeedMethod,
-    SeedStatus, ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy,
-    VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
+    ArchiveStatus, BackupSchedule, BinlogArchive, BootstrapSpec, CloneMethod, CloneSpec,
+    ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor, FromBackup,
+    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
+    OperationKind, OperationStep, Phase, PodTemplateOverrides, ReplicationSpec, RestoreStatus,
+    RoleChange, SeedMethod, SeedStatus, ServiceTemplate, ServiceTemplates, ServiceType,
+    StorageSpec, UpdateStrategy, VolumeInitializationStatus, VolumeModificationStatus,
+    VolumeStatus,
 };

@@ -34,7 +34,8 @@
 //! - `volumes`: EC2 CreateTags and ModifyVolume, and the PVs and claims of
 //!   given volumes;
 //! - `backups`: a source's applier paused and resumed (SQL), EC2
-//!   CreateSnapshot, the backups' status and their credentials Secrets;
+//!   CreateSnapshot, the backups' status and their credentials Secrets,
+//!   the binary log archive's assignment at an agent;
 //! - `restore`: EC2 CreateVolume from a backup's snapshot (a restored
 //!   cluster's first volume, a new replica's), the restored cluster's
 //!   credentials Secret;

@@ -37,6 +37,9 @@ pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
 /// True while some instances run an old spec (an older StatefulSet revision).
 pub const UPDATING: &str = "Updating";
+/// Condition: the binary log archive is further behind the primary than
+/// `spec.backup.archive.maxBehindSeconds`, or fails (only with an archive).
+pub const ARCHIVE_BEHIND: &str = "ArchiveBehind";
 /// Condition: the operator cannot reach the primary (it is alive, as its
 /// replicas say, or failover is manual): nothing moves.
 pub const PRIMARY_UNREACHABLE: &str = "PrimaryUnreachable";
@@ -58,6 +61,8 @@ pub struct StatusInputs<'a> {
     pub restore: Option<&'a ebisu_api::RestoreStatus>,
     /// How the instances without a volume yet are seeded.
     pub seeds: &'a [ebisu_api::SeedStatus],
+    /// The binary log archive, when the spec asks for one.
+    pub archive: Option<&'a ebisu_api::ArchiveStatus>,
     /// Now.
     pub now: &'a Time,
 }
@@ -72,6 +77,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         fenced,
         restore,
         seeds,
+        archive,
         now,
     } = inputs;
     let previous = cluster.status.clone().unwrap_or_default();
@@ -248,6 +254,26 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
             ),
         },
     ];
+    let mut conditions = conditions;
+    if archive.is_some() {
+        conditions.push(
+            match pass
+                .problems
+                .iter()
+                .find(|p| matches!(p, Problem::ArchiveBehind(_)))
+            {
+                Some(problem) => {
+                    condition(ARCHIVE_BEHIND, true, "ArchiveBehind", &problem.message())
+                }
+                None => condition(
+                    ARCHIVE_BEHIND,
+                    false,
+                    "WithinBound",
+                    "the binary log archive keeps up with the primary",
+                ),
+            },
+        );
+    }
     let mut last_switchover = previous.last_switchover;
     let mut last_failover = previous.last_failover;
     for (kind, change) in &pass.completed {
@@ -274,6 +300,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         fenced_nodes: fenced.to_vec(),
         restore: restore.cloned(),
         seeds: seeds.to_vec(),
+        archive: archive.cloned(),
     }
 }
 
@@ -582,6 +609,7 @@ mod tests {
             fenced: &[],
             restore: None,
             seeds: &[],
+            archive: None,
             now,
         })
     }

@@ -159,6 +159,21 @@ pub struct BackupSchedule {
     pub cron: croner::Cron,
     /// How many completed scheduled backups to keep.
     pub keep: u32,
+    /// The binary log archive, when on.
+    pub archive: Option<ArchiveTarget>,
+}
+
+/// Validated `spec.backup.archive`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveTarget {
+    /// The S3 bucket.
+    pub bucket: String,
+    /// The key prefix (`<namespace>/<cluster>` unless set).
+    pub prefix: String,
+    /// How far behind the archive may be before it is a problem.
+    pub max_behind_seconds: u64,
+    /// The Secret whose keys are the agents' AWS environment, if any.
+    pub credentials_secret: Option<String>,
 }
 
 /// Parses a backup schedule: a cron expression in UTC, five fields or six
@@ -349,7 +364,20 @@ pub fn validate(
         .as_ref()
         .map(|b| {
             parse_schedule(&b.schedule)
-                .map(|cron| BackupSchedule { cron, keep: b.keep })
+                .map(|cron| BackupSchedule {
+                    cron,
+                    keep: b.keep,
+                    archive: b.archive.as_ref().map(|a| ArchiveTarget {
+                        bucket: a.bucket.clone(),
+                        prefix: a
+                            .prefix
+                            .clone()
+                            .filter(|p| !p.trim_matches('/').is_empty())
+                            .unwrap_or_else(|| format!("{namespace}/{name}")),
+                        max_behind_seconds: u64::from(a.max_behind_seconds),
+                        credentials_secret: a.credentials_secret.clone(),
+                    }),
+                })
                 .map_err(|why| {
                     invalid(
                         "spec.backup.schedule",
@@ -782,6 +810,38 @@ mod tests {
             Err(Error::InvalidField { field, reason }) => (field, reason),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_archive_goes_under_the_namespace_and_cluster_unless_a_prefix_is_given() {
+        let archive = |archive: &str| {
+            validate(
+                &cluster(&format!(
+                    "  storage: {{size: 10Gi}}\n  backup: {{schedule: \"0 3 * * *\", archive: {archive}}}\n"
+                )),
+                &settings(),
+            )
+            .expect("valid")
+            .backup_schedule
+            .and_then(|b| b.archive)
+            .map(|a| (a.bucket, a.prefix, a.max_behind_seconds))
+        };
+        let default_prefix = archive("{bucket: logs}").map(|(_, prefix, _)| prefix);
+        assert!(
+            default_prefix
+                .as_deref()
+                .is_some_and(|p| p.ends_with("/orders") && p.split('/').count() == 2),
+            "{default_prefix:?}"
+        );
+        assert_eq!(
+            archive("{bucket: logs, prefix: prod/orders, maxBehindSeconds: 5}"),
+            Some(("logs".to_owned(), "prod/orders".to_owned(), 5))
+        );
+        assert_eq!(
+            archive("{bucket: logs, prefix: /}").map(|(_, p, _)| p),
+            default_prefix,
+            "an empty prefix is the default"
+        );
     }
 
     #[test]

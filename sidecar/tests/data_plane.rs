@@ -550,3 +550,204 @@ async fn binary_logs_read_as_the_server_wrote_them(server: Server) {
         in_last[2..]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_the_archive_holds_every_transaction_once_across_archivers() {
+    the_archive_holds_every_transaction_once_across_archivers(Server::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_the_archive_holds_every_transaction_once_across_archivers() {
+    the_archive_holds_every_transaction_once_across_archivers(Server::MySql).await;
+}
+
+/// Asks `instance`'s agent to archive for `seconds` into the test bucket.
+async fn assign_archive(
+    instance: &support::Instance,
+    seconds: u64,
+) -> ebisu_api::agent::ArchiveProgress {
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}{}",
+            instance.agent_url(),
+            ebisu_api::agent::PATH_ARCHIVE
+        ))
+        .bearer_auth(support::CLONE_TOKEN)
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&ebisu_api::agent::ArchiveAssignment {
+                bucket: "archive".to_owned(),
+                prefix: "shop/orders".to_owned(),
+                seconds,
+            })
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&answer).unwrap()
+}
+
+/// Everything in the archive: each segment's bytes checked against its
+/// manifest's SHA-256 and read as events; the transactions of all segments
+/// (with their count) and what came before the oldest file archived.
+async fn archived_transactions(
+    s3: &aws_sdk_s3::Client,
+    flavor: ebisu_mysql::Flavor,
+) -> (Vec<ebisu_mysql::binlog::Transaction>, ebisu_mysql::GtidSet) {
+    use sha2::Digest;
+    let listed = s3
+        .list_objects_v2()
+        .bucket("archive")
+        .prefix("shop/orders/manifest/")
+        .send()
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    let mut oldest: Option<(u32, ebisu_mysql::GtidSet)> = None;
+    for object in listed.contents() {
+        let key = object.key().unwrap();
+        let get = |key: String| async move {
+            s3.get_object()
+                .bucket("archive")
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&get(key.to_owned()).await).unwrap();
+        let data_key = key
+            .replace("/manifest/", "/binlog/")
+            .trim_end_matches(".json")
+            .to_owned();
+        let bytes = get(data_key.clone()).await;
+        let sha: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(manifest["sha256"], sha, "{data_key}");
+        let start = manifest["start"].as_u64().unwrap();
+        let transactions = ebisu_mysql::binlog::transactions(&bytes, start).unwrap();
+        assert_eq!(
+            manifest["transactions"].as_u64().unwrap(),
+            transactions.len() as u64
+        );
+        if start == 0 {
+            let created = u32::try_from(manifest["created"].as_u64().unwrap()).unwrap();
+            let before = manifest["preceding"]
+                .as_str()
+                .map(|p| ebisu_mysql::GtidSet::parse(flavor, p).unwrap())
+                .unwrap_or_else(|| ebisu_mysql::GtidSet::empty(flavor));
+            if oldest.as_ref().is_none_or(|(at, _)| created < *at) {
+                oldest = Some((created, before));
+            }
+        }
+        found.extend(transactions);
+    }
+    let before = oldest
+        .map(|(_, set)| set)
+        .unwrap_or_else(|| ebisu_mysql::GtidSet::empty(flavor));
+    (found, before)
+}
+
+/// The archive's agent: assigned to a replica it uploads that server's
+/// binary logs to S3 (moto) as segments, each with its manifest; moved to
+/// the primary (as after a failover), the primary's agent uploads only what
+/// the archive lacks. Each time, the archive holds every transaction the
+/// primary executed since the oldest archived file began, each exactly once.
+async fn the_archive_holds_every_transaction_once_across_archivers(server: Server) {
+    let (flavor, executed_query) = match server {
+        Server::MariaDb => (
+            ebisu_mysql::Flavor::MariaDb,
+            "SELECT @@GLOBAL.gtid_binlog_pos",
+        ),
+        Server::MySql => (
+            ebisu_mysql::Flavor::MySql84,
+            "SELECT @@GLOBAL.gtid_executed",
+        ),
+    };
+    let moto = support::Moto::start();
+    let s3 = moto.client();
+    s3.create_bucket().bucket("archive").send().await.unwrap();
+    let mut cluster = Cluster::of(server, "archived");
+    cluster.agent_env = moto.env();
+    let (primary, replica) = primary_and_replica(&cluster, None).await;
+    let mariadb = server == Server::MariaDb;
+
+    let holds_everything_once = |stage: &'static str| {
+        let s3 = &s3;
+        let primary = &primary;
+        let cluster = &cluster;
+        async move {
+            let mut conn = primary.root(cluster).await;
+            let executed: String = conn.query_first(executed_query).await.unwrap().unwrap();
+            drop(conn);
+            let executed = ebisu_mysql::GtidSet::parse(flavor, &executed).unwrap();
+            let mut last = String::new();
+            for _ in 0..120 {
+                let (found, before) = archived_transactions(s3, flavor).await;
+                let archived = before
+                    .union(&ebisu_mysql::binlog::gtid_set(&found, mariadb))
+                    .unwrap();
+                let mut gtids: Vec<_> = found.iter().map(|t| t.gtid).collect();
+                gtids.sort_unstable();
+                let total = gtids.len();
+                gtids.dedup();
+                assert_eq!(gtids.len(), total, "{stage}: a transaction archived twice");
+                if archived == executed {
+                    return total;
+                }
+                last = format!("{archived} of {executed}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            panic!("{stage}: the archive holds {last}");
+        }
+    };
+
+    // From the replica.
+    assign_archive(&replica, 4).await;
+    write_rows(&primary, &cluster, 10, 100).await;
+    eventually(MINUTE, "the replica's agent to upload", || async {
+        let progress = assign_archive(&replica, 4).await;
+        assert_eq!(progress.error, None, "{}", replica.agent_log());
+        progress.segments > 0
+    })
+    .await;
+    let from_replica = holds_everything_once("archived from the replica").await;
+    assert!(from_replica >= 10, "{from_replica}");
+    let progress = assign_archive(&replica, 4).await;
+    assert!(
+        progress.segments > 0 && progress.error.is_none(),
+        "{progress:?}"
+    );
+
+    // The replica's assignment lapses; the primary's agent takes over,
+    // with a new file begun on each server.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for instance in [&primary, &replica] {
+        let mut conn = instance.root(&cluster).await;
+        conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    }
+    write_rows(&primary, &cluster, 5, 100).await;
+    assign_archive(&primary, 60).await;
+    write_rows(&primary, &cluster, 5, 100).await;
+    let total = holds_everything_once("archived by the primary after the replica").await;
+    assert!(total >= from_replica + 10, "{total}");
+    let progress = assign_archive(&primary, 60).await;
+    assert!(progress.error.is_none(), "{progress:?}");
+    assert!(
+        progress.archived_through_us.is_some_and(|us| us > 0),
+        "{progress:?}"
+    );
+}

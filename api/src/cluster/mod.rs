@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 pub use pod::{PodTemplateOverrides, ServiceTemplate, ServiceTemplates, ServiceType};
 pub use replication::{CloneMethod, CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
 pub use status::{
-    ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation, OperationKind,
-    OperationStep, Phase, RestoreStatus, RoleChange, SeedMethod, SeedStatus,
+    ArchiveStatus, ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation,
+    OperationKind, OperationStep, Phase, RestoreStatus, RoleChange, SeedMethod, SeedStatus,
     VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
 };
 pub use storage::{
@@ -377,6 +377,45 @@ pub struct BackupSchedule {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000")
         .message("spec.backup.keep must be between 1 and 1000: how many scheduled backups to keep"))]
     pub keep: u32,
+    /// A continuous archive of the binary logs in S3, taken from a
+    /// caught-up replica (the primary of a one-instance cluster); none
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<BinlogArchive>,
+}
+
+/// Where the binary log archive goes. Objects are
+/// `<prefix>/binlog/<server-id>-<file created>-<file>/<offset>` (the bytes)
+/// and the same under `<prefix>/manifest/` with `.json` (the transactions
+/// each holds, their commit times and a SHA-256), a manifest written only
+/// after its bytes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogArchive {
+    /// The S3 bucket (it must exist).
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// The key prefix; `<namespace>/<cluster>` when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub prefix: Option<String>,
+    /// A Secret in the cluster's namespace whose keys become the sidecar's
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL_S3` for an S3-compatible store);
+    /// without it the pods' own AWS credentials (EKS Pod Identity or IRSA
+    /// on the cluster's service account) are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// How far the archive may fall behind the primary, in seconds, before
+    /// the `ArchiveBehind` condition says so (1 to 3600).
+    #[serde(default = "default_max_behind")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600")
+        .message("spec.backup.archive.maxBehindSeconds must be between 1 and 3600"))]
+    pub max_behind_seconds: u32,
+}
+
+fn default_max_behind() -> u32 {
+    30
 }
 
 fn default_keep() -> u32 {

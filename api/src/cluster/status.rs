@@ -64,6 +64,10 @@ pub struct MySQLClusterStatus {
     /// (`spec.clone.method`), until its claim exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<SeedStatus>,
+    /// The binary log archive (`spec.backup.archive`), as its archiver
+    /// last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveStatus>,
 }
 
 /// How one new replica gets its data.
@@ -278,6 +282,29 @@ pub struct InstanceStatus {
     /// out of service until it is re-seeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errant_gtids: Option<String>,
+}
+
+/// The binary log archive.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    /// The pod whose agent archives now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archiver: Option<String>,
+    /// Every transaction the archive holds (GTIDs in the flavor's notation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
+    /// The recovery point: when the newest archived transaction committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_through: Option<Time>,
+    /// How far behind the primary the archive is, in seconds: 0 when it
+    /// holds every transaction the primary has, else the time since the
+    /// newest one it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind_seconds: Option<u64>,
+    /// Why archiving fails, while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An instance's EBS volume, from EC2's DescribeVolumes.

@@ -9,6 +9,7 @@
 //! MySQLBackup is made and which scheduled ones retention deletes, with
 //! their snapshots.
 
+pub mod archive;
 pub mod decide;
 pub mod schedule;
 

@@ -260,6 +260,17 @@ fn agent(cluster: &ValidatedCluster) -> Container {
         command: Some(vec![SIDECAR_BIN.to_owned(), "agent".to_owned()]),
         env: Some(env),
         ports: Some(vec![container_port("agent", AGENT_PORT)]),
+        // The archive's S3 credentials, when not the pod's own (Pod
+        // Identity or IRSA on the cluster's service account).
+        env_from: archive_credentials(cluster).map(|secret| {
+            vec![k8s_openapi::api::core::v1::EnvFromSource {
+                secret_ref: Some(k8s_openapi::api::core::v1::SecretEnvSource {
+                    name: secret,
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }]
+        }),
         volume_mounts: Some(vec![
             mount(SIDECAR_VOLUME, SIDECAR_BIN_DIR, true),
             mount(DATA_VOLUME, DATA_DIR, false),
@@ -292,6 +303,16 @@ fn agent(cluster: &ValidatedCluster) -> Container {
         security_context: Some(restricted()),
         ..Container::default()
     }
+}
+
+fn archive_credentials(cluster: &ValidatedCluster) -> Option<String> {
+    cluster
+        .backup_schedule
+        .as_ref()?
+        .archive
+        .as_ref()?
+        .credentials_secret
+        .clone()
 }
 
 /// How long a deleted primary's pod may hold its server up for the
@@ -596,6 +617,24 @@ mod tests {
             .flatten()
             .find(|e| e.name == name)
             .unwrap_or_else(|| panic!("env {name}"))
+    }
+
+    #[test]
+    fn the_archives_credentials_secret_is_the_agents_environment_alone() {
+        let plain = build(&validated(BASIC));
+        assert!(pod(&plain).containers.iter().all(|c| c.env_from.is_none()));
+        let yaml = format!(
+            "{BASIC}\n  backup:\n    schedule: \"0 3 * * *\"\n    archive: {{bucket: b, credentialsSecret: s3-keys}}\n"
+        );
+        let sts = build(&validated(&yaml));
+        let from = container(&sts, "agent")
+            .env_from
+            .as_ref()
+            .and_then(|f| f.first())
+            .and_then(|f| f.secret_ref.as_ref())
+            .map(|r| (r.name.clone(), r.optional));
+        assert_eq!(from, Some(("s3-keys".to_owned(), Some(false))));
+        assert!(container(&sts, "mysqld").env_from.is_none());
     }
 
     #[test]

@@ -182,6 +182,9 @@ pub enum Problem {
     /// EC2 could not be asked about the volumes (no credentials, no
     /// permission, no network): volume status and changes are unavailable.
     Ec2Unavailable(String),
+    /// The binary log archive is further behind the primary than
+    /// `spec.backup.archive.maxBehindSeconds`, or cannot archive: why.
+    ArchiveBehind(String),
     /// A change of a volume's IOPS or throughput must wait.
     VolumeChangeDeferred {
         /// The instance.
@@ -225,6 +228,7 @@ impl Problem {
             Self::OverlappingBudgets(_) => "OverlappingBudgets",
             Self::InitFailing { .. } => "InitFailing",
             Self::Ec2Unavailable(_) => "EC2Unavailable",
+            Self::ArchiveBehind(_) => "ArchiveBehind",
             Self::FenceImpossible { .. } => "FenceImpossible",
             Self::StaticVolumeRefused { .. } => "StaticVolumeRefused",
             Self::ReseedRefused { .. } => "ReseedRefused",
@@ -263,7 +267,8 @@ impl Problem {
             | Self::ChildNotApplied { .. }
             | Self::ClaimPending { .. }
             | Self::DowngradeRefused(_)
-            | Self::Ec2Unavailable(_) => None,
+            | Self::Ec2Unavailable(_)
+            | Self::ArchiveBehind(_) => None,
         }
     }
 
@@ -294,6 +299,7 @@ impl Problem {
                 | Self::UpgradeFailed { .. }
                 | Self::OverlappingBudgets(_)
                 | Self::Ec2Unavailable(_)
+                | Self::ArchiveBehind(_)
                 | Self::VolumeChangeDeferred { .. }
         )
     }
@@ -434,6 +440,10 @@ impl Problem {
                  policy in the chart's README"
             ),
             Self::VolumeChangeDeferred { pod, why } => format!("{pod}'s volume: {why}"),
+            Self::ArchiveBehind(why) => format!(
+                "the binary log archive {why}: a point-in-time restore cannot reach past \
+                 what it holds (status.archive says how far it got)"
+            ),
             Self::RelayLogUnapplied { pod, error } => format!(
                 "{pod}'s server restarted with received transactions in its relay log that \
                  its agent cannot apply ({error}), so its replication stays stopped rather \

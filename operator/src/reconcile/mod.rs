@@ -260,6 +260,13 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         events::publish(&ctx.recorder, cluster, "Backup", note).await;
     }
 
+    // 10b. The binary log archive: its archiver assigned again, how far it
+    //      got (agent).
+    let archive = keep_archive(ctx, cluster, &validated, &pass).await;
+    if let Some((_, Some(problem))) = &archive {
+        problems.push(problem.clone());
+    }
+
     // 11. Record that the cluster holds data once it has a primary (client).
     if record.needs_marking(pass.primary.is_some())
         && let Err(error) = apply::mark_initialised(&ctx.client, &validated, &record).await
@@ -317,6 +324,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         fenced: &fencing.fenced,
         restore: restoring.as_ref(),
         seeds: &seeding.seeds,
+        archive: archive.as_ref().map(|(status, _)| status),
         now: &now,
     });
     let settled = new_status.phase == Some(ebisu_api::Phase::Running) && !pass.acted;
@@ -423,6 +431,73 @@ async fn refuse_restore(
 
 /// The backups step: the schedule kept, then pending backups taken with
 /// the servers as the pass last saw them.
+/// Renews the archive's assignment at the instance that should archive
+/// and reports how far it got; `None` without `spec.backup.archive`.
+async fn keep_archive(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    validated: &ValidatedCluster,
+    pass: &PassReport,
+) -> Option<(ebisu_api::ArchiveStatus, Option<crate::model::Problem>)> {
+    let target = validated.backup_schedule.as_ref()?.archive.as_ref()?;
+    let states: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
+    let current = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.archive.as_ref())
+        .and_then(|a| a.archiver.as_deref());
+    let chosen = backups::archive::archiver(&states, pass.primary.as_deref(), current)
+        .map(|s| s.pod.clone());
+    let progress = match &chosen {
+        Ok(pod) => {
+            let ip = pass
+                .servers
+                .iter()
+                .find(|s| &s.state.pod == pod)
+                .and_then(|s| s.ip.clone());
+            let token = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|a| a.clone_token);
+            let asked = match (ip, token) {
+                (Some(ip), Some(token)) => {
+                    backups::archive::assign(&ctx.agents, pod, &ip, &token, target)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                (None, _) => Err(format!("{pod} has no IP address yet")),
+                (_, None) => Err("the credentials Secret has no clone token".to_owned()),
+            };
+            Some(
+                asked.unwrap_or_else(|error| ebisu_api::agent::ArchiveProgress {
+                    error: Some(error),
+                    ..Default::default()
+                }),
+            )
+        }
+        Err(_) => None,
+    };
+    let flavor = pass
+        .servers
+        .iter()
+        .find_map(|s| s.flavor)
+        .unwrap_or(ebisu_mysql::Flavor::MariaDb);
+    let primary_gtid = pass
+        .primary
+        .as_deref()
+        .and_then(|p| states.iter().find(|s| s.pod == p))
+        .and_then(|s| s.gtid.as_ref());
+    Some(backups::archive::report(
+        target,
+        chosen.as_deref().map_err(String::as_str),
+        progress.as_ref(),
+        primary_gtid,
+        flavor,
+        Timestamp::now(),
+    ))
+}
+
 async fn take_backups(
     ctx: &Context,
     cluster: &MySQLCluster,

@@ -2,9 +2,11 @@
 //! health, readiness (the server answers queries; never about lag), status,
 //! Prometheus metrics and clone streams to peers, on the first start after
 //! a clone points replication at the recorded source, after a start on a
-//! new release runs the flavor's upgrade step, and on MariaDB keeps READ_ONLY
-//! ADMIN to ebisu's own accounts.
+//! new release runs the flavor's upgrade step, on MariaDB keeps READ_ONLY
+//! ADMIN to ebisu's own accounts, and archives the binary logs to S3 while
+//! the operator assigns it.
 
+mod archive;
 mod clone_server;
 pub mod fence;
 mod metrics;
@@ -30,9 +32,9 @@ use axum::{
 use ebisu_api::{
     Flavor as FlavorFamily,
     agent::{
-        HEADER_SEMI_SYNC, HEADER_SERVER, PATH_CLONE, PATH_HEALTHZ, PATH_METRICS, PATH_READYZ,
-        PATH_RESEED, PATH_STATUS, SEMI_SYNC_FALLEN_BACK, SEMI_SYNC_WAITING, SERVER_READ_ONLY,
-        SERVER_WRITABLE,
+        HEADER_SEMI_SYNC, HEADER_SERVER, PATH_ARCHIVE, PATH_CLONE, PATH_HEALTHZ, PATH_METRICS,
+        PATH_READYZ, PATH_RESEED, PATH_STATUS, SEMI_SYNC_FALLEN_BACK, SEMI_SYNC_WAITING,
+        SERVER_READ_ONLY, SERVER_WRITABLE,
     },
 };
 use ebisu_mysql::Flavor;
@@ -120,6 +122,8 @@ pub struct Shared {
     heard: Arc<std::sync::Mutex<source_watch::Heard>>,
     /// Connections kept open for a fence.
     fencer: Arc<fence::Fencer>,
+    /// The binary log archive's assignment and progress.
+    archive: archive::Archive,
     /// The last readiness look and when it was taken: concurrent and
     /// repeated `/readyz` requests share it.
     ready: tokio::sync::Mutex<Option<(tokio::time::Instant, ReadyLook)>>,
@@ -175,6 +179,7 @@ impl Shared {
             relay_log_error: Failing::default(),
             heard: Arc::default(),
             fencer: Arc::default(),
+            archive: archive::Archive::default(),
             ready: tokio::sync::Mutex::new(None),
         })
     }
@@ -263,6 +268,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     tokio::spawn(read_only_admin::run(shared.clone()));
     tokio::spawn(offline_mode::run(shared.clone()));
     tokio::spawn(relay_log::run(shared.clone()));
+    tokio::spawn(archive::run(shared.clone()));
     if let Some(lease) = shared.config.lease.clone() {
         tokio::spawn(primary_lease::run(
             shared.clone(),
@@ -308,6 +314,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(PATH_READYZ, get(readyz))
         .route(PATH_CLONE, get(clone_server::serve))
         .route(PATH_RESEED, axum::routing::post(reseed::request))
+        .route(PATH_ARCHIVE, axum::routing::post(archive::assign))
         .merge(observers)
         .with_state(shared)
 }

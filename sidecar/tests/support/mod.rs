@@ -46,7 +46,7 @@ pub fn mysql_root() -> PathBuf {
         || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/ebisu"),
         PathBuf::from,
     );
-    let root = cache.join("rootfs/mysql-sid");
+    let root = cache.join("rootfs/mysql-sid-2");
     assert!(
         root.join(".ebisu-complete").exists(),
         "{} is missing: run tests/build-rootfs.sh (MySQL 9.7 from Debian sid)",
@@ -80,6 +80,81 @@ pub fn require_mariadb() {
     }
 }
 
+/// moto's S3 on a free loopback port (installed by tests/install-moto.sh),
+/// killed when dropped.
+pub struct Moto {
+    process: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/install-moto.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg("--print-path")
+            .output()
+            .unwrap();
+        let server = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let port = free_port();
+        let process = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{server}: {e} (run tests/install-moto.sh)"));
+        wait_for(Duration::from_secs(60), "moto to serve", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self {
+            process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The environment an agent reaches this S3 with.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL_S3", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// An S3 client of this endpoint.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -106,6 +181,8 @@ pub struct Cluster {
     pub server: Server,
     /// MySQL's root file system, for MySQL clusters.
     image_root: Option<PathBuf>,
+    /// Environment every agent starts with (the S3 endpoint and keys).
+    pub agent_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -153,6 +230,7 @@ impl Cluster {
             name: name.to_owned(),
             server,
             image_root,
+            agent_env: Vec::new(),
         }
     }
 
@@ -345,7 +423,8 @@ impl Instance {
             .arg(self.port.to_string())
             .arg("--scratch-dir")
             .arg(self.dir.join("tmp"))
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(cluster.agent_env.iter().map(|(k, v)| (k, v)));
         if let Some(rate) = rate_limit {
             cmd.arg("--clone-rate-limit").arg(rate.to_string());
         }

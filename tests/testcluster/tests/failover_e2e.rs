@@ -64,6 +64,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
 
     d.a_backup_restores_exactly_what_it_held(TABLE);
     d.a_replica_seeded_from_a_snapshot_catches_up(TABLE);
+    d.the_binary_logs_are_archived_through_a_switchover(TABLE);
     a_drain_of_the_primarys_node_switches_over_first(&mut d);
     partial_failures_keep_exactly_one_writable_server(&mut d);
     d.grant_all_writes_only_to_the_primary(TABLE);

@@ -164,6 +164,7 @@ fn mysql_bootstraps_clones_replicates_and_moves_its_primary() {
 
     m.a_backup_restores_exactly_what_it_held(TABLE);
     m.a_replica_seeded_from_a_snapshot_catches_up(TABLE);
+    m.the_binary_logs_are_archived_through_a_switchover(TABLE);
 
     // Drain of the primary's node: switchover first.
     let old = m.primary();

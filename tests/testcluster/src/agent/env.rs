@@ -1,7 +1,10 @@
 //! A container's environment as the kubelet builds it: `envFrom`, `env`
 //! (values with `$(VAR)` expansion, secretKeyRef, configMapKeyRef, fieldRef,
 //! resourceFieldRef), plus the `KUBERNETES_SERVICE_*` variables pointing at
-//! the apiserver's bridge address (there is no ClusterIP routing here).
+//! the apiserver's bridge address (there is no ClusterIP routing here), and
+//! the local S3's endpoint and keys, as EKS Pod Identity gives every pod of
+//! a service account its role's credentials (a container's own `env` and
+//! `envFrom` still win).
 
 use std::collections::BTreeMap;
 
@@ -129,6 +132,17 @@ pub async fn resolve(
             "KUBERNETES_PORT".to_owned(),
             format!("tcp://{BRIDGE_ADDR}:{APISERVER_PORT}"),
         ),
+        ("AWS_ENDPOINT_URL_S3".to_owned(), crate::ec2::endpoint()),
+        (
+            "AWS_ACCESS_KEY_ID".to_owned(),
+            crate::ec2::ACCESS_KEY_ID.to_owned(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_owned(),
+            crate::ec2::SECRET_ACCESS_KEY.to_owned(),
+        ),
+        ("AWS_REGION".to_owned(), crate::ec2::REGION.to_owned()),
+        ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
     ];
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();

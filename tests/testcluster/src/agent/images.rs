@@ -13,7 +13,7 @@
 //! | anything else                                 | fails like a pull: `ErrImagePull`              |
 //!
 //! Built binaries come from `$EBISU_BIN_DIR`, default `<workspace>/target/debug`;
-//! the MySQL root from `$EBISU_CACHE/rootfs/mysql-sid` (default `$HOME/.cache/ebisu`).
+//! the MySQL root from `$EBISU_CACHE/rootfs/mysql-sid-2` (default `$HOME/.cache/ebisu`).
 
 use std::path::PathBuf;
 
@@ -58,7 +58,7 @@ pub fn mysql_root() -> PathBuf {
         },
         PathBuf::from,
     );
-    cache.join("rootfs/mysql-sid")
+    cache.join("rootfs/mysql-sid-2")
 }
 
 /// Where the workspace's built binaries are.

@@ -1,0 +1,296 @@
+//! The binary log archive (`spec.backup.archive`): which instance's agent
+//! archives ([`archiver`], pure), the assignment renewed at it every
+//! reconcile, which answers how far the archive got ([`assign`], IO), and
+//! what status and problems say about it ([`report`], pure).
+
+use ebisu_api::{
+    ArchiveStatus,
+    agent::{ArchiveAssignment, ArchiveProgress, PATH_ARCHIVE},
+    names::AGENT_PORT,
+};
+use ebisu_mysql::{Flavor, GtidSet};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+
+use crate::model::{Problem, ServerState};
+use crate::validate::ArchiveTarget;
+
+/// How long one assignment lasts: three settled reconciles, so a renewal
+/// missed or two does not stop the archive, and an operator gone for
+/// longer stops it.
+pub const ASSIGNMENT_SECONDS: u64 = 90;
+
+/// Why the archiver could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The agent did not answer or refused.
+    #[error("failed to assign the archive to {pod}'s agent: {why}")]
+    Agent {
+        /// The pod.
+        pod: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// The instance whose agent archives: the current archiver while it still
+/// replicates from the primary, else the replicating replica with the
+/// highest ordinal (a switchover picks it last), else the primary of a
+/// cluster with no replica; otherwise why there is none.
+pub fn archiver<'a>(
+    servers: &'a [ServerState],
+    primary: Option<&str>,
+    current: Option<&str>,
+) -> Result<&'a ServerState, String> {
+    let primary = primary
+        .and_then(|p| servers.iter().find(|s| s.pod == p))
+        .filter(|p| p.answered() && !p.read_only)
+        .ok_or_else(|| "has no writable primary to follow".to_owned())?;
+    let replicating = |s: &&ServerState| {
+        s.pod != primary.pod
+            && s.answered()
+            && !s.terminating
+            && s.replication.as_ref().is_some_and(|r| {
+                r.source_host == primary.host && r.sql_running && r.sql_error.is_none()
+            })
+    };
+    if let Some(kept) = current
+        .and_then(|c| servers.iter().find(|s| s.pod == c))
+        .filter(replicating)
+    {
+        return Ok(kept);
+    }
+    if let Some(best) = servers
+        .iter()
+        .filter(replicating)
+        .max_by_key(|s| ebisu_api::names::ordinal_of(&s.pod).unwrap_or(0))
+    {
+        return Ok(best);
+    }
+    if servers.iter().all(|s| s.pod == primary.pod) {
+        return Ok(primary);
+    }
+    Err("has no replica that replicates from the primary to archive from".to_owned())
+}
+
+/// Renews the assignment at `ip`'s agent; answers the archive's progress.
+pub async fn assign(
+    agents: &reqwest::Client,
+    pod: &str,
+    ip: &str,
+    token: &str,
+    target: &ArchiveTarget,
+) -> Result<ArchiveProgress, Error> {
+    let failed = |why: String| Error::Agent {
+        pod: pod.to_owned(),
+        why,
+    };
+    let body = serde_json::to_vec(&ArchiveAssignment {
+        bucket: target.bucket.clone(),
+        prefix: target.prefix.clone(),
+        seconds: ASSIGNMENT_SECONDS,
+    })
+    .map_err(|e| failed(e.to_string()))?;
+    let answer = agents
+        .post(format!("http://{ip}:{AGENT_PORT}{PATH_ARCHIVE}"))
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| failed(e.to_string()))?
+        .bytes()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    serde_json::from_slice(&answer).map_err(|e| failed(e.to_string()))
+}
+
+/// `status.archive` and, when the archive is further behind the primary
+/// than allowed or fails, the problem saying so.
+pub fn report(
+    target: &ArchiveTarget,
+    archiver: Result<&str, &str>,
+    progress: Option<&ArchiveProgress>,
+    primary_gtid: Option<&GtidSet>,
+    flavor: Flavor,
+    now: Timestamp,
+) -> (ArchiveStatus, Option<Problem>) {
+    let through = progress
+        .and_then(|p| p.archived_through_us)
+        .and_then(|us| Timestamp::from_microsecond(us).ok());
+    let archived = progress
+        .and_then(|p| p.archived.as_deref())
+        .and_then(|a| GtidSet::parse(flavor, a).ok());
+    let complete = match (&archived, primary_gtid) {
+        (Some(archived), Some(primary)) => archived.contains(primary).unwrap_or(false),
+        _ => false,
+    };
+    let behind = if complete {
+        Some(0)
+    } else {
+        through.map(|t| u64::try_from(now.duration_since(t).as_secs()).unwrap_or(0))
+    };
+    let error = progress.and_then(|p| p.error.clone());
+    let status = ArchiveStatus {
+        archiver: archiver.ok().map(str::to_owned),
+        gtid_set: archived.as_ref().map(ToString::to_string),
+        archived_through: through.map(Time),
+        behind_seconds: behind,
+        error: error.clone(),
+    };
+    let problem = match (archiver, error, behind) {
+        (Err(why), _, _) => Some(why.to_owned()),
+        (Ok(pod), Some(error), _) => Some(format!("fails on {pod}: {error}")),
+        (Ok(_), None, Some(secs)) if secs > target.max_behind_seconds => Some(format!(
+            "is {secs} s behind the primary (spec.backup.archive.maxBehindSeconds is {})",
+            target.max_behind_seconds
+        )),
+        (Ok(pod), None, None) if progress.is_none() => {
+            Some(format!("has no answer from {pod}'s agent"))
+        }
+        _ => None,
+    };
+    (status, problem.map(Problem::ArchiveBehind))
+}
+
+#[cfg(test)]
+mod tests {
+    use ebisu_api::InstanceRole;
+
+    use super::*;
+    use crate::model::{Answer, Replication};
+
+    fn host(pod: &str) -> String {
+        format!("{pod}.db.shop.svc.cluster.local")
+    }
+
+    fn primary(pod: &str) -> ServerState {
+        ServerState {
+            role_label: Some(InstanceRole::Primary),
+            answer: Answer::Answered,
+            read_only: false,
+            ..ServerState::unobserved(pod, &host(pod))
+        }
+    }
+
+    fn replica(pod: &str) -> ServerState {
+        ServerState {
+            read_only: true,
+            replication: Some(Replication {
+                source_host: host("db-0"),
+                io_running: true,
+                io_errno: 0,
+                io_error: None,
+                sql_running: true,
+                sql_error: None,
+                lag_seconds: Some(3),
+                received: None,
+            }),
+            ..primary(pod)
+        }
+    }
+
+    #[test]
+    fn the_archiver_is_a_replicating_replica_kept_while_it_can() {
+        let mut servers = vec![primary("db-0"), replica("db-1"), replica("db-2")];
+        let pick = |servers: &[ServerState], current| {
+            archiver(servers, Some("db-0"), current).map(|s| s.pod.clone())
+        };
+        assert_eq!(pick(&servers, None), Ok("db-2".to_owned()));
+        assert_eq!(pick(&servers, Some("db-1")), Ok("db-1".to_owned()), "kept");
+        servers[1].terminating = true;
+        assert_eq!(pick(&servers, Some("db-1")), Ok("db-2".to_owned()));
+        if let Some(r) = servers[2].replication.as_mut() {
+            r.sql_error = Some("1062".to_owned());
+        }
+        assert!(pick(&servers, None).is_err(), "nobody replicates cleanly");
+        assert!(
+            pick(&servers, Some("db-0")).is_err(),
+            "the primary of a cluster with replicas never archives"
+        );
+        assert_eq!(pick(&servers[..1], None), Ok("db-0".to_owned()), "alone");
+        servers[0].read_only = true;
+        assert!(pick(&servers, None).is_err(), "no writable primary");
+    }
+
+    fn target() -> ArchiveTarget {
+        ArchiveTarget {
+            bucket: "b".to_owned(),
+            prefix: "shop/orders".to_owned(),
+            max_behind_seconds: 30,
+            credentials_secret: None,
+        }
+    }
+
+    #[test]
+    fn behind_is_zero_when_the_archive_holds_what_the_primary_has_else_the_time_since() {
+        let now = Timestamp::from_second(1_000).expect("now");
+        let gtid = |s| GtidSet::parse(Flavor::MariaDb, s).expect("gtid");
+        let progress = ArchiveProgress {
+            archived: Some("0-100-50".to_owned()),
+            archived_through_us: Some(990_000_000),
+            segments: 3,
+            error: None,
+        };
+        let (status, problem) = report(
+            &target(),
+            Ok("db-2"),
+            Some(&progress),
+            Some(&gtid("0-100-50")),
+            Flavor::MariaDb,
+            now,
+        );
+        assert_eq!(status.behind_seconds, Some(0));
+        assert_eq!(status.archiver.as_deref(), Some("db-2"));
+        assert_eq!(problem, None);
+
+        let (status, problem) = report(
+            &target(),
+            Ok("db-2"),
+            Some(&progress),
+            Some(&gtid("0-100-51")),
+            Flavor::MariaDb,
+            now,
+        );
+        assert_eq!(status.behind_seconds, Some(10));
+        assert_eq!(problem, None, "within 30 s");
+        let (_, problem) = report(
+            &target(),
+            Ok("db-2"),
+            Some(&progress),
+            Some(&gtid("0-100-51")),
+            Flavor::MariaDb,
+            Timestamp::from_second(1_100).expect("later"),
+        );
+        assert!(
+            problem.is_some_and(|p| p.message().contains("is 110 s behind")),
+            "past the bound"
+        );
+
+        let failing = ArchiveProgress {
+            error: Some("failed to upload: AccessDenied".to_owned()),
+            ..progress
+        };
+        let (status, problem) = report(
+            &target(),
+            Ok("db-2"),
+            Some(&failing),
+            None,
+            Flavor::MariaDb,
+            now,
+        );
+        assert_eq!(status.error.as_deref(), failing.error.as_deref());
+        assert!(problem.is_some_and(|p| p.message().contains("fails on db-2: failed to upload")));
+        let (status, problem) = report(
+            &target(),
+            Err("has no writable primary to follow"),
+            None,
+            None,
+            Flavor::MariaDb,
+            now,
+        );
+        assert_eq!(status.archiver, None);
+        assert!(problem.is_some());
+    }
+}
