@@ -235,13 +235,14 @@ fn mariadb_gtid(event: &Event<'_>) -> Result<Transaction, BinlogError> {
 
 /// The GTIDs a file says its server had written before it (MySQL's
 /// Previous_gtids event, MariaDB's Gtid_list event), read from the file's
-/// first events; `None` when `head` has neither.
+/// first events; `None` when `head` has neither, an error when `head` ends
+/// inside one of them.
 pub fn preceding(head: &[u8]) -> Result<Option<GtidSet>, BinlogError> {
     if !head.starts_with(&MAGIC) {
         return Err(BinlogError::NotABinlog);
     }
     for event in events(head, 0).take(4) {
-        let Ok(event) = event else { break };
+        let event = event?;
         match event.kind {
             MYSQL_PREVIOUS_GTIDS => return previous_gtids(&event).map(Some),
             MARIADB_GTID_LIST => return gtid_list(&event).map(Some),

@@ -72,13 +72,15 @@ pub fn archiver<'a>(
     Err("has no replica that replicates from the primary to archive from".to_owned())
 }
 
-/// Renews the assignment at `ip`'s agent; answers the archive's progress.
+/// Assigns the archive to `ip`'s agent for `seconds` (0 ends an
+/// assignment); answers the archive's progress.
 pub async fn assign(
     agents: &reqwest::Client,
     pod: &str,
     ip: &str,
     token: &str,
     target: &ArchiveTarget,
+    seconds: u64,
 ) -> Result<ArchiveProgress, Error> {
     let failed = |why: String| Error::Agent {
         pod: pod.to_owned(),
@@ -87,7 +89,7 @@ pub async fn assign(
     let body = serde_json::to_vec(&ArchiveAssignment {
         bucket: target.bucket.clone(),
         prefix: target.prefix.clone(),
-        seconds: ASSIGNMENT_SECONDS,
+        seconds,
     })
     .map_err(|e| failed(e.to_string()))?;
     let answer = agents
@@ -95,7 +97,9 @@ pub async fn assign(
         .bearer_auth(token)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
-        .timeout(std::time::Duration::from_secs(5))
+        // Inside a reconcile: an agent that does not answer soon is not
+        // waited for (the assignment lapses by itself).
+        .timeout(std::time::Duration::from_secs(2))
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)

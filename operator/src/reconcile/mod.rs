@@ -429,10 +429,9 @@ async fn refuse_restore(
     Ok(Action::requeue(requeue::RESTORE_REFUSED))
 }
 
-/// The backups step: the schedule kept, then pending backups taken with
-/// the servers as the pass last saw them.
 /// Renews the archive's assignment at the instance that should archive
-/// and reports how far it got; `None` without `spec.backup.archive`.
+/// (ending the previous archiver's first, so two never upload at once) and
+/// reports how far it got; `None` without `spec.backup.archive`.
 async fn keep_archive(
     ctx: &Context,
     cluster: &MySQLCluster,
@@ -448,24 +447,38 @@ async fn keep_archive(
         .and_then(|a| a.archiver.as_deref());
     let chosen = backups::archive::archiver(&states, pass.primary.as_deref(), current)
         .map(|s| s.pod.clone());
+    let ip_of = |pod: &str| {
+        pass.servers
+            .iter()
+            .find(|s| s.state.pod == pod)
+            .and_then(|s| s.ip.clone())
+    };
+    let token = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|a| a.clone_token);
+    if let (Some(previous), Some(token)) = (current, &token)
+        && chosen.as_deref().ok() != Some(previous)
+        && let Some(ip) = ip_of(previous)
+        && let Err(error) =
+            backups::archive::assign(&ctx.agents, previous, &ip, token, target, 0).await
+    {
+        warn!(%error, "failed to end the previous archiver's assignment; it lapses by itself");
+    }
     let progress = match &chosen {
         Ok(pod) => {
-            let ip = pass
-                .servers
-                .iter()
-                .find(|s| &s.state.pod == pod)
-                .and_then(|s| s.ip.clone());
-            let token = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+            let asked = match (ip_of(pod), token) {
+                (Some(ip), Some(token)) => backups::archive::assign(
+                    &ctx.agents,
+                    pod,
+                    &ip,
+                    &token,
+                    target,
+                    backups::archive::ASSIGNMENT_SECONDS,
+                )
                 .await
-                .ok()
-                .flatten()
-                .and_then(|a| a.clone_token);
-            let asked = match (ip, token) {
-                (Some(ip), Some(token)) => {
-                    backups::archive::assign(&ctx.agents, pod, &ip, &token, target)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
+                .map_err(|e| e.to_string()),
                 (None, _) => Err(format!("{pod} has no IP address yet")),
                 (_, None) => Err("the credentials Secret has no clone token".to_owned()),
             };
@@ -498,6 +511,8 @@ async fn keep_archive(
     ))
 }
 
+/// The backups step: the schedule kept, then pending backups taken with
+/// the servers as the pass last saw them.
 async fn take_backups(
     ctx: &Context,
     cluster: &MySQLCluster,

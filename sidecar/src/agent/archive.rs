@@ -38,9 +38,9 @@ use super::clone_server::authorized;
 const ROUND: Duration = Duration::from_secs(1);
 /// The most one segment holds: a long file is uploaded in parts.
 const MAX_SEGMENT: u64 = 64 << 20;
-/// The longest a file's head (format description, preceding GTIDs) is read
-/// for when only its creation time is needed.
-const HEAD_LOOK: u64 = 4096;
+/// How much of a file's start is read for its head (format description,
+/// preceding GTIDs, which grow with the number of sources).
+const HEAD_LOOK: u64 = 1 << 20;
 
 /// Why a round of archiving failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,8 @@ pub async fn assign(
             .is_none_or(|(a, _)| a.bucket != assignment.bucket || a.prefix != assignment.prefix);
         if new {
             info!(bucket = %assignment.bucket, prefix = %assignment.prefix, "archiving the binary logs");
+            // Another archive's progress says nothing about this one.
+            shared.archive.update(|p| *p = ArchiveProgress::default());
         }
         *slot = Some((assignment, until));
     }
@@ -184,8 +186,8 @@ async fn archive(shared: Arc<Shared>) {
                 if new {
                     warn!(%error, "archiving the binary logs");
                 }
-                // Started again from the archive itself next round.
-                session = None;
+                // The session keeps what was uploaded: the next round goes
+                // on from there.
                 shared.archive.update(|p| p.error = Some(message));
             }
         }
@@ -286,6 +288,8 @@ struct Session {
     /// transactions the archive never needs.
     floor: Option<(u32, GtidSet)>,
     files: HashMap<String, FileState>,
+    /// Each of the server's files (by name) and when it was begun.
+    created: HashMap<String, u32>,
 }
 
 impl Session {
@@ -320,6 +324,7 @@ impl Session {
             archived: GtidSet::empty(flavor),
             floor: None,
             files: HashMap::new(),
+            created: HashMap::new(),
         };
         session.read_archive(shared, client).await?;
         Ok(session)
@@ -416,8 +421,13 @@ impl Session {
         let Some(position) = position else {
             return Err(Error::Server("the binary log is off".to_owned()));
         };
-        let current: String = position.get(0).unwrap_or_default();
-        let current_end: u64 = position.get(1).unwrap_or_default();
+        let (Some(current), Some(current_end)) =
+            (position.get::<String, _>(0), position.get::<u64, _>(1))
+        else {
+            return Err(Error::Server(
+                "the binary log position has no file or offset".to_owned(),
+            ));
+        };
         let logs: Vec<(String, u64)> = conn
             .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
                 (
@@ -443,27 +453,61 @@ impl Session {
         end: u64,
     ) -> Result<(), Error> {
         let path = self.dir.join(file);
-        let head = read(&path, 0, end.min(HEAD_LOOK)).await?;
-        let Some(Ok(description)) = binlog::events(&head, 0).next() else {
-            return Ok(()); // Not begun yet.
+        let created = match self.created.get(file) {
+            Some(created) => *created,
+            None => {
+                let start = read(&path, 0, end.min(512)).await?;
+                let Some(Ok(description)) = binlog::events(&start, 0).next() else {
+                    return Ok(()); // Not begun yet.
+                };
+                self.created.insert(file.to_owned(), description.timestamp);
+                description.timestamp
+            }
         };
-        let key = file_key(self.server_id, description.timestamp, file);
+        let key = file_key(self.server_id, created, file);
         let mut state = self.files.get(&key).copied().unwrap_or(FileState {
             end: 0,
             head_archived: false,
         });
-        while state.end < end {
-            let from = state.end;
-            let bytes = read(&path, from, end.min(from + MAX_SEGMENT)).await?;
-            let whole = boundary(&bytes, from);
-            if whole == 0 {
-                break;
-            }
-            let bytes = &bytes[..whole];
-            let transactions = binlog::transactions(bytes, from).map_err(|e| Error::File {
+        if state.end >= end {
+            return Ok(());
+        }
+        let head = read(&path, 0, end.min(HEAD_LOOK)).await?;
+        let transactions_in = |bytes: &[u8], from: u64| {
+            binlog::transactions(bytes, from).map_err(|e| Error::File {
                 file: file.to_owned(),
                 why: e.to_string(),
-            })?;
+            })
+        };
+        while state.end < end {
+            let from = state.end;
+            let capped = from + MAX_SEGMENT < end;
+            let mut bytes = read(&path, from, end.min(from + MAX_SEGMENT)).await?;
+            let mut whole = boundary(&bytes, from);
+            let mut transactions = transactions_in(&bytes[..whole], from)?;
+            if capped {
+                // A piece ends where a transaction begins: the one the cap
+                // cut goes whole with the next piece.
+                match transactions.last() {
+                    Some(last) if last.offset > from => {
+                        whole = usize::try_from(last.offset - from).unwrap_or(whole);
+                        transactions.pop();
+                    }
+                    _ => {
+                        // One transaction larger than a piece: read it whole.
+                        bytes = read(&path, from, end).await?;
+                        whole = boundary(&bytes, from);
+                        transactions = transactions_in(&bytes[..whole], from)?;
+                    }
+                }
+            }
+            if whole == 0 {
+                return Err(Error::File {
+                    file: file.to_owned(),
+                    why: format!("no whole event between offsets {from} and {end}"),
+                });
+            }
+            let bytes = &bytes[..whole];
             let until = from + whole as u64;
             let held = self.held();
             let runs = lacking_runs(
@@ -491,7 +535,7 @@ impl Session {
                     runs[0].0 = 0;
                 } else {
                     let head = read(&path, 0, head_end).await?;
-                    self.upload(shared, client, file, description.timestamp, 0, &head, &head)
+                    self.upload(shared, client, file, created, 0, &head, &head)
                         .await?;
                 }
                 state.head_archived = true;
@@ -499,16 +543,8 @@ impl Session {
             for (start, end) in runs {
                 let at = |offset: u64| usize::try_from(offset - from).unwrap_or(0);
                 let segment = &bytes[at(start)..at(end)];
-                self.upload(
-                    shared,
-                    client,
-                    file,
-                    description.timestamp,
-                    start,
-                    segment,
-                    &head,
-                )
-                .await?;
+                self.upload(shared, client, file, created, start, segment, &head)
+                    .await?;
             }
             state.end = until;
             self.files.insert(key.clone(), state);
