@@ -150,9 +150,6 @@ pub fn report(
             "is {secs} s behind the primary (spec.backup.archive.maxBehindSeconds is {})",
             target.max_behind_seconds
         )),
-        (Ok(pod), None, None) if progress.is_none() => {
-            Some(format!("has no answer from {pod}'s agent"))
-        }
         _ => None,
     };
     (status, problem.map(Problem::ArchiveBehind))
