@@ -230,10 +230,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     problems.extend(volumes.problems.iter().cloned());
 
     // 9. The clustering pass (SQL, pods, status memory).
-    let initializing = volumes
-        .initializing()
-        .map(|(pod, progress)| (pod.to_owned(), progress.unwrap_or(0)))
-        .collect();
+    let initializing = volumes.loading(&volumes::look::made_volumes(&validated, &objects));
     let mut pass = clustering_pass(
         ctx,
         cluster,

@@ -36,6 +36,44 @@ impl VolumeLook {
             init.in_progress().then_some((pod.as_str(), init.progress))
         })
     }
+
+    /// The pods whose volumes may still be loading, with the percent done
+    /// (0 when unknown): those a look found loading, and those whose
+    /// volume ebisu made itself (`made`, pod to volume id: from a snapshot,
+    /// or given) when no look has seen that volume yet. A replica on such a
+    /// volume can be Ready before the first look at it ends; until EC2
+    /// says otherwise, it counts as loading.
+    pub fn loading(&self, made: &BTreeMap<String, String>) -> BTreeMap<String, i64> {
+        let mut loading: BTreeMap<String, i64> = self
+            .initializing()
+            .map(|(pod, progress)| (pod.to_owned(), progress.unwrap_or(0)))
+            .collect();
+        for (pod, id) in made {
+            let seen = self.volumes.get(pod).is_some_and(|v| &v.id == id);
+            if !seen {
+                loading.entry(pod.clone()).or_insert(0);
+            }
+        }
+        loading
+    }
+}
+
+/// Each instance's volume that ebisu made itself (its PV carries the
+/// cluster's labels: made from a backup's snapshot, or given), by pod.
+pub fn made_volumes(
+    validated: &ValidatedCluster,
+    objects: &ClusterObjects,
+) -> BTreeMap<String, String> {
+    volume_ids(validated, objects)
+        .into_iter()
+        .filter(|(pod, _)| {
+            objects
+                .claim_volume(&validated.name, pod)
+                .and_then(|pv| pv.metadata.labels.as_ref())
+                .and_then(|labels| labels.get(ebisu_api::names::LABEL_MANAGED_BY))
+                .is_some_and(|by| by == ebisu_api::names::MANAGED_BY)
+        })
+        .collect()
 }
 
 /// Each instance's EBS volume id, by pod, from the PV bound to its data
@@ -279,5 +317,52 @@ fn volume_facts(volume: &Volume, modification: Option<&VolumeModification>) -> V
             .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
             .collect(),
         modification_started: modification.and_then(started),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebisu_api::VolumeInitializationStatus;
+
+    fn status(id: &str, progress: Option<i64>) -> VolumeStatus {
+        VolumeStatus {
+            id: id.to_owned(),
+            initialization: progress.map(|p| VolumeInitializationStatus {
+                progress: Some(p),
+                ..VolumeInitializationStatus::default()
+            }),
+            ..VolumeStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_volume_ebisu_made_loads_until_a_look_says_otherwise() {
+        let look = VolumeLook {
+            volumes: BTreeMap::from([
+                ("db-0".to_owned(), status("vol-0", None)),
+                ("db-1".to_owned(), status("vol-1", Some(40))),
+                ("db-2".to_owned(), status("vol-2", Some(100))),
+                ("db-3".to_owned(), status("vol-old", Some(100))),
+            ]),
+            ..VolumeLook::default()
+        };
+        let made = BTreeMap::from([
+            ("db-2".to_owned(), "vol-2".to_owned()),
+            ("db-3".to_owned(), "vol-3".to_owned()),
+            ("db-4".to_owned(), "vol-4".to_owned()),
+        ]);
+        assert_eq!(
+            look.loading(&made),
+            BTreeMap::from([
+                // Loading, as EC2 said.
+                ("db-1".to_owned(), 40),
+                // A new volume the last look did not see, and one never looked at.
+                ("db-3".to_owned(), 0),
+                ("db-4".to_owned(), 0),
+            ]),
+            "db-0 (provisioned empty) and db-2 (loaded) are not loading"
+        );
+        assert!(VolumeLook::default().loading(&BTreeMap::new()).is_empty());
     }
 }

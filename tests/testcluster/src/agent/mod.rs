@@ -52,6 +52,10 @@ pub struct Agent {
     /// Nodes whose instance was stopped at EC2 (powered off, not just
     /// unreachable): their processes never run again.
     powered_off: Mutex<BTreeSet<String>>,
+    /// Held across a power change and across the look at EC2 that decides
+    /// one, so that a look begun before `node start` never powers the node
+    /// off again with the state it read before the start.
+    power: tokio::sync::Mutex<()>,
     pods: Mutex<HashMap<String, PodHandle>>,
     /// Pod uid -> address.
     ips: Mutex<BTreeMap<String, String>>,
@@ -94,6 +98,7 @@ impl Agent {
             attachments: Attachments::default(),
             ec2,
             powered_off: Mutex::new(BTreeSet::new()),
+            power: tokio::sync::Mutex::new(()),
             pods: Mutex::new(HashMap::new()),
             ips: Mutex::new(BTreeMap::new()),
             last_ip: Mutex::new(BTreeMap::new()),
@@ -209,6 +214,7 @@ impl Agent {
     pub async fn follow_instances(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
+            let _power = self.power.lock().await;
             let states = match self.ec2.instance_states().await {
                 Ok(states) => states,
                 Err(error) => {
@@ -243,6 +249,7 @@ impl Agent {
     /// `node start`: a stopped node resumes; a powered-off one is started at
     /// EC2 and boots.
     pub async fn power_on_node(&self, name: &str) -> bool {
+        let _power = self.power.lock().await;
         if self.powered_off.lock().is_ok_and(|p| p.contains(name)) {
             if let Err(error) = self.ec2.start_instance(name).await {
                 tracing::warn!(%error, "node start");
