@@ -65,6 +65,28 @@ pub struct ArchiveAssignment {
     pub seconds: u64,
 }
 
+/// The operator's word to a restored cluster's first instance, in its
+/// ConfigMap (key `replay`) until the restore is done: replay the archive
+/// from the backup to the target before the server opens.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayOrder {
+    /// The pod that replays (the others are copied from it).
+    pub pod: String,
+    /// The archive's S3 bucket.
+    pub bucket: String,
+    /// Its key prefix.
+    pub prefix: String,
+    /// The GTID set the backup holds.
+    pub backup_gtid_set: String,
+    /// The target time, microseconds since the epoch...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_us: Option<i64>,
+    /// ...or the target GTID set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
+}
+
 /// How far the agent's archive got.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -85,6 +85,16 @@ pub struct BinlogPosition {
     pub position: u64,
 }
 
+/// Where a binary log archive is.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveLocation {
+    /// The S3 bucket.
+    pub bucket: String,
+    /// The key prefix.
+    pub prefix: String,
+}
+
 /// What a backup holds and where it is, written only by the operator.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -126,6 +136,15 @@ pub struct MySQLBackupStatus {
     /// When the snapshot was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<Time>,
+    /// When the GTID set was read with the applier paused: every
+    /// transaction the backup holds committed before it. A restore to a
+    /// time chooses a backup consistent at or before that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistent_at: Option<Time>,
+    /// The binary log archive the cluster kept when the backup was taken
+    /// (`spec.backup.archive`): where a restore to a point replays from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveLocation>,
     /// When EBS finished it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed: Option<Time>,

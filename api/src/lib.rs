@@ -11,13 +11,15 @@ pub mod backup;
 pub mod cluster;
 pub mod names;
 
-pub use backup::{BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus};
+pub use backup::{
+    ArchiveLocation, BackupPhase, BinlogPosition, MySQLBackup, MySQLBackupSpec, MySQLBackupStatus,
+};
 pub use cluster::{
     ArchiveStatus, BackupSchedule, BinlogArchive, BootstrapSpec, CloneMethod, CloneSpec,
     ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor, FromBackup,
     InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
-    OperationKind, OperationStep, Phase, PodTemplateOverrides, ReplicationSpec, RestoreStatus,
-    RoleChange, SeedMethod, SeedStatus, ServiceTemplate, ServiceTemplates, ServiceType,
-    StorageSpec, UpdateStrategy, VolumeInitializationStatus, VolumeModificationStatus,
-    VolumeStatus,
+    OperationKind, OperationStep, Phase, PodTemplateOverrides, PointInTime, ReplayStatus,
+    ReplicationSpec, RestoreStatus, RoleChange, SeedMethod, SeedStatus, ServiceTemplate,
+    ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy, VolumeInitializationStatus,
+    VolumeModificationStatus, VolumeStatus,
 };

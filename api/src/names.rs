@@ -105,6 +105,9 @@ pub const CONFIG_COMMON: &str = "common.cnf";
 pub const CONFIG_PRIMARY: &str = "primary.cnf";
 /// Part added on replicas.
 pub const CONFIG_REPLICA: &str = "replica.cnf";
+/// ConfigMap key: a restore's replay order (`agent::ReplayOrder`, JSON),
+/// while it is not done.
+pub const CONFIG_REPLAY: &str = "replay";
 
 /// Secret keys of the generated credentials.
 pub mod secret_keys {

@@ -3,8 +3,9 @@
 //! set up and repoint replication, fence, promote and configure semi-sync
 //! ([`sql`]), the GTIDs servers hold and how they compare ([`gtid`]), how to
 //! read a replica's status ([`ReplicaStatus`]), where a physical backup
-//! stands ([`position`]) and which transactions a binary log holds
-//! ([`binlog`]).
+//! stands ([`position`]), which transactions a binary log holds
+//! ([`binlog`]) and what the binary log archive holds and replays
+//! ([`archive`]).
 //!
 //! It must stay pure: no IO, no connections, no clocks. Callers execute the
 //! statements, read the files and pass rows in; everything here is a
@@ -16,6 +17,7 @@
 //! MariaDB 10.11 and MySQL 9.7 (8.4's SQL); MySQL 8.0's spellings are
 //! unit-tested against the manuals only.
 
+pub mod archive;
 pub mod binlog;
 #[cfg(feature = "driver")]
 pub mod driver;

@@ -1,8 +1,8 @@
-//! The EC2 client (aws-sdk-ec2 from the standard AWS credential chain:
-//! IRSA, EKS Pod Identity, environment) and how its errors read. A leaf:
-//! the features that call EC2 (`volumes`, `fencing`) share it.
+//! How EC2's errors read (the client is made from `ebisu_aws::config`, the
+//! standard AWS credential chain: IRSA, EKS Pod Identity, environment). A
+//! leaf: the features that call EC2 (`volumes`, `fencing`, `backups`,
+//! `restore`) share it.
 
-use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Why an EC2 call failed.
@@ -35,24 +35,4 @@ where
             message,
         }
     }
-}
-
-/// An EC2 client from the standard AWS configuration chain, with rustls on
-/// ring. `AWS_REGION` and `AWS_ENDPOINT_URL_EC2` are honoured as usual.
-pub async fn client() -> Client {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    // Bounded calls: a fencing step runs inside a reconcile.
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .operation_timeout(std::time::Duration::from_secs(10))
-        .build();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    Client::new(&config)
 }

@@ -133,8 +133,11 @@ async fn main() -> std::process::ExitCode {
         );
         runtime::Scope::Namespaces(namespaces)
     };
-    let ec2 = ebisu_operator::ec2::client().await;
-    let (mut ctx, triggers) = Context::new(client.clone(), ec2, settings, args.instance);
+    // Bounded calls: a fencing step runs inside a reconcile.
+    let aws = ebisu_aws::config(std::time::Duration::from_secs(10)).await;
+    let ec2 = aws_sdk_ec2::Client::new(&aws);
+    let s3 = ebisu_aws::s3(&aws);
+    let (mut ctx, triggers) = Context::new(client.clone(), ec2, s3, settings, args.instance);
     let clock = std::sync::Arc::new(ebisu_operator::reconcile::LeaderClock::new(
         runtime::leader::ACT_FOR,
         std::time::Instant::now(),

@@ -69,8 +69,11 @@ pub struct ValidatedCluster {
     pub server_id_base: i64,
     /// Volumes.
     pub storage: ValidatedStorage,
-    /// The MySQLBackup a new cluster starts from (`spec.bootstrap.fromBackup`).
-    pub bootstrap: Option<String>,
+    /// The backup a new cluster starts from (`spec.bootstrap.fromBackup`).
+    pub bootstrap: Option<Bootstrap>,
+    /// The replay the first instance's init step runs (a restore to a
+    /// point that is not done yet), for the ConfigMap.
+    pub replay: Option<ebisu_api::agent::ReplayOrder>,
     /// Scheduled backups (`spec.backup`).
     pub backup_schedule: Option<BackupSchedule>,
     /// Semi-sync settings; `None` when semi-sync is off.
@@ -337,7 +340,11 @@ pub fn validate(
             "this install may not create PersistentVolumes: install the chart with features.givenVolumes=true, or remove the field to have new volumes made".into(),
         ));
     }
-    let bootstrap = spec.bootstrap.as_ref().map(|b| b.from_backup.name.clone());
+    let bootstrap = spec
+        .bootstrap
+        .as_ref()
+        .map(|b| bootstrap(&b.from_backup, spec.flavor))
+        .transpose()?;
     if bootstrap.is_some() {
         if !matches!(&storage.class, StorageClassChoice::Managed { .. }) {
             return Err(invalid(
@@ -419,6 +426,7 @@ pub fn validate(
         server_id_base: spec.server_id_base,
         storage,
         bootstrap,
+        replay: None,
         backup_schedule,
         semi_sync_config: semi_sync.or_else(|| semi_sync_config(cluster)),
         semi_sync,
@@ -716,6 +724,83 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     (a + b - 1) / b
 }
 
+/// Where a restored cluster's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// The backup.
+    pub backup: BackupChoice,
+    /// The point to replay the archive to, if any.
+    pub point: Option<ebisu_mysql::archive::replay::Target>,
+}
+
+/// Which backup a restore starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupChoice {
+    /// This MySQLBackup.
+    Named(String),
+    /// The newest backup of this cluster before the point.
+    NewestOf(String),
+}
+
+impl Bootstrap {
+    /// The named backup, if one is named.
+    pub fn named(&self) -> Option<&str> {
+        match &self.backup {
+            BackupChoice::Named(name) => Some(name),
+            BackupChoice::NewestOf(_) => None,
+        }
+    }
+}
+
+fn bootstrap(from: &ebisu_api::FromBackup, flavor: Flavor) -> Result<Bootstrap, Error> {
+    let backup = match (&from.name, &from.cluster) {
+        (Some(name), None) => BackupChoice::Named(name.clone()),
+        (None, Some(cluster)) if from.point_in_time.is_some() => {
+            BackupChoice::NewestOf(cluster.clone())
+        }
+        _ => {
+            return Err(invalid(
+                "spec.bootstrap.fromBackup",
+                "set name (a MySQLBackup) or cluster with pointInTime (its newest backup before that point)".into(),
+            ));
+        }
+    };
+    let point = match &from.point_in_time {
+        None => None,
+        Some(point) => Some(match (&point.time, &point.gtid_set) {
+            (Some(time), None) => {
+                ebisu_mysql::archive::replay::Target::Time(time.0.as_microsecond())
+            }
+            (None, Some(text)) => {
+                let set = ebisu_mysql::GtidSet::parse(ebisu_mysql_flavor(flavor), text).map_err(
+                    |e| {
+                        invalid(
+                            "spec.bootstrap.fromBackup.pointInTime.gtidSet",
+                            format!("{e}: write it as the server shows gtid_executed (MySQL) or gtid_current_pos (MariaDB)"),
+                        )
+                    },
+                )?;
+                ebisu_mysql::archive::replay::Target::Gtids(set)
+            }
+            _ => {
+                return Err(invalid(
+                    "spec.bootstrap.fromBackup.pointInTime",
+                    "set time or gtidSet, one of the two".into(),
+                ));
+            }
+        }),
+    };
+    Ok(Bootstrap { backup, point })
+}
+
+/// The server family as `ebisu_mysql` names it.
+pub fn ebisu_mysql_flavor(flavor: Flavor) -> ebisu_mysql::Flavor {
+    match flavor {
+        Flavor::Mariadb => ebisu_mysql::Flavor::MariaDb,
+        Flavor::Mysql => ebisu_mysql::Flavor::MySql84,
+    }
+}
+
 fn invalid(field: &'static str, reason: String) -> Error {
     Error::InvalidField { field, reason }
 }
@@ -763,7 +848,14 @@ impl ValidatedCluster {
         self.storage.given_volumes()
     }
 
-    /// `namespace/name`: how fencing names the cluster on the nodes it fenced.
+    /// The cluster whose first instance replays the archive to a point.
+    pub fn with_replay(&self, replay: Option<ebisu_api::agent::ReplayOrder>) -> Self {
+        Self {
+            replay,
+            ..self.clone()
+        }
+    }
+
     /// The cluster with its first instance on `volume` (made from the
     /// backup it starts from), as if the spec gave it.
     pub fn with_restored_volume(&self, volume: &str) -> Self {
@@ -871,7 +963,10 @@ mod tests {
             &settings(),
         )
         .expect("a restore into ebisu-made volumes");
-        assert_eq!(restored.bootstrap.as_deref(), Some("monday"));
+        assert_eq!(
+            restored.bootstrap.as_ref().and_then(Bootstrap::named),
+            Some("monday")
+        );
         assert!(
             restored
                 .with_restored_volume("vol-0123456789abcdef0")

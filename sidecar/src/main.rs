@@ -245,7 +245,16 @@ async fn run_init(args: InitArgs) -> Result<(), String> {
     };
     init::run(&settings, &me, &credentials)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // A restore to a point: the archive is replayed before the server opens.
+    if let Some(order) =
+        init::replay::order_for(&args.config_parts, &me.pod_name).map_err(|e| e.to_string())?
+    {
+        init::replay::run(&settings, &order, &credentials)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 async fn run_pre_stop(args: PreStopArgs) -> Result<(), String> {

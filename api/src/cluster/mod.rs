@@ -18,8 +18,8 @@ pub use pod::{PodTemplateOverrides, ServiceTemplate, ServiceTemplates, ServiceTy
 pub use replication::{CloneMethod, CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
 pub use status::{
     ArchiveStatus, ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation,
-    OperationKind, OperationStep, Phase, RestoreStatus, RoleChange, SeedMethod, SeedStatus,
-    VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
+    OperationKind, OperationStep, Phase, ReplayStatus, RestoreStatus, RoleChange, SeedMethod,
+    SeedStatus, VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
 };
 pub use storage::{
     EbsSpec, EbsVolumeType, GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS,
@@ -351,12 +351,60 @@ pub struct BootstrapSpec {
 }
 
 /// The backup a cluster starts from.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.name) != has(self.cluster)")
+        .message("spec.bootstrap.fromBackup: set name (a MySQLBackup) or cluster (the newest backup of that cluster before pointInTime), one of the two"),
+    validation = Rule::new("!has(self.cluster) || has(self.pointInTime)")
+        .message("spec.bootstrap.fromBackup.cluster needs pointInTime: the newest backup before that point is chosen"),
+)]
 pub struct FromBackup {
     /// A completed MySQLBackup in the cluster's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub name: String,
+    pub name: Option<String>,
+    /// Instead of `name`: the newest completed MySQLBackup of this cluster
+    /// (its `spec.cluster`, in this namespace) that holds nothing after
+    /// `pointInTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub cluster: Option<String>,
+    /// Replay the binary log archive the backup's cluster kept
+    /// (`spec.backup.archive`, recorded in the backup's `status.archive`)
+    /// from the backup up to this point before the server opens: the first
+    /// instance's init step replays it into a server without networking, so
+    /// no client writes before the replay ends. Refused (`RestoreRefused`,
+    /// nothing created) when the backup is past the point, the point is
+    /// past the archive's end, transactions between the backup and the
+    /// point are not archived, or the archive holds two histories. The
+    /// pods read the archive with their own AWS credentials, or those of
+    /// `spec.backup.archive.credentialsSecret`; the operator reads its
+    /// manifests with its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTime>,
+}
+
+/// A point to restore to: a time or a GTID set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.time) != has(self.gtidSet)")
+        .message("spec.bootstrap.fromBackup.pointInTime: set time or gtidSet, one of the two"),
+)]
+pub struct PointInTime {
+    /// RFC 3339 (`2026-12-04T13:20:00Z`): every transaction committed at or
+    /// before it, in the archive's order, up to the first committed later.
+    /// MySQL records commit times to the microsecond; MariaDB records the
+    /// second a transaction began, so a MariaDB target includes everything
+    /// begun in its second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Exactly these transactions, in the flavor's notation (MySQL
+    /// `uuid:1-100`, MariaDB `0-100-12345`); it must hold the backup's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 65536))]
+    pub gtid_set: Option<String>,
 }
 
 /// Scheduled backups of a cluster (`spec.backup`).

@@ -121,6 +121,32 @@ pub struct RestoreStatus {
     /// when the snapshot was taken: from then on it is this cluster's.
     #[serde(default)]
     pub done: bool,
+    /// The point replayed to (`spec.bootstrap.fromBackup.pointInTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<ReplayStatus>,
+}
+
+/// A replay of the binary log archive to a point.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayStatus {
+    /// The target, as asked (a time, or `GTID set ...`).
+    pub target: String,
+    /// The archive's bucket.
+    pub bucket: String,
+    /// The archive's key prefix.
+    pub prefix: String,
+    /// How many archived segments the plan reads.
+    pub segments: u32,
+    /// The GTIDs the archive says the target holds at least (a time
+    /// target's cut falls inside a segment, found only when it is read).
+    pub at_least: String,
+    /// ...and at most.
+    pub at_most: String,
+    /// The GTID set the restored server holds after the replay, before it
+    /// took any write (checked by the replay against the two bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<String>,
 }
 
 /// What the clustering loop must remember between passes, kept in status

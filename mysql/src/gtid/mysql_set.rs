@@ -197,6 +197,22 @@ impl MySqlGtidSet {
         self.by_source.is_empty()
     }
 
+    /// The runs `(source, first, last)`, inclusive, where a source is its
+    /// UUID, with `:tag` when tagged.
+    pub fn runs(&self) -> impl Iterator<Item = (String, u64, u64)> + '_ {
+        self.by_source.iter().flat_map(|(source, intervals)| {
+            let mut name = MySqlGtidSet {
+                by_source: BTreeMap::from([(source.clone(), vec![Interval { start: 1, end: 1 }])]),
+            }
+            .to_string();
+            // The set's text without its one interval: the source's name.
+            name.truncate(name.len() - ":1".len());
+            intervals
+                .iter()
+                .map(move |i| (name.clone(), i.start, i.end))
+        })
+    }
+
     /// How many transactions the set holds.
     pub fn transaction_count(&self) -> u128 {
         self.by_source.values().flatten().map(|i| i.len()).sum()

@@ -123,6 +123,8 @@ pub struct Inputs<'a> {
     pub primary: Option<&'a str>,
     /// The operator's account, when the credentials could be read.
     pub account: Option<&'a OperatorAccount>,
+    /// The cluster's binary log archive, recorded in each backup taken.
+    pub archive: Option<ebisu_api::ArchiveLocation>,
 }
 
 /// What a user is told about a backup.
@@ -293,7 +295,13 @@ async fn restores_in_progress(scope: &Scope<'_>) -> Option<BTreeSet<String>> {
                         .and_then(|s| s.restore.as_ref())
                         .is_some_and(|r| r.done)
                 })
-                .filter_map(|c| Some(c.spec.bootstrap.as_ref()?.from_backup.name.clone()))
+                .filter_map(|c| {
+                    // The backup named, or the one chosen for the point.
+                    let chosen = c.status.as_ref().and_then(|s| s.restore.as_ref());
+                    chosen
+                        .map(|r| r.backup.clone())
+                        .or_else(|| c.spec.bootstrap.as_ref()?.from_backup.name.clone())
+                })
                 .collect(),
         ),
         Err(error) => {
@@ -419,6 +427,9 @@ async fn take(
     let started = Time(Timestamp::now());
     let mut conn = connect(&source.pod, ip, account).await?;
     let paused = hold(&mut conn, &source.pod, flavor, pause).await;
+    // Every transaction of the GTID set read under the pause committed
+    // before now.
+    let consistent_at = Time(Timestamp::now());
     let outcome = match paused {
         Ok(position) => snapshot(inputs.scope.ec2, volume, &name, &tags)
             .await
@@ -451,6 +462,8 @@ async fn take(
         binlog,
         credentials_secret: Some(credentials),
         started: Some(started),
+        consistent_at: Some(consistent_at),
+        archive: inputs.archive.clone(),
         completed: None,
         conditions: Vec::new(),
     };

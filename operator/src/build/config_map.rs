@@ -6,7 +6,10 @@ use std::{collections::BTreeMap, fmt::Write};
 
 use ebisu_api::{
     Flavor,
-    names::{self, CONFIG_COMMON, CONFIG_PRIMARY, CONFIG_REPLICA, DATA_DIR, MYSQL_PORT, RUN_DIR},
+    names::{
+        self, CONFIG_COMMON, CONFIG_PRIMARY, CONFIG_REPLAY, CONFIG_REPLICA, DATA_DIR, MYSQL_PORT,
+        RUN_DIR,
+    },
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -19,18 +22,25 @@ use crate::validate::ValidatedCluster;
 pub const BOOTSTRAP_KEY: &str = "bootstrap";
 
 /// Builds the ConfigMap. `holds_data`: the cluster has had a primary.
+/// The replay order goes in too while a restore to a point is not done.
 pub fn build(cluster: &ValidatedCluster, holds_data: bool) -> ConfigMap {
+    let mut data = BTreeMap::from([
+        (CONFIG_COMMON.to_owned(), common(cluster)),
+        (CONFIG_PRIMARY.to_owned(), primary(cluster)),
+        (CONFIG_REPLICA.to_owned(), replica(cluster)),
+        (
+            BOOTSTRAP_KEY.to_owned(),
+            if holds_data { "forbidden" } else { "allowed" }.to_owned(),
+        ),
+    ]);
+    if let Some(order) = &cluster.replay
+        && let Ok(json) = serde_json::to_string(order)
+    {
+        data.insert(CONFIG_REPLAY.to_owned(), json);
+    }
     ConfigMap {
         metadata: child_meta(cluster, names::config_map(&cluster.name)),
-        data: Some(BTreeMap::from([
-            (CONFIG_COMMON.to_owned(), common(cluster)),
-            (CONFIG_PRIMARY.to_owned(), primary(cluster)),
-            (CONFIG_REPLICA.to_owned(), replica(cluster)),
-            (
-                BOOTSTRAP_KEY.to_owned(),
-                if holds_data { "forbidden" } else { "allowed" }.to_owned(),
-            ),
-        ])),
+        data: Some(data),
         ..ConfigMap::default()
     }
 }

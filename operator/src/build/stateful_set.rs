@@ -174,6 +174,8 @@ fn init(cluster: &ValidatedCluster) -> Container {
         // Why it failed reaches the pod's status, where the operator reads it.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         env: Some(sidecar_env(cluster)),
+        // A restore to a point reads the archive here.
+        env_from: archive_env_from(cluster),
         volume_mounts: Some(vec![
             mount(SIDECAR_VOLUME, SIDECAR_BIN_DIR, true),
             mount(DATA_VOLUME, DATA_DIR, false),
@@ -260,17 +262,7 @@ fn agent(cluster: &ValidatedCluster) -> Container {
         command: Some(vec![SIDECAR_BIN.to_owned(), "agent".to_owned()]),
         env: Some(env),
         ports: Some(vec![container_port("agent", AGENT_PORT)]),
-        // The archive's S3 credentials, when not the pod's own (Pod
-        // Identity or IRSA on the cluster's service account).
-        env_from: archive_credentials(cluster).map(|secret| {
-            vec![k8s_openapi::api::core::v1::EnvFromSource {
-                secret_ref: Some(k8s_openapi::api::core::v1::SecretEnvSource {
-                    name: secret,
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }]
-        }),
+        env_from: archive_env_from(cluster),
         volume_mounts: Some(vec![
             mount(SIDECAR_VOLUME, SIDECAR_BIN_DIR, true),
             mount(DATA_VOLUME, DATA_DIR, false),
@@ -305,14 +297,26 @@ fn agent(cluster: &ValidatedCluster) -> Container {
     }
 }
 
-fn archive_credentials(cluster: &ValidatedCluster) -> Option<String> {
-    cluster
+/// The archive's S3 credentials, when not the pod's own (Pod Identity or
+/// IRSA on the cluster's service account): the archiving agent's and the
+/// replaying init step's environment.
+fn archive_env_from(
+    cluster: &ValidatedCluster,
+) -> Option<Vec<k8s_openapi::api::core::v1::EnvFromSource>> {
+    let secret = cluster
         .backup_schedule
         .as_ref()?
         .archive
         .as_ref()?
         .credentials_secret
-        .clone()
+        .clone()?;
+    Some(vec![k8s_openapi::api::core::v1::EnvFromSource {
+        secret_ref: Some(k8s_openapi::api::core::v1::SecretEnvSource {
+            name: secret,
+            optional: Some(false),
+        }),
+        ..Default::default()
+    }])
 }
 
 /// How long a deleted primary's pod may hold its server up for the
@@ -620,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn the_archives_credentials_secret_is_the_agents_environment_alone() {
+    fn the_archives_credentials_secret_is_the_agents_and_the_init_steps_environment_alone() {
         let plain = build(&validated(BASIC));
         assert!(pod(&plain).containers.iter().all(|c| c.env_from.is_none()));
         let yaml = format!(
@@ -634,6 +638,11 @@ mod tests {
             .and_then(|f| f.secret_ref.as_ref())
             .map(|r| (r.name.clone(), r.optional));
         assert_eq!(from, Some(("s3-keys".to_owned(), Some(false))));
+        assert_eq!(
+            container(&sts, "init").env_from,
+            container(&sts, "agent").env_from,
+            "the init step replays a restore to a point from the archive"
+        );
         assert!(container(&sts, "mysqld").env_from.is_none());
     }
 

@@ -41,6 +41,8 @@ pub struct Context {
     pub prober: Arc<Prober>,
     /// EC2, for the volumes and fencing.
     pub ec2: aws_sdk_ec2::Client,
+    /// S3, for the binary log archive a restore replays.
+    pub s3: aws_sdk_s3::Client,
     /// The latest look at each cluster's volumes.
     pub volume_looks: Arc<VolumeLooks>,
     /// Which nodes concern which cluster.
@@ -68,6 +70,7 @@ impl Context {
     pub fn new(
         client: Client,
         ec2: aws_sdk_ec2::Client,
+        s3: aws_sdk_s3::Client,
         settings: OperatorSettings,
         instance: Option<String>,
     ) -> (Self, ProbeTriggers) {
@@ -91,6 +94,7 @@ impl Context {
                 agents,
                 prober,
                 ec2,
+                s3,
                 volume_looks: Arc::default(),
                 node_index: Arc::default(),
                 lease_clock: Arc::default(),

@@ -169,8 +169,11 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
 
     // 3. A cluster that starts from a backup (client, EC2).
     let restore = restore::prepare(
-        &ctx.client,
-        &ctx.ec2,
+        restore::Clients {
+            client: &ctx.client,
+            ec2: &ctx.ec2,
+            s3: &ctx.s3,
+        },
         &validated,
         previous.and_then(|s| s.restore.as_ref()),
         holds_data || record.has_claims(),
@@ -180,8 +183,10 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     let (validated, restoring) = match restore {
         Restore::None => (validated, None),
         Restore::Ready(restoring) => (
-            validated.with_restored_volume(&restoring.volume_id),
-            Some(restoring),
+            validated
+                .with_restored_volume(&restoring.volume_id)
+                .with_replay(replay_order(&validated, &restoring)),
+            Some(*restoring),
         ),
         Restore::Refused(why) => return refuse_restore(cluster, ctx, &why, &now).await,
     };
@@ -242,11 +247,18 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     )
     .await?;
     let restoring = restoring.map(|mut r| {
-        r.done |= restored_pod.as_deref().is_some_and(|pod| {
-            pass.servers
-                .iter()
-                .any(|s| s.state.pod == pod && s.state.answered() && s.state.replication.is_none())
-        });
+        let restored = restored_pod
+            .as_deref()
+            .and_then(|pod| pass.servers.iter().find(|s| s.state.pod == pod))
+            .filter(|s| s.state.answered());
+        // Its first answer comes before it takes any write (it starts
+        // read-only): what the replay reached.
+        if let (Some(replay), Some(server)) = (r.point_in_time.as_mut(), restored)
+            && replay.reached.is_none()
+        {
+            replay.reached = server.state.gtid.as_ref().map(ToString::to_string);
+        }
+        r.done |= restored.is_some_and(|s| s.state.replication.is_none());
         r
     });
 
@@ -560,6 +572,14 @@ async fn take_backups(
             servers: &servers,
             primary: pass.primary.as_deref(),
             account: accounts.as_ref().map(|a| &a.operator),
+            archive: validated
+                .backup_schedule
+                .as_ref()
+                .and_then(|b| b.archive.as_ref())
+                .map(|a| ebisu_api::ArchiveLocation {
+                    bucket: a.bucket.clone(),
+                    prefix: a.prefix.clone(),
+                }),
         },
         &unfinished,
     )
@@ -570,6 +590,24 @@ async fn take_backups(
         (a, b) => a.or(b),
     };
     report
+}
+
+/// The replay the restored cluster's first instance runs, while the
+/// restore to a point is not done.
+fn replay_order(
+    validated: &ValidatedCluster,
+    restoring: &ebisu_api::RestoreStatus,
+) -> Option<ebisu_api::agent::ReplayOrder> {
+    let target = validated.bootstrap.as_ref()?.point.as_ref()?;
+    let replay = restoring.point_in_time.as_ref()?;
+    (!restoring.done).then(|| {
+        restore::point::order(
+            &validated.name,
+            restoring.gtid_set.as_deref().unwrap_or_default(),
+            replay,
+            target,
+        )
+    })
 }
 
 /// A spec that cannot be honoured: a condition and one Event say why, the

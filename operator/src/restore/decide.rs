@@ -4,6 +4,12 @@
 use std::collections::BTreeSet;
 
 use ebisu_api::{Flavor, MySQLBackup};
+use ebisu_mysql::GtidSet;
+use ebisu_mysql::archive::replay::{self, Target};
+use ebisu_mysql::archive::runs::Runs;
+use kube::ResourceExt;
+
+use crate::validate;
 
 /// What the restore found.
 #[derive(Debug)]
@@ -57,6 +63,84 @@ pub fn refusal(found: &Found<'_>) -> Option<String> {
         ));
     }
     None
+}
+
+/// When every transaction a backup holds had committed: the moment its
+/// GTID set was read, else (a backup taken before ebisu recorded it) when
+/// its snapshot completed, later still.
+pub fn consistent_at(backup: &MySQLBackup) -> Option<i64> {
+    let status = backup.status.as_ref()?;
+    status
+        .consistent_at
+        .as_ref()
+        .or(status.completed.as_ref())
+        .map(|t| t.0.as_microsecond())
+}
+
+/// Why `backup` cannot start a restore to `target`, if it cannot: it
+/// holds transactions committed after the target time. (Against a GTID
+/// target, the replay plan checks it.)
+pub fn too_late(backup: &MySQLBackup, target: &Target) -> Option<String> {
+    let Target::Time(at) = target else {
+        return None;
+    };
+    match consistent_at(backup) {
+        Some(consistent) if consistent <= *at => None,
+        Some(consistent) => Some(format!(
+            "MySQLBackup {} holds transactions up to {}, after the target {target}: name an earlier backup, or set fromBackup.cluster to have the newest one before the target chosen",
+            backup.name_any(),
+            replay::time(consistent)
+        )),
+        None => Some(format!(
+            "MySQLBackup {} has no completion time: name another backup",
+            backup.name_any()
+        )),
+    }
+}
+
+/// The newest completed backup of `cluster` (of `flavor`) that holds
+/// nothing after `target`: consistent at or before a target time, or
+/// holding only transactions of a target GTID set.
+pub fn newest_before<'a>(
+    backups: &'a [MySQLBackup],
+    cluster: &str,
+    flavor: Flavor,
+    target: &Target,
+) -> Result<&'a MySQLBackup, String> {
+    let of_cluster: Vec<&MySQLBackup> = backups
+        .iter()
+        .filter(|b| b.spec.cluster == cluster && b.is_completed())
+        .filter(|b| b.status.as_ref().and_then(|s| s.flavor) == Some(flavor))
+        .collect();
+    let fits = |b: &MySQLBackup| match target {
+        Target::Time(_) => too_late(b, target).is_none(),
+        Target::Gtids(set) => b
+            .status
+            .as_ref()
+            .and_then(|s| s.gtid_set.as_deref())
+            .and_then(|g| GtidSet::parse(validate::ebisu_mysql_flavor(flavor), g).ok())
+            .is_some_and(|held| Runs::of_gtids(set).contains(&Runs::of_gtids(&held))),
+    };
+    of_cluster
+        .iter()
+        .copied()
+        .filter(|b| fits(b))
+        .max_by_key(|b| (consistent_at(b), b.name_any()))
+        .ok_or_else(|| {
+            let oldest = of_cluster
+                .iter()
+                .filter_map(|b| consistent_at(b).map(|at| (at, b.name_any())))
+                .min();
+            match oldest {
+                Some((at, name)) => format!(
+                    "the target {target} is before the first backup of cluster {cluster} (the oldest, {name}, holds transactions up to {}): choose a later point",
+                    replay::time(at)
+                ),
+                None => format!(
+                    "cluster {cluster} has no completed {flavor:?} backup in this namespace: take one (a MySQLBackup, or spec.backup on that cluster)"
+                ),
+            }
+        })
 }
 
 /// The zone for the restored volume: the backup's when nodes run there
@@ -124,6 +208,62 @@ mod tests {
             let why = refusal(&f).unwrap();
             assert!(why.contains(expected), "{why}");
         }
+    }
+
+    fn taken(name: &str, cluster: &str, gtids: &str, consistent_s: i64) -> MySQLBackup {
+        let mut b = backup(BackupPhase::Completed, Flavor::Mariadb);
+        b.metadata.name = Some(name.to_owned());
+        b.spec.cluster = cluster.to_owned();
+        if let Some(status) = b.status.as_mut() {
+            status.gtid_set = Some(gtids.to_owned());
+            status.consistent_at = k8s_openapi::jiff::Timestamp::from_second(consistent_s)
+                .ok()
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+        }
+        b
+    }
+
+    #[test]
+    fn the_newest_backup_before_the_target_is_chosen() {
+        let backups = vec![
+            taken("monday", "shop", "0-100-10", 1_000),
+            taken("tuesday", "shop", "0-100-20", 2_000),
+            taken("wednesday", "shop", "0-100-30", 3_000),
+            taken("other", "stock", "0-100-25", 2_500),
+        ];
+        let name = |target: &Target| {
+            newest_before(&backups, "shop", Flavor::Mariadb, target).map(|b| b.name_any())
+        };
+        assert_eq!(name(&Target::Time(2_500_000_000)).as_deref(), Ok("tuesday"));
+        assert_eq!(
+            name(&Target::Time(2_000_000_000)).as_deref(),
+            Ok("tuesday"),
+            "consistent at the target itself"
+        );
+        let gtid =
+            |text: &str| Target::Gtids(GtidSet::parse(ebisu_mysql::Flavor::MariaDb, text).unwrap());
+        assert_eq!(name(&gtid("0-100-29")).as_deref(), Ok("tuesday"));
+        let early = name(&Target::Time(999_000_000)).unwrap_err();
+        assert!(
+            early.contains("before the first backup of cluster shop (the oldest, monday"),
+            "{early}"
+        );
+        let none =
+            newest_before(&backups, "orders", Flavor::Mariadb, &Target::Time(0)).unwrap_err();
+        assert!(none.contains("has no completed"), "{none}");
+        let mysql = newest_before(&backups, "shop", Flavor::Mysql, &Target::Time(i64::MAX));
+        assert!(
+            mysql.is_err(),
+            "another flavor's backups are not candidates"
+        );
+    }
+
+    #[test]
+    fn a_named_backup_past_the_target_time_is_refused() {
+        let b = taken("tuesday", "shop", "0-100-20", 2_000);
+        assert_eq!(too_late(&b, &Target::Time(2_000_000_000)), None);
+        let why = too_late(&b, &Target::Time(1_999_999_999)).unwrap();
+        assert!(why.contains("after the target"), "{why}");
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! credentials Secret is made from the copy the backup keeps (unless the
 //! cluster has one), and the first instance's volume is created from the
 //! snapshot, tagged so the given-volume path binds it and so a restarted
-//! operator finds it instead of making another. A refused restore creates
-//! nothing.
+//! operator finds it instead of making another. A restore to a point
+//! chooses its backup and plans its replay over the archive first
+//! ([`point`]). A refused restore creates nothing.
 
 pub mod decide;
+pub mod point;
 pub mod seed;
 pub mod seed_decide;
 
@@ -23,14 +25,14 @@ use ebisu_api::{
 };
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::{ListParams, ObjectMeta, PostParams},
 };
 
 use crate::{
     ec2,
     model::well_known::ZONE_LABEL,
-    validate::{StorageClassChoice, ValidatedCluster},
+    validate::{BackupChoice, StorageClassChoice, ValidatedCluster},
 };
 
 /// The tag that marks the volume made for a restored cluster
@@ -47,7 +49,7 @@ pub enum Restore {
     /// The cluster does not start from a backup.
     None,
     /// The first instance's volume exists: the cluster is built with it.
-    Ready(RestoreStatus),
+    Ready(Box<RestoreStatus>),
     /// The restore may not go ahead, for this reason; nothing was made.
     Refused(String),
 }
@@ -76,24 +78,46 @@ fn api(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
 /// `name_taken` when data of a cluster by this name may exist (its claims,
 /// an initialised record).
 pub async fn prepare(
-    client: &Client,
-    ec2: &aws_sdk_ec2::Client,
+    clients: Clients<'_>,
     validated: &ValidatedCluster,
     previous: Option<&RestoreStatus>,
     name_taken: bool,
 ) -> Result<Restore, Error> {
-    let Some(name) = validated.bootstrap.as_deref() else {
+    let Clients { client, ec2, s3 } = clients;
+    let Some(bootstrap) = validated.bootstrap.as_ref() else {
         return Ok(Restore::None);
     };
     if let Some(previous) = previous {
-        return Ok(Restore::Ready(previous.clone()));
+        return Ok(Restore::Ready(Box::new(previous.clone())));
     }
     let ns = &validated.namespace;
     let backups = Api::<MySQLBackup>::namespaced(client.clone(), ns);
-    let backup = backups
-        .get_opt(name)
-        .await
-        .map_err(api("read the backup"))?;
+    let flavor = crate::validate::ebisu_mysql_flavor(validated.flavor);
+    let (backup, name) = match &bootstrap.backup {
+        BackupChoice::Named(name) => (
+            backups
+                .get_opt(name)
+                .await
+                .map_err(api("read the backup"))?,
+            name.clone(),
+        ),
+        BackupChoice::NewestOf(cluster) => {
+            let all = backups
+                .list(&ListParams::default())
+                .await
+                .map_err(api("list the backups"))?;
+            let Some(target) = &bootstrap.point else {
+                return Ok(Restore::Refused(
+                    "fromBackup.cluster needs pointInTime".to_owned(),
+                ));
+            };
+            match decide::newest_before(&all.items, cluster, validated.flavor, target) {
+                Ok(chosen) => (Some(chosen.clone()), chosen.name_any()),
+                Err(why) => return Ok(Restore::Refused(why)),
+            }
+        }
+    };
+    let name = name.as_str();
     if let Some(why) = decide::refusal(&decide::Found {
         backup: backup.as_ref(),
         name,
@@ -103,13 +127,20 @@ pub async fn prepare(
     }) {
         return Ok(Restore::Refused(why));
     }
+    if let (Some(backup), Some(target)) = (&backup, &bootstrap.point)
+        && let Some(why) = decide::too_late(backup, target)
+    {
+        return Ok(Restore::Refused(why));
+    }
     let Some(status) = backup.and_then(|b| b.status) else {
         return Ok(Restore::Refused(format!(
             "MySQLBackup {name} has no status"
         )));
     };
-    let (Some(snapshot), Some(kept)) = (status.snapshot_id.clone(), status.credentials_secret)
-    else {
+    let (Some(snapshot), Some(kept)) = (
+        status.snapshot_id.clone(),
+        status.credentials_secret.clone(),
+    ) else {
         return Ok(Restore::Refused(format!(
             "MySQLBackup {name} names no snapshot"
         )));
@@ -132,6 +163,13 @@ pub async fn prepare(
             )));
         }
     }
+    let replay = match &bootstrap.point {
+        Some(target) => match point::plan(s3, name, &status, flavor, target).await {
+            Ok(replay) => Some(replay),
+            Err(why) => return Ok(Restore::Refused(why)),
+        },
+        None => None,
+    };
     if let Some(why) = credentials(client, validated, &kept).await? {
         return Ok(Restore::Refused(why));
     }
@@ -160,13 +198,26 @@ pub async fn prepare(
             .await?
         }
     };
-    Ok(Restore::Ready(RestoreStatus {
+    Ok(Restore::Ready(Box::new(RestoreStatus {
         backup: name.to_owned(),
         snapshot_id: snapshot,
         volume_id: volume,
         gtid_set: status.gtid_set,
         done: false,
-    }))
+        point_in_time: replay,
+    })))
+}
+
+/// The clients a restore calls.
+#[allow(missing_debug_implementations)] // the AWS clients have no Debug
+#[derive(Clone, Copy)]
+pub struct Clients<'a> {
+    /// The API server.
+    pub client: &'a Client,
+    /// EC2 (snapshots, volumes).
+    pub ec2: &'a aws_sdk_ec2::Client,
+    /// S3 (the archive a restore to a point replays).
+    pub s3: &'a aws_sdk_s3::Client,
 }
 
 fn gone(name: &str, snapshot: &str) -> String {

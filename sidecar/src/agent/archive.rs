@@ -23,16 +23,16 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ebisu_api::agent::{ArchiveAssignment, ArchiveProgress};
+use ebisu_mysql::archive::{Manifest, file_key, segment_keys};
 use ebisu_mysql::{Flavor, GtidSet, binlog};
 use mysql_async::prelude::Queryable;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Shared;
 use super::clone_server::authorized;
+use ebisu_aws::archive as archive_store;
 
 /// How often the archiver looks for new bytes.
 const ROUND: Duration = Duration::from_secs(1);
@@ -67,10 +67,16 @@ pub enum Error {
 }
 
 fn s3<E: std::error::Error>(action: impl Into<String>) -> impl FnOnce(E) -> Error {
-    let action = action.into();
-    move |error| Error::S3 {
-        action,
-        why: aws_sdk_s3::error::DisplayErrorContext(&error).to_string(),
+    let failed = archive_store::failed(action);
+    move |error| Error::from(failed(error))
+}
+
+impl From<archive_store::Error> for Error {
+    fn from(error: archive_store::Error) -> Self {
+        Self::S3 {
+            action: error.action,
+            why: error.why,
+        }
     }
 }
 
@@ -163,7 +169,11 @@ async fn archive(shared: Arc<Shared>) {
         };
         let client = match &client {
             Some(client) => client.clone(),
-            None => client.insert(s3_client().await).clone(),
+            None => client
+                .insert(ebisu_aws::s3(
+                    &ebisu_aws::config(Duration::from_secs(30)).await,
+                ))
+                .clone(),
         };
         if session
             .as_ref()
@@ -192,78 +202,6 @@ async fn archive(shared: Arc<Shared>) {
             }
         }
     }
-}
-
-/// An S3 client from the standard AWS chain (the pod's Pod Identity or
-/// IRSA credentials, or the variables `spec.backup.archive.credentialsSecret`
-/// gives); path-style addressing when an endpoint is set (S3-compatible
-/// stores).
-async fn s3_client() -> Client {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_timeout(Duration::from_secs(30))
-        .build();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(path_style)
-            .build(),
-    )
-}
-
-/// What one segment's manifest says.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    /// The server that wrote the file.
-    pub server_id: u32,
-    /// The file's name on that server.
-    pub file: String,
-    /// When the file was begun (its format description's time).
-    pub created: u32,
-    /// The segment's first byte in the file.
-    pub start: u64,
-    /// Its end (exclusive), on an event boundary.
-    pub end: u64,
-    /// The GTIDs the server had written before the file began.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preceding: Option<String>,
-    /// The segment's transactions (MariaDB: the last of each domain).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gtids: Option<String>,
-    /// How many transactions it holds.
-    pub transactions: u64,
-    /// The first and last transaction's commit times, microseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_us: Option<i64>,
-    /// See `first_us`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_us: Option<i64>,
-    /// SHA-256 of the segment's bytes, hex.
-    pub sha256: String,
-}
-
-/// A file's name in the archive: server, creation time, name.
-fn file_key(server_id: u32, created: u32, file: &str) -> String {
-    format!("{server_id}-{created}-{file}")
-}
-
-/// The object keys of a segment's bytes and manifest.
-pub fn segment_keys(prefix: &str, file_key: &str, start: u64) -> (String, String) {
-    (
-        format!("{prefix}/binlog/{file_key}/{start:020}"),
-        format!("{prefix}/manifest/{file_key}/{start:020}.json"),
-    )
 }
 
 /// Where the archive stands for one of this server's files.
@@ -333,21 +271,10 @@ impl Session {
     /// Reads every manifest: what the archive holds, and how far this
     /// server's own files got.
     async fn read_archive(&mut self, shared: &Shared, client: &Client) -> Result<(), Error> {
-        let mut pages = client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(format!("{}/manifest/", self.prefix))
-            .into_paginator()
-            .send();
         let mut through = None;
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(s3("list the archive's manifests"))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                let manifest = self.manifest(client, key).await?;
-                self.take(&manifest);
-                through = through.max(manifest.last_us);
-            }
+        for listed in archive_store::manifests(client, &self.bucket, &self.prefix).await? {
+            self.take(&listed.manifest);
+            through = through.max(listed.manifest.last_us);
         }
         let archived = self.held().to_string();
         shared.archive.update(|p| {
@@ -355,23 +282,6 @@ impl Session {
             p.archived_through_us = p.archived_through_us.max(through);
         });
         Ok(())
-    }
-
-    async fn manifest(&self, client: &Client, key: &str) -> Result<Manifest, Error> {
-        let object = client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(s3(format!("read manifest {key}")))?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(s3(format!("read manifest {key}")))?
-            .into_bytes();
-        serde_json::from_slice(&bytes).map_err(s3(format!("read manifest {key}")))
     }
 
     /// Counts a manifest's transactions as archived (and, for this
@@ -612,6 +522,24 @@ impl Session {
         let mariadb = self.flavor == Flavor::MariaDb;
         let gtids = (!transactions.is_empty())
             .then(|| binlog::gtid_set(&transactions, mariadb).to_string());
+        // MariaDB's set is a position (the last per domain): the first per
+        // domain lets a restore see a missing transaction.
+        let firsts = (mariadb && !transactions.is_empty()).then(|| {
+            let firsts = transactions.iter().filter_map(|t| match t.gtid {
+                binlog::Gtid::MariaDb(gtid) => Some(gtid),
+                binlog::Gtid::MySql { .. } => None,
+            });
+            let mut by_domain: std::collections::BTreeMap<u32, ebisu_mysql::gtid::MariaDbGtid> =
+                std::collections::BTreeMap::new();
+            for gtid in firsts {
+                by_domain.entry(gtid.domain_id).or_insert(gtid);
+            }
+            by_domain
+                .values()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         let preceding = if start == 0 {
             Some(self.before_file(shared, head).await?.to_string())
         } else {
@@ -625,10 +553,11 @@ impl Session {
             end: start + bytes.len() as u64,
             preceding,
             gtids,
+            firsts,
             transactions: transactions.len() as u64,
             first_us: transactions.first().map(|t| t.committed_us),
             last_us: transactions.last().map(|t| t.committed_us),
-            sha256: hex(&Sha256::digest(bytes)),
+            sha256: archive_store::sha256_hex(bytes),
         };
         let (data_key, manifest_key) = segment_keys(
             &self.prefix,
@@ -740,10 +669,6 @@ async fn read(path: &Path, from: u64, to: u64) -> Result<Vec<u8>, Error> {
         .await
         .map_err(failed)?;
     Ok(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

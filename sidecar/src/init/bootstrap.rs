@@ -3,14 +3,14 @@
 //! service users from the Secret, remove anonymous users and the test
 //! database, set root's password, and stop it again.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::process::Stdio;
 
 use ebisu_api::Flavor as FlavorFamily;
 use ebisu_mysql::sql::{ACCOUNTS_TO_DROP_QUERY, Account, without_binlog};
 use mysql_async::prelude::Queryable;
 use tracing::info;
 
-use super::Settings;
+use super::{Settings, temp_server};
 use crate::{credentials::ClusterCredentials, server};
 
 /// Why bootstrapping failed.
@@ -30,11 +30,9 @@ pub enum Error {
     /// The statements could not be built.
     #[error("failed to build the user statements: {0}")]
     Sql(#[from] ebisu_mysql::SqlError),
-    /// The temporary server did not come up.
-    #[error(
-        "failed to start the temporary server: it did not accept connections on {0} within 120s"
-    )]
-    NotUp(PathBuf),
+    /// The temporary server failed.
+    #[error(transparent)]
+    TempServer(#[from] temp_server::Error),
 }
 
 /// Bootstraps the data directory.
@@ -45,42 +43,9 @@ pub async fn run(settings: &Settings, credentials: &ClusterCredentials) -> Resul
     })?;
     initialise(settings).await?;
 
-    let socket = settings.run_dir.join("ebisu-init.sock");
-    let mut temp = tokio::process::Command::new(settings.family.server_command())
-        .arg(format!(
-            "--defaults-file={}",
-            settings.server_config.display()
-        ))
-        .arg("--skip-networking")
-        // Every server starts read-only (the common my.cnf part); this one
-        // must create its users first.
-        .args(writable(settings.family))
-        .arg(format!("--socket={}", socket.display()))
-        .arg(format!(
-            "--pid-file={}",
-            settings.run_dir.join("ebisu-init.pid").display()
-        ))
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::Command {
-            action: "start the temporary server",
-            detail: e.to_string(),
-        })?;
-
-    let endpoint = server::Endpoint::Socket(socket.clone());
-    let mut conn = None;
-    for _ in 0..240 {
-        match server::connect(&endpoint, "root", "").await {
-            Ok(c) => {
-                conn = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-    let mut conn = conn.ok_or(Error::NotUp(socket))?;
-    let flavor = server::flavor(&mut conn).await?;
+    let mut temp = temp_server::start(settings, "root", "").await?;
+    let conn = &mut temp.conn;
+    let flavor = server::flavor(conn).await?;
     let accounts: Vec<(String, String)> =
         conn.query(ACCOUNTS_TO_DROP_QUERY)
             .await
@@ -96,33 +61,10 @@ pub async fn run(settings: &Settings, credentials: &ClusterCredentials) -> Resul
     // the binary log keeps the cluster's GTID history to real writes.
     let mut statements = flavor.create_service_users(&credentials.users);
     statements.extend(flavor.secure_installation(&accounts, &credentials.root_password)?);
-    server::execute(&mut conn, &without_binlog(statements), "create users").await?;
+    server::execute(conn, &without_binlog(statements), "create users").await?;
     info!(users = ?credentials.users.names().map(|n| n.as_str().to_owned()), "created service users; root has a password");
-    server::execute(
-        &mut conn,
-        &["SHUTDOWN".to_owned()],
-        "stop the temporary server",
-    )
-    .await?;
-    drop(conn);
-    match tokio::time::timeout(Duration::from_secs(120), temp.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(Error::Command {
-            action: "stop the temporary server",
-            detail: status.to_string(),
-        }),
-        Ok(Err(e)) => Err(Error::Command {
-            action: "stop the temporary server",
-            detail: e.to_string(),
-        }),
-        Err(_) => {
-            let _ = temp.kill().await;
-            Err(Error::Command {
-                action: "stop the temporary server",
-                detail: "it did not stop in 120s".to_owned(),
-            })
-        }
-    }
+    temp.stop().await?;
+    Ok(())
 }
 
 /// MySQL's `--initialize` wants an empty directory, and a fresh volume's
@@ -167,14 +109,6 @@ async fn initialise_mysql(settings: &Settings) -> Result<(), Error> {
     })?;
     info!("initialised the data directory");
     Ok(())
-}
-
-/// Flags that let the temporary server take writes despite the common part.
-fn writable(family: FlavorFamily) -> &'static [&'static str] {
-    match family {
-        FlavorFamily::Mariadb => &["--read-only=OFF"],
-        FlavorFamily::Mysql => &["--super-read-only=OFF", "--read-only=OFF"],
-    }
 }
 
 /// Creates the system tables in the empty data directory.

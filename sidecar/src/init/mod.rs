@@ -6,6 +6,8 @@
 mod bootstrap;
 pub mod clone_client;
 pub mod clone_plugin;
+pub mod replay;
+mod temp_server;
 
 use std::{
     path::{Path, PathBuf},
@@ -53,6 +55,9 @@ pub enum Error {
     /// Bootstrapping the first server failed.
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::Error),
+    /// Replaying the archive to a point failed.
+    #[error(transparent)]
+    Replay(#[from] replay::Error),
     /// Setting the data aside for a re-seed failed.
     #[error(transparent)]
     SetAside(#[from] crate::set_aside::Error),

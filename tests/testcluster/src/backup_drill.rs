@@ -121,43 +121,8 @@ impl Scenario {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect();
-        let before: Vec<u64> = writes
-            .acked
-            .iter()
-            .filter(|(_, at)| *at < asked)
-            .map(|(id, _)| *id)
-            .collect();
-        let after: Vec<u64> = writes
-            .acked
-            .iter()
-            .filter(|(_, at)| *at > taken)
-            .map(|(id, _)| *id)
-            .collect();
-        assert!(
-            !before.is_empty() && !after.is_empty(),
-            "writes before and after the backup"
-        );
-        let lost: Vec<&u64> = before.iter().filter(|id| !found.contains(id)).collect();
-        assert!(
-            lost.is_empty(),
-            "acknowledged before the backup and not restored: {lost:?}"
-        );
-        let late: Vec<&u64> = after.iter().filter(|id| found.contains(id)).collect();
-        assert!(
-            late.is_empty(),
-            "acknowledged after the backup yet restored: {late:?}"
-        );
-        let last = found.iter().max().copied().unwrap_or_default();
-        let gaps: Vec<u64> = writes
-            .acked
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| *id <= last && !found.contains(id))
-            .collect();
-        assert!(
-            gaps.is_empty(),
-            "the restore is a prefix of the acknowledged writes: {gaps:?} missing"
-        );
+        let (_, after) =
+            writes.restored_exactly(&found, "the backup", |at| at < asked, |at| at > taken);
         let restored_root = |pod: &str, statement: &str| {
             ebisu::root_sql(&self.k, &self.layout, &self.ns, &restored, pod, statement)
                 .unwrap_or_else(|e| panic!("root on {pod} with the restored Secret: {e}"))
@@ -400,6 +365,8 @@ impl Scenario {
     /// transaction the primary has: nothing was lost on the way. (That no
     /// transaction is archived twice is checked segment by segment in the
     /// sidecar's data-plane tests.)
+    /// Then restores to a point in time from the archive
+    /// ([`Scenario::a_restore_reaches_a_point_in_time`]).
     pub fn the_binary_logs_are_archived_through_a_switchover(&mut self, table: &str) {
         let primary = self.wait_settled(3);
         let bucket = format!("{}-{}-archive", self.ns, self.cluster);
@@ -465,6 +432,7 @@ impl Scenario {
             self.myc("{.status.archive.archiver}"),
             self.myc("{.status.archive.gtidSet}")
         );
+        self.a_restore_reaches_a_point_in_time(table, &bucket);
         self.patch(r#"{"spec":{"backup":null}}"#);
     }
 

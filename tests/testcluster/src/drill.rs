@@ -110,6 +110,52 @@ pub struct Writes {
 }
 
 impl Writes {
+    /// Checks a restore that found the ids `found`: it holds every write
+    /// acknowledged when `before` says, none acknowledged when `after`
+    /// says, and is a prefix of the writes; the ids of each.
+    pub fn restored_exactly(
+        &self,
+        found: &std::collections::BTreeSet<u64>,
+        point: &str,
+        before: impl Fn(Instant) -> bool,
+        after: impl Fn(Instant) -> bool,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let ids = |when: &dyn Fn(Instant) -> bool| -> Vec<u64> {
+            self.acked
+                .iter()
+                .filter(|(_, at)| when(*at))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let (before, after) = (ids(&before), ids(&after));
+        assert!(
+            !before.is_empty() && !after.is_empty(),
+            "writes before and after {point}"
+        );
+        let lost: Vec<&u64> = before.iter().filter(|id| !found.contains(id)).collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged before {point} and not restored: {lost:?}"
+        );
+        let late: Vec<&u64> = after.iter().filter(|id| found.contains(id)).collect();
+        assert!(
+            late.is_empty(),
+            "acknowledged after {point} yet restored: {late:?}"
+        );
+        let last = found.iter().max().copied().unwrap_or_default();
+        let gaps: Vec<u64> = self
+            .acked
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id <= last && !found.contains(id))
+            .collect();
+        assert!(
+            gaps.is_empty(),
+            "the restore is a prefix of the acknowledged writes: {gaps:?} missing"
+        );
+        (before, after)
+    }
+
     /// The longest stretch without an acknowledged write between `from`
     /// and `to` (both ends count as acknowledgements).
     pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {

@@ -47,6 +47,7 @@ pub mod layout;
 pub mod misuse;
 pub mod network;
 pub mod nodes;
+pub mod point_in_time_drill;
 pub mod provisioner;
 pub mod scenario;
 pub mod snapshots;

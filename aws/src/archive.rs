@@ -1,0 +1,87 @@
+//! The binary log archive in S3 (its format: `ebisu_mysql::archive`):
+//! every manifest under a prefix, one object's bytes, and the checksum
+//! manifests carry.
+
+use aws_sdk_s3::Client;
+use ebisu_mysql::archive::{Manifest, replay::Listed};
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+/// How many manifests are read at once.
+const READ_AT_ONCE: usize = 16;
+
+/// An S3 call that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} in S3: {why}")]
+pub struct Error {
+    /// What was tried.
+    pub action: String,
+    /// S3's error, or the transport's.
+    pub why: String,
+}
+
+/// Maps a failed call to [`Error`].
+pub fn failed<E: std::error::Error>(action: impl Into<String>) -> impl FnOnce(E) -> Error {
+    let action = action.into();
+    move |error| Error {
+        action,
+        why: aws_sdk_s3::error::DisplayErrorContext(&error).to_string(),
+    }
+}
+
+/// Every manifest under `prefix` (without its trailing `/`).
+pub async fn manifests(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Listed>, Error> {
+    let mut keys = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(format!("{prefix}/manifest/"))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(failed(format!(
+            "list the archive's manifests in s3://{bucket}/{prefix}"
+        )))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    futures::stream::iter(keys)
+        .map(|key| async move {
+            let bytes = get(client, bucket, &key).await?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(failed(format!("read manifest {key}")))?;
+            Ok(Listed { key, manifest })
+        })
+        .buffer_unordered(READ_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// One object's bytes.
+pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, Error> {
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(failed(format!("read {key}")))?;
+    Ok(object
+        .body
+        .collect()
+        .await
+        .map_err(failed(format!("read {key}")))?
+        .into_bytes()
+        .to_vec())
+}
+
+/// SHA-256 of `bytes`, hex, as manifests carry it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,301 @@
+//! The point-in-time drill, the same on both flavors, on a cluster whose
+//! binary logs are archived: a backup under a writer, a table dropped at
+//! T while the writer goes on, and the backup restored to T - 1 s into a
+//! new cluster that holds the table and every row acknowledged before the
+//! target, none acknowledged after T, and a prefix of the writes; then
+//! targets before the first backup, past the archive's end and across a
+//! removed archive segment refused with nothing created.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::{
+    Scenario, ebisu,
+    scenario::{APP_PASSWORD, APP_USER},
+};
+
+/// One archived segment, as its manifest says.
+struct Segment {
+    manifest_key: String,
+    first_us: i64,
+    last_us: i64,
+}
+
+impl Scenario {
+    /// Runs the drill on `table` (`db.table`, one `id` column) while
+    /// `bucket` holds the cluster's archive; leaves the table as it found
+    /// it (with more rows) and the restored clusters deleted.
+    pub fn a_restore_reaches_a_point_in_time(&mut self, table: &str, bucket: &str) {
+        let (db, _) = table.split_once('.').unwrap_or(("", table));
+        let victim = format!("{db}.victim");
+        let primary = self.wait_settled(3);
+        self.root(
+            &primary,
+            &format!("CREATE TABLE {victim} (id BIGINT PRIMARY KEY); INSERT INTO {victim} VALUES (1), (2), (3)"),
+        );
+        let backup = format!("{}-pitr", self.cluster);
+        let load = self.load(table);
+        std::thread::sleep(Duration::from_secs(1));
+        self.apply_yaml(
+            "pitr-backup",
+            &format!(
+                "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
+                self.cluster
+            ),
+        );
+        let path = format!("mysqlbackup/{backup}");
+        self.wait("the backup completed", Duration::from_secs(120), |s| {
+            s.get(&path, "{.status.phase}") == "Completed"
+        });
+        assert_eq!(
+            self.get(&path, "{.status.archive.bucket}"),
+            bucket,
+            "the backup records the archive"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        // The mistake, while the writer goes on.
+        let dropped_wall = SystemTime::now();
+        let dropped = Instant::now();
+        self.root(&self.primary(), &format!("DROP TABLE {victim}"));
+        std::thread::sleep(Duration::from_secs(3));
+        let (writes, _) = self.verify("written through a dropped table", table, load, None);
+        let wall = |at: Instant| dropped_wall - dropped.saturating_duration_since(at);
+        // Whole seconds: MariaDB records no finer.
+        let target_secs = dropped_wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            - 1;
+        let target = SystemTime::UNIX_EPOCH + Duration::from_secs(target_secs);
+        let target_text = k8s_openapi::jiff::Timestamp::from_second(
+            i64::try_from(target_secs).unwrap_or_default(),
+        )
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+        self.wait(
+            "the archive holding the drop",
+            Duration::from_secs(60),
+            |s| {
+                let primary = s.primary();
+                let held = s.myc("{.status.archive.gtidSet}");
+                !held.is_empty() && held == s.instance(&primary, "gtid")
+            },
+        );
+
+        let restored = format!("{}-pitr", self.cluster);
+        let spec = |name: &str, from: &str| {
+            format!(
+                "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  flavor: {flavor}\n{image}  storage: {{size: {size}, ebs: {{type: gp3}}}}\n  bootstrap: {{fromBackup: {from}}}\n",
+                flavor = self.myc("{.spec.flavor}"),
+                image = match self.myc("{.spec.image}") {
+                    image if image.is_empty() => String::new(),
+                    image => format!("  image: {image}\n"),
+                },
+                size = self.myc("{.spec.storage.size}"),
+            )
+        };
+        self.apply_yaml(
+            "pitr",
+            &spec(
+                &restored,
+                &format!(
+                    "{{cluster: {}, pointInTime: {{time: \"{target_text}\"}}}}",
+                    self.cluster
+                ),
+            ),
+        );
+        let started = Instant::now();
+        let restored_primary =
+            ebisu::wait_running(&self.k, &self.ns, &restored, 2, Duration::from_secs(400))
+                .unwrap_or_else(|e| {
+                    panic!("{e}\n{}", ebisu::diagnostics(&self.k, &self.ns, &restored))
+                });
+        eprintln!(
+            "restored to {target_text} and Ready (2 instances) in {:?}",
+            started.elapsed()
+        );
+        let status = |field: &str| {
+            self.get(
+                &format!("myc/{restored}"),
+                &format!("{{.status.restore.{field}}}"),
+            )
+        };
+        assert_eq!(
+            status("backup"),
+            backup,
+            "the newest backup before the target"
+        );
+        let reached = status("pointInTime.reached");
+        assert!(!reached.is_empty(), "the GTID set reached is in status");
+        let ip = self.get(&format!("pod/{restored_primary}"), "{.status.podIP}");
+        let read = |statement: &str| {
+            ebisu::sql(&ip, APP_USER, APP_PASSWORD, statement)
+                .unwrap_or_else(|e| panic!("the app user reads the restore: {e}"))
+        };
+        assert_eq!(
+            read(&format!("SELECT COUNT(*) FROM {victim}")).trim(),
+            "3",
+            "the table dropped after the target is there, with its rows"
+        );
+        let found: BTreeSet<u64> = read(&format!("SELECT id FROM {table}"))
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let (before, _) = writes.restored_exactly(
+            &found,
+            "the target",
+            |at| wall(at) < target,
+            |at| at > dropped + Duration::from_secs(1),
+        );
+        assert!(
+            self.get(&format!("myc/{restored}"), "{.status.instances[0].gtid}") == reached,
+            "the restored primary holds what the replay reached, {reached}"
+        );
+        eprintln!(
+            "restored to {target_text}: {} rows ({} acknowledged before it), the dropped table, GTID set {reached}",
+            found.len(),
+            before.len()
+        );
+
+        // Refused, with nothing created: before the first backup, past the
+        // archive's end, and across a removed segment.
+        let refused = |s: &Self, name: &str, from: &str, says: &str| {
+            s.apply_yaml(name, &spec(name, from));
+            s.wait(&format!("{name} refused"), Duration::from_secs(60), |s| {
+                s.get(
+                    &format!("myc/{name}"),
+                    "{.status.conditions[?(@.type==\"RestoreRefused\")].message}",
+                )
+                .contains(says)
+            });
+            for object in [format!("statefulset/{name}"), format!("pvc/data-{name}-0")] {
+                assert!(
+                    s.k.try_run(&["-n", &s.ns, "get", &object]).is_err(),
+                    "a refused restore creates no {object}"
+                );
+            }
+            s.kubectl(&["-n", &s.ns, "delete", &format!("myc/{name}"), "--wait=true"]);
+        };
+        refused(
+            self,
+            &format!("{}-early", self.cluster),
+            &format!(
+                "{{cluster: {}, pointInTime: {{time: \"2001-01-01T00:00:00Z\"}}}}",
+                self.cluster
+            ),
+            "is before the first backup",
+        );
+        let hour_later = k8s_openapi::jiff::Timestamp::now()
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(1))
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        refused(
+            self,
+            &format!("{}-late", self.cluster),
+            &format!("{{name: {backup}, pointInTime: {{time: \"{hour_later}\"}}}}"),
+            "TargetPastArchive",
+        );
+        let consistent = self.get(&path, "{.status.consistentAt}");
+        let consistent_us = consistent
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .map_or(i64::MAX, |t| t.as_microsecond());
+        let target_us = i64::try_from(target_secs).unwrap_or_default() * 1_000_000;
+        let removed = self
+            .segments(bucket)
+            .into_iter()
+            .find(|s| s.first_us > consistent_us && s.last_us < target_us)
+            .unwrap_or_else(|| {
+                panic!("a segment between the backup ({consistent}) and the target")
+            });
+        self.remove_segment(bucket, &removed.manifest_key);
+        refused(
+            self,
+            &format!("{}-gap", self.cluster),
+            &format!("{{name: {backup}, pointInTime: {{time: \"{target_text}\"}}}}"),
+            "ArchiveGap",
+        );
+        eprintln!(
+            "refused: a target before the first backup, past the archive, across a removed segment"
+        );
+
+        self.kubectl(&[
+            "-n",
+            &self.ns,
+            "delete",
+            &format!("myc/{restored}"),
+            "--wait=true",
+        ]);
+        self.wait("the restored pods gone", Duration::from_secs(120), |s| {
+            s.get("pods", "{.items[*].metadata.name}")
+                .split_whitespace()
+                .all(|p| !p.starts_with(&restored))
+        });
+    }
+
+    /// The archive's segments under the cluster's default prefix.
+    fn segments(&self, bucket: &str) -> Vec<Segment> {
+        let endpoint = crate::ec2::endpoint();
+        let prefix = format!("{}/{}/manifest/", self.ns, self.cluster);
+        let http = reqwest::Client::new();
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{endpoint}/{bucket}?list-type=2&prefix={prefix}");
+            if let Some(token) = &token {
+                url.push_str(&format!("&continuation-token={token}"));
+            }
+            let listing = self
+                .block_on(async { http.get(&url).send().await?.text().await })
+                .unwrap_or_else(|e| panic!("list {url}: {e}"));
+            keys.extend(between(&listing, "<Key>", "</Key>"));
+            token = between(
+                &listing,
+                "<NextContinuationToken>",
+                "</NextContinuationToken>",
+            )
+            .into_iter()
+            .next();
+            if token.is_none() {
+                break;
+            }
+        }
+        keys.into_iter()
+            .filter_map(|key| {
+                let url = format!("{endpoint}/{bucket}/{key}");
+                let text = self
+                    .block_on(async { http.get(&url).send().await?.text().await })
+                    .unwrap_or_else(|e| panic!("read {url}: {e}"));
+                let manifest: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("read {url}: {e}"));
+                Some(Segment {
+                    first_us: manifest.get("firstUs")?.as_i64()?,
+                    last_us: manifest.get("lastUs")?.as_i64()?,
+                    manifest_key: key,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a segment's bytes and manifest, as a careless lifecycle rule
+    /// would.
+    fn remove_segment(&self, bucket: &str, manifest_key: &str) {
+        let endpoint = crate::ec2::endpoint();
+        let data_key = ebisu_mysql::archive::data_key(manifest_key)
+            .unwrap_or_else(|| panic!("{manifest_key} names its bytes"));
+        for key in [data_key.as_str(), manifest_key] {
+            let url = format!("{endpoint}/{bucket}/{key}");
+            let deleted = self.block_on(reqwest::Client::new().delete(&url).send());
+            assert!(
+                deleted.as_ref().is_ok_and(|r| r.status().is_success()),
+                "delete {url}: {deleted:?}"
+            );
+        }
+    }
+}
+
+/// The texts between each `open` and the next `close`.
+fn between(text: &str, open: &str, close: &str) -> Vec<String> {
+    text.split(open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close).map(|(inner, _)| inner.to_owned()))
+        .collect()
+}
