@@ -143,6 +143,21 @@ pub async fn run(
         }
         let reached = executed(&mut temp.conn, flavor).await?;
         plan.reached(&reached).map_err(Error::Short)?;
+        if flavor == Flavor::MariaDb {
+            // The replayed transactions are in the binary log under the
+            // GTIDs of the servers that first wrote them; the applier's
+            // position, which the server's current position and a copy
+            // made from it follow, still says the backup's.
+            temp.conn
+                .query_drop(format!("SET GLOBAL gtid_slave_pos = '{reached}'"))
+                .await
+                .map_err(|source| {
+                    Error::Server(server::Error::Sql {
+                        action: "move gtid_slave_pos to the GTIDs replayed",
+                        source,
+                    })
+                })?;
+        }
         Ok::<_, Error>((reached, applied))
     }
     .await;

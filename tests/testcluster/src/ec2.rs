@@ -138,6 +138,25 @@ pub fn client() -> Client {
     Client::from_conf(config)
 }
 
+/// An S3 client of the same local endpoint (moto serves S3 there too).
+pub fn s3() -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(REGION))
+        .endpoint_url(endpoint())
+        .force_path_style(true)
+        .http_client(http_client())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "ebisu-testcluster",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 impl Ec2 {
     /// Runs one instance per node in its zone, tagged with the node's name.
     pub async fn start(nodes: &[NodeSpec]) -> Result<Self, Ec2Error> {

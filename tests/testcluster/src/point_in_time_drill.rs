@@ -125,7 +125,10 @@ impl Scenario {
             "the newest backup before the target"
         );
         let reached = status("pointInTime.reached");
-        assert!(!reached.is_empty(), "the GTID set reached is in status");
+        assert!(
+            !reached.is_empty() && reached != status("gtidSet"),
+            "the GTID set reached is in status, past the backup's: {reached}"
+        );
         let ip = self.get(&format!("pod/{restored_primary}"), "{.status.podIP}");
         let read = |statement: &str| {
             ebisu::sql(&ip, APP_USER, APP_PASSWORD, statement)
@@ -149,6 +152,26 @@ impl Scenario {
         assert!(
             self.get(&format!("myc/{restored}"), "{.status.instances[0].gtid}") == reached,
             "the restored primary holds what the replay reached, {reached}"
+        );
+        let replica = format!("{restored}-1");
+        self.wait(
+            "the restored replica copied and caught up",
+            Duration::from_secs(60),
+            |s| {
+                ebisu::root_sql(
+                    &s.k,
+                    &s.layout,
+                    &s.ns,
+                    &restored,
+                    &replica,
+                    &format!("SELECT COUNT(*) FROM {table}"),
+                )
+                .is_ok_and(|count| count.trim() == found.len().to_string())
+                    && s.get(
+                        &format!("myc/{restored}"),
+                        "{.status.conditions[?(@.type==\"Healthy\")].status}",
+                    ) == "True"
+            },
         );
         eprintln!(
             "restored to {target_text}: {} rows ({} acknowledged before it), the dropped table, GTID set {reached}",
@@ -233,43 +256,21 @@ impl Scenario {
 
     /// The archive's segments under the cluster's default prefix.
     fn segments(&self, bucket: &str) -> Vec<Segment> {
-        let endpoint = crate::ec2::endpoint();
-        let prefix = format!("{}/{}/manifest/", self.ns, self.cluster);
-        let http = reqwest::Client::new();
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut url = format!("{endpoint}/{bucket}?list-type=2&prefix={prefix}");
-            if let Some(token) = &token {
-                url.push_str(&format!("&continuation-token={token}"));
-            }
-            let listing = self
-                .block_on(async { http.get(&url).send().await?.text().await })
-                .unwrap_or_else(|e| panic!("list {url}: {e}"));
-            keys.extend(between(&listing, "<Key>", "</Key>"));
-            token = between(
-                &listing,
-                "<NextContinuationToken>",
-                "</NextContinuationToken>",
-            )
+        let prefix = format!("{}/{}", self.ns, self.cluster);
+        let listed = self
+            .block_on(ebisu_aws::archive::manifests(
+                &crate::ec2::s3(),
+                bucket,
+                &prefix,
+            ))
+            .unwrap_or_else(|e| panic!("list the archive: {e}"));
+        listed
             .into_iter()
-            .next();
-            if token.is_none() {
-                break;
-            }
-        }
-        keys.into_iter()
-            .filter_map(|key| {
-                let url = format!("{endpoint}/{bucket}/{key}");
-                let text = self
-                    .block_on(async { http.get(&url).send().await?.text().await })
-                    .unwrap_or_else(|e| panic!("read {url}: {e}"));
-                let manifest: serde_json::Value =
-                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("read {url}: {e}"));
+            .filter_map(|l| {
                 Some(Segment {
-                    first_us: manifest.get("firstUs")?.as_i64()?,
-                    last_us: manifest.get("lastUs")?.as_i64()?,
-                    manifest_key: key,
+                    first_us: l.manifest.first_us?,
+                    last_us: l.manifest.last_us?,
+                    manifest_key: l.key,
                 })
             })
             .collect()
@@ -278,24 +279,12 @@ impl Scenario {
     /// Deletes a segment's bytes and manifest, as a careless lifecycle rule
     /// would.
     fn remove_segment(&self, bucket: &str, manifest_key: &str) {
-        let endpoint = crate::ec2::endpoint();
         let data_key = ebisu_mysql::archive::data_key(manifest_key)
             .unwrap_or_else(|| panic!("{manifest_key} names its bytes"));
+        let s3 = crate::ec2::s3();
         for key in [data_key.as_str(), manifest_key] {
-            let url = format!("{endpoint}/{bucket}/{key}");
-            let deleted = self.block_on(reqwest::Client::new().delete(&url).send());
-            assert!(
-                deleted.as_ref().is_ok_and(|r| r.status().is_success()),
-                "delete {url}: {deleted:?}"
-            );
+            self.block_on(s3.delete_object().bucket(bucket).key(key).send())
+                .unwrap_or_else(|e| panic!("delete {key}: {e}"));
         }
     }
-}
-
-/// The texts between each `open` and the next `close`.
-fn between(text: &str, open: &str, close: &str) -> Vec<String> {
-    text.split(open)
-        .skip(1)
-        .filter_map(|rest| rest.split_once(close).map(|(inner, _)| inner.to_owned()))
-        .collect()
 }
