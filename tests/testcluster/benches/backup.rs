@@ -10,7 +10,10 @@
 //! while the backup was taken, the backup's duration (asked -> snapshot
 //! started -> completed), restore to Ready, the restored cluster's new
 //! replica seeded by a stream to Ready, and the source's new replica
-//! seeded from the snapshot to Ready.
+//! seeded from the snapshot to Ready. Then, per flavor, the binary log
+//! archive under a steady writer (EBISU_BENCH_ARCHIVE_SECONDS, 60 by
+//! default): its lag per segment p50 / p99, and a restore to a point
+//! replayed from it (transactions applied, their rate, restore to Ready).
 //!
 //!     bash tests/bench-backup.sh
 //!
@@ -233,6 +236,148 @@ fn seeded_from_snapshot(s: &mut Scenario, backup: &str) -> Duration {
     took
 }
 
+/// The binary log archive under a steady writer, and a restore to a point
+/// replayed from it: the archive's lag per segment (its manifest's upload
+/// time minus the commit time of the oldest transaction in it, so every
+/// transaction waited at most that long), p50 / p99; then the cluster's
+/// backup taken before the writer restored to a point near the writer's
+/// end into a one-instance cluster: how many transactions the replay
+/// applied and how fast (the init step's own count and clock), and
+/// restore asked -> Ready.
+fn archive_and_replay(s: &mut Scenario, flavor: &str, seconds: u64) -> String {
+    let bucket = format!("{}-bench-archive", s.ns);
+    let s3 = ebisu_testcluster::ec2::s3();
+    s.block_on(s3.create_bucket().bucket(&bucket).send())
+        .expect("create the bucket");
+    s.patch(&format!(
+        r#"{{"spec":{{"backup":{{"schedule":"0 0 1 1 *","archive":{{"bucket":"{bucket}"}}}}}}}}"#
+    ));
+    s.wait("an archiver", Duration::from_secs(120), |s| {
+        !s.myc("{.status.archive.gtidSet}").is_empty()
+    });
+    let backup = format!("{}-pitr", s.cluster);
+    s.apply_yaml(
+        "bench-pitr-backup",
+        &format!(
+            "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
+            s.cluster
+        ),
+    );
+    let object = format!("mysqlbackup/{backup}");
+    s.wait("the backup completed", Duration::from_secs(600), |s| {
+        s.get(&object, "{.status.phase}") == "Completed"
+    });
+    let load = s.load("bench.w");
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (writes, _) = s.verify(
+        &format!("{flavor} archived under a writer"),
+        "bench.w",
+        load,
+        None,
+    );
+    s.wait(
+        "the archive holding every write",
+        Duration::from_secs(120),
+        |s| {
+            let primary = s.primary();
+            s.myc("{.status.archive.gtidSet}") == s.instance(&primary, "gtid")
+        },
+    );
+    // Each segment's lag, from the listing's upload times.
+    let prefix = format!("{}/{}", s.ns, s.cluster);
+    let manifests = s
+        .block_on(ebisu_aws::archive::manifests(&s3, &bucket, &prefix))
+        .expect("read the manifests");
+    let mut uploaded = std::collections::BTreeMap::new();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix(format!("{prefix}/manifest/"))
+        .into_paginator()
+        .send();
+    while let Some(page) = s.block_on(pages.next()) {
+        for object in page.expect("list the manifests").contents() {
+            if let (Some(key), Some(at)) = (object.key(), object.last_modified()) {
+                uploaded.insert(key.to_owned(), at.to_millis().unwrap_or_default());
+            }
+        }
+    }
+    let mut lags: Vec<i64> = manifests
+        .iter()
+        .filter_map(|l| {
+            let first = l.manifest.first_us?;
+            Some(uploaded.get(&l.key)? * 1000 - first)
+        })
+        .collect();
+    lags.sort_unstable();
+    let at = |q: f64| {
+        let i = ((lags.len() as f64 - 1.0) * q).round() as usize;
+        lags.get(i)
+            .map_or_else(|| "-".to_owned(), |us| format!("{:.2}", *us as f64 / 1e6))
+    };
+    let (p50, p99) = (at(0.5), at(0.99));
+
+    // Restore to a second before the writer's last acknowledged write.
+    let target = k8s_openapi::jiff::Timestamp::now()
+        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(3))
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let restored = format!("{}-pitr", s.cluster);
+    let image = match s.myc("{.spec.image}") {
+        image if image.is_empty() => String::new(),
+        image => format!("  image: {image}\n"),
+    };
+    s.apply_yaml(
+        "bench-pitr",
+        &format!(
+            "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {restored}}}\nspec:\n  replicas: 1\n  flavor: {flavor}\n{image}  storage: {{size: 10Gi, ebs: {{type: gp3}}}}\n  bootstrap: {{fromBackup: {{name: {backup}, pointInTime: {{time: \"{target}\"}}}}}}\n"
+        ),
+    );
+    let asked = Instant::now();
+    ebisu::wait_running(&s.k, &s.ns, &restored, 1, Duration::from_secs(1800))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ebisu::diagnostics(&s.k, &s.ns, &restored)));
+    let restore = asked.elapsed();
+    let log = s.init_log(&format!("{restored}-0"));
+    let field = |name: &str| {
+        log.lines()
+            .filter(|l| l.contains("replayed the archive to the target"))
+            .find_map(|l| {
+                let (_, rest) = l.split_once(&format!("{name}="))?;
+                rest.split_whitespace().next().map(str::to_owned)
+            })
+            .unwrap_or_default()
+    };
+    let (applied, took) = (field("transactions"), field("seconds"));
+    let rate = match (applied.parse::<f64>(), took.parse::<f64>()) {
+        (Ok(n), Ok(t)) if t > 0.0 => format!("{:.0}", n / t),
+        _ => "-".to_owned(),
+    };
+    let volume = s.get(&format!("myc/{restored}"), "{.status.restore.volumeId}");
+    s.kubectl(&[
+        "-n",
+        &s.ns.clone(),
+        "delete",
+        &format!("myc/{restored}"),
+        "--wait=true",
+    ]);
+    let _ = s.k.try_run(&[
+        "-n",
+        &s.ns,
+        "delete",
+        &format!("pvc/data-{restored}-0"),
+        "--wait=true",
+    ]);
+    let _ = s.k.try_run(&["delete", &format!("pv/ebisu-{volume}")]);
+    let _ = std::fs::remove_dir_all(s.layout.volumes().join(&volume));
+    s.patch(r#"{"spec":{"backup":null}}"#);
+    format!(
+        "| {flavor} | {} | {} | {p50} / {p99} | {applied} in {took} s ({rate}/s) | {} |",
+        writes.acked.len(),
+        lags.len(),
+        secs(restore)
+    )
+}
+
 fn main() {
     // MySQL's bulk load stops with "Error writing file '/tmp/MLfd=..'
     // (errno 28)" on the local cluster (its /tmp has room): not yet by
@@ -245,7 +390,12 @@ fn main() {
         .collect();
     let mut s = Scenario::start_bench(STATE_DIR, Path::new(env!("CARGO_BIN_EXE_testcluster")));
     s.install_operator(&["features.givenVolumes=true"]);
+    let archive_seconds: u64 = std::env::var("EBISU_BENCH_ARCHIVE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
     let mut table = Vec::new();
+    let mut archive = Vec::new();
     for flavor in flavors.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         let primary = s.bench_cluster(flavor);
         let ns = s.ns.clone();
@@ -265,6 +415,9 @@ fn main() {
             println!("{row}");
             table.push(row);
         }
+        let row = archive_and_replay(&mut s, flavor, archive_seconds);
+        println!("{row}");
+        archive.push(row);
         s.kubectl(&["delete", "namespace", &ns, "--wait=true", "--timeout=600s"]);
     }
     println!();
@@ -273,6 +426,14 @@ fn main() {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in &table {
+        println!("{row}");
+    }
+    println!();
+    println!(
+        "| flavor | writes acknowledged under the archive | segments | archive lag per segment p50 / p99 (s) | replay to a point: transactions applied (rate) | restore to a point to Ready, 1 instance (s) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for row in &archive {
         println!("{row}");
     }
     s.down();

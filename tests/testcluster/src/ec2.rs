@@ -127,15 +127,20 @@ pub fn client() -> Client {
         .region(Region::new(REGION))
         .endpoint_url(endpoint())
         .http_client(http_client())
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-            None,
-            None,
-            "ebisu-testcluster",
-        ))
+        .credentials_provider(credentials())
         .build();
     Client::from_conf(config)
+}
+
+/// moto's static keys.
+fn credentials() -> Credentials {
+    Credentials::new(
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        None,
+        None,
+        "ebisu-testcluster",
+    )
 }
 
 /// An S3 client of the same local endpoint (moto serves S3 there too).
@@ -146,13 +151,7 @@ pub fn s3() -> aws_sdk_s3::Client {
         .endpoint_url(endpoint())
         .force_path_style(true)
         .http_client(http_client())
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-            None,
-            None,
-            "ebisu-testcluster",
-        ))
+        .credentials_provider(credentials())
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }

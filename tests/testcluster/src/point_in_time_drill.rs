@@ -18,7 +18,6 @@ use crate::{
 struct Segment {
     manifest_key: String,
     first_us: i64,
-    last_us: i64,
 }
 
 impl Scenario {
@@ -52,7 +51,7 @@ impl Scenario {
             bucket,
             "the backup records the archive"
         );
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(Duration::from_secs(4));
         // The mistake, while the writer goes on.
         let dropped_wall = SystemTime::now();
         let dropped = Instant::now();
@@ -225,7 +224,7 @@ impl Scenario {
         let removed = self
             .segments(bucket)
             .into_iter()
-            .find(|s| s.first_us > consistent_us && s.last_us < target_us)
+            .find(|s| s.first_us > consistent_us && s.first_us <= target_us)
             .unwrap_or_else(|| {
                 panic!("a segment between the backup ({consistent}) and the target")
             });
@@ -269,7 +268,6 @@ impl Scenario {
             .filter_map(|l| {
                 Some(Segment {
                     first_us: l.manifest.first_us?,
-                    last_us: l.manifest.last_us?,
                     manifest_key: l.key,
                 })
             })
