@@ -16,10 +16,11 @@ use std::process::Stdio;
 use ebisu_api::{Flavor as FlavorFamily, agent::ReplayOrder};
 use ebisu_mysql::{
     Flavor, GtidSet,
-    archive::replay::{self, Plan, PlannedFile, Target, Want},
+    archive::replay::{self, Plan, PlannedSegment, Target, Want},
     binlog,
 };
 use mysql_async::prelude::Queryable;
+use tokio::io::AsyncWriteExt;
 use tracing::info;
 
 use super::{Settings, temp_server};
@@ -207,8 +208,8 @@ async fn executed(conn: &mut mysql_async::Conn, flavor: Flavor) -> Result<GtidSe
 }
 
 /// Fetches the planned segments and writes, per file, its head and the
-/// transactions to replay; the files written and how many transactions
-/// they hold.
+/// transactions to replay, a segment at a time; the files written and how
+/// many transactions they hold.
 async fn write_files(
     client: &aws_sdk_s3::Client,
     order: &ReplayOrder,
@@ -220,12 +221,26 @@ async fn write_files(
     let mut written = Vec::new();
     let mut applied = 0;
     for (n, file) in plan.files.iter().enumerate() {
-        let (bytes, count, stop) = file_bytes(client, order, file, target, executed).await?;
-        if count > 0 {
-            let path = scratch.join(format!("{n:06}.bin"));
-            tokio::fs::write(&path, bytes)
+        let path = scratch.join(format!("{n:06}.bin"));
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(io("write a file to replay"))?;
+        let mut count = 0;
+        let mut stop = false;
+        for segment in &file.segments {
+            let bytes = archive_store::get(client, &order.bucket, &segment.data_key).await?;
+            let (picked, found, passed) = pick(&bytes, segment, target, executed)?;
+            out.write_all(&picked)
                 .await
                 .map_err(io("write a file to replay"))?;
+            count += found;
+            if passed {
+                stop = true;
+                break;
+            }
+        }
+        out.flush().await.map_err(io("write a file to replay"))?;
+        if count > 0 {
             written.push(path);
             applied += count;
         }
@@ -236,52 +251,48 @@ async fn write_files(
     Ok((written, applied))
 }
 
-/// One file's head and the transactions of its planned segments to
-/// replay; whether the target time was passed.
-async fn file_bytes(
-    client: &aws_sdk_s3::Client,
-    order: &ReplayOrder,
-    file: &PlannedFile,
+/// Of one checked segment: its file's head (when it starts the file) and
+/// the transactions to replay, how many, and whether the target time was
+/// passed.
+fn pick(
+    bytes: &[u8],
+    segment: &PlannedSegment,
     target: &Target,
     executed: &GtidSet,
 ) -> Result<(Vec<u8>, u64, bool), Error> {
+    let sha256 = archive_store::sha256_hex(bytes);
+    if sha256 != segment.sha256 {
+        return Err(Error::Segment {
+            key: segment.data_key.clone(),
+            why: format!(
+                "its SHA-256 is {sha256}, its manifest says {}",
+                segment.sha256
+            ),
+        });
+    }
+    let transactions = binlog::transactions(bytes, segment.start).map_err(|e| Error::Segment {
+        key: segment.data_key.clone(),
+        why: e.to_string(),
+    })?;
+    let at = |offset: u64| usize::try_from(offset - segment.start).unwrap_or(bytes.len());
     let mut out = Vec::new();
+    if segment.start == 0 {
+        // The head: format description and preceding GTIDs.
+        let head_end = transactions.first().map_or(bytes.len(), |t| at(t.offset));
+        out.extend_from_slice(&bytes[..head_end]);
+    }
     let mut count = 0;
-    for segment in &file.segments {
-        let bytes = archive_store::get(client, &order.bucket, &segment.data_key).await?;
-        let sha256 = archive_store::sha256_hex(&bytes);
-        if sha256 != segment.sha256 {
-            return Err(Error::Segment {
-                key: segment.data_key.clone(),
-                why: format!(
-                    "its SHA-256 is {sha256}, its manifest says {}",
-                    segment.sha256
-                ),
-            });
-        }
-        let transactions =
-            binlog::transactions(&bytes, segment.start).map_err(|e| Error::Segment {
-                key: segment.data_key.clone(),
-                why: e.to_string(),
-            })?;
-        let at = |offset: u64| usize::try_from(offset - segment.start).unwrap_or(bytes.len());
-        if segment.start == 0 {
-            // The head: format description and preceding GTIDs.
-            let head_end = transactions.first().map_or(bytes.len(), |t| at(t.offset));
-            out.extend_from_slice(&bytes[..head_end]);
-        }
-        for (i, transaction) in transactions.iter().enumerate() {
-            let end = transactions
-                .get(i + 1)
-                .map_or(bytes.len(), |next| at(next.offset));
-            match replay::wanted(target, executed, transaction) {
-                Want::Apply => {
-                    out.extend_from_slice(&bytes[at(transaction.offset)..end]);
-                    count += 1;
-                }
-                Want::Skip => {}
-                Want::Stop => return Ok((out, count, true)),
+    for (i, transaction) in transactions.iter().enumerate() {
+        let end = transactions
+            .get(i + 1)
+            .map_or(bytes.len(), |next| at(next.offset));
+        match replay::wanted(target, executed, transaction) {
+            Want::Apply => {
+                out.extend_from_slice(&bytes[at(transaction.offset)..end]);
+                count += 1;
             }
+            Want::Skip => {}
+            Want::Stop => return Ok((out, count, true)),
         }
     }
     Ok((out, count, false))
