@@ -262,7 +262,7 @@ pub fn plan(
                 });
             }
             let needed = to.minus(&from);
-            let chosen: Vec<&Segment<'_>> = with_transactions()
+            let mut chosen: Vec<&Segment<'_>> = with_transactions()
                 .filter(|s| !s.holds.overlap(&needed).is_empty())
                 .collect();
             let covered = chosen.iter().fold(Runs::new(), |u, s| u.union(&s.holds));
@@ -286,6 +286,7 @@ pub fn plan(
                     }
                 });
             }
+            chosen.sort_by_key(|s| order(s.listed));
             (chosen, to.clone(), to)
         }
         Target::Time(at) => {
@@ -334,6 +335,7 @@ pub fn plan(
             let mut chosen: Vec<&Segment<'_>> = with_transactions()
                 .filter(|s| begun(s) && !from.contains(&s.holds))
                 .collect();
+            // In the archive's order: the cut is a prefix of it.
             chosen.sort_by_key(|s| order(s.listed));
             let mut at_least = from.clone();
             for s in &chosen {
@@ -347,8 +349,6 @@ pub fn plan(
             (chosen, at_least, at_most)
         }
     };
-    let mut chosen = chosen;
-    chosen.sort_by_key(|s| order(s.listed));
     Ok(Plan {
         files: files(archive, &chosen)?,
         at_least,

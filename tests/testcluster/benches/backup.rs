@@ -94,13 +94,7 @@ fn measure(s: &mut Scenario, flavor: &str, gib: u64) -> String {
     let load = s.load("bench.w");
     std::thread::sleep(Duration::from_secs(2));
     let asked = Instant::now();
-    s.apply_yaml(
-        "bench-backup",
-        &format!(
-            "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
-            s.cluster
-        ),
-    );
+    s.ask_backup(&backup);
     let object = format!("mysqlbackup/{backup}");
     s.wait("the snapshot started", Duration::from_secs(600), |s| {
         matches!(
@@ -257,13 +251,7 @@ fn archive_and_replay(s: &mut Scenario, flavor: &str, seconds: u64) -> String {
         !s.myc("{.status.archive.gtidSet}").is_empty()
     });
     let backup = format!("{}-pitr", s.cluster);
-    s.apply_yaml(
-        "bench-pitr-backup",
-        &format!(
-            "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
-            s.cluster
-        ),
-    );
+    s.ask_backup(&backup);
     let object = format!("mysqlbackup/{backup}");
     s.wait("the backup completed", Duration::from_secs(600), |s| {
         s.get(&object, "{.status.phase}") == "Completed"

@@ -17,6 +17,17 @@ use crate::{
 };
 
 impl Scenario {
+    /// Asks for a MySQLBackup `name` of the cluster.
+    pub fn ask_backup(&self, name: &str) {
+        self.apply_yaml(
+            name,
+            &format!(
+                "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {name}}}\nspec: {{cluster: {}}}\n",
+                self.cluster
+            ),
+        );
+    }
+
     /// Runs the drill on `table` (`db.table`, one `id` column); leaves the
     /// table empty and the restored clusters deleted.
     pub fn a_backup_restores_exactly_what_it_held(&mut self, table: &str) {
@@ -25,13 +36,7 @@ impl Scenario {
         let load = self.load(table);
         std::thread::sleep(Duration::from_secs(2));
         let asked = Instant::now();
-        self.apply_yaml(
-            "backup",
-            &format!(
-                "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
-                self.cluster
-            ),
-        );
+        self.ask_backup(&backup);
         let path = format!("mysqlbackup/{backup}");
         self.wait(
             "the backup's snapshot started",

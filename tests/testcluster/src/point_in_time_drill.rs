@@ -35,13 +35,7 @@ impl Scenario {
         let backup = format!("{}-pitr", self.cluster);
         let load = self.load(table);
         std::thread::sleep(Duration::from_secs(1));
-        self.apply_yaml(
-            "pitr-backup",
-            &format!(
-                "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLBackup\nmetadata: {{name: {backup}}}\nspec: {{cluster: {}}}\n",
-                self.cluster
-            ),
-        );
+        self.ask_backup(&backup);
         let path = format!("mysqlbackup/{backup}");
         self.wait("the backup completed", Duration::from_secs(120), |s| {
             s.get(&path, "{.status.phase}") == "Completed"
