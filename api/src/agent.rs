@@ -23,6 +23,9 @@ pub const PATH_RESEED: &str = "/reseed";
 /// [`ArchiveProgress`].
 pub const PATH_ARCHIVE: &str = "/archive";
 
+/// Path of the agent's binary log purge (`POST`, a [`BinlogPurge`]).
+pub const PATH_BINLOG_PURGE: &str = "/binlogs/purge";
+
 /// Response header of `/readyz` on a server whose semi-sync source side is
 /// enabled: [`SEMI_SYNC_WAITING`] while commits wait for a replica's
 /// acknowledgement, [`SEMI_SYNC_FALLEN_BACK`] after a timeout made it
@@ -63,6 +66,31 @@ pub struct ArchiveAssignment {
     /// operator that stops asking (another archiver chosen, or gone) stops
     /// it.
     pub seconds: u64,
+}
+
+/// The operator's word to every agent on which of its server's binary log
+/// files may go: each file older than `expire_seconds` whose transactions
+/// every one of `held_by` holds, up to the first that may not.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogPurge {
+    /// GTID sets in the flavor's notation (the archive's, each answering
+    /// instance's): a file goes only when all of them hold its
+    /// transactions.
+    pub held_by: Vec<String>,
+    /// How old the newest byte of a file must be, in seconds.
+    pub expire_seconds: u64,
+}
+
+/// What a purge did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BinlogPurged {
+    /// The files purged by this call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<String>,
+    /// How many files the server keeps.
+    pub kept: usize,
 }
 
 /// The operator's word to a restored cluster's first instance, in its

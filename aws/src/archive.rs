@@ -1,6 +1,6 @@
 //! The binary log archive in S3 (its format: `ebisu_mysql::archive`):
-//! every manifest under a prefix, one object's bytes, and the checksum
-//! manifests carry.
+//! every manifest under a prefix, one object's bytes, deleting objects,
+//! and the checksum manifests carry.
 
 use aws_sdk_s3::Client;
 use ebisu_mysql::archive::{Manifest, replay::Listed};
@@ -76,6 +76,41 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, Er
         .map_err(failed(format!("read {key}")))?
         .into_bytes()
         .to_vec())
+}
+
+/// Deletes `keys`, up to 1000 a call (S3's DeleteObjects); a key S3 could
+/// not delete is an error naming it.
+pub async fn delete(client: &Client, bucket: &str, keys: &[String]) -> Result<(), Error> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    for chunk in keys.chunks(1000) {
+        let objects = chunk
+            .iter()
+            .map(|key| ObjectIdentifier::builder().key(key).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed("name the objects to delete"))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(failed("name the objects to delete"))?;
+        let answer = client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(failed(format!(
+                "delete {} objects from s3://{bucket}",
+                chunk.len()
+            )))?;
+        if let Some(refused) = answer.errors().first() {
+            return Err(Error {
+                action: format!("delete {}", refused.key().unwrap_or("an object")),
+                why: refused.message().unwrap_or("refused").to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// SHA-256 of `bytes`, hex, as manifests carry it.

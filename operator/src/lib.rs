@@ -43,6 +43,7 @@
 //! - `reconcile::cleanup`: the managed StorageClass of a deleted cluster;
 //! - `runtime::leader`: the leader Lease.
 
+pub mod agent_client;
 pub mod apply;
 pub mod backups;
 pub mod build;

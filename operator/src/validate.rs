@@ -101,6 +101,8 @@ pub struct ValidatedCluster {
     pub mysql_config: BTreeMap<String, String>,
     /// Service settings.
     pub services: ServiceTemplates,
+    /// How long a binary log file is kept after its last write, in seconds.
+    pub binlog_expire_seconds: u64,
 }
 
 /// Whether new replicas may start from a backup's snapshot
@@ -428,6 +430,7 @@ pub fn validate(
         bootstrap,
         replay: None,
         backup_schedule,
+        binlog_expire_seconds: u64::from(spec.binary_logs.expire_seconds.min(31_536_000)),
         semi_sync_config: semi_sync.or_else(|| semi_sync_config(cluster)),
         semi_sync,
         failover: FailoverPolicy {
@@ -1221,6 +1224,16 @@ mod tests {
     fn reserved_and_malformed_config_keys_are_refused() {
         assert_eq!(
             refusal("  storage: {size: 10Gi}\n  mysqlConfig: {log_bin: 'off'}\n").0,
+            "spec.mysqlConfig"
+        );
+        // ebisu purges binary logs itself (spec.binaryLogs).
+        assert_eq!(
+            refusal("  storage: {size: 10Gi}\n  mysqlConfig: {Expire-Logs-Days: '1'}\n").0,
+            "spec.mysqlConfig"
+        );
+        assert_eq!(
+            refusal("  storage: {size: 10Gi}\n  mysqlConfig: {binlog_expire_logs_seconds: '1'}\n")
+                .0,
             "spec.mysqlConfig"
         );
         assert_eq!(

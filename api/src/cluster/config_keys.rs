@@ -22,6 +22,12 @@ pub const REFUSED_MYSQL_CONFIG_KEYS: &[&str] = &[
     // Binary log, GTIDs and relay logs: replication and failover rely on them.
     "log_bin",
     "binlog_format",
+    // Binary logs are purged by ebisu, only once every instance and the
+    // archive hold them (spec.binaryLogs.expireSeconds).
+    "binlog_expire_logs_seconds",
+    "expire_logs_days",
+    "max_binlog_total_size",
+    "binlog_space_limit",
     "gtid_*",
     "enforce_gtid_consistency",
     "log_slave_updates",

@@ -159,6 +159,10 @@ pub struct MySQLClusterSpec {
     #[serde(default)]
     pub clone: CloneSpec,
 
+    /// How long the servers keep their binary logs.
+    #[serde(default)]
+    pub binary_logs: BinaryLogsSpec,
+
     /// Where a new cluster's data comes from; empty servers when unset.
     /// Immutable: it says how the cluster was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +229,37 @@ pub struct MySQLClusterSpec {
     /// the primary for a requested switchover.
     #[serde(default)]
     pub update_strategy: UpdateStrategy,
+}
+
+/// How long the servers keep their binary logs (`spec.binaryLogs`). The
+/// servers' own expiry is off: ebisu purges a file once it is older than
+/// `expireSeconds` and every answering instance and, with
+/// `spec.backup.archive`, the archive hold its transactions, so neither a
+/// replica that fell behind nor the archive ever misses one. A file the
+/// archive lacks is kept however old: an archive that fails for long
+/// fills the volume (the `ArchiveBehind` condition says so first).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BinaryLogsSpec {
+    /// Seconds a binary log file is kept after its last write (default
+    /// 604800, seven days; 0 purges a file as soon as everything holds it;
+    /// at most 31536000, a year).
+    #[serde(default = "default_binlog_expire")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 31536000")
+        .message("spec.binaryLogs.expireSeconds must be between 0 and 31536000 (a year)"))]
+    pub expire_seconds: u32,
+}
+
+impl Default for BinaryLogsSpec {
+    fn default() -> Self {
+        Self {
+            expire_seconds: default_binlog_expire(),
+        }
+    }
+}
+
+fn default_binlog_expire() -> u32 {
+    604_800
 }
 
 /// How a changed spec reaches running servers.

@@ -331,6 +331,13 @@ pub struct ArchiveStatus {
     /// Why archiving fails, while it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When retention last looked for archived files no kept backup needs
+    /// (after each completed backup, and hourly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_at: Option<Time>,
+    /// How many segments that look removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_segments: Option<u64>,
 }
 
 /// An instance's EBS volume, from EC2's DescribeVolumes.

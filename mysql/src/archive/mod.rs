@@ -8,6 +8,7 @@
 //! and `<prefix>/manifest/...<offset>.json` (its [`Manifest`], written only
 //! after the bytes).
 
+pub mod prune;
 pub mod replay;
 pub mod runs;
 

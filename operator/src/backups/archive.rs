@@ -6,7 +6,6 @@
 use ebisu_api::{
     ArchiveStatus,
     agent::{ArchiveAssignment, ArchiveProgress, PATH_ARCHIVE},
-    names::AGENT_PORT,
 };
 use ebisu_mysql::{Flavor, GtidSet};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
@@ -82,32 +81,26 @@ pub async fn assign(
     target: &ArchiveTarget,
     seconds: u64,
 ) -> Result<ArchiveProgress, Error> {
-    let failed = |why: String| Error::Agent {
-        pod: pod.to_owned(),
-        why,
-    };
-    let body = serde_json::to_vec(&ArchiveAssignment {
+    let assignment = ArchiveAssignment {
         bucket: target.bucket.clone(),
         prefix: target.prefix.clone(),
         seconds,
-    })
-    .map_err(|e| failed(e.to_string()))?;
-    let answer = agents
-        .post(format!("http://{ip}:{AGENT_PORT}{PATH_ARCHIVE}"))
-        .bearer_auth(token)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
+    };
+    crate::agent_client::post(
+        agents,
+        ip,
+        PATH_ARCHIVE,
+        token,
+        &assignment,
         // Inside a reconcile: an agent that does not answer soon is not
         // waited for (the assignment lapses by itself).
-        .timeout(std::time::Duration::from_secs(2))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| failed(e.to_string()))?
-        .bytes()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    serde_json::from_slice(&answer).map_err(|e| failed(e.to_string()))
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .map_err(|why| Error::Agent {
+        pod: pod.to_owned(),
+        why,
+    })
 }
 
 /// `status.archive` and, when the archive is further behind the primary
@@ -142,6 +135,8 @@ pub fn report(
         archived_through: through.map(Time),
         behind_seconds: behind,
         error: error.clone(),
+        pruned_at: None,
+        pruned_segments: None,
     };
     let problem = match (archiver, error, behind) {
         (Err(why), _, _) => Some(why.to_owned()),

@@ -10,6 +10,8 @@
 //! their snapshots.
 
 pub mod archive;
+pub mod archive_retention;
+pub mod binlogs;
 pub mod decide;
 pub mod schedule;
 

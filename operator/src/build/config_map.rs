@@ -93,7 +93,10 @@ fn common_with(cluster: &ValidatedCluster, online_too: bool) -> String {
     // server its agent applies the relay log first and nobody starts
     // replication there before (sidecar agent/relay_log.rs).
     set("relay_log_recovery", "OFF");
-    set("binlog_expire_logs_seconds", "604800");
+    // The agents purge instead, on the operator's word, once every
+    // instance and the archive hold a file's transactions
+    // (spec.binaryLogs).
+    set("binlog_expire_logs_seconds", "0");
     // A replica notices a silent source within the failover delay (the
     // source sends heartbeats at half this period), so by the time a
     // failover stops the receivers they are reconnecting rather than

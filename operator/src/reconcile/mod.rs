@@ -50,7 +50,7 @@ use kube::{
         reflector::ObjectRef,
     },
 };
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 pub use context::{Context, LeaderClock, LeaseClock, NodeIndex, ProbeTriggers};
 
@@ -275,6 +275,18 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     if let Some((_, Some(problem))) = &archive {
         problems.push(problem.clone());
     }
+
+    // 10c. Binary logs every instance and the archive hold: purged once
+    //      old enough (agents).
+    expire_binlogs(
+        ctx,
+        &validated,
+        &pass,
+        archive
+            .as_ref()
+            .map(|(status, _)| status.gtid_set.as_deref()),
+    )
+    .await;
 
     // 11. Record that the cluster holds data once it has a primary (client).
     if record.needs_marking(pass.primary.is_some())
@@ -510,14 +522,126 @@ async fn keep_archive(
         .as_deref()
         .and_then(|p| states.iter().find(|s| s.pod == p))
         .and_then(|s| s.gtid.as_ref());
-    Some(backups::archive::report(
+    let (mut status, problem) = backups::archive::report(
         target,
         chosen.as_deref().map_err(String::as_str),
         progress.as_ref(),
         primary_gtid,
         flavor,
         Timestamp::now(),
-    ))
+    );
+    if let Some(previous) = cluster.status.as_ref().and_then(|s| s.archive.as_ref()) {
+        status.pruned_at.clone_from(&previous.pruned_at);
+        status.pruned_segments = previous.pruned_segments;
+    }
+    // The agents that may be archiving: the one assigned, and the one
+    // whose assignment ended now (in case it did not hear).
+    let archiving: Vec<u32> = [chosen.as_deref().ok(), current]
+        .into_iter()
+        .flatten()
+        .filter_map(|pod| {
+            let ordinal = i64::from(names::ordinal_of(pod)?);
+            u32::try_from(validated.server_id_base + ordinal).ok()
+        })
+        .collect();
+    prune_archive(ctx, validated, target, &archiving, &mut status).await;
+    Some((status, problem))
+}
+
+/// Archive retention, when due: the archived files no kept backup needs
+/// are removed, and `status.archive` says when and how many.
+async fn prune_archive(
+    ctx: &Context,
+    validated: &ValidatedCluster,
+    target: &crate::validate::ArchiveTarget,
+    archiving: &[u32],
+    status: &mut ebisu_api::ArchiveStatus,
+) {
+    use backups::archive_retention;
+    let now = Timestamp::now();
+    let listed =
+        Api::<ebisu_api::MySQLBackup>::namespaced(ctx.client.clone(), &validated.namespace)
+            .list(&kube::api::ListParams::default())
+            .await;
+    let backups = match listed {
+        Ok(list) => list.items,
+        Err(error) => {
+            warn!(%error, "failed to list MySQLBackups for archive retention");
+            return;
+        }
+    };
+    let newest = backups
+        .iter()
+        .filter(|b| b.spec.cluster == validated.name)
+        .filter_map(|b| b.status.as_ref()?.completed.as_ref().map(|t| t.0))
+        .max();
+    if !archive_retention::due(status.pruned_at.as_ref().map(|t| t.0), newest, now) {
+        return;
+    }
+    let flavor = crate::validate::ebisu_mysql_flavor(validated.flavor);
+    let Some(kept) = archive_retention::kept(flavor, &validated.name, &backups) else {
+        return;
+    };
+    match archive_retention::prune(&ctx.s3, flavor, target, &kept, archiving).await {
+        Ok(segments) => {
+            if segments > 0 {
+                info!(segments, "pruned archived binary logs no kept backup needs");
+            }
+            status.pruned_segments = Some(segments);
+        }
+        Err(error) => {
+            warn!(%error, "archive retention failed; it looks again after the next backup or within the hour");
+            status.pruned_segments = None;
+        }
+    }
+    status.pruned_at = Some(Time(now));
+}
+
+/// Tells each agent which of its server's binary logs may go
+/// (`spec.binaryLogs`); nothing when an instance or the archive's progress
+/// is unknown. A purge not done now is done on a later reconcile.
+async fn expire_binlogs(
+    ctx: &Context,
+    validated: &ValidatedCluster,
+    pass: &PassReport,
+    archive: Option<Option<&str>>,
+) {
+    let states: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
+    let instances = usize::try_from(validated.replicas).unwrap_or(0);
+    let held_by = match backups::binlogs::held_by(&states, instances, archive) {
+        Ok(sets) => sets,
+        Err(why) => {
+            debug!(%why, "no binary log is purged now");
+            return;
+        }
+    };
+    let Some(token) = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|a| a.clone_token)
+    else {
+        return;
+    };
+    let order = ebisu_api::agent::BinlogPurge {
+        held_by,
+        expire_seconds: validated.binlog_expire_seconds,
+    };
+    let asked = pass.servers.iter().filter_map(|s| {
+        let ip = s.ip.as_deref()?;
+        Some(backups::binlogs::purge(
+            &ctx.agents,
+            &s.state.pod,
+            ip,
+            &token,
+            &order,
+        ))
+    });
+    for answer in futures::future::join_all(asked).await {
+        if let Err(error) = answer {
+            debug!(%error, "binary logs not purged now");
+        }
+    }
 }
 
 /// The backups step: the schedule kept, then pending backups taken with

@@ -7,6 +7,7 @@
 //! the operator assigns it.
 
 mod archive;
+mod binlog_purge;
 mod clone_server;
 pub mod fence;
 mod metrics;
@@ -315,6 +316,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(PATH_CLONE, get(clone_server::serve))
         .route(PATH_RESEED, axum::routing::post(reseed::request))
         .route(PATH_ARCHIVE, axum::routing::post(archive::assign))
+        .route(
+            ebisu_api::agent::PATH_BINLOG_PURGE,
+            axum::routing::post(binlog_purge::request),
+        )
         .merge(observers)
         .with_state(shared)
 }

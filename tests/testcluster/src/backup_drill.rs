@@ -370,7 +370,11 @@ impl Scenario {
     /// transaction the primary has: nothing was lost on the way. (That no
     /// transaction is archived twice is checked segment by segment in the
     /// sidecar's data-plane tests.)
-    /// Then restores to a point in time from the archive
+    /// Then binary logs purged only once archived
+    /// ([`Scenario::binary_logs_go_only_once_archived`]), archive retention
+    /// ([`Scenario::archived_files_go_with_the_backups_that_needed_them`])
+    /// and restores to a
+    /// point in time from the archive
     /// ([`Scenario::a_restore_reaches_a_point_in_time`]).
     pub fn the_binary_logs_are_archived_through_a_switchover(&mut self, table: &str) {
         let primary = self.wait_settled(3);
@@ -437,6 +441,8 @@ impl Scenario {
             self.myc("{.status.archive.archiver}"),
             self.myc("{.status.archive.gtidSet}")
         );
+        self.binary_logs_go_only_once_archived(table);
+        self.archived_files_go_with_the_backups_that_needed_them(table, &bucket);
         self.a_restore_reaches_a_point_in_time(table, &bucket);
         self.patch(r#"{"spec":{"backup":null}}"#);
     }

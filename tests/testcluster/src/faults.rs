@@ -73,6 +73,31 @@ pub async fn cut_off(pod: &PodNetwork, peers: &[String], heal: bool) -> Result<(
     Ok(())
 }
 
+/// Drops every TCP packet the pod sends to `port` (on any address), or
+/// stops dropping them: one service on the bridge is cut off while the
+/// rest (the API server, the operator's calls) still reach the pod.
+pub async fn block_port(pod: &PodNetwork, port: u16, heal: bool) -> Result<(), FaultError> {
+    let port = port.to_string();
+    let verb = if heal { "del" } else { "add" };
+    let args = [
+        "-n",
+        pod.netns.as_str(),
+        "rule",
+        verb,
+        "ipproto",
+        "tcp",
+        "dport",
+        &port,
+        "blackhole",
+    ];
+    if heal {
+        command::run_quiet("ip", &args).await;
+    } else {
+        command::run("ip", &args).await?;
+    }
+    Ok(())
+}
+
 /// Takes the pod's link down (it reaches nobody and nobody reaches it; its
 /// node stays Ready) or up again.
 pub async fn link(pod: &PodNetwork, up: bool) {

@@ -30,7 +30,9 @@
 //! `logs POD [-c CONTAINER]`, `node stop NAME`, `node start NAME`.
 
 pub mod agent;
+pub mod archive_retention_drill;
 pub mod backup_drill;
+pub mod binlog_expiry_drill;
 pub mod certs;
 pub mod cleanup;
 pub mod cluster;
