@@ -133,6 +133,14 @@ pub struct ArchiveProgress {
     /// Why the last round failed, while it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Transactions the archive lacks that no binary log of this server
+    /// holds any more (purged before they were archived), in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
+    /// With `gap`: the GTIDs before this server's oldest binary log, which
+    /// hold the gap (a backup holding them makes it harmless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_before: Option<String>,
 }
 
 /// What a server says about itself, as `/status` returns it.

@@ -331,6 +331,11 @@ pub struct ArchiveStatus {
     /// Why archiving fails, while it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Transactions the archive lacks that no server's binary log holds
+    /// any more, while no completed backup holds them: a restore to a
+    /// point after them from an older backup is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
     /// When retention last looked for archived files no kept backup needs
     /// (after each completed backup, and hourly).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -103,16 +103,31 @@ pub async fn assign(
     })
 }
 
-/// `status.archive` and, when the archive is further behind the primary
-/// than allowed or fails, the problem saying so.
+/// What [`report`] says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// `status.archive`.
+    pub status: ArchiveStatus,
+    /// `ArchiveBehind`, when the archive is further behind the primary than
+    /// allowed, fails, or has a gap no kept backup covers.
+    pub problem: Option<Problem>,
+    /// What binary log purges count as archived: the archive's set, and a
+    /// gap a kept backup holds (waiting cannot fill it, and no restore
+    /// needs it); `None` while unknown.
+    pub purge_holder: Option<GtidSet>,
+}
+
+/// What status, problems and purges make of the archiver's progress;
+/// `backups` are the GTID sets of the cluster's completed backups.
 pub fn report(
     target: &ArchiveTarget,
     archiver: Result<&str, &str>,
     progress: Option<&ArchiveProgress>,
     primary_gtid: Option<&GtidSet>,
+    backups: &[GtidSet],
     flavor: Flavor,
     now: Timestamp,
-) -> (ArchiveStatus, Option<Problem>) {
+) -> Report {
     let through = progress
         .and_then(|p| p.archived_through_us)
         .and_then(|us| Timestamp::from_microsecond(us).ok());
@@ -129,17 +144,34 @@ pub fn report(
         through.map(|t| u64::try_from(now.duration_since(t).as_secs()).unwrap_or(0))
     };
     let error = progress.and_then(|p| p.error.clone());
+    let gap_before = progress
+        .and_then(|p| p.gap_before.as_deref())
+        .and_then(|g| GtidSet::parse(flavor, g).ok());
+    let covered = gap_before
+        .as_ref()
+        .is_some_and(|before| backups.iter().any(|b| b.contains(before).unwrap_or(false)));
+    let gap = progress.and_then(|p| p.gap.clone()).filter(|_| !covered);
+    let purge_holder = match (&archived, &gap_before) {
+        (Some(archived), Some(before)) if covered => archived.union(before).ok(),
+        (Some(_), Some(_)) => None,
+        (archived, _) => archived.clone(),
+    };
     let status = ArchiveStatus {
         archiver: archiver.ok().map(str::to_owned),
         gtid_set: archived.as_ref().map(ToString::to_string),
         archived_through: through.map(Time),
         behind_seconds: behind,
         error: error.clone(),
+        gap: gap.clone(),
         pruned_at: None,
         pruned_segments: None,
     };
     let problem = match (archiver, error, behind) {
         (Err(why), _, _) => Some(why.to_owned()),
+        (Ok(pod), _, _) if gap.is_some() => Some(format!(
+            "lacks transactions {} that no binary log on {pod} holds any more (a server purged them before they were archived): a restore to a point after them from an older backup is refused (ArchiveGap); a backup taken now starts a new recoverable range and clears this",
+            gap.as_deref().unwrap_or_default()
+        )),
         (Ok(pod), Some(error), _) => Some(format!("fails on {pod}: {error}")),
         (Ok(_), None, Some(secs)) if secs > target.max_behind_seconds => Some(format!(
             "is {secs} s behind the primary (spec.backup.archive.maxBehindSeconds is {})",
@@ -147,7 +179,11 @@ pub fn report(
         )),
         _ => None,
     };
-    (status, problem.map(Problem::ArchiveBehind))
+    Report {
+        status,
+        problem: problem.map(Problem::ArchiveBehind),
+        purge_holder,
+    }
 }
 
 #[cfg(test)]
@@ -227,13 +263,16 @@ mod tests {
             archived: Some("0-100-50".to_owned()),
             archived_through_us: Some(990_000_000),
             segments: 3,
-            error: None,
+            ..ArchiveProgress::default()
         };
-        let (status, problem) = report(
+        let Report {
+            status, problem, ..
+        } = report(
             &target(),
             Ok("db-2"),
             Some(&progress),
             Some(&gtid("0-100-50")),
+            &[],
             Flavor::MariaDb,
             now,
         );
@@ -241,21 +280,25 @@ mod tests {
         assert_eq!(status.archiver.as_deref(), Some("db-2"));
         assert_eq!(problem, None);
 
-        let (status, problem) = report(
+        let Report {
+            status, problem, ..
+        } = report(
             &target(),
             Ok("db-2"),
             Some(&progress),
             Some(&gtid("0-100-51")),
+            &[],
             Flavor::MariaDb,
             now,
         );
         assert_eq!(status.behind_seconds, Some(10));
         assert_eq!(problem, None, "within 30 s");
-        let (_, problem) = report(
+        let Report { problem, .. } = report(
             &target(),
             Ok("db-2"),
             Some(&progress),
             Some(&gtid("0-100-51")),
+            &[],
             Flavor::MariaDb,
             Timestamp::from_second(1_100).expect("later"),
         );
@@ -268,25 +311,72 @@ mod tests {
             error: Some("failed to upload: AccessDenied".to_owned()),
             ..progress
         };
-        let (status, problem) = report(
+        let Report {
+            status, problem, ..
+        } = report(
             &target(),
             Ok("db-2"),
             Some(&failing),
             None,
+            &[],
             Flavor::MariaDb,
             now,
         );
         assert_eq!(status.error.as_deref(), failing.error.as_deref());
         assert!(problem.is_some_and(|p| p.message().contains("fails on db-2: failed to upload")));
-        let (status, problem) = report(
+        let Report {
+            status, problem, ..
+        } = report(
             &target(),
             Err("has no writable primary to follow"),
             None,
             None,
+            &[],
             Flavor::MariaDb,
             now,
         );
         assert_eq!(status.archiver, None);
         assert!(problem.is_some());
+    }
+
+    #[test]
+    fn a_gap_no_backup_holds_is_a_problem_and_stops_purges() {
+        let now = Timestamp::from_second(1_000).expect("now");
+        let gtid = |s| GtidSet::parse(Flavor::MariaDb, s).expect("gtid");
+        let progress = ArchiveProgress {
+            archived: Some("0-100-50".to_owned()),
+            archived_through_us: Some(999_000_000),
+            gap: Some("0-41..45".to_owned()),
+            gap_before: Some("0-100-45".to_owned()),
+            ..ArchiveProgress::default()
+        };
+        let primary = gtid("0-100-50");
+        let report_with = |backups: &[GtidSet]| {
+            report(
+                &target(),
+                Ok("db-2"),
+                Some(&progress),
+                Some(&primary),
+                backups,
+                Flavor::MariaDb,
+                now,
+            )
+        };
+        let open = report_with(&[gtid("0-100-40")]);
+        assert_eq!(open.status.gap.as_deref(), Some("0-41..45"));
+        assert!(
+            open.problem
+                .is_some_and(|p| p.message().contains("no binary log on db-2")),
+            "an open gap is a problem"
+        );
+        assert_eq!(
+            open.purge_holder, None,
+            "nothing is purged past an open gap"
+        );
+
+        let covered = report_with(&[gtid("0-100-40"), gtid("0-100-46")]);
+        assert_eq!(covered.status.gap, None);
+        assert_eq!(covered.problem, None);
+        assert_eq!(covered.purge_holder, Some(gtid("0-100-50")));
     }
 }

@@ -272,8 +272,8 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     // 10b. The binary log archive: its archiver assigned again, how far it
     //      got (agent).
     let archive = keep_archive(ctx, cluster, &validated, &pass).await;
-    if let Some((_, Some(problem))) = &archive {
-        problems.push(problem.clone());
+    if let Some(problem) = archive.as_ref().and_then(|a| a.problem.clone()) {
+        problems.push(problem);
     }
 
     // 10c. Binary logs every instance and the archive hold: purged once
@@ -284,7 +284,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         &pass,
         archive
             .as_ref()
-            .map(|(status, _)| status.gtid_set.as_deref()),
+            .map(|a| a.purge_holder.as_ref().map(ToString::to_string)),
     )
     .await;
 
@@ -345,7 +345,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         fenced: &fencing.fenced,
         restore: restoring.as_ref(),
         seeds: &seeding.seeds,
-        archive: archive.as_ref().map(|(status, _)| status),
+        archive: archive.as_ref().map(|a| &a.status),
         now: &now,
     });
     let settled = new_status.phase == Some(ebisu_api::Phase::Running) && !pass.acted;
@@ -452,13 +452,14 @@ async fn refuse_restore(
 
 /// Renews the archive's assignment at the instance that should archive
 /// (ending the previous archiver's first, so two never upload at once) and
-/// reports how far it got; `None` without `spec.backup.archive`.
+/// reports how far it got, and prunes it when due; `None` without
+/// `spec.backup.archive`.
 async fn keep_archive(
     ctx: &Context,
     cluster: &MySQLCluster,
     validated: &ValidatedCluster,
     pass: &PassReport,
-) -> Option<(ebisu_api::ArchiveStatus, Option<crate::model::Problem>)> {
+) -> Option<backups::archive::Report> {
     let target = validated.backup_schedule.as_ref()?.archive.as_ref()?;
     let states: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
     let current = cluster
@@ -522,17 +523,33 @@ async fn keep_archive(
         .as_deref()
         .and_then(|p| states.iter().find(|s| s.pod == p))
         .and_then(|s| s.gtid.as_ref());
-    let (mut status, problem) = backups::archive::report(
+    let listed =
+        Api::<ebisu_api::MySQLBackup>::namespaced(ctx.client.clone(), &validated.namespace)
+            .list(&kube::api::ListParams::default())
+            .await
+            .map(|list| list.items);
+    if let Err(error) = &listed {
+        warn!(%error, "failed to list MySQLBackups for the archive");
+    }
+    let backups = listed.as_deref().unwrap_or_default();
+    let completed: Vec<_> = backups
+        .iter()
+        .filter(|b| b.spec.cluster == validated.name && b.is_completed())
+        .filter_map(|b| b.status.as_ref()?.gtid_set.as_deref())
+        .filter_map(|set| ebisu_mysql::GtidSet::parse(flavor, set).ok())
+        .collect();
+    let mut report = backups::archive::report(
         target,
         chosen.as_deref().map_err(String::as_str),
         progress.as_ref(),
         primary_gtid,
+        &completed,
         flavor,
         Timestamp::now(),
     );
     if let Some(previous) = cluster.status.as_ref().and_then(|s| s.archive.as_ref()) {
-        status.pruned_at.clone_from(&previous.pruned_at);
-        status.pruned_segments = previous.pruned_segments;
+        report.status.pruned_at.clone_from(&previous.pruned_at);
+        report.status.pruned_segments = previous.pruned_segments;
     }
     // The agents that may be archiving: the one assigned, and the one
     // whose assignment ended now (in case it did not hear).
@@ -544,8 +561,18 @@ async fn keep_archive(
             u32::try_from(validated.server_id_base + ordinal).ok()
         })
         .collect();
-    prune_archive(ctx, validated, target, &archiving, &mut status).await;
-    Some((status, problem))
+    if listed.is_ok() {
+        prune_archive(
+            ctx,
+            validated,
+            target,
+            backups,
+            &archiving,
+            &mut report.status,
+        )
+        .await;
+    }
+    Some(report)
 }
 
 /// Archive retention, when due: the archived files no kept backup needs
@@ -554,22 +581,12 @@ async fn prune_archive(
     ctx: &Context,
     validated: &ValidatedCluster,
     target: &crate::validate::ArchiveTarget,
+    backups: &[ebisu_api::MySQLBackup],
     archiving: &[u32],
     status: &mut ebisu_api::ArchiveStatus,
 ) {
     use backups::archive_retention;
     let now = Timestamp::now();
-    let listed =
-        Api::<ebisu_api::MySQLBackup>::namespaced(ctx.client.clone(), &validated.namespace)
-            .list(&kube::api::ListParams::default())
-            .await;
-    let backups = match listed {
-        Ok(list) => list.items,
-        Err(error) => {
-            warn!(%error, "failed to list MySQLBackups for archive retention");
-            return;
-        }
-    };
     let newest = backups
         .iter()
         .filter(|b| b.spec.cluster == validated.name)
@@ -579,7 +596,7 @@ async fn prune_archive(
         return;
     }
     let flavor = crate::validate::ebisu_mysql_flavor(validated.flavor);
-    let Some(kept) = archive_retention::kept(flavor, &validated.name, &backups) else {
+    let Some(kept) = archive_retention::kept(flavor, &validated.name, backups) else {
         return;
     };
     match archive_retention::prune(&ctx.s3, flavor, target, &kept, archiving).await {
@@ -604,10 +621,11 @@ async fn expire_binlogs(
     ctx: &Context,
     validated: &ValidatedCluster,
     pass: &PassReport,
-    archive: Option<Option<&str>>,
+    archive: Option<Option<String>>,
 ) {
     let states: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
     let instances = usize::try_from(validated.replicas).unwrap_or(0);
+    let archive = archive.as_ref().map(Option::as_deref);
     let held_by = match backups::binlogs::held_by(&states, instances, archive) {
         Ok(sets) => sets,
         Err(why) => {

@@ -225,6 +225,8 @@ struct Session {
     /// What came before the oldest file in the archive (by creation): the
     /// transactions the archive never needs.
     floor: Option<(u32, GtidSet)>,
+    /// The server's oldest binary log and the GTIDs before it.
+    oldest_preceding: Option<(String, GtidSet)>,
     files: HashMap<String, FileState>,
     /// Each of the server's files (by name) and when it was begun.
     created: HashMap<String, u32>,
@@ -261,6 +263,7 @@ impl Session {
             dir,
             archived: GtidSet::empty(flavor),
             floor: None,
+            oldest_preceding: None,
             files: HashMap::new(),
             created: HashMap::new(),
         };
@@ -348,10 +351,47 @@ impl Session {
             .await
             .map_err(|e| Error::Server(e.to_string()))?;
         drop(conn);
+        let oldest = logs.first().map(|(file, _)| file.clone());
         for (file, size) in logs {
             let end = if file == current { current_end } else { size };
             self.archive_file(shared, client, &file, end).await?;
         }
+        if let Some(oldest) = oldest {
+            self.look_for_gap(shared, &oldest).await?;
+        }
+        Ok(())
+    }
+
+    /// Reports what the archive lacks of the transactions before this
+    /// server's oldest binary log: no file here holds them any more (a
+    /// server purged them before they were archived), so this archiver can
+    /// never fill the gap.
+    async fn look_for_gap(&mut self, shared: &Shared, oldest: &str) -> Result<(), Error> {
+        let before = match &self.oldest_preceding {
+            Some((file, before)) if file == oldest => before.clone(),
+            _ => {
+                let head = read(&self.dir.join(oldest), 0, HEAD_LOOK).await?;
+                let Some(before) = binlog::preceding(&head).map_err(|e| Error::File {
+                    file: oldest.to_owned(),
+                    why: e.to_string(),
+                })?
+                else {
+                    return Ok(());
+                };
+                self.oldest_preceding = Some((oldest.to_owned(), before.clone()));
+                before
+            }
+        };
+        let missing = before
+            .missing_from(&self.held())
+            .map_err(|e| Error::Server(e.to_string()))?;
+        let gap = (!missing.is_empty()).then(|| (missing.to_string(), before.to_string()));
+        if gap.is_some() && shared.archive.progress().gap.is_none() {
+            warn!(gap = %missing, "the archive lacks transactions no binary log here holds any more");
+        }
+        shared.archive.update(|p| {
+            (p.gap, p.gap_before) = gap.unzip();
+        });
         Ok(())
     }
 

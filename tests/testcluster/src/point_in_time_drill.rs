@@ -1,6 +1,6 @@
 //! The point-in-time drill, the same on both flavors, on a cluster whose
-//! binary logs are archived: a backup under a writer, a table dropped at
-//! T while the writer goes on, and the backup restored to T - 1 s into a
+//! binary logs are archived: a backup under a writer, a failover (the
+//! primary's pod cut off), a table dropped at T while a writer goes on, and the backup restored to T - 1 s into a
 //! new cluster that holds the table and every row acknowledged before the
 //! target, none acknowledged after T, and a prefix of the writes; then
 //! targets before the first backup, past the archive's end and across a
@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::{
-    Scenario, ebisu,
+    Scenario,
+    drills::Fault,
+    ebisu,
     scenario::{APP_PASSWORD, APP_USER},
 };
 
@@ -45,6 +47,19 @@ impl Scenario {
             bucket,
             "the backup records the archive"
         );
+        let (during_backup, _) =
+            self.verify("written while the backup was taken", table, load, None);
+        // A failover in the archived range: the archive follows the new
+        // primary, and the restore replays across it.
+        let failover = self.drill(Fault::PodIsolated, table, Duration::from_secs(8));
+        assert!(
+            failover.to_new_primary.is_some(),
+            "the primary's pod cut off for 8 s failed over: {} -> {}",
+            failover.old,
+            failover.new
+        );
+        self.wait_settled(3);
+        let load = self.load(table);
         std::thread::sleep(Duration::from_secs(4));
         // The mistake, while the writer goes on.
         let dropped_wall = SystemTime::now();
@@ -136,6 +151,17 @@ impl Scenario {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect();
+        let earlier: Vec<u64> = during_backup
+            .acked
+            .iter()
+            .chain(&failover.writes.acked)
+            .map(|(id, _)| *id)
+            .filter(|id| !found.contains(id))
+            .collect();
+        assert!(
+            earlier.is_empty(),
+            "acknowledged before and through the failover, and not restored: {earlier:?}"
+        );
         let (before, _) = writes.restored_exactly(
             &found,
             "the target",
