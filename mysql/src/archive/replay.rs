@@ -192,26 +192,31 @@ struct Segment<'a> {
 
 /// What a segment's manifest says it holds.
 fn holds(flavor: Flavor, listed: &Listed) -> Result<Runs, Refusal> {
-    let m = &listed.manifest;
-    let unreadable = |why: String| Refusal::Unreadable {
+    manifest_runs(flavor, &listed.manifest).map_err(|why| Refusal::Unreadable {
         key: listed.key.clone(),
         why,
-    };
+    })
+}
+
+/// Exactly the transactions a segment holds, from its manifest (MariaDB:
+/// each domain's first to last, consecutive there); why not when the
+/// manifest cannot say.
+pub fn manifest_runs(flavor: Flavor, m: &Manifest) -> Result<Runs, String> {
     let Some(gtids) = m.gtids.as_deref().filter(|_| m.transactions > 0) else {
         return Ok(Runs::new());
     };
     match flavor {
         Flavor::MySql80 | Flavor::MySql84 => MySqlGtidSet::parse(gtids)
             .map(|set| Runs::of_mysql(&set))
-            .map_err(|e| unreadable(e.to_string())),
+            .map_err(|e| e.to_string()),
         Flavor::MariaDb => {
-            let lasts = MariaDbGtidPos::parse(gtids).map_err(|e| unreadable(e.to_string()))?;
+            let lasts = MariaDbGtidPos::parse(gtids).map_err(|e| e.to_string())?;
             let firsts = m
                 .firsts
                 .as_deref()
                 .map(MariaDbGtidPos::parse)
                 .transpose()
-                .map_err(|e| unreadable(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
             let mut runs = Runs::new();
             let single = lasts.iter().count() == 1;
             for last in lasts.iter() {
@@ -220,9 +225,7 @@ fn holds(flavor: Flavor, listed: &Listed) -> Result<Runs, Refusal> {
                     // One domain: its transactions are consecutive.
                     None if single => (last.seq_no + 1).saturating_sub(m.transactions),
                     None => {
-                        return Err(unreadable(
-                            "it names no first transaction for each domain".to_owned(),
-                        ));
+                        return Err("it names no first transaction for each domain".to_owned());
                     }
                 };
                 runs.add(&domain_stream(last.domain_id), first, last.seq_no);

@@ -23,7 +23,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ebisu_api::agent::{ArchiveAssignment, ArchiveProgress};
-use ebisu_mysql::archive::{Manifest, file_key, segment_keys};
+use ebisu_mysql::archive::{Manifest, file_key, replay::manifest_runs, runs::Runs, segment_keys};
 use ebisu_mysql::{Flavor, GtidSet, binlog};
 use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -227,6 +227,9 @@ struct Session {
     floor: Option<(u32, GtidSet)>,
     /// The server's oldest binary log and the GTIDs before it.
     oldest_preceding: Option<(String, GtidSet)>,
+    /// Exactly the transactions the archive holds (a MariaDB position
+    /// cannot show a hole).
+    runs: Runs,
     files: HashMap<String, FileState>,
     /// Each of the server's files (by name) and when it was begun.
     created: HashMap<String, u32>,
@@ -264,6 +267,7 @@ impl Session {
             archived: GtidSet::empty(flavor),
             floor: None,
             oldest_preceding: None,
+            runs: Runs::new(),
             files: HashMap::new(),
             created: HashMap::new(),
         };
@@ -290,6 +294,9 @@ impl Session {
     /// Counts a manifest's transactions as archived (and, for this
     /// server's own files, how far the file got).
     fn take(&mut self, manifest: &Manifest) {
+        if let Ok(runs) = manifest_runs(self.flavor, manifest) {
+            self.runs = self.runs.union(&runs);
+        }
         if let Some(gtids) = &manifest.gtids
             && let Ok(set) = GtidSet::parse(self.flavor, gtids)
             && let Ok(union) = self.archived.union(&set)
@@ -382,9 +389,11 @@ impl Session {
                 before
             }
         };
-        let missing = before
-            .missing_from(&self.held())
-            .map_err(|e| Error::Server(e.to_string()))?;
+        let floor = self
+            .floor
+            .as_ref()
+            .map_or_else(Runs::new, |(_, floor)| Runs::of_gtids(floor));
+        let missing = Runs::of_gtids(&before).minus(&self.runs.union(&floor));
         let gap = (!missing.is_empty()).then(|| (missing.to_string(), before.to_string()));
         if gap.is_some() && shared.archive.progress().gap.is_none() {
             warn!(gap = %missing, "the archive lacks transactions no binary log here holds any more");

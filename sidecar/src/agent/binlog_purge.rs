@@ -22,7 +22,9 @@ use tracing::{info, warn};
 use super::Shared;
 use super::clone_server::authorized;
 
-/// How much of a file's start is read for the GTIDs before it.
+/// How much of a file's start is read for the GTIDs before it, first...
+const HEAD_FIRST_LOOK: u64 = 64 << 10;
+/// ...and when that cut the list of them short.
 const HEAD_LOOK: u64 = 1 << 20;
 
 /// Why a purge could not be decided or done.
@@ -139,7 +141,20 @@ async fn purge(shared: &Shared, order: &BinlogPurge) -> Result<BinlogPurged, Err
         .map_err(server("list the binary logs"))?;
     let mut files = Vec::with_capacity(names.len());
     for name in names {
-        files.push(facts(&dir, name).await);
+        files.push(FileFacts {
+            age_seconds: age(&dir.join(&name)).await,
+            name,
+            preceding: None,
+        });
+    }
+    // Only a file old enough may go, and only the next file's head says
+    // whether it may: heads are read for those alone.
+    let old_enough = files
+        .iter()
+        .take_while(|f| f.age_seconds >= order.expire_seconds)
+        .count();
+    for file in files.iter_mut().take(old_enough + 1).skip(1) {
+        file.preceding = preceding(&dir.join(&file.name)).await;
     }
     let kept = first_kept(&files, &held_by, order.expire_seconds);
     let purged: Vec<String> = files[..kept].iter().map(|f| f.name.clone()).collect();
@@ -157,31 +172,29 @@ async fn purge(shared: &Shared, order: &BinlogPurge) -> Result<BinlogPurged, Err
     })
 }
 
-/// What the purge needs to know of one file; a file it cannot read has no
-/// `preceding` (and so keeps itself and every later one).
-async fn facts(dir: &Path, name: String) -> FileFacts {
-    let path = dir.join(&name);
-    let age_seconds = tokio::fs::metadata(&path)
+/// Seconds since the file's last write (0 when unknown: it stays).
+async fn age(path: &Path) -> u64 {
+    tokio::fs::metadata(path)
         .await
         .ok()
         .and_then(|m| m.modified().ok())
         .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-        .map_or(0, |age| age.as_secs());
-    let mut head = Vec::new();
-    let read = match tokio::fs::File::open(&path).await {
-        Ok(file) => file.take(HEAD_LOOK).read_to_end(&mut head).await.is_ok(),
-        Err(_) => false,
-    };
-    let preceding = if read {
-        binlog::preceding(&head).ok().flatten()
-    } else {
-        None
-    };
-    FileFacts {
-        name,
-        preceding,
-        age_seconds,
+        .map_or(0, |age| age.as_secs())
+}
+
+/// The GTIDs before the file, from its first events (`None` when it
+/// cannot be read: it stays, with every later file). The first 64 KiB
+/// hold them unless the server had many sources; then the first MiB.
+async fn preceding(path: &Path) -> Option<GtidSet> {
+    for look in [HEAD_FIRST_LOOK, HEAD_LOOK] {
+        let mut head = Vec::new();
+        let file = tokio::fs::File::open(path).await.ok()?;
+        file.take(look).read_to_end(&mut head).await.ok()?;
+        if let Ok(before) = binlog::preceding(&head) {
+            return before;
+        }
     }
+    None
 }
 
 #[cfg(test)]
