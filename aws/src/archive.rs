@@ -29,7 +29,8 @@ pub fn failed<E: std::error::Error>(action: impl Into<String>) -> impl FnOnce(E)
     }
 }
 
-/// Every manifest under `prefix` (without its trailing `/`).
+/// Every manifest under `prefix` (without its trailing `/`); one removed
+/// between the listing and its read is left out.
 pub async fn manifests(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Listed>, Error> {
     let mut keys = Vec::new();
     let mut pages = client
@@ -48,34 +49,54 @@ pub async fn manifests(client: &Client, bucket: &str, prefix: &str) -> Result<Ve
                 .filter_map(|o| o.key().map(str::to_owned)),
         );
     }
-    futures::stream::iter(keys)
+    let listed: Vec<Option<Listed>> = futures::stream::iter(keys)
         .map(|key| async move {
-            let bytes = get(client, bucket, &key).await?;
+            // Gone since it was listed: retention removed its segment.
+            let Some(bytes) = get_if_there(client, bucket, &key).await? else {
+                return Ok(None);
+            };
             let manifest: Manifest =
                 serde_json::from_slice(&bytes).map_err(failed(format!("read manifest {key}")))?;
-            Ok(Listed { key, manifest })
+            Ok(Some(Listed { key, manifest }))
         })
         .buffer_unordered(READ_AT_ONCE)
         .try_collect()
-        .await
+        .await?;
+    Ok(listed.into_iter().flatten().collect())
 }
 
 /// One object's bytes.
 pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, Error> {
-    let object = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(failed(format!("read {key}")))?;
-    Ok(object
-        .body
-        .collect()
-        .await
-        .map_err(failed(format!("read {key}")))?
-        .into_bytes()
-        .to_vec())
+    get_if_there(client, bucket, key)
+        .await?
+        .ok_or_else(|| Error {
+            action: format!("read {key}"),
+            why: "NoSuchKey: the object does not exist".to_owned(),
+        })
+}
+
+/// One object's bytes, `None` when there is no such object.
+async fn get_if_there(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    let object = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => object,
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) =>
+        {
+            return Ok(None);
+        }
+        Err(error) => return Err(failed(format!("read {key}"))(error)),
+    };
+    Ok(Some(
+        object
+            .body
+            .collect()
+            .await
+            .map_err(failed(format!("read {key}")))?
+            .into_bytes()
+            .to_vec(),
+    ))
 }
 
 /// Deletes `keys`, up to 1000 a call (S3's DeleteObjects); a key S3 could
