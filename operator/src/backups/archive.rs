@@ -134,8 +134,16 @@ pub fn report(
     let archived = progress
         .and_then(|p| p.archived.as_deref())
         .and_then(|a| GtidSet::parse(flavor, a).ok());
+    let gap_before = progress
+        .and_then(|p| p.gap_before.as_deref())
+        .and_then(|g| GtidSet::parse(flavor, g).ok());
+    // How current the archive is, whatever gap it has (reported apart).
     let complete = match (&archived, primary_gtid) {
-        (Some(archived), Some(primary)) => archived.contains(primary).unwrap_or(false),
+        (Some(archived), Some(primary)) => gap_before
+            .as_ref()
+            .map_or(Ok(archived.clone()), |before| archived.union(before))
+            .and_then(|held| held.contains(primary))
+            .unwrap_or(false),
         _ => false,
     };
     let behind = if complete {
@@ -144,9 +152,6 @@ pub fn report(
         through.map(|t| u64::try_from(now.duration_since(t).as_secs()).unwrap_or(0))
     };
     let error = progress.and_then(|p| p.error.clone());
-    let gap_before = progress
-        .and_then(|p| p.gap_before.as_deref())
-        .and_then(|g| GtidSet::parse(flavor, g).ok());
     let covered = gap_before
         .as_ref()
         .is_some_and(|before| backups.iter().any(|b| b.contains(before).unwrap_or(false)));
@@ -340,6 +345,34 @@ mod tests {
     }
 
     #[test]
+    fn an_archive_with_a_mysql_gap_is_current_when_it_holds_everything_after() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let set = |s: &str| GtidSet::parse(Flavor::MySql84, &format!("{uuid}:{s}")).expect("set");
+        let progress = ArchiveProgress {
+            archived: Some(format!("{uuid}:1-477:614-619")),
+            archived_through_us: Some(900_000_000),
+            gap: Some(format!("{uuid}:478-613")),
+            gap_before: Some(format!("{uuid}:1-613")),
+            ..ArchiveProgress::default()
+        };
+        let report = report(
+            &target(),
+            Ok("db-2"),
+            Some(&progress),
+            Some(&set("1-619")),
+            &[set("1-615")],
+            Flavor::MySql84,
+            Timestamp::from_second(1_000).expect("now"),
+        );
+        assert_eq!(report.status.behind_seconds, Some(0));
+        assert_eq!(
+            report.problem, None,
+            "the gap is covered and the archive current"
+        );
+        assert_eq!(report.purge_holder, Some(set("1-619")));
+    }
+
+    #[test]
     fn a_gap_no_backup_holds_is_a_problem_and_stops_purges() {
         let now = Timestamp::from_second(1_000).expect("now");
         let gtid = |s| GtidSet::parse(Flavor::MariaDb, s).expect("gtid");
@@ -364,6 +397,7 @@ mod tests {
         };
         let open = report_with(&[gtid("0-100-40")]);
         assert_eq!(open.status.gap.as_deref(), Some("0-41..45"));
+        assert_eq!(open.status.behind_seconds, Some(0), "current, gap apart");
         assert!(
             open.problem
                 .is_some_and(|p| p.message().contains("no binary log on db-2")),
