@@ -20,6 +20,7 @@ use crate::{
 struct Segment {
     manifest_key: String,
     first_us: i64,
+    gtids: Option<String>,
 }
 
 impl Scenario {
@@ -273,10 +274,22 @@ impl Scenario {
             .parse::<k8s_openapi::jiff::Timestamp>()
             .map_or(i64::MAX, |t| t.as_microsecond());
         let target_us = i64::try_from(target_secs).unwrap_or_default() * 1_000_000;
+        // One the backup lacks, not a file's head, the last begun before
+        // the target: a hole inside the new primary's transactions. (The
+        // last segment of the old primary's, removed, would go unnoticed
+        // by a time target: nothing archived after it names it.)
         let removed = self
             .segments(bucket)
             .into_iter()
-            .find(|s| s.first_us > consistent_us && s.first_us <= target_us)
+            .filter(|s| s.first_us > consistent_us && s.first_us <= target_us)
+            .filter(|s| !s.manifest_key.ends_with("/00000000000000000000.json"))
+            .filter(|s| {
+                s.gtids
+                    .as_deref()
+                    .and_then(|g| ebisu_mysql::GtidSet::parse(flavor, g).ok())
+                    .is_some_and(|g| !held.contains(&g).unwrap_or(true))
+            })
+            .max_by_key(|s| s.first_us)
             .unwrap_or_else(|| {
                 panic!("a segment between the backup ({consistent}) and the target")
             });
@@ -320,6 +333,7 @@ impl Scenario {
             .filter_map(|l| {
                 Some(Segment {
                     first_us: l.manifest.first_us?,
+                    gtids: l.manifest.gtids,
                     manifest_key: l.key,
                 })
             })
