@@ -17,7 +17,7 @@
 //! | L4 | `reconcile` | the spine: one reconcile, step by step, and what every reconcile shares |
 //! | L3 | `status`, `events` | pure reports over what the layers below found (and publishing Events) |
 //! | L2 | `clustering`, `fencing`, `volumes`, `backups`, `restore`, `dereference`, `apply` | features, each a pure decision plus a thin IO shell; reads and writes of the cluster's own objects |
-//! | L1 | `validate`, `build`, `diagnose`, `ec2` | pure spec -> objects; pure diagnoses; the EC2 client |
+//! | L1 | `validate`, `build`, `diagnose`, `ec2`, `agent_client` | pure spec -> objects; pure diagnoses; the EC2 client; calls to the agents |
 //! | L0 | `model`, `quantity`, `online_config`, `crd`, `rbac` | shared vocabulary, one reader per fact; tables |
 //!
 //! # What writes to the outside world
@@ -35,7 +35,8 @@
 //!   given volumes;
 //! - `backups`: a source's applier paused and resumed (SQL), EC2
 //!   CreateSnapshot, the backups' status and their credentials Secrets,
-//!   the binary log archive's assignment at an agent;
+//!   the binary log archive's assignment at an agent, binary log purges
+//!   asked of the agents, archived files retention removes from S3;
 //! - `restore`: EC2 CreateVolume from a backup's snapshot (a restored
 //!   cluster's first volume, a new replica's), the restored cluster's
 //!   credentials Secret;
@@ -68,7 +69,7 @@ pub mod volumes;
 /// Every top-level module by layer, bottom first.
 pub const LAYERS: &[&[&str]] = &[
     &["model", "quantity", "online_config", "crd", "rbac"],
-    &["validate", "build", "diagnose", "ec2"],
+    &["validate", "build", "diagnose", "ec2", "agent_client"],
     &[
         "clustering",
         "fencing",
