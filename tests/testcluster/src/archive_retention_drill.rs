@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use ebisu_mysql::GtidSet;
 use ebisu_mysql::archive::replay::{Target, plan};
-use ebisu_mysql::{Flavor, GtidSet};
 
 use crate::Scenario;
 
@@ -20,12 +20,9 @@ impl Scenario {
         table: &str,
         bucket: &str,
     ) {
-        self.wait_settled(3);
+        let primary = self.wait_settled(3);
         let archiver = self.myc("{.status.archive.archiver}");
-        let flavor = match self.myc("{.spec.flavor}").as_str() {
-            "mysql" => Flavor::MySql84,
-            _ => Flavor::MariaDb,
-        };
+        let flavor = self.flavor();
         self.kubectl(&[
             "-n",
             &self.ns,
@@ -40,19 +37,17 @@ impl Scenario {
             self.root(&archiver, "FLUSH BINARY LOGS");
         }
         std::thread::sleep(Duration::from_secs(1));
-        let mut closed: Vec<String> = self
-            .root(&archiver, "SHOW BINARY LOGS")
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-            .collect();
+        let mut closed = self.binary_logs(&archiver);
         let current = closed.pop().unwrap_or_default();
         self.verify("archive retention's writes", table, load, None);
-        // Current, whatever gap the archive has (a MySQL set shows it).
-        std::thread::sleep(Duration::from_secs(3));
+        let executed = self.executed(&primary);
         self.wait(
             "the archive holding every transaction of the primary",
             Duration::from_secs(60),
-            |s| s.myc("{.status.archive.behindSeconds}") == "0",
+            |s| {
+                GtidSet::parse(flavor, &s.myc("{.status.archive.gtidSet}"))
+                    .is_ok_and(|archived| archived.contains(&executed).unwrap_or(false))
+            },
         );
         let server_id = |s: &Self| -> u32 {
             s.root(&archiver, "SELECT @@GLOBAL.server_id")
@@ -117,10 +112,9 @@ impl Scenario {
             GtidSet::parse(flavor, &set).unwrap_or_else(|e| panic!("GTID set {set:?}: {e}"))
         };
         let held = parse(self.get(&path, "{.status.gtidSet}"));
-        let now = parse(self.instance(&self.primary(), "gtid"));
-        if let Err(refused) = plan(flavor, &held, &listed, &Target::Gtids(now.clone())) {
+        if let Err(refused) = plan(flavor, &held, &listed, &Target::Gtids(executed.clone())) {
             panic!(
-                "from the kept backup the pruned archive reaches the primary's {now}: {refused}\n{}",
+                "from the kept backup the pruned archive reaches the primary's {executed}: {refused}\n{}",
                 self.diagnostics()
             );
         }

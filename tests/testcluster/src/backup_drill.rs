@@ -303,12 +303,7 @@ impl Scenario {
         // The primary purges the binary logs after every backup's GTID set.
         self.root(&primary, "FLUSH BINARY LOGS");
         std::thread::sleep(Duration::from_secs(1));
-        let current = self
-            .root(&primary, "SHOW BINARY LOGS")
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-            .next_back()
-            .unwrap_or_default();
+        let current = self.binary_logs(&primary).pop().unwrap_or_default();
         self.root(&primary, &format!("PURGE BINARY LOGS TO '{current}'"));
         let load = self.load(table);
         self.patch(r#"{"spec":{"replicas":5}}"#);

@@ -24,12 +24,7 @@ impl Scenario {
                 "{pod}'s own expiry is off: ebisu purges"
             );
         }
-        let files = |s: &Self| -> Vec<String> {
-            s.root(&primary, "SHOW BINARY LOGS")
-                .lines()
-                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-                .collect()
-        };
+        let files = |s: &Self| s.binary_logs(&primary);
         self.patch(r#"{"spec":{"binaryLogs":{"expireSeconds":0}}}"#);
         self.root(&primary, "FLUSH BINARY LOGS");
         self.wait(
@@ -58,7 +53,22 @@ impl Scenario {
             Duration::from_secs(60),
             |s| s.condition("ArchiveBehind") == "True",
         );
-        std::thread::sleep(Duration::from_secs(10));
+        // Each reconcile tells the agents what may go before it writes
+        // status: the second status write from now comes from a reconcile
+        // that began after the files were listed, with the stale archive.
+        let behind = |s: &Self| -> u64 {
+            s.myc("{.status.archive.behindSeconds}")
+                .parse()
+                .unwrap_or_default()
+        };
+        for _ in 0..2 {
+            let seen = behind(self);
+            self.wait(
+                "a later reconcile with the archive behind",
+                Duration::from_secs(90),
+                |s| behind(s) > seen,
+            );
+        }
         let kept = files(self);
         assert!(
             written.iter().all(|f| kept.contains(f)),
@@ -76,12 +86,7 @@ impl Scenario {
             // purging early): the archive has a gap it reports at once, and
             // nothing is purged past it until a backup holds it.
             self.root(&archiver, "FLUSH BINARY LOGS");
-            let newest = self
-                .root(&archiver, "SHOW BINARY LOGS")
-                .lines()
-                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-                .next_back()
-                .unwrap_or_default();
+            let newest = self.binary_logs(&archiver).pop().unwrap_or_default();
             self.root(&archiver, &format!("PURGE BINARY LOGS TO '{newest}'"));
             self.block_on(faults::block_port(&network, EC2_PORT, true))
                 .unwrap_or_else(|e| panic!("let {archiver} reach S3 again: {e}"));
@@ -92,7 +97,8 @@ impl Scenario {
             });
             let gap = self.myc("{.status.archive.gap}");
             assert!(!gap.is_empty(), "status.archive.gap says what is missing");
-            std::thread::sleep(Duration::from_secs(10));
+            // The reconcile that reported the gap told the agents what may
+            // go before it wrote that status.
             let still = files(self);
             assert!(
                 written.iter().all(|f| still.contains(f)),

@@ -80,25 +80,13 @@ impl Scenario {
         )
         .map(|t| t.to_string())
         .unwrap_or_default();
-        let flavor = match self.myc("{.spec.flavor}").as_str() {
-            "mysql" => ebisu_mysql::Flavor::MySql84,
-            _ => ebisu_mysql::Flavor::MariaDb,
-        };
-        let executed = self.root(
-            &self.primary(),
-            match flavor {
-                ebisu_mysql::Flavor::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos",
-                _ => "SELECT REPLACE(@@GLOBAL.gtid_executed, '\\n', '')",
-            },
-        );
+        let flavor = self.flavor();
+        let executed = self.executed(&self.primary());
         let parse = |set: &str| {
             ebisu_mysql::GtidSet::parse(flavor, set.trim())
                 .unwrap_or_else(|e| panic!("GTID set {set:?}: {e}"))
         };
-        let (executed, held) = (
-            parse(&executed),
-            parse(&self.get(&path, "{.status.gtidSet}")),
-        );
+        let held = parse(&self.get(&path, "{.status.gtidSet}"));
         // The archive may have a gap the backup holds (the expiry drill
         // makes one): what counts is that a restore reaches the drop.
         self.wait(

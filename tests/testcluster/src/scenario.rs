@@ -268,6 +268,37 @@ impl Scenario {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()))
     }
 
+    /// The binary log files of the pod's server, oldest first.
+    pub fn binary_logs(&self, pod: &str) -> Vec<String> {
+        self.root(pod, "SHOW BINARY LOGS")
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
+    /// The cluster's flavor (`spec.flavor`).
+    pub fn flavor(&self) -> ebisu_mysql::Flavor {
+        match self.myc("{.spec.flavor}").as_str() {
+            "mysql" => ebisu_mysql::Flavor::MySql84,
+            _ => ebisu_mysql::Flavor::MariaDb,
+        }
+    }
+
+    /// Every transaction the pod's server has written to its binary logs,
+    /// read from the server now.
+    pub fn executed(&self, pod: &str) -> ebisu_mysql::GtidSet {
+        let flavor = self.flavor();
+        let set = self.root(
+            pod,
+            match flavor {
+                ebisu_mysql::Flavor::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos",
+                _ => "SELECT REPLACE(@@GLOBAL.gtid_executed, '\\n', '')",
+            },
+        );
+        ebisu_mysql::GtidSet::parse(flavor, set.trim())
+            .unwrap_or_else(|e| panic!("{pod}'s GTID set {set:?}: {e}"))
+    }
+
     /// As [`Scenario::root`], `None` while the server cannot be reached.
     pub fn try_root(&self, pod: &str, statement: &str) -> Option<String> {
         ebisu::root_sql(
