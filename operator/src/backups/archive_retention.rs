@@ -22,30 +22,40 @@ pub enum Error {
     S3(#[from] ebisu_aws::archive::Error),
 }
 
-/// The GTID sets of the cluster's kept backups (those not being deleted),
-/// or `None` while retention
-/// must not look: a backup is being taken (what it will hold is not known
-/// yet). A completed backup whose set cannot be read counts as holding
-/// nothing, so it keeps the whole archive.
+/// The GTID sets of the cluster's completed backups that are not being
+/// deleted. One whose set cannot be read holds nothing: it covers no gap
+/// and keeps the whole archive.
+pub fn completed(flavor: Flavor, cluster: &str, backups: &[MySQLBackup]) -> Vec<GtidSet> {
+    live(cluster, backups)
+        .filter_map(|b| b.status.as_ref())
+        .filter(|s| s.phase == Some(BackupPhase::Completed))
+        .map(|s| {
+            s.gtid_set
+                .as_deref()
+                .and_then(|set| GtidSet::parse(flavor, set).ok())
+                .unwrap_or_else(|| GtidSet::empty(flavor))
+        })
+        .collect()
+}
+
+/// The GTID sets of the cluster's kept backups ([`completed`]), or `None`
+/// while retention must not look: a backup is being taken (what it will
+/// hold is not known yet).
 pub fn kept(flavor: Flavor, cluster: &str, backups: &[MySQLBackup]) -> Option<Vec<GtidSet>> {
-    let mut kept = Vec::new();
-    let live = backups
+    let taking = live(cluster, backups).any(|b| {
+        matches!(
+            b.status.as_ref().and_then(|s| s.phase),
+            None | Some(BackupPhase::Pending | BackupPhase::Snapshotting)
+        )
+    });
+    (!taking).then(|| completed(flavor, cluster, backups))
+}
+
+/// The cluster's backups that are not being deleted.
+fn live<'a>(cluster: &'a str, backups: &'a [MySQLBackup]) -> impl Iterator<Item = &'a MySQLBackup> {
+    backups
         .iter()
-        .filter(|b| b.spec.cluster == cluster && b.metadata.deletion_timestamp.is_none());
-    for backup in live {
-        let status = backup.status.as_ref();
-        match status.and_then(|s| s.phase) {
-            Some(BackupPhase::Failed) => {}
-            Some(BackupPhase::Completed) => kept.push(
-                status
-                    .and_then(|s| s.gtid_set.as_deref())
-                    .and_then(|set| GtidSet::parse(flavor, set).ok())
-                    .unwrap_or_else(|| GtidSet::empty(flavor)),
-            ),
-            None | Some(BackupPhase::Pending | BackupPhase::Snapshotting) => return None,
-        }
-    }
-    Some(kept)
+        .filter(move |b| b.spec.cluster == cluster && b.metadata.deletion_timestamp.is_none())
 }
 
 /// Whether retention looks now: when it never did, a backup completed

@@ -234,18 +234,27 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     let volumes = volume_look::latest(ctx, cluster, &validated, &objects);
     problems.extend(volumes.problems.iter().cloned());
 
-    // 9. The clustering pass (SQL, pods, status memory).
+    // 9. The clustering pass (SQL, pods, status memory), with the accounts
+    //    the later steps use too (client).
+    let accounts = if applied.credentials_missing.is_empty() {
+        dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
+            .await
+            .map_err(Error::Dereference)?
+    } else {
+        None
+    };
     let initializing = volumes.loading(&volumes::look::made_volumes(&validated, &objects));
     let mut pass = clustering_pass(
         ctx,
         cluster,
         &validated,
         &objects,
-        &applied,
+        accounts.as_ref(),
         holds_data,
         &initializing,
     )
     .await?;
+    let clone_token = accounts.as_ref().and_then(|a| a.clone_token.as_deref());
     let restoring = restoring.map(|mut r| {
         let restored = restored_pod
             .as_deref()
@@ -264,14 +273,22 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
 
     // 10. Backups: the schedule kept, pending ones taken, started snapshots
     //     followed (SQL, EC2, client).
-    let backups = take_backups(ctx, cluster, &validated, &pass, &volumes.volumes).await;
+    let backups = take_backups(
+        ctx,
+        cluster,
+        &validated,
+        &pass,
+        &volumes.volumes,
+        accounts.as_ref(),
+    )
+    .await;
     for note in events::for_backups(&backups.notes) {
         events::publish(&ctx.recorder, cluster, "Backup", note).await;
     }
 
     // 10b. The binary log archive: its archiver assigned again, how far it
     //      got (agent).
-    let archive = keep_archive(ctx, cluster, &validated, &pass).await;
+    let archive = keep_archive(ctx, cluster, &validated, &pass, clone_token).await;
     if let Some(problem) = archive.as_ref().and_then(|a| a.problem.clone()) {
         problems.push(problem);
     }
@@ -282,6 +299,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         ctx,
         &validated,
         &pass,
+        clone_token,
         archive
             .as_ref()
             .map(|a| a.purge_holder.as_ref().map(ToString::to_string)),
@@ -459,6 +477,7 @@ async fn keep_archive(
     cluster: &MySQLCluster,
     validated: &ValidatedCluster,
     pass: &PassReport,
+    token: Option<&str>,
 ) -> Option<backups::archive::Report> {
     let target = validated.backup_schedule.as_ref()?.archive.as_ref()?;
     let states: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
@@ -475,12 +494,7 @@ async fn keep_archive(
             .find(|s| s.state.pod == pod)
             .and_then(|s| s.ip.clone())
     };
-    let token = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|a| a.clone_token);
-    if let (Some(previous), Some(token)) = (current, &token)
+    if let (Some(previous), Some(token)) = (current, token)
         && chosen.as_deref().ok() != Some(previous)
         && let Some(ip) = ip_of(previous)
         && let Err(error) =
@@ -495,7 +509,7 @@ async fn keep_archive(
                     &ctx.agents,
                     pod,
                     &ip,
-                    &token,
+                    token,
                     target,
                     backups::archive::ASSIGNMENT_SECONDS,
                 )
@@ -513,11 +527,7 @@ async fn keep_archive(
         }
         Err(_) => None,
     };
-    let flavor = pass
-        .servers
-        .iter()
-        .find_map(|s| s.flavor)
-        .unwrap_or(ebisu_mysql::Flavor::MariaDb);
+    let flavor = crate::validate::ebisu_mysql_flavor(validated.flavor);
     let primary_gtid = pass
         .primary
         .as_deref()
@@ -532,12 +542,7 @@ async fn keep_archive(
         warn!(%error, "failed to list MySQLBackups for the archive");
     }
     let backups = listed.as_deref().unwrap_or_default();
-    let completed: Vec<_> = backups
-        .iter()
-        .filter(|b| b.spec.cluster == validated.name && b.is_completed())
-        .filter_map(|b| b.status.as_ref()?.gtid_set.as_deref())
-        .filter_map(|set| ebisu_mysql::GtidSet::parse(flavor, set).ok())
-        .collect();
+    let completed = backups::archive_retention::completed(flavor, &validated.name, backups);
     let mut report = backups::archive::report(
         target,
         chosen.as_deref().map_err(String::as_str),
@@ -621,6 +626,7 @@ async fn expire_binlogs(
     ctx: &Context,
     validated: &ValidatedCluster,
     pass: &PassReport,
+    token: Option<&str>,
     archive: Option<Option<String>>,
 ) {
     let states: Vec<_> = pass.servers.iter().map(|s| s.state.clone()).collect();
@@ -633,12 +639,7 @@ async fn expire_binlogs(
             return;
         }
     };
-    let Some(token) = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|a| a.clone_token)
-    else {
+    let Some(token) = token else {
         return;
     };
     let order = ebisu_api::agent::BinlogPurge {
@@ -651,7 +652,7 @@ async fn expire_binlogs(
             &ctx.agents,
             &s.state.pod,
             ip,
-            &token,
+            token,
             &order,
         ))
     });
@@ -670,6 +671,7 @@ async fn take_backups(
     validated: &ValidatedCluster,
     pass: &PassReport,
     volumes: &std::collections::BTreeMap<String, ebisu_api::VolumeStatus>,
+    accounts: Option<&crate::model::Accounts>,
 ) -> backups::BackupReport {
     let scope = backups::Scope {
         client: &ctx.client,
@@ -692,10 +694,6 @@ async fn take_backups(
     if unfinished.is_empty() {
         return report;
     }
-    let accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
-        .await
-        .ok()
-        .flatten();
     let servers: Vec<backups::Observed<'_>> = pass
         .servers
         .iter()
@@ -713,7 +711,7 @@ async fn take_backups(
             scope,
             servers: &servers,
             primary: pass.primary.as_deref(),
-            account: accounts.as_ref().map(|a| &a.operator),
+            account: accounts.map(|a| &a.operator),
             archive: validated
                 .backup_schedule
                 .as_ref()
@@ -827,7 +825,7 @@ async fn clustering_pass(
     cluster: &MySQLCluster,
     validated: &ValidatedCluster,
     objects: &ClusterObjects,
-    applied: &apply::Applied,
+    accounts: Option<&crate::model::Accounts>,
     holds_data: bool,
     initializing: &std::collections::BTreeMap<String, i64>,
 ) -> Result<PassReport, Error> {
@@ -838,12 +836,7 @@ async fn clustering_pass(
             .map(|s| s.clustering.clone())
             .unwrap_or_default()
     };
-    if !applied.credentials_missing.is_empty() {
-        return Ok(PassReport::remembered(memory()));
-    }
-    let accounts = dereference::accounts(&ctx.client, &validated.namespace, &validated.name)
-        .await
-        .map_err(Error::Dereference)?;
+    // No accounts: the credentials Secret is missing or not ours yet.
     let Some(accounts) = accounts else {
         return Ok(PassReport::remembered(memory()));
     };
@@ -859,7 +852,7 @@ async fn clustering_pass(
         &fresh,
         validated,
         objects,
-        &accounts,
+        accounts,
         pass::Known {
             probe_silent_since: silent_since,
             holds_data,
