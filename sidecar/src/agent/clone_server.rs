@@ -11,12 +11,11 @@ use std::{
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use bytes::BytesMut;
 use ebisu_mysql::ServiceRole;
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
@@ -30,13 +29,8 @@ use crate::{
 /// Size of each data frame.
 const CHUNK: usize = 1 << 20;
 
-/// `GET /clone` with `Authorization: Bearer <clone token>`.
-pub async fn serve(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if !authorized(&headers, &shared.credentials.clone_token) {
-        // Never log what was presented: it may be a near-miss of the real token.
-        warn!("refused a clone request with a missing or wrong token");
-        return (StatusCode::UNAUTHORIZED, "a valid clone token is required").into_response();
-    }
+/// `GET /clone` (behind the clone token).
+pub async fn serve(State(shared): State<Arc<Shared>>) -> Response {
     let Ok(permit) = shared.clone_slot.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -54,16 +48,6 @@ pub async fn serve(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         .header(header::CONTENT_TYPE, "application/x-ebisu-clone")
         .body(Body::from_stream(ReceiverStream::new(rx)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// Whether the request carries the cluster's clone token (compared in constant time).
-pub(super) fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
 }
 
 type Sender = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;

@@ -18,6 +18,7 @@ mod relay_log;
 mod replication_bootstrap;
 mod reseed;
 pub mod source_watch;
+mod token;
 mod upgrade;
 pub mod wake_fence;
 
@@ -304,6 +305,18 @@ fn router(shared: Arc<Shared>) -> Router {
         .load_shed()
         .concurrency_limit(MAX_OBSERVERS)
         .timeout(OBSERVER_TIMEOUT);
+    let acting = Router::new()
+        .route(PATH_CLONE, get(clone_server::serve))
+        .route(PATH_RESEED, axum::routing::post(reseed::request))
+        .route(PATH_ARCHIVE, axum::routing::post(archive::assign))
+        .route(
+            ebisu_api::agent::PATH_BINLOG_PURGE,
+            axum::routing::post(binlog_purge::request),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            token::require,
+        ));
     let observers = Router::new()
         .route(PATH_STATUS, get(status))
         .route(PATH_METRICS, get(metrics::render))
@@ -313,14 +326,8 @@ fn router(shared: Arc<Shared>) -> Router {
         // Outside the observers' limit, so a flood of them cannot make the
         // primary unready; its looks are shared instead.
         .route(PATH_READYZ, get(readyz))
-        .route(PATH_CLONE, get(clone_server::serve))
-        .route(PATH_RESEED, axum::routing::post(reseed::request))
-        .route(PATH_ARCHIVE, axum::routing::post(archive::assign))
-        .route(
-            ebisu_api::agent::PATH_BINLOG_PURGE,
-            axum::routing::post(binlog_purge::request),
-        )
         .merge(observers)
+        .merge(acting)
         .with_state(shared)
 }
 
