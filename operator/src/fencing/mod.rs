@@ -83,9 +83,28 @@ pub async fn release(client: &Client, cluster_key: &str, fenced: &[String]) -> R
     Ok(())
 }
 
+/// How many times a taint change is tried when the node changed between
+/// the read and the write (a returning node's heartbeats and the node
+/// controller's taints change it often).
+const TAINT_ATTEMPTS: usize = 3;
+
 /// Adds (`fenced_by` set) or removes the out-of-service taint and the
-/// annotation, guarded by the node's resourceVersion.
+/// annotation, guarded by the node's resourceVersion; read again and
+/// retried when the node changed in between.
 async fn set_taint(client: &Client, node: &str, fenced_by: Option<&str>) -> Result<(), Error> {
+    let mut attempt = 1;
+    loop {
+        match try_set_taint(client, node, fenced_by).await {
+            Err(Error::Node {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 409 && attempt < TAINT_ATTEMPTS => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+async fn try_set_taint(client: &Client, node: &str, fenced_by: Option<&str>) -> Result<(), Error> {
     let api: Api<Node> = Api::all(client.clone());
     let err = |action| {
         move |source| Error::Node {

@@ -197,14 +197,24 @@ pub fn diagnostics(k: &Kubectl, ns: &str, cluster: &str) -> String {
         ])
         .unwrap_or_default();
     let status = k.jsonpath(ns, &format!("mysqlcluster/{cluster}"), "{.status}");
-    let operator = k
+    let nodes = k
         .try_run(&[
-            "-n",
-            OPERATOR_NAMESPACE,
-            "logs",
-            &format!("deploy/{OPERATOR_DEPLOYMENT}"),
-            "--tail=30",
+            "get",
+            "nodes",
+            "-o",
+            "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type==\"Ready\")].status,TAINTS:.spec.taints[*].key",
         ])
         .unwrap_or_default();
-    format!("pods:\n{pods}\nstatus: {status}\noperator:\n{operator}")
+    // Every operator pod's tail: the leader may be either.
+    let operator: String = k
+        .jsonpath(OPERATOR_NAMESPACE, "pods", "{.items[*].metadata.name}")
+        .split_whitespace()
+        .map(|pod| {
+            let log = k
+                .try_run(&["-n", OPERATOR_NAMESPACE, "logs", pod, "--tail=30"])
+                .unwrap_or_default();
+            format!("--- {pod}\n{log}\n")
+        })
+        .collect();
+    format!("pods:\n{pods}\nnodes:\n{nodes}\nstatus: {status}\noperator:\n{operator}")
 }

@@ -805,11 +805,16 @@ fn a_lost_node_is_fenced_and_its_instance_returns_elsewhere(d: &mut Scenario) {
     // The node is started again: it boots with nothing of the old pod
     // running, and the taint goes.
     d.node("start", &node);
-    d.wait(&format!("{node} unfenced"), Duration::from_secs(90), |d| {
+    let started_at = Instant::now();
+    d.wait(&format!("{node} unfenced"), Duration::from_secs(180), |d| {
         !d.k.jsonpath("default", &taints, "{.spec.taints[*].key}")
             .contains("node.kubernetes.io/out-of-service")
             && d.get("myc/orders", "{.status.fencedNodes}").is_empty()
     });
+    eprintln!(
+        "fencing: {node} unfenced {:?} after it started",
+        started_at.elapsed()
+    );
     assert!(
         d.diagnostics()
             .contains(&format!("NodeUnfenced: node {node} is Ready again"))
