@@ -47,6 +47,15 @@ pub struct Manifest {
     pub last_us: Option<i64>,
     /// SHA-256 of the segment's bytes, hex.
     pub sha256: String,
+    /// Every transaction the archiving server held when the round that
+    /// uploaded this segment began (its executed GTID set)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// ...read before this time, microseconds: all of it committed by
+    /// then. What lets a restore see a segment missing at the end of a
+    /// server's range, which leaves no hole in what is archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_at_us: Option<i64>,
 }
 
 impl Manifest {

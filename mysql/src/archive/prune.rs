@@ -70,6 +70,8 @@ mod tests {
         Listed {
             key,
             manifest: Manifest {
+                held: None,
+                held_at_us: None,
                 server_id: server,
                 file,
                 created,

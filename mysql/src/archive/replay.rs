@@ -330,6 +330,22 @@ pub fn plan(
                     }
                 }
             }
+            // What an archiving server held by the target all committed by
+            // then, so the backup or the archive must hold it: a segment
+            // missing at the end of a server's range (the old primary's
+            // last, after a failover) leaves no hole to see.
+            for s in &segments {
+                let m = &s.listed.manifest;
+                if let (Some(held), Some(read)) = (m.held.as_deref(), m.held_at_us)
+                    && read <= at
+                {
+                    let held = GtidSet::parse(flavor, held).map_err(|e| Refusal::Unreadable {
+                        key: s.listed.key.clone(),
+                        why: e.to_string(),
+                    })?;
+                    gap = gap.union(&Runs::of_gtids(&held).minus(&all));
+                }
+            }
             if !gap.is_empty() {
                 return Err(Refusal::Gap {
                     missing: gap.to_string(),

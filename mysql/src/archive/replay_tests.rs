@@ -50,6 +50,8 @@ fn segment(
     Listed {
         key,
         manifest: Manifest {
+            held: None,
+            held_at_us: None,
             server_id: server,
             file: "bin.000001".to_owned(),
             created,
@@ -381,4 +383,60 @@ fn each_transaction_is_applied_skipped_or_ends_the_replay() {
     let by_gtid = Target::Gtids(maria("0-100-12"));
     assert_eq!(wanted(&by_gtid, &held, &transaction(12, 500)), Want::Apply);
     assert_eq!(wanted(&by_gtid, &held, &transaction(13, 1)), Want::Skip);
+}
+
+#[test]
+fn a_segment_missing_at_the_end_of_a_primary_s_range_is_a_gap_for_a_time_target() {
+    // UUID was the primary through 1-20 (two segments), then another
+    // server took over: its first segment (120..124 s) was uploaded by a
+    // round that read, at 125 s, everything its server held.
+    let other = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let mut after_failover = segment(2, 9, 0, Some((format!("{other}:1-5"), None)), 5, 120);
+    after_failover.manifest.held = Some(format!("{UUID}:1-20,{other}:1-5"));
+    after_failover.manifest.held_at_us = Some(125 * SECOND);
+    let archive = vec![
+        mysql(7, 0, 1, 10, 100),
+        mysql(7, 1000, 11, 20, 110),
+        after_failover,
+        segment(2, 9, 1000, Some((format!("{other}:6-10"), None)), 5, 126),
+    ];
+    let backup = my(&format!("{UUID}:1-5"));
+    let reached = plan(
+        Flavor::MySql84,
+        &backup,
+        &archive,
+        &Target::Time(127 * SECOND),
+    )
+    .unwrap();
+    assert_eq!(
+        reached.at_least.to_string(),
+        format!("{UUID}:1-20, {other}:1-5")
+    );
+
+    // Without the old primary's last segment no hole shows (nothing
+    // archived after it is of its server), but what the new archiver
+    // held by the target names it.
+    let mut removed = archive.clone();
+    removed.remove(1);
+    let refused = plan(
+        Flavor::MySql84,
+        &backup,
+        &removed,
+        &Target::Time(127 * SECOND),
+    )
+    .unwrap_err();
+    assert_eq!(refused.reason(), "ArchiveGap");
+    assert!(
+        refused.to_string().contains(&format!("{UUID}:11-20")),
+        "{refused}"
+    );
+    // A target before the round that saw it is not refused for it.
+    let before = plan(
+        Flavor::MySql84,
+        &backup,
+        &removed,
+        &Target::Time(109 * SECOND),
+    )
+    .unwrap();
+    assert_eq!(before.at_least.to_string(), format!("{UUID}:1-10"));
 }

@@ -226,6 +226,9 @@ struct Session {
     files: HashMap<String, FileState>,
     /// Each of the server's files (by name) and when it was begun.
     created: HashMap<String, u32>,
+    /// What the server held when this round began, and when that was read
+    /// (microseconds): written into each manifest of the round.
+    round_held: Option<(String, i64)>,
 }
 
 impl Session {
@@ -263,6 +266,7 @@ impl Session {
             runs: Runs::new(),
             files: HashMap::new(),
             created: HashMap::new(),
+            round_held: None,
         };
         session.read_archive(shared, client).await?;
         Ok(session)
@@ -350,6 +354,18 @@ impl Session {
             })
             .await
             .map_err(|e| Error::Server(e.to_string()))?;
+        // Read after the position: every segment of this round holds only
+        // transactions committed before the time taken once it is read.
+        let held: Option<String> = conn
+            .query_first(self.flavor.gtid_executed_query())
+            .await
+            .map_err(|e| Error::Server(e.to_string()))?;
+        let read_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self.round_held = held
+            .and_then(|h| GtidSet::parse(self.flavor, &h).ok())
+            .map(|h| (h.to_string(), read_at));
         drop(conn);
         let oldest = logs.first().map(|(file, _)| file.clone());
         for (file, size) in logs {
@@ -600,6 +616,8 @@ impl Session {
             first_us: transactions.first().map(|t| t.committed_us),
             last_us: transactions.last().map(|t| t.committed_us),
             sha256: archive_store::sha256_hex(bytes),
+            held: self.round_held.as_ref().map(|(held, _)| held.clone()),
+            held_at_us: self.round_held.as_ref().map(|(_, at)| *at),
         };
         let (data_key, manifest_key) = segment_keys(
             &self.prefix,

@@ -1,10 +1,12 @@
 //! The point-in-time drill, the same on both flavors, on a cluster whose
 //! binary logs are archived: a backup under a writer, a failover (the
-//! primary's pod cut off), a table dropped at T while a writer goes on, and the backup restored to T - 1 s into a
-//! new cluster that holds the table and every row acknowledged before the
-//! target, none acknowledged after T, and a prefix of the writes; then
-//! targets before the first backup, past the archive's end and across a
-//! removed archive segment refused with nothing created.
+//! primary's pod cut off), a table dropped at T while a writer goes on,
+//! and the backup restored to T - 1 s into a new cluster that holds the
+//! table and every row acknowledged before the target, none acknowledged
+//! after T, and a prefix of the writes; then targets before the first
+//! backup, past the archive's end, across the old primary's last segment
+//! removed, and across a removed segment of the new primary's, refused
+//! with nothing created.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -262,34 +264,54 @@ impl Scenario {
             .parse::<k8s_openapi::jiff::Timestamp>()
             .map_or(i64::MAX, |t| t.as_microsecond());
         let target_us = i64::try_from(target_secs).unwrap_or_default() * 1_000_000;
-        // One the backup lacks, not a file's head, the last begun before
-        // the target: a hole inside the new primary's transactions. (The
-        // last segment of the old primary's, removed, would go unnoticed
-        // by a time target: nothing archived after it names it.)
-        let removed = self
-            .segments(bucket)
-            .into_iter()
-            .filter(|s| s.first_us > consistent_us && s.first_us <= target_us)
-            .filter(|s| !s.manifest_key.ends_with("/00000000000000000000.json"))
-            .filter(|s| {
-                s.gtids
-                    .as_deref()
-                    .and_then(|g| ebisu_mysql::GtidSet::parse(flavor, g).ok())
-                    .is_some_and(|g| !held.contains(&g).unwrap_or(true))
-            })
-            .max_by_key(|s| s.first_us)
-            .unwrap_or_else(|| {
-                panic!("a segment between the backup ({consistent}) and the target")
-            });
-        self.remove_segment(bucket, &removed.manifest_key);
-        refused(
-            self,
-            &format!("{}-gap", self.cluster),
-            &format!("{{name: {backup}, pointInTime: {{time: \"{target_text}\"}}}}"),
-            "ArchiveGap",
-        );
+        // Segments the backup lacks, not a file's head, begun before the
+        // target, holding transactions of `of` and none of `not`.
+        let identity = |pod: &str| match flavor {
+            ebisu_mysql::Flavor::MariaDb => {
+                format!("-{}-", self.root(pod, "SELECT @@GLOBAL.server_id").trim())
+            }
+            _ => self
+                .root(pod, "SELECT @@GLOBAL.server_uuid")
+                .trim()
+                .to_owned(),
+        };
+        let (old, new) = (identity(&failover.old), identity(&failover.new));
+        let last_of = |s: &Self, of: &str, not: &str| {
+            s.segments(bucket)
+                .into_iter()
+                .filter(|s| s.first_us > consistent_us && s.first_us <= target_us)
+                .filter(|s| !s.manifest_key.ends_with("/00000000000000000000.json"))
+                .filter(|s| {
+                    s.gtids.as_deref().is_some_and(|g| {
+                        g.contains(of)
+                            && !g.contains(not)
+                            && ebisu_mysql::GtidSet::parse(flavor, g)
+                                .is_ok_and(|g| !held.contains(&g).unwrap_or(true))
+                    })
+                })
+                .max_by_key(|s| s.first_us)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "a segment of {of} alone between the backup ({consistent}) and the target"
+                    )
+                })
+        };
+        // First the old primary's last: nothing archived after it is of
+        // its server (on MySQL no hole shows), but what the archiver held
+        // in its rounds before the target names it. Then one inside the
+        // new primary's range: a hole.
+        for (name, of, not) in [("end", &old, &new), ("gap", &new, &old)] {
+            let removed = last_of(self, of, not);
+            self.remove_segment(bucket, &removed.manifest_key);
+            refused(
+                self,
+                &format!("{}-{name}", self.cluster),
+                &format!("{{name: {backup}, pointInTime: {{time: \"{target_text}\"}}}}"),
+                "ArchiveGap",
+            );
+        }
         eprintln!(
-            "refused: a target before the first backup, past the archive, across a removed segment"
+            "refused: a target before the first backup, past the archive, across the old primary's last segment removed, across a removed segment"
         );
 
         self.kubectl(&[
