@@ -40,6 +40,8 @@ pub const UPDATING: &str = "Updating";
 /// Condition: the binary log archive is further behind the primary than
 /// `spec.backup.archive.maxBehindSeconds`, or fails (only with an archive).
 pub const ARCHIVE_BEHIND: &str = "ArchiveBehind";
+/// Condition: archive retention's last look failed (only with an archive).
+pub const ARCHIVE_RETENTION_FAILED: &str = "ArchiveRetentionFailed";
 /// Condition: the operator cannot reach the primary (it is alive, as its
 /// replicas say, or failover is manual): nothing moves.
 pub const PRIMARY_UNREACHABLE: &str = "PrimaryUnreachable";
@@ -270,6 +272,26 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
                     false,
                     "WithinBound",
                     "the binary log archive keeps up with the primary",
+                ),
+            },
+        );
+        conditions.push(
+            match pass
+                .problems
+                .iter()
+                .find(|p| matches!(p, Problem::ArchiveRetentionFailed(_)))
+            {
+                Some(problem) => condition(
+                    ARCHIVE_RETENTION_FAILED,
+                    true,
+                    "PruneFailed",
+                    &problem.message(),
+                ),
+                None => condition(
+                    ARCHIVE_RETENTION_FAILED,
+                    false,
+                    "Pruned",
+                    "archive retention's last look succeeded, or it has not looked yet",
                 ),
             },
         );
@@ -834,6 +856,55 @@ mod tests {
             blocked.message
         );
         assert_eq!(find(&status, SWITCHING).status, "False");
+    }
+
+    #[test]
+    fn a_failed_retention_is_a_condition_that_does_not_degrade() {
+        let observed = ClusterObjects {
+            pods: vec![pod(0, true, Some("primary"))],
+            ..ClusterObjects::default()
+        };
+        let running = MySQLClusterStatus {
+            phase: Some(Phase::Running),
+            ..MySQLClusterStatus::default()
+        };
+        let cluster = cluster(1, Some(running));
+        let archive = ebisu_api::ArchiveStatus {
+            prune_error: Some("AccessDenied on DeleteObjects".to_owned()),
+            ..ebisu_api::ArchiveStatus::default()
+        };
+        let with = |problems: Vec<Problem>| {
+            compute(StatusInputs {
+                cluster: &cluster,
+                objects: &observed,
+                pass: &PassReport {
+                    problems,
+                    ..PassReport::default()
+                },
+                volumes: &BTreeMap::new(),
+                fenced: &[],
+                restore: None,
+                seeds: &[],
+                archive: Some(&archive),
+                now: &at(5),
+            })
+        };
+        let failed = with(vec![Problem::ArchiveRetentionFailed(
+            "AccessDenied on DeleteObjects".to_owned(),
+        )]);
+        assert_eq!(failed.phase, Some(Phase::Running));
+        let condition = find(&failed, ARCHIVE_RETENTION_FAILED);
+        assert_eq!(condition.status, "True");
+        assert!(
+            condition.message.contains("AccessDenied")
+                && condition.message.contains("s3:DeleteObject"),
+            "{}",
+            condition.message
+        );
+        assert_eq!(
+            find(&with(Vec::new()), ARCHIVE_RETENTION_FAILED).status,
+            "False"
+        );
     }
 
     #[test]

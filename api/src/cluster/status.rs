@@ -343,6 +343,10 @@ pub struct ArchiveStatus {
     /// How many segments that look removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_segments: Option<u64>,
+    /// Why that look failed, until one succeeds (the condition
+    /// `ArchiveRetentionFailed` says so too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_error: Option<String>,
 }
 
 /// An instance's EBS volume, from EC2's DescribeVolumes.

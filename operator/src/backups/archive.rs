@@ -170,6 +170,7 @@ pub fn report(
         gap: gap.clone(),
         pruned_at: None,
         pruned_segments: None,
+        prune_error: None,
     };
     let problem = match (archiver, error, behind) {
         (Err(why), _, _) => Some(why.to_owned()),

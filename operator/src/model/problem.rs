@@ -185,6 +185,8 @@ pub enum Problem {
     /// The binary log archive is further behind the primary than
     /// `spec.backup.archive.maxBehindSeconds`, or cannot archive: why.
     ArchiveBehind(String),
+    /// Archive retention failed: why (`status.archive.pruneError`).
+    ArchiveRetentionFailed(String),
     /// A change of a volume's IOPS or throughput must wait.
     VolumeChangeDeferred {
         /// The instance.
@@ -229,6 +231,7 @@ impl Problem {
             Self::InitFailing { .. } => "InitFailing",
             Self::Ec2Unavailable(_) => "EC2Unavailable",
             Self::ArchiveBehind(_) => "ArchiveBehind",
+            Self::ArchiveRetentionFailed(_) => "ArchiveRetentionFailed",
             Self::FenceImpossible { .. } => "FenceImpossible",
             Self::StaticVolumeRefused { .. } => "StaticVolumeRefused",
             Self::ReseedRefused { .. } => "ReseedRefused",
@@ -268,7 +271,8 @@ impl Problem {
             | Self::ClaimPending { .. }
             | Self::DowngradeRefused(_)
             | Self::Ec2Unavailable(_)
-            | Self::ArchiveBehind(_) => None,
+            | Self::ArchiveBehind(_)
+            | Self::ArchiveRetentionFailed(_) => None,
         }
     }
 
@@ -300,6 +304,7 @@ impl Problem {
                 | Self::OverlappingBudgets(_)
                 | Self::Ec2Unavailable(_)
                 | Self::ArchiveBehind(_)
+                | Self::ArchiveRetentionFailed(_)
                 | Self::VolumeChangeDeferred { .. }
         )
     }
@@ -443,6 +448,12 @@ impl Problem {
             Self::ArchiveBehind(why) => format!(
                 "the binary log archive {why}: a point-in-time restore cannot reach past \
                  what it holds (status.archive says how far it got)"
+            ),
+            Self::ArchiveRetentionFailed(why) => format!(
+                "archive retention failed ({why}): archived binary logs no kept backup \
+                 needs stay in S3 (they cost storage; nothing is lost), and it tries again \
+                 after the next backup or within the hour. The operator's role needs \
+                 s3:ListBucket, s3:GetObject and s3:DeleteObject on the archive's prefix"
             ),
             Self::RelayLogUnapplied { pod, error } => format!(
                 "{pod}'s server restarted with received transactions in its relay log that \

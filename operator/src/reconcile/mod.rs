@@ -292,6 +292,9 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     if let Some(problem) = archive.as_ref().and_then(|a| a.problem.clone()) {
         problems.push(problem);
     }
+    if let Some(why) = archive.as_ref().and_then(|a| a.status.prune_error.clone()) {
+        problems.push(Problem::ArchiveRetentionFailed(why));
+    }
 
     // 10c. Binary logs every instance and the archive hold: purged once
     //      old enough (agents).
@@ -555,6 +558,7 @@ async fn keep_archive(
     if let Some(previous) = cluster.status.as_ref().and_then(|s| s.archive.as_ref()) {
         report.status.pruned_at.clone_from(&previous.pruned_at);
         report.status.pruned_segments = previous.pruned_segments;
+        report.status.prune_error.clone_from(&previous.prune_error);
     }
     // The agents that may be archiving: the one assigned, and the one
     // whose assignment ended now (in case it did not hear).
@@ -610,10 +614,12 @@ async fn prune_archive(
                 info!(segments, "pruned archived binary logs no kept backup needs");
             }
             status.pruned_segments = Some(segments);
+            status.prune_error = None;
         }
         Err(error) => {
             warn!(%error, "archive retention failed; it looks again after the next backup or within the hour");
             status.pruned_segments = None;
+            status.prune_error = Some(error.to_string());
         }
     }
     status.pruned_at = Some(Time(now));
