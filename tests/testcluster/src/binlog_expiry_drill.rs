@@ -75,48 +75,40 @@ impl Scenario {
             "the primary keeps every file the archive lacks: wrote {written:?}, keeps {kept:?}\n{}",
             self.diagnostics()
         );
-        // On MySQL the archive once held what the archiver's server had
-        // purged (cause not found yet): the gap part runs on MariaDB.
-        if self.myc("{.spec.flavor}") == "mysql" {
-            self.block_on(faults::block_port(&network, EC2_PORT, true))
-                .unwrap_or_else(|e| panic!("let {archiver} reach S3 again: {e}"));
-            self.verify("binary logs kept while the archive lags", table, load, None);
-        } else {
-            // The archiver's server loses what it has not archived (a server
-            // purging early): the archive has a gap it reports at once, and
-            // nothing is purged past it until a backup holds it.
-            self.root(&archiver, "FLUSH BINARY LOGS");
-            let newest = self.binary_logs(&archiver).pop().unwrap_or_default();
-            self.root(&archiver, &format!("PURGE BINARY LOGS TO '{newest}'"));
-            self.block_on(faults::block_port(&network, EC2_PORT, true))
-                .unwrap_or_else(|e| panic!("let {archiver} reach S3 again: {e}"));
-            self.verify("binary logs kept while the archive lags", table, load, None);
-            self.wait("the archive's gap reported", Duration::from_secs(60), |s| {
-                s.condition_message("ArchiveBehind")
-                    .contains(&format!("no binary log on {archiver} holds any more"))
-            });
-            let gap = self.myc("{.status.archive.gap}");
-            assert!(!gap.is_empty(), "status.archive.gap says what is missing");
-            // The reconcile that reported the gap told the agents what may
-            // go before it wrote that status.
-            let still = files(self);
-            assert!(
-                written.iter().all(|f| still.contains(f)),
-                "nothing is purged past a gap no backup holds: wrote {written:?}, keeps {still:?}"
-            );
-            let backup = format!("{}-gap", self.cluster);
-            self.ask_backup(&backup);
-            self.wait(
-                "a backup holding the gap clearing it",
-                Duration::from_secs(120),
-                |s| {
-                    s.get(&format!("mysqlbackup/{backup}"), "{.status.phase}") == "Completed"
-                        && s.condition("ArchiveBehind") == "False"
-                },
-            );
-            assert_eq!(self.myc("{.status.archive.gap}"), "", "the gap is covered");
-            eprintln!("archive gap {gap} reported, then covered by {backup}");
-        }
+        // The archiver's server loses what it has not archived (a server
+        // purging early): the archive has a gap it reports at once, and
+        // nothing is purged past it until a backup holds it.
+        self.root(&archiver, "FLUSH BINARY LOGS");
+        let newest = self.binary_logs(&archiver).pop().unwrap_or_default();
+        self.root(&archiver, &format!("PURGE BINARY LOGS TO '{newest}'"));
+        self.block_on(faults::block_port(&network, EC2_PORT, true))
+            .unwrap_or_else(|e| panic!("let {archiver} reach S3 again: {e}"));
+        self.verify("binary logs kept while the archive lags", table, load, None);
+        self.wait("the archive's gap reported", Duration::from_secs(60), |s| {
+            s.condition_message("ArchiveBehind")
+                .contains(&format!("no binary log on {archiver} holds any more"))
+        });
+        let gap = self.myc("{.status.archive.gap}");
+        assert!(!gap.is_empty(), "status.archive.gap says what is missing");
+        // The reconcile that reported the gap told the agents what may
+        // go before it wrote that status.
+        let still = files(self);
+        assert!(
+            written.iter().all(|f| still.contains(f)),
+            "nothing is purged past a gap no backup holds: wrote {written:?}, keeps {still:?}"
+        );
+        let backup = format!("{}-gap", self.cluster);
+        self.ask_backup(&backup);
+        self.wait(
+            "a backup holding the gap clearing it",
+            Duration::from_secs(120),
+            |s| {
+                s.get(&format!("mysqlbackup/{backup}"), "{.status.phase}") == "Completed"
+                    && s.condition("ArchiveBehind") == "False"
+            },
+        );
+        assert_eq!(self.myc("{.status.archive.gap}"), "", "the gap is covered");
+        eprintln!("archive gap {gap} reported, then covered by {backup}");
         self.wait(
             "the primary purging the files once archived",
             Duration::from_secs(120),

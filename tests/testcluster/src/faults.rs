@@ -76,6 +76,8 @@ pub async fn cut_off(pod: &PodNetwork, peers: &[String], heal: bool) -> Result<(
 /// Drops every TCP packet the pod sends to `port` (on any address), or
 /// stops dropping them: one service on the bridge is cut off while the
 /// rest (the API server, the operator's calls) still reach the pod.
+/// Connections already open to it are closed too: a pooled keep-alive
+/// connection would otherwise go on past the rule.
 pub async fn block_port(pod: &PodNetwork, port: u16, heal: bool) -> Result<(), FaultError> {
     let port = port.to_string();
     let verb = if heal { "del" } else { "add" };
@@ -94,6 +96,8 @@ pub async fn block_port(pod: &PodNetwork, port: u16, heal: bool) -> Result<(), F
         command::run_quiet("ip", &args).await;
     } else {
         command::run("ip", &args).await?;
+        let open = format!("dport = :{port}");
+        command::run("ss", &["-N", pod.netns.as_str(), "-K", "-t", open.as_str()]).await?;
     }
     Ok(())
 }
