@@ -401,13 +401,15 @@ fn a_segment_missing_at_the_end_of_a_primary_s_range_is_a_gap_for_a_time_target(
         segment(2, 9, 1000, Some((format!("{other}:6-10"), None)), 5, 126),
     ];
     let backup = my(&format!("{UUID}:1-5"));
-    let reached = plan(
-        Flavor::MySql84,
-        &backup,
-        &archive,
-        &Target::Time(127 * SECOND),
-    )
-    .unwrap();
+    let to = |archive: &[Listed], secs: i64| {
+        plan(
+            Flavor::MySql84,
+            &backup,
+            archive,
+            &Target::Time(secs * SECOND),
+        )
+    };
+    let reached = to(&archive, 127).unwrap();
     assert_eq!(
         reached.at_least.to_string(),
         format!("{UUID}:1-20, {other}:1-5")
@@ -418,25 +420,13 @@ fn a_segment_missing_at_the_end_of_a_primary_s_range_is_a_gap_for_a_time_target(
     // held by the target names it.
     let mut removed = archive.clone();
     removed.remove(1);
-    let refused = plan(
-        Flavor::MySql84,
-        &backup,
-        &removed,
-        &Target::Time(127 * SECOND),
-    )
-    .unwrap_err();
+    let refused = to(&removed, 127).unwrap_err();
     assert_eq!(refused.reason(), "ArchiveGap");
     assert!(
         refused.to_string().contains(&format!("{UUID}:11-20")),
         "{refused}"
     );
     // A target before the round that saw it is not refused for it.
-    let before = plan(
-        Flavor::MySql84,
-        &backup,
-        &removed,
-        &Target::Time(109 * SECOND),
-    )
-    .unwrap();
+    let before = to(&removed, 109).unwrap();
     assert_eq!(before.at_least.to_string(), format!("{UUID}:1-10"));
 }

@@ -292,6 +292,8 @@ impl Scenario {
             pod,
             match flavor {
                 ebisu_mysql::Flavor::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos",
+                // The client prints a newline inside a value as `\n`, which
+                // the parser would not take.
                 _ => "SELECT REPLACE(@@GLOBAL.gtid_executed, '\\n', '')",
             },
         );
