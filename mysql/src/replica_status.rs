@@ -105,6 +105,9 @@ pub struct ReplicaStatus {
     /// `file:position` (`Source_Log_File`, `Read_Source_Log_Pos`): it moves
     /// with every event received, so a change means the source was heard.
     pub read_position: Option<String>,
+    /// The applier (its coordinator, with parallel workers) has read all
+    /// its relay log and waits for more (`Replica_SQL_Running_State`).
+    pub read_all_relay_log: bool,
 }
 
 impl ReplicaStatus {
@@ -183,6 +186,9 @@ impl ReplicaStatus {
                 (Some(file), Some(pos)) if !file.is_empty() => Some(format!("{file}:{pos}")),
                 _ => None,
             },
+            read_all_relay_log: row
+                .optional(&["Replica_SQL_Running_State", "Slave_SQL_Running_State"])
+                .is_some_and(|state| state.contains("read all relay log")),
         })
     }
 
@@ -366,6 +372,10 @@ mod tests {
                 ),
             ),
             ("Auto_Position", Some("1")),
+            (
+                "Replica_SQL_Running_State",
+                Some("Replica has read all relay log; waiting for more updates"),
+            ),
         ])
     }
 
@@ -391,6 +401,7 @@ mod tests {
         assert_eq!(status.received_gtid.to_string(), "0-2-1");
         assert_eq!(status.executed_gtid, None);
         assert_eq!(status.source_server_id, Some(1));
+        assert!(!status.read_all_relay_log, "no state column: not idle");
     }
 
     #[test]
@@ -410,6 +421,7 @@ mod tests {
     #[test]
     fn mysql_row_reads_source_words_and_gtid_sets() {
         let status = ReplicaStatus::from_row(Flavor::MySql84, &mysql_row()).unwrap();
+        assert!(status.read_all_relay_log);
         assert_eq!(status.source_host, "orders-0.orders");
         assert_eq!(status.source_port, 3306);
         assert!(status.is_replicating());

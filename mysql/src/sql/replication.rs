@@ -189,6 +189,33 @@ impl Flavor {
         }
     }
 
+    /// Points the applier at binary log files laid out as the server's relay
+    /// log (`first` names the first, as its index lists it) and starts it
+    /// alone, with `workers` parallel workers (0: serial). The source named
+    /// is never reached: only the applier runs. For a restore's replay on a
+    /// server without networking.
+    pub fn apply_relay_log(self, first: &str, workers: u32) -> Vec<String> {
+        let file = quote_literal(first);
+        match self {
+            Flavor::MariaDb => vec![
+                format!("SET GLOBAL slave_parallel_threads = {workers}"),
+                format!(
+                    "CHANGE MASTER TO MASTER_HOST = 'replay.invalid', MASTER_USE_GTID = no, \
+                     RELAY_LOG_FILE = {file}, RELAY_LOG_POS = 4"
+                ),
+                "START SLAVE SQL_THREAD".to_owned(),
+            ],
+            Flavor::MySql80 | Flavor::MySql84 => vec![
+                format!("SET GLOBAL replica_parallel_workers = {workers}"),
+                format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'replay.invalid', \
+                     RELAY_LOG_FILE = {file}, RELAY_LOG_POS = 4"
+                ),
+                "START REPLICA SQL_THREAD".to_owned(),
+            ],
+        }
+    }
+
     /// Starts only the applier (SQL) thread: a replica restarted with its
     /// threads stopped applies what its relay log holds, without asking
     /// any source for more.
@@ -252,6 +279,30 @@ mod tests {
             assert!(!change.contains("MASTER"));
             assert_eq!(statements[2], "START REPLICA");
         }
+    }
+
+    #[test]
+    fn a_relay_log_is_applied_by_the_applier_alone() {
+        assert_eq!(
+            Flavor::MariaDb.apply_relay_log("relay-bin.000001", 0),
+            [
+                "SET GLOBAL slave_parallel_threads = 0",
+                "CHANGE MASTER TO MASTER_HOST = 'replay.invalid', MASTER_USE_GTID = no, \
+                 RELAY_LOG_FILE = 'relay-bin.000001', RELAY_LOG_POS = 4",
+                "START SLAVE SQL_THREAD",
+            ]
+        );
+        let mysql = Flavor::MySql84.apply_relay_log("relay-bin.000001", 4);
+        assert_eq!(mysql[0], "SET GLOBAL replica_parallel_workers = 4");
+        assert!(
+            mysql[1].starts_with("CHANGE REPLICATION SOURCE TO SOURCE_HOST = 'replay.invalid'")
+        );
+        assert!(mysql[1].ends_with("RELAY_LOG_FILE = 'relay-bin.000001', RELAY_LOG_POS = 4"));
+        assert_eq!(mysql[2], "START REPLICA SQL_THREAD");
+        assert!(
+            Flavor::MySql84.apply_relay_log("x'y", 0)[1].contains("'x''y'"),
+            "the file name is quoted"
+        );
     }
 
     #[test]

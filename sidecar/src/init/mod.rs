@@ -3,6 +3,7 @@
 //! the data of the best donor. Bootstrapping is only allowed when no peer holds
 //! data: a new empty primary beside existing data would lose it.
 
+mod applier;
 mod bootstrap;
 pub mod clone_client;
 pub mod clone_plugin;

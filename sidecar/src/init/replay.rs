@@ -3,15 +3,16 @@
 //! planned again (`ebisu_mysql::archive::replay`, as the operator did
 //! before it made anything), each planned segment is fetched and checked
 //! against its SHA-256, the transactions the server lacks up to the target
-//! are written out behind their file's head, and the flavor's binary log
-//! reader pipes them into a temporary server without networking (no client
-//! can write before the replay ends). The GTID set reached is checked
+//! are written out behind their file's head as the server's relay log, and
+//! the server's own applier applies them in a temporary server without
+//! networking (no client can write before the replay ends), under a server
+//! id none of the replayed events carry. The GTID set reached is checked
 //! against what the archive says the target holds, then recorded in the
 //! data directory, so a replay interrupted by a crash runs again (skipping
 //! what the server already holds) and a finished one never does.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use ebisu_api::{Flavor as FlavorFamily, agent::ReplayOrder};
 use ebisu_mysql::{
@@ -23,7 +24,7 @@ use mysql_async::prelude::Queryable;
 use tokio::io::AsyncWriteExt;
 use tracing::info;
 
-use super::{Settings, temp_server};
+use super::{Settings, applier, temp_server};
 use crate::{credentials::ClusterCredentials, server};
 use ebisu_aws::archive as archive_store;
 
@@ -66,9 +67,12 @@ pub enum Error {
     /// A statement failed.
     #[error(transparent)]
     Server(#[from] server::Error),
-    /// The reader or the client failed.
+    /// The applier failed.
     #[error("failed to apply the archive: {0}")]
     Apply(String),
+    /// The applier's relay log or state could not be handled.
+    #[error(transparent)]
+    Applier(#[from] applier::Error),
     /// The server did not reach the target.
     #[error("failed to reach the target: {0}")]
     Short(String),
@@ -131,39 +135,57 @@ pub async fn run(
         .map_err(|r| Error::Refused(format!("{}: {r}", r.reason())))?;
     info!(%target, files = plan.files.len(), "replaying the archive");
 
-    let mut temp = temp_server::start(settings, "root", credentials.root_password.reveal()).await?;
-    let held = executed(&mut temp.conn, flavor).await?;
-    let scratch = settings.run_dir.join("ebisu-replay");
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).map_err(io("make the replay's scratch directory"))?;
+    // What the server holds, and the snapshot's replication forgotten, so
+    // its relay log can be laid out anew.
+    let password = credentials.root_password.reveal();
+    let mut temp = temp_server::start(settings, "root", password).await?;
+    let prepared = prepare(&mut temp.conn, flavor).await;
+    let stopped = temp.stop().await;
+    let (held, relay) = prepared?;
+    stopped?;
+
     let started = std::time::Instant::now();
+    relay.clear()?;
+    let written = write_files(&client, order, &plan, &target, &held, &relay).await?;
+    relay.write_index(written.files)?;
+    let server_id = applier::replay_server_id(&written.server_ids);
+    let mut temp = temp_server::start_with(
+        settings,
+        "root",
+        password,
+        &[
+            format!("--server-id={server_id}"),
+            // The index names its files by full path; a server whose
+            // relay log is named relative to its data directory looks
+            // them up as `./name`, so name it by full path too.
+            format!("--relay-log={}", relay.basename().display()),
+            format!("--relay-log-index={}", relay.index().display()),
+        ],
+    )
+    .await?;
     let outcome = async {
-        let (files, applied) = write_files(&client, order, &plan, &target, &held, &scratch).await?;
-        if !files.is_empty() {
-            apply(settings, credentials, &temp.socket, &files).await?;
+        if written.files > 0 {
+            apply(&mut temp.conn, flavor, &relay, &plan).await?;
         }
         let reached = executed(&mut temp.conn, flavor).await?;
         plan.reached(&reached).map_err(Error::Short)?;
+        let mut forget = vec![flavor.stop_replication(), flavor.reset_replication()];
         if flavor == Flavor::MariaDb {
             // The replayed transactions are in the binary log under the
             // GTIDs of the servers that first wrote them; the applier's
             // position, which the server's current position and a copy
-            // made from it follow, still says the backup's.
-            temp.conn
-                .query_drop(format!("SET GLOBAL gtid_slave_pos = '{reached}'"))
-                .await
-                .map_err(|source| {
-                    Error::Server(server::Error::Sql {
-                        action: "move gtid_slave_pos to the GTIDs replayed",
-                        source,
-                    })
-                })?;
+            // made from it follow, is to say the same.
+            forget.extend(
+                flavor
+                    .seed_gtid_position(&reached)
+                    .map_err(|e| Error::Apply(e.to_string()))?,
+            );
         }
-        Ok::<_, Error>((reached, applied))
+        server::execute(&mut temp.conn, &forget, "forget the replay's applier").await?;
+        Ok::<_, Error>(reached)
     }
     .await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    let (reached, applied) = match outcome {
+    let reached = match outcome {
         Ok(done) => done,
         Err(error) => {
             let _ = temp.stop().await;
@@ -171,9 +193,67 @@ pub async fn run(
         }
     };
     temp.stop().await?;
+    relay.clear()?;
     std::fs::write(&marker, format!("{reached}\n")).map_err(io("record the replay as done"))?;
-    info!(%reached, transactions = applied, seconds = started.elapsed().as_secs_f64(), "replayed the archive to the target");
+    info!(%reached, transactions = written.transactions, server_id, seconds = started.elapsed().as_secs_f64(), "replayed the archive to the target");
     Ok(())
+}
+
+/// What the server holds; its replication stopped and forgotten (a
+/// snapshot of a replica still names its source), which also removes its
+/// relay log; where the relay log goes.
+async fn prepare(
+    conn: &mut mysql_async::Conn,
+    flavor: Flavor,
+) -> Result<(GtidSet, applier::RelayLog), Error> {
+    let held = executed(conn, flavor).await?;
+    server::execute(
+        conn,
+        &[flavor.stop_replication(), flavor.reset_replication()],
+        "forget the restored server's replication",
+    )
+    .await?;
+    let relay = applier::relay_log(conn).await?;
+    Ok((held, relay))
+}
+
+/// Runs the server's applier over the relay log until the server holds
+/// what the plan reaches, or the applier stops or has nothing left to
+/// apply (then the target was not reached: the check after says so).
+async fn apply(
+    conn: &mut mysql_async::Conn,
+    flavor: Flavor,
+    relay: &applier::RelayLog,
+    plan: &Plan,
+) -> Result<(), Error> {
+    server::execute(
+        conn,
+        &flavor.apply_relay_log(&relay.first_name(), applier::workers(flavor)),
+        "start the applier on the files to replay",
+    )
+    .await?;
+    // Idle this many looks in a row, with nothing new applied: done.
+    const SETTLED: u32 = 20;
+    let mut idle = 0;
+    let mut last = None;
+    loop {
+        let reached = executed(conn, flavor).await?;
+        if plan.reached(&reached).is_ok() {
+            return Ok(());
+        }
+        match applier::state(conn, flavor).await? {
+            applier::State::Stopped(why) => {
+                return Err(Error::Apply(format!("the applier stopped: {why}")));
+            }
+            applier::State::Idle if last.as_ref() == Some(&reached) => idle += 1,
+            applier::State::Idle | applier::State::Applying => idle = 0,
+        }
+        if idle >= SETTLED {
+            return Ok(());
+        }
+        last = Some(reached);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// What the server holds (MariaDB: the later of its binary log's and its
@@ -207,21 +287,31 @@ async fn executed(conn: &mut mysql_async::Conn, flavor: Flavor) -> Result<GtidSe
     }
 }
 
-/// Fetches the planned segments and writes, per file, its head and the
-/// transactions to replay, a segment at a time; the files written and how
-/// many transactions they hold.
+/// What [`write_files`] wrote.
+#[derive(Debug, Default)]
+struct Written {
+    /// Relay log files (the first ones of the relay log).
+    files: usize,
+    /// Transactions in them.
+    transactions: u64,
+    /// The server ids their events carry.
+    server_ids: BTreeSet<u32>,
+}
+
+/// Fetches the planned segments and writes, per file that holds any, its
+/// head and the transactions to replay as the next file of the relay log,
+/// a segment at a time.
 async fn write_files(
     client: &aws_sdk_s3::Client,
     order: &ReplayOrder,
     plan: &Plan,
     target: &Target,
     executed: &GtidSet,
-    scratch: &Path,
-) -> Result<(Vec<PathBuf>, u64), Error> {
-    let mut written = Vec::new();
-    let mut applied = 0;
-    for (n, file) in plan.files.iter().enumerate() {
-        let path = scratch.join(format!("{n:06}.bin"));
+    relay: &applier::RelayLog,
+) -> Result<Written, Error> {
+    let mut written = Written::default();
+    for file in &plan.files {
+        let path = relay.file(written.files);
         let mut out = tokio::fs::File::create(&path)
             .await
             .map_err(io("write a file to replay"))?;
@@ -229,37 +319,55 @@ async fn write_files(
         let mut stop = false;
         for segment in &file.segments {
             let bytes = archive_store::get(client, &order.bucket, &segment.data_key).await?;
-            let (picked, found, passed) = pick(&bytes, segment, target, executed)?;
-            out.write_all(&picked)
+            let picked = pick(&bytes, segment, target, executed)?;
+            out.write_all(&picked.bytes)
                 .await
                 .map_err(io("write a file to replay"))?;
-            count += found;
-            if passed {
+            count += picked.transactions;
+            written.server_ids.extend(picked.server_ids);
+            if picked.passed {
                 stop = true;
                 break;
             }
         }
-        out.flush().await.map_err(io("write a file to replay"))?;
+        out.sync_all().await.map_err(io("write a file to replay"))?;
+        drop(out);
         if count > 0 {
-            written.push(path);
-            applied += count;
+            written.files += 1;
+            written.transactions += count;
+        } else {
+            tokio::fs::remove_file(&path)
+                .await
+                .map_err(io("remove an empty file to replay"))?;
         }
         if stop {
             break;
         }
     }
-    Ok((written, applied))
+    Ok(written)
+}
+
+/// What [`pick`] took of one segment.
+struct Picked {
+    /// Its file's head (when it starts the file) and the transactions to
+    /// replay.
+    bytes: Vec<u8>,
+    /// How many transactions.
+    transactions: u64,
+    /// The server ids the segment's events carry.
+    server_ids: BTreeSet<u32>,
+    /// The target time was passed.
+    passed: bool,
 }
 
 /// Of one checked segment: its file's head (when it starts the file) and
-/// the transactions to replay, how many, and whether the target time was
-/// passed.
+/// the transactions to replay.
 fn pick(
     bytes: &[u8],
     segment: &PlannedSegment,
     target: &Target,
     executed: &GtidSet,
-) -> Result<(Vec<u8>, u64, bool), Error> {
+) -> Result<Picked, Error> {
     let sha256 = archive_store::sha256_hex(bytes);
     if sha256 != segment.sha256 {
         return Err(Error::Segment {
@@ -274,6 +382,10 @@ fn pick(
         key: segment.data_key.clone(),
         why: e.to_string(),
     })?;
+    let server_ids = binlog::events(bytes, segment.start)
+        .filter_map(Result::ok)
+        .map(|event| event.server_id)
+        .collect();
     let at = |offset: u64| usize::try_from(offset - segment.start).unwrap_or(bytes.len());
     let mut out = Vec::new();
     if segment.start == 0 {
@@ -292,65 +404,20 @@ fn pick(
                 count += 1;
             }
             Want::Skip => {}
-            Want::Stop => return Ok((out, count, true)),
+            Want::Stop => {
+                return Ok(Picked {
+                    bytes: out,
+                    transactions: count,
+                    server_ids,
+                    passed: true,
+                });
+            }
         }
     }
-    Ok((out, count, false))
-}
-
-/// Pipes the files through the flavor's binary log reader into its client,
-/// as root over the temporary server's socket.
-async fn apply(
-    settings: &Settings,
-    credentials: &ClusterCredentials,
-    socket: &Path,
-    files: &[PathBuf],
-) -> Result<(), Error> {
-    let (reader, client) = match settings.family {
-        FlavorFamily::Mariadb => ("mariadb-binlog", "mariadb"),
-        FlavorFamily::Mysql => ("mysqlbinlog", "mysql"),
-    };
-    let defaults = settings.run_dir.join("ebisu-replay.cnf");
-    crate::server_config::write_atomically(
-        &defaults,
-        crate::backup_tool::defaults_file("", "root", credentials.root_password.reveal(), socket)
-            .as_bytes(),
-    )
-    .map_err(io("write the client's option file"))?;
-    let mut read = tokio::process::Command::new(reader)
-        .args(files)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::Apply(format!("{reader}: {e}")))?;
-    let events: Stdio = read
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Apply(format!("{reader} has no output")))?
-        .try_into()
-        .map_err(|e| Error::Apply(format!("{reader}'s output: {e}")))?;
-    let write = tokio::process::Command::new(client)
-        .arg(format!("--defaults-file={}", defaults.display()))
-        // Statements of the binary log may hold any byte.
-        .arg("--binary-mode")
-        .stdin(events)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::Apply(format!("{client}: {e}")))?;
-    let (read, written) = tokio::join!(read.wait_with_output(), write.wait_with_output());
-    let _ = std::fs::remove_file(&defaults);
-    let read = read.map_err(|e| Error::Apply(format!("{reader}: {e}")))?;
-    let written = written.map_err(|e| Error::Apply(format!("{client}: {e}")))?;
-    for (tool, output) in [(reader, &read), (client, &written)] {
-        if !output.status.success() {
-            return Err(Error::Apply(format!(
-                "{tool} {}",
-                crate::backup_tool::failure(output)
-            )));
-        }
-    }
-    Ok(())
+    Ok(Picked {
+        bytes: out,
+        transactions: count,
+        server_ids,
+        passed: false,
+    })
 }

@@ -38,8 +38,6 @@ pub struct TempServer {
     child: Child,
     /// The connection.
     pub conn: mysql_async::Conn,
-    /// Its socket.
-    pub socket: PathBuf,
 }
 
 /// Flags that let the temporary server take writes despite the common part
@@ -53,6 +51,17 @@ fn writable(family: FlavorFamily) -> &'static [&'static str] {
 
 /// Starts it and connects as `user`.
 pub async fn start(settings: &Settings, user: &str, password: &str) -> Result<TempServer, Error> {
+    start_with(settings, user, password, &[]).await
+}
+
+/// Starts it with `options` on its command line (over the configuration's)
+/// and connects as `user`.
+pub async fn start_with(
+    settings: &Settings,
+    user: &str,
+    password: &str,
+    options: &[String],
+) -> Result<TempServer, Error> {
     let socket = settings.run_dir.join("ebisu-init.sock");
     let child = tokio::process::Command::new(settings.family.server_command())
         .arg(format!(
@@ -61,6 +70,7 @@ pub async fn start(settings: &Settings, user: &str, password: &str) -> Result<Te
         ))
         .arg("--skip-networking")
         .args(writable(settings.family))
+        .args(options)
         .arg(format!("--socket={}", socket.display()))
         .arg(format!(
             "--pid-file={}",
@@ -77,11 +87,7 @@ pub async fn start(settings: &Settings, user: &str, password: &str) -> Result<Te
     for _ in 0..240 {
         match server::connect(&endpoint, user, password).await {
             Ok(conn) => {
-                return Ok(TempServer {
-                    child,
-                    conn,
-                    socket,
-                });
+                return Ok(TempServer { child, conn });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
