@@ -10,10 +10,13 @@
 //! while the backup was taken, the backup's duration (asked -> snapshot
 //! started -> completed), restore to Ready, the restored cluster's new
 //! replica seeded by a stream to Ready, and the source's new replica
-//! seeded from the snapshot to Ready. Then, per flavor, the binary log
-//! archive under a steady writer (EBISU_BENCH_ARCHIVE_SECONDS, 60 by
-//! default): its lag per segment p50 / p99, and a restore to a point
-//! replayed from it (transactions applied, their rate, restore to Ready).
+//! seeded from the snapshot to Ready. Then, at each size, the binary log
+//! archive: a backup, 1 GiB of binary log written in bulk
+//! (EBISU_BENCH_BINLOG_MIB) and a steady writer (EBISU_BENCH_ARCHIVE_SECONDS,
+//! 60 by default): the archive's lag per segment of the steady writer p50 /
+//! p99, and a restore to a point near the writer's end replayed from it
+//! (the bulk log and the writer's transactions: how many applied, their
+//! rate, restore to Ready).
 //!
 //!     bash tests/bench-backup.sh
 //!
@@ -56,7 +59,7 @@ fn data_bytes(s: &Scenario, primary: &str) -> u64 {
 /// copies the rows it selects from the table it inserts into), waits for
 /// the replicas, and purges every server's binary logs (the local disk
 /// holds every copy).
-fn grow(s: &Scenario, flavor: &str, primary: &str, gib: u64) {
+fn grow(s: &Scenario, primary: &str, gib: u64) {
     let target = gib << 30;
     let batch = (8 << 20) / ROW;
     let statement = format!("INSERT INTO bench.bulk (v) SELECT v FROM bench.bulk LIMIT {batch}");
@@ -64,25 +67,7 @@ fn grow(s: &Scenario, flavor: &str, primary: &str, gib: u64) {
     while data_bytes(s, primary) < target {
         s.root(primary, &call);
     }
-    let (on_primary, on_replica) = if flavor == "mysql" {
-        (
-            "SELECT @@GLOBAL.gtid_executed",
-            "SELECT @@GLOBAL.gtid_executed",
-        )
-    } else {
-        (
-            "SELECT @@GLOBAL.gtid_binlog_pos",
-            "SELECT @@GLOBAL.gtid_slave_pos",
-        )
-    };
-    let gtid = s.root(primary, on_primary);
-    for replica in s.labelled("replica") {
-        s.wait(
-            &format!("{replica} caught up"),
-            Duration::from_secs(900),
-            |s| s.try_root(&replica, on_replica).as_deref() == Some(gtid.as_str()),
-        );
-    }
+    replicas_caught_up(s, primary);
     for pod in s.app.servers().into_iter().map(|(pod, _)| pod) {
         let _ = s.try_root(&pod, "FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW()");
     }
@@ -234,13 +219,19 @@ fn seeded_from_snapshot(s: &mut Scenario, backup: &str) -> Duration {
 /// replayed from it: the archive's lag per segment of the writer's
 /// transactions (its manifest's upload time minus the commit time of the
 /// oldest transaction in it, so every transaction waited at most that
-/// long), p50 / p99; then the cluster's
-/// backup taken before the writer restored to a point near the writer's
+/// long), p50 / p99; then the backup taken before the bulk binary log
+/// (`binlog_mib`) and the writer restored to a point near the writer's
 /// end into a one-instance cluster: how many transactions the replay
 /// applied and how fast (the init step's own count and clock), and
 /// restore asked -> Ready.
-fn archive_and_replay(s: &mut Scenario, flavor: &str, seconds: u64) -> String {
-    let bucket = format!("{}-bench-archive", s.ns);
+fn archive_and_replay(
+    s: &mut Scenario,
+    flavor: &str,
+    gib: u64,
+    seconds: u64,
+    binlog_mib: u64,
+) -> String {
+    let bucket = format!("{}-bench-archive-{gib}g", s.ns);
     let s3 = ebisu_testcluster::ec2::s3();
     s.block_on(s3.create_bucket().bucket(&bucket).send())
         .expect("create the bucket");
@@ -250,12 +241,20 @@ fn archive_and_replay(s: &mut Scenario, flavor: &str, seconds: u64) -> String {
     s.wait("an archiver", Duration::from_secs(120), |s| {
         !s.myc("{.status.archive.gtidSet}").is_empty()
     });
-    let backup = format!("{}-pitr", s.cluster);
+    let backup = format!("{}-pitr-{gib}g", s.cluster);
     s.ask_backup(&backup);
     let object = format!("mysqlbackup/{backup}");
     s.wait("the backup completed", Duration::from_secs(600), |s| {
         s.get(&object, "{.status.phase}") == "Completed"
     });
+    let primary = s.primary();
+    let bulk = Instant::now();
+    let bulk_bytes = write_binary_logs(s, &primary, binlog_mib << 20);
+    println!(
+        "{flavor} at {gib} GiB: wrote {} MiB of binary log in {:?}",
+        bulk_bytes >> 20,
+        bulk.elapsed()
+    );
     let writing_since = k8s_openapi::jiff::Timestamp::now().as_microsecond();
     let load = s.load("bench.w");
     std::thread::sleep(Duration::from_secs(seconds));
@@ -314,7 +313,7 @@ fn archive_and_replay(s: &mut Scenario, flavor: &str, seconds: u64) -> String {
     };
     let (p50, p99) = (at(0.5), at(0.99));
 
-    let restored = format!("{}-pitr", s.cluster);
+    let restored = format!("{}-pitr{gib}", s.cluster);
     let image = match s.myc("{.spec.image}") {
         image if image.is_empty() => String::new(),
         image => format!("  image: {image}\n"),
@@ -363,11 +362,76 @@ fn archive_and_replay(s: &mut Scenario, flavor: &str, seconds: u64) -> String {
     let _ = std::fs::remove_dir_all(s.layout.volumes().join(&volume));
     s.patch(r#"{"spec":{"backup":null}}"#);
     format!(
-        "| {flavor} | {} | {} | {p50} / {p99} | {applied} in {took} s ({rate}/s) | {} |",
+        "| {flavor} | {gib} | {} | {} | {p50} / {p99} | {} | {applied} in {took} s ({rate}/s) | {} |",
         writes.acked.len(),
         lags.len(),
+        bulk_bytes >> 20,
         secs(restore)
     )
+}
+
+/// Writes at least `bytes` of binary log on `primary` by rewriting the
+/// bulk table's rows in statements of 8 MiB of rows (each row logged
+/// before and after, so the data does not grow), each pass with a new
+/// value so that every row changes; waits for the replicas. Returns the
+/// binary log bytes written.
+fn write_binary_logs(s: &Scenario, primary: &str, bytes: u64) -> u64 {
+    let logged = |s: &Scenario| -> u64 {
+        s.root(primary, "SHOW BINARY LOGS")
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    let start = logged(s);
+    let last: u64 = s
+        .root(primary, "SELECT COALESCE(MAX(id), 0) FROM bench.bulk")
+        .parse()
+        .expect("the bulk table's last id");
+    let batch = (8 << 20) / ROW;
+    let (mut from, mut pass) = (0, 0u8);
+    loop {
+        let written = logged(s).saturating_sub(start);
+        if written >= bytes {
+            break;
+        }
+        s.root(
+            primary,
+            &format!(
+                "UPDATE bench.bulk SET v = REPEAT('{}', {}) WHERE id > {from} AND id <= {}",
+                char::from(b'a' + pass % 26),
+                ROW - 24,
+                from + batch
+            ),
+        );
+        from += batch;
+        if from >= last {
+            (from, pass) = (0, pass + 1);
+        }
+    }
+    replicas_caught_up(s, primary);
+    logged(s).saturating_sub(start)
+}
+
+/// Waits until every replica has applied what `primary` has written.
+fn replicas_caught_up(s: &Scenario, primary: &str) {
+    let (on_primary, on_replica) = match s.flavor() {
+        ebisu_mysql::Flavor::MariaDb => (
+            "SELECT @@GLOBAL.gtid_binlog_pos",
+            "SELECT @@GLOBAL.gtid_slave_pos",
+        ),
+        _ => (
+            "SELECT @@GLOBAL.gtid_executed",
+            "SELECT @@GLOBAL.gtid_executed",
+        ),
+    };
+    let gtid = s.root(primary, on_primary);
+    for replica in s.labelled("replica") {
+        s.wait(
+            &format!("{replica} caught up"),
+            Duration::from_secs(900),
+            |s| s.try_root(&replica, on_replica).as_deref() == Some(gtid.as_str()),
+        );
+    }
 }
 
 fn main() {
@@ -386,6 +450,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
+    let binlog_mib: u64 = std::env::var("EBISU_BENCH_BINLOG_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let mut table = Vec::new();
     let mut archive = Vec::new();
     for flavor in flavors.split(',').map(str::trim).filter(|f| !f.is_empty()) {
@@ -401,15 +469,15 @@ fn main() {
         );
         for gib in &sizes {
             let loading = Instant::now();
-            grow(&s, flavor, &primary, *gib);
+            grow(&s, &primary, *gib);
             println!("{flavor}: grew to {gib} GiB in {:?}", loading.elapsed());
             let row = measure(&mut s, flavor, *gib);
             println!("{row}");
             table.push(row);
+            let row = archive_and_replay(&mut s, flavor, *gib, archive_seconds, binlog_mib);
+            println!("{row}");
+            archive.push(row);
         }
-        let row = archive_and_replay(&mut s, flavor, archive_seconds);
-        println!("{row}");
-        archive.push(row);
         s.kubectl(&["delete", "namespace", &ns, "--wait=true", "--timeout=600s"]);
     }
     println!();
@@ -422,9 +490,9 @@ fn main() {
     }
     println!();
     println!(
-        "| flavor | writes acknowledged under the archive | segments | archive lag per segment p50 / p99 (s) | replay to a point: transactions applied (rate) | restore to a point to Ready, 1 instance (s) |"
+        "| flavor | GiB | writes acknowledged under the archive | segments | archive lag per segment p50 / p99 (s) | bulk binary log replayed (MiB) | replay to a point: transactions applied (rate) | restore to a point to Ready, 1 instance (s) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in &archive {
         println!("{row}");
     }
