@@ -234,28 +234,15 @@ impl Scenario {
             },
         );
         // EBS (and the local cluster, at 1 MiB/s by default) loads the
-        // volume's blocks after it is attached: until then the replica is
-        // Ready and replicates, but serves no reads.
-        let serves_reads = |s: &Self| {
-            s.get(
-                &format!("pod/{seeded}"),
-                "{.metadata.labels.ebisu\\.dev/reads}",
-            ) == "serve" // ebisu_api::names::READS_SERVED
-        };
-        self.wait(
-            "the seeded replica Ready, its volume loading, serving no reads",
-            Duration::from_secs(120),
-            |s| {
-                let loading = s.instance(&seeded, "volume.initialization.progress");
-                let ready = s.get(
-                    &format!("pod/{seeded}"),
-                    "{.status.conditions[?(@.type==\"Ready\")].status}",
-                ) == "True";
-                let quiet = !serves_reads(s);
-                let still = s.instance(&seeded, "volume.initialization.progress");
-                loading.parse::<u32>().is_ok_and(|p| p < 100) && ready && quiet && still == loading
-            },
-        );
+        // volume's blocks after it is attached: until then the replica may
+        // be Ready and replicate, but serves no reads. Whether the volume is
+        // still loading once the server is Ready depends on how long the
+        // server took to start, so every look checks the rule and the drill
+        // says whether it saw the window, instead of waiting for it.
+        let mut looks = Looks::default();
+        self.wait("the seeded replica Ready", Duration::from_secs(240), |s| {
+            looks.look(s, &seeded).ready
+        });
         eprintln!(
             "a replica seeded from a snapshot: Ready after {:?}, its volume at {}%",
             started.elapsed(),
@@ -341,11 +328,21 @@ impl Scenario {
         self.wait(
             "the seeded replica's volume loaded and serving reads",
             Duration::from_secs(300),
-            |s| s.instance(&seeded, "volume.initialization.progress") == "100" && serves_reads(s),
+            |s| {
+                let look = looks.look(s, &seeded);
+                look.serves && s.instance(&seeded, "volume.initialization.progress") == "100"
+            },
+        );
+        assert!(
+            looks.served_loading.is_empty(),
+            "{seeded} served reads while its volume loaded (at {:?}%)",
+            looks.served_loading
         );
         eprintln!(
-            "a replica seeded from a snapshot: its volume loaded and serving reads after {:?}",
-            started.elapsed()
+            "a replica seeded from a snapshot: its volume loaded and serving reads after {:?}; \
+             seen Ready with its volume loading and serving no reads at {} looks",
+            started.elapsed(),
+            looks.ready_loading
         );
         self.patch(r#"{"spec":{"replicas":3,"clone":{"method":null}}}"#);
         self.wait("back to three instances", Duration::from_secs(180), |s| {
@@ -439,6 +436,7 @@ impl Scenario {
         self.binary_logs_go_only_once_archived(table);
         self.archived_files_go_with_the_backups_that_needed_them(table, &bucket);
         self.a_restore_reaches_a_point_in_time(table, &bucket);
+        self.restores_are_verified_on_a_schedule(table);
         self.patch(r#"{"spec":{"backup":null}}"#);
     }
 
@@ -520,5 +518,47 @@ impl Scenario {
             seen.len(),
             left.len()
         );
+    }
+}
+
+/// What the snapshot drill saw of a seeded replica, look by look.
+#[derive(Default)]
+struct Looks {
+    /// Looks at which it was Ready while its volume still loaded.
+    ready_loading: u32,
+    /// The volume's progress at each look that found it serving reads
+    /// before the volume had loaded (the rule broken).
+    served_loading: Vec<u32>,
+}
+
+/// One look at a seeded replica.
+struct Look {
+    ready: bool,
+    serves: bool,
+}
+
+impl Looks {
+    fn look(&mut self, s: &Scenario, pod: &str) -> Look {
+        // Read the progress on both sides of the pod, so that a look that
+        // straddles the load's end does not count as loading.
+        let before = s.instance(pod, "volume.initialization.progress");
+        let ready = s.get(
+            &format!("pod/{pod}"),
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True";
+        let serves = s.get(
+            &format!("pod/{pod}"),
+            "{.metadata.labels.ebisu\\.dev/reads}",
+        ) == "serve"; // ebisu_api::names::READS_SERVED
+        let after = s.instance(pod, "volume.initialization.progress");
+        let loading = |p: &str| p.parse::<u32>().ok().filter(|p| *p < 100);
+        if let (Some(p), Some(_)) = (loading(&before), loading(&after)) {
+            if serves {
+                self.served_loading.push(p);
+            } else if ready {
+                self.ready_loading += 1;
+            }
+        }
+        Look { ready, serves }
     }
 }
