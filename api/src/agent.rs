@@ -26,6 +26,11 @@ pub const PATH_ARCHIVE: &str = "/archive";
 /// Path of the agent's binary log purge (`POST`, a [`BinlogPurge`]).
 pub const PATH_BINLOG_PURGE: &str = "/binlogs/purge";
 
+/// Path of the table checks (`POST` [`TableCheckRequest`], bearer clone
+/// token): checksums (and `CHECK TABLE`) of a sample of the server's
+/// tables, all at one GTID set; answers [`TableCheck`].
+pub const PATH_TABLE_CHECK: &str = "/tables/check";
+
 /// Response header of `/readyz` on a server whose semi-sync source side is
 /// enabled: [`SEMI_SYNC_WAITING`] while commits wait for a replica's
 /// acknowledgement, [`SEMI_SYNC_FALLEN_BACK`] after a timeout made it
@@ -113,6 +118,67 @@ pub struct ReplayOrder {
     /// ...or the target GTID set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid_set: Option<String>,
+}
+
+/// The operator's word to an agent to check tables (a restore being
+/// verified, or a replica whose tables it is compared with).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TableCheckRequest {
+    /// Stop the server's applier while the checksums are taken, so they are
+    /// all of one GTID set, and answer only once this agent's archive holds
+    /// that set (a replica that archives); the applier is started again.
+    #[serde(default)]
+    pub hold: bool,
+    /// The tables to check; when empty, up to `sample` of the server's own
+    /// (outside the system schemas), spread evenly over them by name.
+    #[serde(default)]
+    pub tables: Vec<TableName>,
+    /// How many tables to pick when `tables` is empty.
+    #[serde(default)]
+    pub sample: u32,
+    /// Also run `CHECK TABLE` on each.
+    #[serde(default)]
+    pub check: bool,
+}
+
+/// A table.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableName {
+    /// Its schema (database).
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// What the table checks found.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TableCheck {
+    /// The server's GTID set while the checksums were taken.
+    pub gtid_set: String,
+    /// Each table checked.
+    pub tables: Vec<TableSum>,
+}
+
+/// One table's checksum and check.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSum {
+    /// The table.
+    pub table: TableName,
+    /// `CHECKSUM TABLE`'s answer; `None` when the table does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
+    /// `CHECK TABLE`'s verdict when asked: `OK`, or the server's messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 /// How far the agent's archive got.

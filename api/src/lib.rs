@@ -19,7 +19,7 @@ pub use cluster::{
     ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor, FromBackup,
     InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
     OperationKind, OperationStep, Phase, PodTemplateOverrides, PointInTime, ReplayStatus,
-    ReplicationSpec, RestoreStatus, RoleChange, SeedMethod, SeedStatus, ServiceTemplate,
-    ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy, VolumeInitializationStatus,
-    VolumeModificationStatus, VolumeStatus,
+    ReplicationSpec, RestoreStatus, RestoreVerify, RoleChange, SeedMethod, SeedStatus,
+    ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy, VerifiedRestore,
+    VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
 };

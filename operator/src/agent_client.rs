@@ -7,7 +7,8 @@ use ebisu_api::names::AGENT_PORT;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Posts `body` to `path` on the agent at `ip` and reads the answer; the
-/// error is the transport's, the status's or the decoder's, as text.
+/// error is the transport's, the status's with the agent's reason (its
+/// answer's text), or the decoder's, as text.
 pub async fn post<Q: Serialize, A: DeserializeOwned>(
     agents: &reqwest::Client,
     ip: &str,
@@ -25,10 +26,12 @@ pub async fn post<Q: Serialize, A: DeserializeOwned>(
         .timeout(timeout)
         .send()
         .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| e.to_string())?
-        .bytes()
-        .await
         .map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let answer = answer.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        let reason = String::from_utf8_lossy(&answer);
+        return Err(format!("the agent answered {status}: {}", reason.trim()));
+    }
     serde_json::from_slice(&answer).map_err(|e| e.to_string())
 }

@@ -100,6 +100,29 @@ pub fn for_restore_refused(previous: Option<&MySQLClusterStatus>, message: &str)
     (!already_reported).then(|| Note::warning("RestoreRefused", message.to_owned(), None))
 }
 
+/// The Event of a restore verification that ended.
+pub fn for_verified(verified: &ebisu_api::VerifiedRestore) -> Note {
+    if verified.passed {
+        Note::normal(
+            "RestoreVerified",
+            format!(
+                "restored {} to {} in a scratch cluster in {} s: {}",
+                verified.backup, verified.gtid_set, verified.seconds, verified.message
+            ),
+            None,
+        )
+    } else {
+        Note::warning(
+            "RestoreVerificationFailed",
+            format!(
+                "restoring {} in a scratch cluster failed its checks: {}",
+                verified.backup, verified.message
+            ),
+            None,
+        )
+    }
+}
+
 /// The Events of the backups step.
 pub fn for_backups(notes: &[crate::backups::BackupNote]) -> Vec<Note> {
     notes

@@ -16,9 +16,9 @@
 //! | L5 | `runtime` | the process: watches, controllers, leader election, health |
 //! | L4 | `reconcile` | the spine: one reconcile, step by step, and what every reconcile shares |
 //! | L3 | `status`, `events` | pure reports over what the layers below found (and publishing Events) |
-//! | L2 | `clustering`, `fencing`, `volumes`, `backups`, `restore`, `dereference`, `apply` | features, each a pure decision plus a thin IO shell; reads and writes of the cluster's own objects |
+//! | L2 | `clustering`, `fencing`, `volumes`, `backups`, `restore`, `verify`, `dereference`, `apply` | features, each a pure decision plus a thin IO shell; reads and writes of the cluster's own objects |
 //! | L1 | `validate`, `build`, `diagnose`, `ec2`, `agent_client` | pure spec -> objects; pure diagnoses; the EC2 client; calls to the agents |
-//! | L0 | `model`, `quantity`, `online_config`, `crd`, `rbac` | shared vocabulary, one reader per fact; tables |
+//! | L0 | `model`, `quantity`, `online_config`, `crd`, `cron`, `rbac` | shared vocabulary, one reader per fact; tables; cron schedules |
 //!
 //! # What writes to the outside world
 //!
@@ -40,6 +40,10 @@
 //! - `restore`: EC2 CreateVolume from a backup's snapshot (a restored
 //!   cluster's first volume, a new replica's), the restored cluster's
 //!   credentials Secret;
+//! - `verify`: the scratch cluster of a restore verification (made,
+//!   annotated with its outcome, deleted), its claim, PV, Secret and EC2
+//!   volume deleted, and the agents' table checks (a replica's applier held
+//!   while it sums);
 //! - `events`: Events;
 //! - `reconcile::cleanup`: the managed StorageClass of a deleted cluster;
 //! - `runtime::leader`: the leader Lease.
@@ -50,6 +54,7 @@ pub mod backups;
 pub mod build;
 pub mod clustering;
 pub mod crd;
+pub mod cron;
 pub mod dereference;
 pub mod diagnose;
 pub mod ec2;
@@ -64,11 +69,12 @@ pub mod restore;
 pub mod runtime;
 pub mod status;
 pub mod validate;
+pub mod verify;
 pub mod volumes;
 
 /// Every top-level module by layer, bottom first.
 pub const LAYERS: &[&[&str]] = &[
-    &["model", "quantity", "online_config", "crd", "rbac"],
+    &["model", "quantity", "online_config", "crd", "cron", "rbac"],
     &["validate", "build", "diagnose", "ec2", "agent_client"],
     &[
         "clustering",
@@ -76,6 +82,7 @@ pub const LAYERS: &[&[&str]] = &[
         "volumes",
         "backups",
         "restore",
+        "verify",
         "dereference",
         "apply",
     ],
@@ -85,7 +92,12 @@ pub const LAYERS: &[&[&str]] = &[
 ];
 
 /// The arrows allowed within a layer: (from, to), `to` a leaf of the layer.
-pub const SAME_LAYER: &[(&str, &str)] = &[("build", "validate"), ("events", "status")];
+pub const SAME_LAYER: &[(&str, &str)] = &[
+    ("build", "validate"),
+    ("events", "status"),
+    ("verify", "dereference"),
+    ("verify", "restore"),
+];
 
 /// The modules that write to the outside world (API server, servers, EC2).
 pub const WRITERS: &[&str] = &[
@@ -95,6 +107,7 @@ pub const WRITERS: &[&str] = &[
     "volumes",
     "backups",
     "restore",
+    "verify",
     "events",
     "reconcile::cleanup",
     "runtime::leader",

@@ -59,7 +59,12 @@ pub const CLUSTER_RULES: &[Rule] = &[
 /// Given volumes (`spec.storage.ebs.volumes`, static provisioning): a
 /// PersistentVolume is created for each, and patched to forget a deleted
 /// claim so the volume binds to its instance again.
-pub const GIVEN_VOLUME_RULES: &[Rule] = &[rule("", "persistentvolumes", &["create", "patch"])];
+/// A verified restore's scratch PV is deleted with its volume.
+pub const GIVEN_VOLUME_RULES: &[Rule] = &[rule(
+    "",
+    "persistentvolumes",
+    &["create", "patch", "delete"],
+)];
 
 /// `fenceNodes`: the out-of-service taint of a fenced node is set and
 /// removed.
@@ -68,11 +73,12 @@ pub const NODE_FENCING_RULES: &[Rule] = &[rule("", "nodes", &["patch"])];
 /// What the operator does in a MySQLCluster's namespace.
 pub const WORKLOAD_RULES: &[Rule] = &[
     // The controller's watch; patch adds and removes the finalizer and
-    // removes handled switchover and forced-failover annotations.
+    // removes handled switchover and forced-failover annotations. A
+    // verified restore's scratch cluster is created and deleted.
     rule(
         "ebisu.dev",
         "mysqlclusters",
-        &["get", "list", "watch", "patch"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
     // Status is written with server-side apply.
     rule("ebisu.dev", "mysqlclusters/status", &["patch"]),
@@ -113,7 +119,9 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     // patches, released from an owner reference, marked initialised. Never
     // listed or watched (a Secret restored by hand is seen at the next
     // periodic reconcile), so the operator's token cannot enumerate Secrets.
-    rule("", "secrets", &["get", "create", "patch"]),
+    // A verified restore's scratch cluster's Secret (labelled as the
+    // operator's) is deleted with it.
+    rule("", "secrets", &["get", "create", "patch", "delete"]),
     // Pods: watched for readiness, labelled with their role, deleted to be
     // re-seeded once their agent set the data aside; listed on a node
     // before it is fenced (in every namespace when every one is watched;
@@ -123,8 +131,13 @@ pub const WORKLOAD_RULES: &[Rule] = &[
     // their PodDisruptionBudgets apply.
     rule("", "pods/eviction", &["create"]),
     // Claims grow in place and are marked initialised; created bound to a
-    // given volume (static provisioning).
-    rule("", "persistentvolumeclaims", &["list", "patch", "create"]),
+    // given volume (static provisioning). A verified restore's scratch
+    // claim is deleted.
+    rule(
+        "",
+        "persistentvolumeclaims",
+        &["list", "patch", "create", "delete"],
+    ),
     // Events (kube's recorder creates, then patches repeated ones).
     rule("events.k8s.io", "events", &["create", "patch"]),
     // The primary Lease: applied, read every pass, its holder named with

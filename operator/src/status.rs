@@ -42,6 +42,9 @@ pub const UPDATING: &str = "Updating";
 pub const ARCHIVE_BEHIND: &str = "ArchiveBehind";
 /// Condition: archive retention's last look failed (only with an archive).
 pub const ARCHIVE_RETENTION_FAILED: &str = "ArchiveRetentionFailed";
+/// Condition: the last verified restore failed (only with
+/// `spec.backup.verify`).
+pub const RESTORE_VERIFICATION_FAILED: &str = "RestoreVerificationFailed";
 /// Condition: the operator cannot reach the primary (it is alive, as its
 /// replicas say, or failover is manual): nothing moves.
 pub const PRIMARY_UNREACHABLE: &str = "PrimaryUnreachable";
@@ -65,6 +68,9 @@ pub struct StatusInputs<'a> {
     pub seeds: &'a [ebisu_api::SeedStatus],
     /// The binary log archive, when the spec asks for one.
     pub archive: Option<&'a ebisu_api::ArchiveStatus>,
+    /// The last verified restore (`spec.backup.verify`), this reconcile's
+    /// or the one status held.
+    pub verified: Option<&'a ebisu_api::VerifiedRestore>,
     /// Now.
     pub now: &'a Time,
 }
@@ -80,6 +86,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         restore,
         seeds,
         archive,
+        verified,
         now,
     } = inputs;
     let previous = cluster.status.clone().unwrap_or_default();
@@ -296,6 +303,32 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
             },
         );
     }
+    if cluster
+        .spec
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.verify.is_some())
+    {
+        conditions.push(match verified.filter(|v| !v.passed) {
+            Some(failed) => condition(
+                RESTORE_VERIFICATION_FAILED,
+                true,
+                "VerificationFailed",
+                &format!(
+                    "the restore of {} verified at {} failed: {}. The backup or the archive \
+                     may not bring the data back: look at the scratch cluster's Events and \
+                     logs while the next verification runs, and take a new backup",
+                    failed.backup, failed.finished_at.0, failed.message
+                ),
+            ),
+            None => condition(
+                RESTORE_VERIFICATION_FAILED,
+                false,
+                "Verified",
+                "the last verified restore passed, or none has run yet",
+            ),
+        });
+    }
     let mut last_switchover = previous.last_switchover;
     let mut last_failover = previous.last_failover;
     for (kind, change) in &pass.completed {
@@ -323,6 +356,7 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         restore: restore.cloned(),
         seeds: seeds.to_vec(),
         archive: archive.cloned(),
+        last_verified_restore: verified.cloned(),
     }
 }
 
@@ -632,6 +666,7 @@ mod tests {
             restore: None,
             seeds: &[],
             archive: None,
+            verified: None,
             now,
         })
     }
@@ -886,6 +921,7 @@ mod tests {
                 restore: None,
                 seeds: &[],
                 archive: Some(&archive),
+                verified: None,
                 now: &at(5),
             })
         };

@@ -166,6 +166,19 @@ pub struct BackupSchedule {
     pub keep: u32,
     /// The binary log archive, when on.
     pub archive: Option<ArchiveTarget>,
+    /// Restores verified on a schedule, when on.
+    pub verify: Option<VerifySchedule>,
+}
+
+/// Validated `spec.backup.verify`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifySchedule {
+    /// When.
+    pub cron: croner::Cron,
+    /// How many tables to check.
+    pub sample_tables: u32,
+    /// How long the scratch cluster may take to restore and be checked.
+    pub timeout_seconds: u64,
 }
 
 /// Validated `spec.backup.archive`.
@@ -179,18 +192,6 @@ pub struct ArchiveTarget {
     pub max_behind_seconds: u64,
     /// The Secret whose keys are the agents' AWS environment, if any.
     pub credentials_secret: Option<String>,
-}
-
-/// Parses a backup schedule: a cron expression in UTC, five fields or six
-/// with seconds first.
-pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
-    use croner::parser::{CronParser, Seconds, Year};
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
-        .build()
-        .parse(schedule)
-        .map_err(|e| e.to_string())
 }
 
 /// Validated storage.
@@ -372,7 +373,7 @@ pub fn validate(
         .backup
         .as_ref()
         .map(|b| {
-            parse_schedule(&b.schedule)
+            crate::cron::parse(&b.schedule)
                 .map(|cron| BackupSchedule {
                     cron,
                     keep: b.keep,
@@ -386,6 +387,7 @@ pub fn validate(
                         max_behind_seconds: u64::from(a.max_behind_seconds),
                         credentials_secret: a.credentials_secret.clone(),
                     }),
+                    verify: None,
                 })
                 .map_err(|why| {
                     invalid(
@@ -398,6 +400,37 @@ pub fn validate(
                 })
         })
         .transpose()?;
+    let backup_schedule = match (
+        backup_schedule,
+        spec.backup.as_ref().and_then(|b| b.verify.as_ref()),
+    ) {
+        (Some(schedule), Some(verify)) => {
+            let cron = crate::cron::parse(&verify.schedule).map_err(|why| {
+                invalid(
+                    "spec.backup.verify.schedule",
+                    format!(
+                        "{:?} is not a cron schedule ({why}): use five fields such as \"0 5 * * 0\" (05:00 UTC on Sundays), or six with seconds first",
+                        verify.schedule
+                    ),
+                )
+            })?;
+            if !settings.features.given_volumes {
+                return Err(invalid(
+                    "spec.backup.verify",
+                    "a verified restore restores into a new volume, which this install may not make: install the chart with features.givenVolumes=true, or remove spec.backup.verify".into(),
+                ));
+            }
+            Some(BackupSchedule {
+                verify: Some(VerifySchedule {
+                    cron,
+                    sample_tables: verify.sample_tables,
+                    timeout_seconds: u64::from(verify.timeout_seconds),
+                }),
+                ..schedule
+            })
+        }
+        (schedule, _) => schedule,
+    };
     let semi_sync = validate_semi_sync(cluster)?;
     let clone_rate_limit = spec
         .clone

@@ -19,7 +19,8 @@ pub use replication::{CloneMethod, CloneSpec, DonorPreference, FailoverMode, Rep
 pub use status::{
     ArchiveStatus, ClusteringMemory, InstanceRole, InstanceStatus, MySQLClusterStatus, Operation,
     OperationKind, OperationStep, Phase, ReplayStatus, RestoreStatus, RoleChange, SeedMethod,
-    SeedStatus, VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
+    SeedStatus, VerifiedRestore, VolumeInitializationStatus, VolumeModificationStatus,
+    VolumeStatus,
 };
 pub use storage::{
     EbsSpec, EbsVolumeType, GP3_IOPS, GP3_MAX_IOPS_PER_GIB, GP3_THROUGHPUT_MIBPS, IO2_IOPS,
@@ -465,6 +466,49 @@ pub struct BackupSchedule {
     /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<BinlogArchive>,
+    /// Restores verified on a schedule: none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<RestoreVerify>,
+}
+
+/// Restores verified on a schedule (`spec.backup.verify`). Each time the
+/// schedule fires, the operator sums a sample of tables on the archiving
+/// replica with its applier held (so at one GTID set, which it waits for
+/// the archive to hold), then restores the newest completed backup plus the
+/// archive up to that set into a scratch cluster `<name>-verify` (one
+/// instance, its own volume from the snapshot), and checks that the server
+/// starts, that it reached exactly that set, and that each sampled table
+/// checks clean (`CHECK TABLE`) and has the replica's checksum. Without an
+/// archive the backup alone is restored and checked (no sums to compare).
+/// The result is `status.lastVerifiedRestore` and an Event; a failure is
+/// the `RestoreVerificationFailed` condition. The scratch cluster, its
+/// claim, volume and Secret are then deleted. Needs the operator's
+/// `features.givenVolumes`, like any restore.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreVerify {
+    /// When to verify: a cron expression in UTC, like `spec.backup.schedule`.
+    #[schemars(length(min = 9, max = 128))]
+    pub schedule: String,
+    /// How many tables to check (1 to 100), spread evenly over them by name.
+    #[serde(default = "default_sample_tables")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100")
+        .message("spec.backup.verify.sampleTables must be between 1 and 100"))]
+    pub sample_tables: u32,
+    /// How long the scratch cluster may take to restore and be checked
+    /// before the verification fails (60 to 86400 seconds).
+    #[serde(default = "default_verify_timeout")]
+    #[x_kube(validation = Rule::new("self >= 60 && self <= 86400")
+        .message("spec.backup.verify.timeoutSeconds must be between 60 and 86400"))]
+    pub timeout_seconds: u32,
+}
+
+fn default_sample_tables() -> u32 {
+    16
+}
+
+fn default_verify_timeout() -> u32 {
+    3600
 }
 
 /// Where the binary log archive goes. Objects are

@@ -68,6 +68,37 @@ pub struct MySQLClusterStatus {
     /// last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveStatus>,
+    /// The last restore verified by `spec.backup.verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_restore: Option<VerifiedRestore>,
+}
+
+/// A restore verified by `spec.backup.verify`: a scratch cluster restored
+/// from a backup plus the archive, its tables checked.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedRestore {
+    /// The MySQLBackup restored.
+    pub backup: String,
+    /// The GTID set the restore was to reach (a replica's, held while its
+    /// tables were summed; the backup's without an archive).
+    pub gtid_set: String,
+    /// Every check passed: the server started, reached exactly `gtidSet`,
+    /// every sampled table checked clean and matched the replica's.
+    pub passed: bool,
+    /// What failed, or what was checked.
+    pub message: String,
+    /// How many tables were checked.
+    #[serde(default)]
+    pub tables: u32,
+    /// From the scratch cluster's creation to the end of the checks.
+    #[serde(default)]
+    pub seconds: u64,
+    /// When the checks ended.
+    pub finished_at: Time,
+    /// The scratch cluster's EBS volume, until it is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch_volume: Option<String>,
 }
 
 /// How one new replica gets its data.

@@ -29,10 +29,11 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
 */}}
 {{- define "ebisu.workloadRules" -}}
   # The resource it reconciles; patch adds and removes its finalizer and
-  # removes handled switchover and forced-failover annotations.
+  # removes handled switchover and forced-failover annotations. A verified
+  # restore's scratch cluster is created and deleted.
   - apiGroups: ["ebisu.dev"]
     resources: ["mysqlclusters"]
-    verbs: ["get", "list", "watch", "patch"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
   - apiGroups: ["ebisu.dev"]
     resources: ["mysqlclusters/status"]
     verbs: ["patch"]
@@ -61,10 +62,11 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
   # The credentials Secret: read by name, created once, only ever
   # completed, marked. Never listed or watched: a leaked operator token
-  # cannot enumerate Secrets.
+  # cannot enumerate Secrets. A verified restore's scratch cluster's Secret
+  # (labelled as the operator's) is deleted with it.
   - apiGroups: [""]
     resources: ["secrets"]
-    verbs: ["get", "create", "patch"]
+    verbs: ["get", "create", "patch", "delete"]
   # Instance pods: watched for status, labelled with their role, deleted to
   # be re-seeded once their agent set the data aside.
   - apiGroups: [""]
@@ -76,10 +78,11 @@ WORKLOAD_RULES), as rules of a ClusterRole or of a Role per watched namespace.
     resources: ["pods/eviction"]
     verbs: ["create"]
   # Claims grow in place and are marked initialised; created bound to a
-  # given volume (static provisioning).
+  # given volume (static provisioning). A verified restore's scratch claim
+  # is deleted.
   - apiGroups: [""]
     resources: ["persistentvolumeclaims"]
-    verbs: ["list", "patch", "create"]
+    verbs: ["list", "patch", "create", "delete"]
   # Events on every role change, repair and refusal.
   - apiGroups: ["events.k8s.io"]
     resources: ["events"]

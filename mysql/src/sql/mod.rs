@@ -19,7 +19,8 @@ mod users;
 pub use credentials::{Credentials, Password, ServiceRole, ServiceUsers, UserName};
 pub use observe::VERSION_QUERY;
 pub use quote::{
-    MAX_HOST_LEN, MAX_USER_NAME_LEN, quote_literal, validate_host, validate_user_name,
+    MAX_HOST_LEN, MAX_USER_NAME_LEN, quote_identifier, quote_literal, validate_host,
+    validate_user_name,
 };
 pub use read_only_admin::{Grantee, READ_ONLY_ADMIN_HOLDERS_QUERY, read_only_admins_to_revoke};
 pub use replication::{

@@ -13,6 +13,13 @@
 
 use super::SqlError;
 
+/// Quotes `name` as a backquoted identifier (a schema or table), doubling
+/// any backquote in it, so a name read from the server can be spliced into
+/// a statement whatever it holds.
+pub fn quote_identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
 /// Longest account name accepted; 32 is MySQL's limit (MariaDB allows more).
 pub const MAX_USER_NAME_LEN: usize = 32;
 
@@ -107,6 +114,15 @@ mod tests {
             }
         }
         None
+    }
+
+    #[test]
+    fn an_identifier_with_a_backquote_stays_one_identifier() {
+        assert_eq!(quote_identifier("orders"), "`orders`");
+        assert_eq!(
+            quote_identifier("a`; DROP TABLE t; --"),
+            "`a``; DROP TABLE t; --`"
+        );
     }
 
     #[test]

@@ -34,11 +34,15 @@ pub enum Error {
 /// The instance whose agent archives: the current archiver while it still
 /// replicates from the primary, else the replicating replica with the
 /// highest ordinal (a switchover picks it last), else the primary of a
-/// cluster with no replica; otherwise why there is none.
+/// cluster with no replica; otherwise why there is none. The replica
+/// `held` for a restore verification has its applier stopped on purpose
+/// and still counts as replicating: it waits for the archive to hold what
+/// it applied, which moving the archive away would never bring.
 pub fn archiver<'a>(
     servers: &'a [ServerState],
     primary: Option<&str>,
     current: Option<&str>,
+    held: Option<&str>,
 ) -> Result<&'a ServerState, String> {
     let primary = primary
         .and_then(|p| servers.iter().find(|s| s.pod == p))
@@ -49,7 +53,9 @@ pub fn archiver<'a>(
             && s.answered()
             && !s.terminating
             && s.replication.as_ref().is_some_and(|r| {
-                r.source_host == primary.host && r.sql_running && r.sql_error.is_none()
+                r.source_host == primary.host
+                    && (r.sql_running || held == Some(s.pod.as_str()))
+                    && r.sql_error.is_none()
             })
     };
     if let Some(kept) = current
@@ -233,10 +239,23 @@ mod tests {
     fn the_archiver_is_a_replicating_replica_kept_while_it_can() {
         let mut servers = vec![primary("db-0"), replica("db-1"), replica("db-2")];
         let pick = |servers: &[ServerState], current| {
-            archiver(servers, Some("db-0"), current).map(|s| s.pod.clone())
+            archiver(servers, Some("db-0"), current, None).map(|s| s.pod.clone())
         };
         assert_eq!(pick(&servers, None), Ok("db-2".to_owned()));
         assert_eq!(pick(&servers, Some("db-1")), Ok("db-1".to_owned()), "kept");
+        if let Some(r) = servers[1].replication.as_mut() {
+            r.sql_running = false;
+        }
+        assert_eq!(
+            pick(&servers, Some("db-1")),
+            Ok("db-2".to_owned()),
+            "a stopped applier moves the archive"
+        );
+        assert_eq!(
+            archiver(&servers, Some("db-0"), Some("db-1"), Some("db-1")).map(|s| s.pod.clone()),
+            Ok("db-1".to_owned()),
+            "unless a restore verification holds it"
+        );
         servers[1].terminating = true;
         assert_eq!(pick(&servers, Some("db-1")), Ok("db-2".to_owned()));
         if let Some(r) = servers[2].replication.as_mut() {

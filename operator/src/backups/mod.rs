@@ -29,7 +29,7 @@ use ebisu_mysql::Flavor;
 use k8s_openapi::{
     api::core::v1::Secret,
     apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time},
-    jiff::{Timestamp, tz::TimeZone},
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -212,7 +212,7 @@ pub async fn keep_schedule(
     let created = |b: &MySQLBackup| b.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let last = scheduled.iter().filter_map(created).max();
     let now = Timestamp::now();
-    if schedule::due(&wanted.cron, last, since, now) {
+    if crate::cron::due(&wanted.cron, last, since, now) {
         let name = schedule::backup_name(scope.cluster, now);
         let mut backup = MySQLBackup::new(
             &name,
@@ -239,11 +239,8 @@ pub async fn keep_schedule(
             }
         }
         report.again = Some(LOOK_AGAIN);
-    } else if let Ok(next) = wanted
-        .cron
-        .find_next_occurrence(&last.unwrap_or(since).to_zoned(TimeZone::UTC), false)
-    {
-        let wait = next.timestamp().duration_since(now);
+    } else if let Some(next) = crate::cron::next_after(&wanted.cron, last.unwrap_or(since)) {
+        let wait = next.duration_since(now);
         report.again = Some(
             Duration::try_from(wait)
                 .unwrap_or(LOOK_AGAIN)

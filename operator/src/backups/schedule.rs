@@ -1,19 +1,10 @@
-//! When a scheduled backup is due and which scheduled backups retention
-//! removes: pure functions over the schedule, the clock and the backups.
+//! Which scheduled backups retention removes and what a scheduled backup
+//! is named: pure functions over the clock and the backups (when the
+//! schedule is due is `crate::cron`'s).
 
 use std::collections::BTreeSet;
 
-use croner::Cron;
-use k8s_openapi::jiff::{Timestamp, tz::TimeZone};
-
-/// Whether a backup is due now: the schedule fired since the last
-/// scheduled backup (or since `since`, when the cluster was made, before
-/// the first). Missed firings make one backup, not one each.
-pub fn due(cron: &Cron, last: Option<Timestamp>, since: Timestamp, now: Timestamp) -> bool {
-    let from = last.unwrap_or(since).to_zoned(TimeZone::UTC);
-    cron.find_next_occurrence(&from, false)
-        .is_ok_and(|next| next.timestamp() <= now)
-}
+use k8s_openapi::jiff::Timestamp;
 
 /// A scheduled backup as retention sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,42 +39,9 @@ pub fn backup_name(cluster: &str, now: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::parse_schedule as parse;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn a_schedule_is_due_once_it_fired_since_the_last_backup() {
-        let nightly = parse("0 3 * * *").unwrap();
-        let created = at("2026-12-01T12:00:00Z");
-        assert!(!due(&nightly, None, created, at("2026-12-02T02:59:59Z")));
-        assert!(due(&nightly, None, created, at("2026-12-02T03:00:00Z")));
-        let last = Some(at("2026-12-02T03:00:01Z"));
-        assert!(!due(&nightly, last, created, at("2026-12-02T23:00:00Z")));
-        assert!(
-            due(&nightly, last, created, at("2026-12-05T08:00:00Z")),
-            "missed days make one"
-        );
-    }
-
-    #[test]
-    fn seconds_are_optional() {
-        let every_20s = parse("*/20 * * * * *").unwrap();
-        let last = at("2026-12-02T03:00:00Z");
-        assert!(!due(
-            &every_20s,
-            Some(last),
-            last,
-            at("2026-12-02T03:00:19Z")
-        ));
-        assert!(due(
-            &every_20s,
-            Some(last),
-            last,
-            at("2026-12-02T03:00:20Z")
-        ));
     }
 
     #[test]

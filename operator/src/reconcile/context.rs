@@ -51,6 +51,8 @@ pub struct Context {
     pub lease_clock: Arc<LeaseClock>,
     /// Whether this process can still prove it leads.
     pub leader: Arc<LeaderClock>,
+    /// The restore verifications' tasks in flight.
+    pub verify_jobs: Arc<crate::verify::Jobs>,
 }
 
 impl std::fmt::Debug for Context {
@@ -99,6 +101,7 @@ impl Context {
                 node_index: Arc::default(),
                 lease_clock: Arc::default(),
                 leader: Arc::default(),
+                verify_jobs: Arc::default(),
             },
             triggers,
         )

@@ -62,7 +62,7 @@ use crate::{
     restore::{self, Restore},
     status::{self, StatusInputs},
     validate::{self, ValidatedCluster},
-    volumes,
+    verify, volumes,
 };
 
 /// Why a reconcile failed.
@@ -296,6 +296,30 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         problems.push(Problem::ArchiveRetentionFailed(why));
     }
 
+    // 10b'. Restores verified on a schedule: the scratch cluster made,
+    //       followed, checked and removed (agents, client, EC2).
+    let verification = verify_restores(
+        ctx,
+        cluster,
+        &validated,
+        &objects,
+        pass.primary.as_deref(),
+        archive.as_ref(),
+        clone_token,
+    )
+    .await;
+    if verification.finished
+        && let Some(verified) = verification.verified.as_ref()
+    {
+        events::publish(
+            &ctx.recorder,
+            cluster,
+            "Verify",
+            events::for_verified(verified),
+        )
+        .await;
+    }
+
     // 10c. Binary logs every instance and the archive hold: purged once
     //      old enough (agents).
     expire_binlogs(
@@ -367,6 +391,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
         restore: restoring.as_ref(),
         seeds: &seeding.seeds,
         archive: archive.as_ref().map(|a| &a.status),
+        verified: verification.verified.as_ref(),
         now: &now,
     });
     let settled = new_status.phase == Some(ebisu_api::Phase::Running) && !pass.acted;
@@ -375,6 +400,7 @@ async fn apply_cluster(cluster: &MySQLCluster, ctx: &Context) -> Result<Action, 
     // 16. When to look again.
     let again = requeue::after(pass.again, settled);
     let again = backups.again.map_or(again, |b| b.min(again));
+    let again = verification.again.map_or(again, |v| v.min(again));
     Ok(Action::requeue(if seeding.waiting.is_some() {
         again.min(requeue::SEED_WAITING)
     } else {
@@ -489,8 +515,10 @@ async fn keep_archive(
         .as_ref()
         .and_then(|s| s.archive.as_ref())
         .and_then(|a| a.archiver.as_deref());
-    let chosen = backups::archive::archiver(&states, pass.primary.as_deref(), current)
-        .map(|s| s.pod.clone());
+    let held = ctx.verify_jobs.held(&validated.key());
+    let chosen =
+        backups::archive::archiver(&states, pass.primary.as_deref(), current, held.as_deref())
+            .map(|s| s.pod.clone());
     let ip_of = |pod: &str| {
         pass.servers
             .iter()
@@ -667,6 +695,47 @@ async fn expire_binlogs(
             debug!(%error, "binary logs not purged now");
         }
     }
+}
+
+/// The verification step, with what it verifies against: the archiving
+/// replica (whose applier the reference sums hold), the archive's set
+/// when the primary archives, or the backup alone without an archive.
+async fn verify_restores(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    validated: &ValidatedCluster,
+    objects: &ClusterObjects,
+    primary: Option<&str>,
+    archive: Option<&backups::archive::Report>,
+    clone_token: Option<&str>,
+) -> verify::Report {
+    let reference = verify::reference(
+        archive.map(|a| &a.status),
+        primary,
+        |pod| {
+            objects
+                .pod(pod)
+                .and_then(objects::pod_ip)
+                .map(str::to_owned)
+        },
+        clone_token,
+    );
+    verify::step(
+        verify::Clients {
+            client: &ctx.client,
+            ec2: &ctx.ec2,
+            agents: &ctx.agents,
+            jobs: &ctx.verify_jobs,
+        },
+        cluster,
+        validated,
+        cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.last_verified_restore.as_ref()),
+        reference,
+    )
+    .await
 }
 
 /// The backups step: the schedule kept, then pending backups taken with

@@ -184,6 +184,7 @@ pub async fn run(
             })
             .collect();
         let lease = read_lease(ctx, &key, &validated.namespace, &validated.name).await;
+        let held = ctx.verify_jobs.held(&validated.key());
         tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), ?lease, "observed");
         let decision = decide(&Input {
             servers: &states,
@@ -193,6 +194,7 @@ pub async fn run(
             lease: lease.as_ref(),
             new_cluster: !holds_data,
             restored: restored.as_deref(),
+            held: held.as_deref(),
             now: Timestamp::now(),
         });
         if memory.operation.is_none()

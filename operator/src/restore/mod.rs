@@ -305,7 +305,21 @@ async fn tagged_volume(
         .map_err(ec2::call(format!(
             "look for the volume tagged {key}={value}"
         )))?;
-    Ok(out.volumes().first().cloned())
+    // A volume being deleted (a verified restore's last scratch volume,
+    // say) is no one's any more.
+    Ok(out
+        .volumes()
+        .iter()
+        .find(|v| {
+            !matches!(
+                v.state(),
+                Some(
+                    aws_sdk_ec2::types::VolumeState::Deleting
+                        | aws_sdk_ec2::types::VolumeState::Deleted
+                )
+            )
+        })
+        .cloned())
 }
 
 async fn node_zones(client: &Client) -> Result<BTreeSet<String>, Error> {

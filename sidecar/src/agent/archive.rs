@@ -93,6 +93,11 @@ impl Archive {
         (Instant::now() < *until).then(|| assignment.clone())
     }
 
+    /// Every transaction the archive holds, as this agent last read it.
+    pub(super) fn archived(&self) -> Option<String> {
+        self.progress().archived
+    }
+
     fn progress(&self) -> ArchiveProgress {
         self.progress.lock().map(|p| p.clone()).unwrap_or_default()
     }
@@ -367,13 +372,15 @@ impl Session {
             .and_then(|h| GtidSet::parse(self.flavor, &h).ok())
             .map(|h| (h.to_string(), read_at));
         drop(conn);
-        let oldest = logs.first().map(|(file, _)| file.clone());
+        // Before the uploads: what no file here holds any more is known
+        // now (uploading these files cannot fill it), and a round of many
+        // segments, or one failing against S3, would report it late.
+        if let Some((oldest, _)) = logs.first() {
+            self.look_for_gap(shared, oldest).await?;
+        }
         for (file, size) in logs {
             let end = if file == current { current_end } else { size };
             self.archive_file(shared, client, &file, end).await?;
-        }
-        if let Some(oldest) = oldest {
-            self.look_for_gap(shared, &oldest).await?;
         }
         Ok(())
     }

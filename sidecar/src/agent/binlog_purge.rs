@@ -7,17 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::{
-    Json,
-    extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
+use axum::{Json, extract::State, response::Response};
 use ebisu_api::agent::{BinlogPurge, BinlogPurged};
 use ebisu_mysql::{GtidSet, binlog};
 use mysql_async::prelude::Queryable;
 use tokio::io::AsyncReadExt;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Shared;
 
@@ -85,13 +80,7 @@ pub async fn request(
     State(shared): State<Arc<Shared>>,
     Json(order): Json<BinlogPurge>,
 ) -> Response {
-    match purge(&shared, &order).await {
-        Ok(done) => Json(done).into_response(),
-        Err(error) => {
-            warn!(%error, "purging the binary logs");
-            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
-        }
-    }
+    super::answer(purge(&shared, &order).await, "purging the binary logs")
 }
 
 async fn purge(shared: &Shared, order: &BinlogPurge) -> Result<BinlogPurged, Error> {
@@ -101,14 +90,10 @@ async fn purge(shared: &Shared, order: &BinlogPurge) -> Result<BinlogPurged, Err
             why: e.to_string(),
         }
     };
-    let mut conn = shared.root_conn().await.map_err(|e| Error::Server {
-        action: "connect to the server",
-        why: e.to_string(),
-    })?;
-    let flavor = shared.flavor(&mut conn).await.map_err(|e| Error::Server {
-        action: "read the server's flavor",
-        why: e.to_string(),
-    })?;
+    let (mut conn, flavor) = shared
+        .root_with_flavor()
+        .await
+        .map_err(|(action, why)| Error::Server { action, why })?;
     let held_by = order
         .held_by
         .iter()

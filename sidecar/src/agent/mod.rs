@@ -18,6 +18,7 @@ mod relay_log;
 mod replication_bootstrap;
 mod reseed;
 pub mod source_watch;
+mod table_check;
 mod token;
 mod upgrade;
 pub mod wake_fence;
@@ -250,6 +251,37 @@ impl Shared {
         let flavor = server::flavor(conn).await?;
         Ok(*self.flavor.get_or_init(|| async { flavor }).await)
     }
+
+    /// A root connection and the server's flavor, for a request that acts
+    /// on the server; the error names which of the two failed.
+    async fn root_with_flavor(
+        &self,
+    ) -> Result<(mysql_async::Conn, Flavor), (&'static str, String)> {
+        let mut conn = self
+            .root_conn()
+            .await
+            .map_err(|e| ("connect to the server", e.to_string()))?;
+        let flavor = self
+            .flavor(&mut conn)
+            .await
+            .map_err(|e| ("read the server's flavor", e.to_string()))?;
+        Ok((conn, flavor))
+    }
+}
+
+/// A request's answer: its result as JSON, or its error as a 500 (logged
+/// as `doing` failed).
+fn answer<T: serde::Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+    doing: &str,
+) -> Response {
+    match result {
+        Ok(done) => Json(done).into_response(),
+        Err(error) => {
+            warn!(%error, "{doing}");
+            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+        }
+    }
 }
 
 /// Runs the agent until the process is stopped.
@@ -312,6 +344,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             ebisu_api::agent::PATH_BINLOG_PURGE,
             axum::routing::post(binlog_purge::request),
+        )
+        .route(
+            ebisu_api::agent::PATH_TABLE_CHECK,
+            axum::routing::post(table_check::request),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),

@@ -55,6 +55,7 @@ pub mod scenario;
 pub mod snapshots;
 pub mod stores;
 pub mod supervisor;
+pub mod verify_drill;
 
 pub use cluster::{ClusterError, TestCluster};
 pub use kubectl::{Kubectl, KubectlError};

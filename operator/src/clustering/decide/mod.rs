@@ -372,6 +372,10 @@ pub struct Input<'a> {
     /// The instance restored from a backup, until it forgot the source it
     /// replicated from when the snapshot was taken (outside this cluster).
     pub restored: Option<&'a str>,
+    /// The replica whose applier a restore verification holds while it
+    /// sums tables (its receiver runs): a stopped applier there is left
+    /// stopped, not restarted.
+    pub held: Option<&'a str>,
     /// Now.
     pub now: Timestamp,
 }

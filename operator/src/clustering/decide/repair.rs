@@ -178,6 +178,16 @@ pub(super) fn repair(input: &Input<'_>, primary: &ServerState, decision: &mut De
                 }
                 serves_reads(r, primary, policy.max_lag_for_reads_secs)
             }
+            // Held by a restore verification: its agent starts the applier
+            // again once the sums are taken.
+            Some(r)
+                if input.held == Some(server.pod.as_str())
+                    && r.source_host == primary.host
+                    && r.io_running
+                    && !r.sql_running =>
+            {
+                server.reads_label
+            }
             // Not replicating, stopped, or pointed elsewhere: point it at the
             // primary (with the semi-sync replica side it needs).
             _ => {

@@ -58,6 +58,7 @@ fn the_fast_probe_starts_the_debounce_earlier() {
         lease: Some(&lease("db-0", 60)),
         new_cluster: false,
         restored: None,
+        held: None,
         now: Timestamp::from_second(NOW).expect("now"),
     });
     assert_eq!(d.memory.primary_silent_since, Some(at(NOW - 3)));

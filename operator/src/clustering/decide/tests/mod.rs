@@ -168,6 +168,7 @@ fn decide_with_lease(
         lease,
         new_cluster: false,
         restored: None,
+        held: None,
         now: Timestamp::from_second(NOW).expect("now"),
     })
 }

@@ -131,6 +131,48 @@ fn a_writable_replica_is_fenced_in_the_first_step_with_its_sessions_ended() {
 }
 
 #[test]
+fn a_replica_held_by_a_restore_verification_is_left_alone() {
+    let mut held = replica("db-2", "0-100-7", "db-0");
+    if let Some(r) = held.replication.as_mut() {
+        r.sql_running = false;
+    }
+    let servers = [
+        primary("db-0", "0-100-9"),
+        replica("db-1", "0-100-9", "db-0"),
+        held,
+    ];
+    let restart = Action::Replicate {
+        pod: "db-2".to_owned(),
+        source_host: host("db-0"),
+    };
+    let with = |held: Option<&str>| {
+        decide(&Input {
+            servers: &servers,
+            policy: &policy(),
+            memory: &healthy_memory(),
+            probe_silent_since: None,
+            lease: None,
+            new_cluster: false,
+            restored: None,
+            held,
+            now: Timestamp::from_second(NOW).expect("now"),
+        })
+    };
+    let d = with(Some("db-2"));
+    assert!(!has(&d, &restart), "held: its agent restarts it: {d:?}");
+    assert!(
+        !d.actions()
+            .any(|a| matches!(a, Action::LabelReads { pod, .. } if pod == "db-2")),
+        "its reads label stays: {d:?}"
+    );
+    assert!(has(&with(None), &restart), "not held: restarted");
+    assert!(
+        has(&with(Some("db-1")), &restart),
+        "another replica held: this one is restarted"
+    );
+}
+
+#[test]
 fn replicas_not_replicating_or_pointed_elsewhere_are_repointed() {
     let mut stopped = replica("db-1", "0-100-9", "db-0");
     if let Some(r) = stopped.replication.as_mut() {
@@ -899,6 +941,7 @@ fn decide_new(servers: &[ServerState], restored: Option<&str>) -> Decision {
         lease: None,
         new_cluster: true,
         restored,
+        held: None,
         now: Timestamp::from_second(NOW).expect("now"),
     })
 }
