@@ -442,7 +442,7 @@ impl Problem {
                 "EC2 cannot be asked about the volumes ({why}): status.instances[].volume \
                  and IOPS/throughput changes are unavailable, everything else works. Give \
                  the operator AWS credentials (IRSA or EKS Pod Identity) with the IAM \
-                 policy in the chart's README"
+                 policy in deploy/iam/operator-policy.json"
             ),
             Self::VolumeChangeDeferred { pod, why } => format!("{pod}'s volume: {why}"),
             Self::ArchiveBehind(why) => format!(
