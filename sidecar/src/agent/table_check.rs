@@ -224,27 +224,33 @@ pub fn archived_enough(held: &GtidSet, archived: &GtidSet, purged: Option<&GtidS
 
 /// MySQL's `gtid_purged`: the transactions no binary log of the server
 /// holds any more (MariaDB keeps no such set: `None`).
+/// MySQL's `gtid_purged` (MariaDB has none: `None`).
 async fn purged(conn: &mut Conn, flavor: Flavor) -> Result<Option<GtidSet>, Error> {
     if flavor.is_mariadb() {
         return Ok(None);
     }
-    let text: Option<String> = conn
-        .query_first("SELECT @@GLOBAL.gtid_purged")
-        .await
-        .map_err(server("read the purged GTID set"))?;
-    GtidSet::parse(flavor, &text.unwrap_or_default().replace('\n', ""))
+    let action = "read the purged GTID set";
+    let text = global_set(conn, "SELECT @@GLOBAL.gtid_purged", action).await?;
+    GtidSet::parse(flavor, &text)
         .map(Some)
         .map_err(|e| Error::Server {
-            action: "read the purged GTID set",
+            action,
             why: e.to_string(),
         })
 }
 
 async fn executed(conn: &mut Conn, flavor: Flavor) -> Result<String, Error> {
-    let set: Option<String> = conn
-        .query_first(flavor.gtid_executed_query())
-        .await
-        .map_err(server("read the server's GTID set"))?;
+    global_set(
+        conn,
+        flavor.gtid_executed_query(),
+        "read the server's GTID set",
+    )
+    .await
+}
+
+/// A GTID set variable as one line (MySQL breaks long sets over lines).
+async fn global_set(conn: &mut Conn, query: &str, action: &'static str) -> Result<String, Error> {
+    let set: Option<String> = conn.query_first(query).await.map_err(server(action))?;
     Ok(set.unwrap_or_default().replace('\n', ""))
 }
 
