@@ -16,10 +16,10 @@ pub use backup::{
 };
 pub use cluster::{
     ArchiveStatus, BackupSchedule, BinlogArchive, BootstrapSpec, CloneMethod, CloneSpec,
-    ClusteringMemory, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor, FromBackup,
-    InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, Operation,
-    OperationKind, OperationStep, Phase, PodTemplateOverrides, PointInTime, ReplayStatus,
-    ReplicationSpec, RestoreStatus, RestoreVerify, RoleChange, SeedMethod, SeedStatus,
-    ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy, VerifiedRestore,
-    VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
+    ClusteringMemory, DatabaseSpec, DonorPreference, EbsSpec, EbsVolumeType, FailoverMode, Flavor,
+    FromBackup, InstanceRole, InstanceStatus, MySQLCluster, MySQLClusterSpec, MySQLClusterStatus,
+    Operation, OperationKind, OperationStep, Phase, PodTemplateOverrides, PointInTime,
+    ReplayStatus, ReplicationSpec, RestoreStatus, RestoreVerify, RoleChange, SeedMethod,
+    SeedStatus, ServiceTemplate, ServiceTemplates, ServiceType, StorageSpec, UpdateStrategy,
+    VerifiedRestore, VolumeInitializationStatus, VolumeModificationStatus, VolumeStatus,
 };

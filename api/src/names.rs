@@ -132,6 +132,10 @@ pub mod secret_keys {
     /// Password of the monitoring user.
     pub const MONITOR_PASSWORD: &str = "monitor-password";
 
+    /// Password of the application's owner account (`spec.database`): only
+    /// for a cluster that declares one, so not in [`ALL`].
+    pub const APP_PASSWORD: &str = "app-password";
+
     /// Every key, in the order they are generated.
     pub const ALL: [&str; 10] = [
         ROOT_PASSWORD,
@@ -145,6 +149,29 @@ pub mod secret_keys {
         MONITOR_USER,
         MONITOR_PASSWORD,
     ];
+}
+
+/// Keys of the `<name>-app` Secret (a `kubernetes.io/basic-auth` Secret,
+/// named as CloudNativePG names its `-app` Secret's keys).
+pub mod app_keys {
+    /// The owner account.
+    pub const USERNAME: &str = "username";
+    /// Its password.
+    pub const PASSWORD: &str = "password";
+    /// The database.
+    pub const DBNAME: &str = "dbname";
+    /// The primary Service's host name (reads and writes).
+    pub const HOST: &str = "host";
+    /// The read Service's host name (replicas; reads only).
+    pub const READ_HOST: &str = "read-host";
+    /// The MySQL port of both.
+    pub const PORT: &str = "port";
+    /// `mysql://user:password@host:port/dbname`, the primary.
+    pub const URI: &str = "uri";
+    /// The same through the read Service.
+    pub const READ_URI: &str = "read-uri";
+    /// `jdbc:mysql://` (or `jdbc:mariadb://`) `host:port/dbname`, the primary.
+    pub const JDBC_URI: &str = "jdbc-uri";
 }
 
 /// Label on the MySQLBackups a schedule made (retention deletes only those).
@@ -193,6 +220,11 @@ pub fn primary_service(cluster: &str) -> String {
 /// Read-only Service selecting the replicas.
 pub fn read_service(cluster: &str) -> String {
     format!("{cluster}-read")
+}
+
+/// The Secret an application connects with (`spec.database`).
+pub fn app_secret(cluster: &str) -> String {
+    format!("{cluster}-app")
 }
 
 /// The copy of a cluster's credentials a MySQLBackup keeps (and owns).

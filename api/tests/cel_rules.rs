@@ -513,3 +513,51 @@ fn given_volumes_must_be_distinct_ebs_volume_ids() {
         "names a volume twice",
     );
 }
+
+#[test]
+fn the_application_database_is_named_safely_and_fixed_at_creation() {
+    let db = json!({"database": {"name": "shop_db", "owner": "shop"}});
+    assert_eq!(create_errors(db.clone()), Vec::<String>::new());
+    assert_refused(
+        &create_errors(json!({"database": {"name": "shop-db", "owner": "shop"}})),
+        "spec.database.name must be 1 to 64 letters",
+    );
+    assert_refused(
+        &create_errors(json!({"database": {"name": "shop", "owner": "x'; DROP"}})),
+        "spec.database.owner must be 1 to 32 letters",
+    );
+    for owner in ["root", "ebisu_repl", "ebisu_operator"] {
+        assert_refused(
+            &create_errors(json!({"database": {"name": "shop", "owner": owner}})),
+            "must not be root or one of ebisu's own accounts",
+        );
+    }
+    assert_refused(
+        &create_errors(
+            json!({"database": {"name": "shop", "owner": "shop"}, "bootstrap": {"fromBackup": {"name": "monday"}}}),
+        ),
+        "spec.database cannot be set with spec.bootstrap",
+    );
+    assert_refused(
+        &update_errors(json!({}), db.clone()),
+        "spec.database cannot be added or removed",
+    );
+    assert_refused(
+        &update_errors(db.clone(), json!({"database": null})),
+        "spec.database cannot be added or removed",
+    );
+    assert_refused(
+        &update_errors(
+            db.clone(),
+            json!({"database": {"name": "other", "owner": "shop"}}),
+        ),
+        "spec.database is immutable",
+    );
+    assert_eq!(
+        update_errors(
+            db.clone(),
+            json!({"replicas": 5, "database": {"name": "shop_db", "owner": "shop"}})
+        ),
+        Vec::<String>::new()
+    );
+}

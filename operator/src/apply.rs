@@ -29,7 +29,7 @@ use serde_json::json;
 use std::fmt::Debug;
 
 use crate::{
-    build::{Children, secret},
+    build::{Children, app_secret, secret},
     model::DataRecord,
     quantity,
     validate::ValidatedCluster,
@@ -164,6 +164,9 @@ pub async fn all(
             applied.failures.push(e);
             ready_for_pods = false;
         }
+    }
+    if let Err(e) = apply_app_secret(client, cluster).await {
+        applied.failures.push(e);
     }
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), ns);
     if let Err(e) = ours_then_ssa(&config_maps, "ConfigMap", &config_map, cluster).await {
@@ -446,18 +449,18 @@ async fn ensure_credentials(
         .map_err(api_error("release", "Secret", &name))?;
     }
     let data = existing.as_ref().and_then(|s| s.data.as_ref());
-    let weak = secret::weak_entries(data);
+    let keys = secret::keys(cluster);
+    let weak = secret::weak_entries(&keys, data);
     if !weak.is_empty() {
         return Ok(Credentials::Weak(weak));
     }
-    let missing = secret::missing_entries(data, secret::generate_secret);
+    let missing = secret::missing_entries(&keys, data, secret::generate_secret);
     if missing.is_empty() {
         return Ok(Credentials::Present);
     }
     if holds_data {
-        let keys = ebisu_api::names::secret_keys::ALL
-            .iter()
-            .copied()
+        let keys = keys
+            .into_iter()
             .filter(|k| missing.contains_key(*k))
             .collect();
         return Ok(Credentials::Missing(keys));
@@ -479,6 +482,28 @@ async fn ensure_credentials(
             .map_err(api_error("complete", "Secret", &name))?,
     };
     Ok(Credentials::Generated)
+}
+
+/// Applies the `<name>-app` Secret from the owner's password in the
+/// credentials Secret (nothing while the spec declares no database or the
+/// password is not there yet: the credentials step reports that).
+async fn apply_app_secret(client: &Client, cluster: &ValidatedCluster) -> Result<(), Error> {
+    if cluster.database.is_none() {
+        return Ok(());
+    }
+    let api = Api::<Secret>::namespaced(client.clone(), &cluster.namespace);
+    let name = names::credentials_secret(&cluster.name);
+    let password = api
+        .get_opt(&name)
+        .await
+        .map_err(api_error("read", "Secret", &name))?
+        .and_then(|s| s.data)
+        .and_then(|data| data.get(names::secret_keys::APP_PASSWORD).cloned())
+        .and_then(|v| names::secret_value(&v.0));
+    let Some(app) = password.and_then(|p| app_secret::build(cluster, &p)) else {
+        return Ok(());
+    };
+    ours_then_ssa(&api, "Secret", &app, cluster).await
 }
 
 /// Records durably that the cluster holds data: the initialised annotation

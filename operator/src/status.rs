@@ -19,6 +19,10 @@ use crate::{
     model::{ClusterObjects, Problem, objects},
 };
 
+/// Condition: the primary takes writes (what `kubectl wait
+/// --for=condition=Ready` waits for; with `spec.database` the application's
+/// database and owner exist by then, made before the first server opened).
+pub const READY: &str = "Ready";
 /// Condition: at least one instance serves queries.
 pub const AVAILABLE: &str = "Available";
 /// Condition: every desired instance serves queries.
@@ -154,8 +158,27 @@ pub fn compute(inputs: StatusInputs<'_>) -> MySQLClusterStatus {
         .problems
         .iter()
         .find(|p| matches!(p, Problem::FailoverBlocked { .. }));
+    let primary_ready = current_primary.as_ref().and_then(|pod| {
+        instances
+            .iter()
+            .find(|i| &i.pod == pod && i.role == InstanceRole::Primary && i.ready)
+    });
     let conditions = vec![
         condition(SPEC_VALID, true, "Valid", "the spec can be honoured"),
+        match primary_ready {
+            Some(primary) => condition(
+                READY,
+                true,
+                "PrimaryReady",
+                &format!("{} takes writes", primary.pod),
+            ),
+            None => condition(
+                READY,
+                false,
+                "NoPrimaryReady",
+                "no primary takes writes yet",
+            ),
+        },
         if ready > 0 {
             condition(
                 AVAILABLE,

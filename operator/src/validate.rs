@@ -63,6 +63,8 @@ pub struct ValidatedCluster {
     pub image: String,
     /// Sidecar image.
     pub sidecar_image: String,
+    /// The application's database and owner (`spec.database`).
+    pub database: Option<ebisu_api::DatabaseSpec>,
     /// The operator's namespace: its pods may reach the agents.
     pub operator_namespace: String,
     /// First server id.
@@ -432,6 +434,12 @@ pub fn validate(
         (schedule, _) => schedule,
     };
     let semi_sync = validate_semi_sync(cluster)?;
+    if spec.database.is_some() && storage.given_volumes() {
+        return Err(invalid(
+            "spec.database",
+            "cannot be set with spec.storage.ebs.volumes: given volumes bring their own databases and accounts; remove spec.database".into(),
+        ));
+    }
     let clone_rate_limit = spec
         .clone
         .rate_limit
@@ -457,6 +465,7 @@ pub fn validate(
         flavor: spec.flavor,
         image: spec.effective_image().to_owned(),
         sidecar_image: settings.sidecar_image.clone(),
+        database: spec.database.clone(),
         operator_namespace: settings.operator_namespace.clone(),
         server_id_base: spec.server_id_base,
         storage,

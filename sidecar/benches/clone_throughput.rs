@@ -212,6 +212,7 @@ async fn mariadb(gib: u64) {
             bootstrap_allowed: false,
             donor_timeout: Duration::from_secs(60),
             clone_rate_limit: None,
+            application: None,
         };
         let start = Instant::now();
         let streamed = clone_client::receive(&settings, &primary.agent_url(), CLONE_TOKEN)

@@ -89,6 +89,20 @@ pub fn read(dir: &Path) -> Result<ClusterCredentials, Error> {
     })
 }
 
+/// The application owner (`spec.database`): `owner` with the password in
+/// the Secret's `app-password` file.
+pub fn read_application(dir: &Path, owner: &str) -> Result<Account, Error> {
+    let key = secret_keys::APP_PASSWORD;
+    let path = dir.join(key);
+    let password = std::fs::read(&path)
+        .map(|v| ebisu_api::names::secret_value(&v).unwrap_or_default())
+        .map_err(|source| Error::Read { key, path, source })?;
+    Account::new(owner, &password).map_err(|e| Error::Invalid {
+        key,
+        reason: e.to_string(),
+    })
+}
+
 /// Writes a credentials directory as the Secret volume would (for tests and local runs).
 pub fn write_dir(dir: &Path, entries: &[(&str, &str)]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;

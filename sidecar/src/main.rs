@@ -104,6 +104,12 @@ struct InitArgs {
     /// agent enforces it for MariaDB's streamed copies).
     #[arg(long, env = "EBISU_CLONE_RATE_LIMIT")]
     clone_rate_limit: Option<u64>,
+    /// The application's database to create when bootstrapping.
+    #[arg(long, env = "EBISU_APP_DATABASE", requires = "app_owner")]
+    app_database: Option<String>,
+    /// Its owner account (password: the credentials' `app-password`).
+    #[arg(long, env = "EBISU_APP_OWNER", requires = "app_database")]
+    app_owner: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -228,6 +234,14 @@ async fn run_init(args: InitArgs) -> Result<(), String> {
     // instead of becoming an empty primary. Missing or unreadable forbids.
     let bootstrap_allowed = std::fs::read_to_string(args.config_parts.join("bootstrap"))
         .is_ok_and(|s| s.trim() == "allowed");
+    let application = match (args.app_database, args.app_owner) {
+        (Some(database), Some(owner)) => Some(init::Application {
+            database,
+            owner: credentials::read_application(&args.pod.credentials, &owner)
+                .map_err(|e| e.to_string())?,
+        }),
+        _ => None,
+    };
     let settings = init::Settings {
         family: args.pod.flavor,
         data_dir: args.pod.data_dir.clone(),
@@ -242,6 +256,7 @@ async fn run_init(args: InitArgs) -> Result<(), String> {
         bootstrap_allowed,
         donor_timeout: Duration::from_secs(args.donor_timeout_seconds),
         clone_rate_limit: args.clone_rate_limit,
+        application,
     };
     init::run(&settings, &me, &credentials)
         .await

@@ -3,6 +3,7 @@
 //! and its status.
 
 pub mod config_keys;
+mod database;
 mod pod;
 mod replication;
 mod status;
@@ -14,6 +15,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use database::{DatabaseSpec, RESERVED_OWNERS};
 pub use pod::{PodTemplateOverrides, ServiceTemplate, ServiceTemplates, ServiceType};
 pub use replication::{CloneMethod, CloneSpec, DonorPreference, FailoverMode, ReplicationSpec};
 pub use status::{
@@ -105,6 +107,10 @@ pub const MAX_NAME_LEN: usize = 52;
 #[x_kube(
     validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap)")
         .message("spec.bootstrap cannot be added or removed: it says where a new cluster's data came from; create a new cluster to restore a backup"),
+    validation = Rule::new("has(self.database) == has(oldSelf.database)")
+        .message("spec.database cannot be added or removed: the database and its owner are made when the cluster's first server initialises; create them yourself on an existing cluster"),
+    validation = Rule::new("!has(self.database) || !has(self.bootstrap)")
+        .message("spec.database cannot be set with spec.bootstrap: a restored cluster has the backup's databases and accounts; remove spec.database"),
     validation = Rule::new("!has(self.replication) || !has(self.replication.semiSync) || !self.replication.semiSync || self.replicas >= 2")
         .message("spec.replication.semiSync: true needs spec.replicas >= 2 (a semi-sync primary waits for a replica's acknowledgement): add replicas or leave semiSync unset"),
     validation = Rule::new("!has(self.replication) || !has(self.replication.waitForReplicas) || !(has(self.replication.semiSync) ? self.replication.semiSync : self.replicas >= 2) || self.replication.waitForReplicas < self.replicas")
@@ -170,6 +176,16 @@ pub struct MySQLClusterSpec {
     #[x_kube(validation = Rule::new("self == oldSelf")
         .message("spec.bootstrap is immutable: it says where the cluster's data came from; create a new cluster to restore another backup"))]
     pub bootstrap: Option<BootstrapSpec>,
+
+    /// The application's database and owner account, made when the
+    /// cluster's first server initialises; the `<name>-app` Secret holds
+    /// host, port, user, password, database and URIs for the primary and
+    /// read Services. Immutable; not with `bootstrap`, nor with
+    /// `storage.ebs.volumes` (both bring their own data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("spec.database is immutable: it was made when the cluster initialised; rename or add databases with SQL"))]
+    pub database: Option<DatabaseSpec>,
 
     /// Scheduled backups with retention; none when unset (MySQLBackups made
     /// by hand are always taken).

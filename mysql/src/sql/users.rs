@@ -15,7 +15,7 @@
 
 use super::SqlError;
 use super::credentials::{Credentials, Password, ServiceRole, ServiceUsers};
-use super::quote::quote_literal;
+use super::quote::{quote_identifier, quote_literal};
 use crate::flavor::Flavor;
 
 /// Lists the accounts [`Flavor::secure_installation`] removes: anonymous
@@ -138,6 +138,21 @@ impl Flavor {
                 .map(|grant| format!("GRANT {} ON {} TO {account}", grant.privileges, grant.on)),
         );
         statements
+    }
+
+    /// Creates the application's database and its owner (`spec.database`),
+    /// granted every privilege on that database and nothing else. Safe to
+    /// run again, like [`Flavor::create_user`].
+    pub fn create_application(self, database: &str, owner: &Credentials) -> Vec<String> {
+        let account = owner.user.account();
+        let password = quote_literal(owner.password.reveal());
+        let schema = quote_identifier(database);
+        vec![
+            format!("CREATE DATABASE IF NOT EXISTS {schema}"),
+            format!("CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password}"),
+            format!("ALTER USER {account} IDENTIFIED BY {password}"),
+            format!("GRANT ALL PRIVILEGES ON {schema}.* TO {account}"),
+        ]
     }
 
     /// [`Flavor::create_user`] for all four service users.
@@ -430,5 +445,24 @@ mod tests {
             .secure_installation(&[account], &password)
             .unwrap();
         assert_eq!(statements[0], "DROP USER IF EXISTS ''@'we''ird'");
+    }
+
+    #[test]
+    fn the_application_owner_is_granted_on_its_database_only() {
+        let owner = Credentials::new("shop", "it's-secret").unwrap();
+        let statements = Flavor::MariaDb.create_application("shop_db", &owner);
+        assert_eq!(
+            statements,
+            vec![
+                "CREATE DATABASE IF NOT EXISTS `shop_db`",
+                "CREATE USER IF NOT EXISTS 'shop'@'%' IDENTIFIED BY 'it''s-secret'",
+                "ALTER USER 'shop'@'%' IDENTIFIED BY 'it''s-secret'",
+                "GRANT ALL PRIVILEGES ON `shop_db`.* TO 'shop'@'%'",
+            ]
+        );
+        assert!(
+            statements.iter().all(|s| !s.contains("*.*")),
+            "no global grant"
+        );
     }
 }

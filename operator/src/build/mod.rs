@@ -5,6 +5,7 @@
 //! is in `ValidatedCluster`.
 
 pub mod agent_access;
+pub mod app_secret;
 pub mod config_map;
 pub mod given_volume;
 pub mod lease;

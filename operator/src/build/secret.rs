@@ -24,15 +24,26 @@ fn fixed_value(key: &str) -> Option<&'static str> {
     }
 }
 
-/// The entries `existing` lacks (all of them when there is no Secret yet).
-/// An entry that exists but is empty is treated as missing: an empty password
-/// is never acceptable. `generate` returns a fresh random secret per call.
+/// The keys `cluster`'s Secret holds: every service account's, and the
+/// application owner's password when `spec.database` asks for one.
+pub fn keys(cluster: &ValidatedCluster) -> Vec<&'static str> {
+    let mut keys = secret_keys::ALL.to_vec();
+    if cluster.database.is_some() {
+        keys.push(secret_keys::APP_PASSWORD);
+    }
+    keys
+}
+
+/// The entries of `keys` that `existing` lacks (all of them when there is
+/// no Secret yet). An entry that exists but is empty is treated as missing:
+/// an empty password is never acceptable. `generate` returns a fresh
+/// random secret per call.
 pub fn missing_entries(
+    keys: &[&'static str],
     existing: Option<&BTreeMap<String, ByteString>>,
     mut generate: impl FnMut() -> String,
 ) -> BTreeMap<String, String> {
-    secret_keys::ALL
-        .iter()
+    keys.iter()
         .filter(|key| {
             existing
                 .and_then(|data| data.get(**key))
@@ -51,9 +62,11 @@ pub const MIN_SECRET_LENGTH: usize = 16;
 /// The passwords and the token in `existing` that are too weak to guard a
 /// database reachable from the pod network: shorter than
 /// [`MIN_SECRET_LENGTH`], or one character repeated.
-pub fn weak_entries(existing: Option<&BTreeMap<String, ByteString>>) -> Vec<&'static str> {
-    secret_keys::ALL
-        .iter()
+pub fn weak_entries(
+    keys: &[&'static str],
+    existing: Option<&BTreeMap<String, ByteString>>,
+) -> Vec<&'static str> {
+    keys.iter()
         .copied()
         .filter(|key| fixed_value(key).is_none())
         .filter(|key| {
@@ -104,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_new_cluster_gets_every_entry() {
-        let entries = missing_entries(None, counter());
+        let entries = missing_entries(&secret_keys::ALL, None, counter());
         assert_eq!(entries.len(), secret_keys::ALL.len());
         assert_eq!(entries[secret_keys::OPERATOR_USER], "ebisu_operator");
         assert_eq!(entries[secret_keys::REPLICATION_USER], "ebisu_repl");
@@ -132,7 +145,7 @@ mod tests {
             .iter()
             .map(|k| ((*k).to_owned(), ByteString(b"kept".to_vec())))
             .collect();
-        assert!(missing_entries(Some(&existing), counter()).is_empty());
+        assert!(missing_entries(&secret_keys::ALL, Some(&existing), counter()).is_empty());
     }
 
     #[test]
@@ -146,7 +159,7 @@ mod tests {
             secret_keys::ROOT_PASSWORD.to_owned(),
             ByteString(Vec::new()),
         );
-        let added = missing_entries(Some(&existing), counter());
+        let added = missing_entries(&secret_keys::ALL, Some(&existing), counter());
         assert_eq!(
             added.keys().map(String::as_str).collect::<Vec<_>>(),
             vec![secret_keys::CLONE_TOKEN, secret_keys::ROOT_PASSWORD]
@@ -164,7 +177,10 @@ mod tests {
 
     #[test]
     fn the_secret_outlives_the_cluster_like_its_volumes() {
-        let secret = build(&validated(BASIC), missing_entries(None, counter()));
+        let secret = build(
+            &validated(BASIC),
+            missing_entries(&secret_keys::ALL, None, counter()),
+        );
         assert_eq!(secret.metadata.name.as_deref(), Some("orders-credentials"));
         assert_eq!(
             secret.metadata.owner_references, None,
@@ -194,18 +210,21 @@ mod tests {
             (secret_keys::CLONE_TOKEN, strong),
         ]);
         assert_eq!(
-            weak_entries(Some(&existing)),
+            weak_entries(&secret_keys::ALL, Some(&existing)),
             vec![
                 secret_keys::ROOT_PASSWORD,
                 secret_keys::REPLICATION_PASSWORD
             ]
         );
-        assert!(weak_entries(None).is_empty(), "missing is not weak");
-        let generated = missing_entries(None, generate_secret);
+        assert!(
+            weak_entries(&secret_keys::ALL, None).is_empty(),
+            "missing is not weak"
+        );
+        let generated = missing_entries(&secret_keys::ALL, None, generate_secret);
         let generated: BTreeMap<String, ByteString> = generated
             .into_iter()
             .map(|(k, v)| (k, ByteString(v.into_bytes())))
             .collect();
-        assert!(weak_entries(Some(&generated)).is_empty());
+        assert!(weak_entries(&secret_keys::ALL, Some(&generated)).is_empty());
     }
 }

@@ -368,6 +368,11 @@ fn sidecar_env(cluster: &ValidatedCluster) -> Vec<EnvVar> {
     if cluster.clone_donor == ebisu_api::DonorPreference::PrimaryOnly {
         env.push(value_env("EBISU_CLONE_PRIMARY_ONLY", "true"));
     }
+    // The owner's password is a file of the credentials Secret.
+    if let Some(database) = &cluster.database {
+        env.push(value_env("EBISU_APP_DATABASE", &database.name));
+        env.push(value_env("EBISU_APP_OWNER", &database.owner));
+    }
     env
 }
 

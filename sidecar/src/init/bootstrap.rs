@@ -1,7 +1,8 @@
 //! Initialising the cluster's first server: create the system tables, start
 //! a temporary server reachable only through a private socket, create the
-//! service users from the Secret, remove anonymous users and the test
-//! database, set root's password, and stop it again.
+//! service users from the Secret (and the application's database and owner,
+//! with `spec.database`), remove anonymous users and the test database, set
+//! root's password, and stop it again.
 
 use std::process::Stdio;
 
@@ -60,9 +61,15 @@ pub async fn run(settings: &Settings, credentials: &ClusterCredentials) -> Resul
     // Users exist in the data files every replica copies; keeping them out of
     // the binary log keeps the cluster's GTID history to real writes.
     let mut statements = flavor.create_service_users(&credentials.users);
+    if let Some(app) = &settings.application {
+        statements.extend(flavor.create_application(&app.database, &app.owner));
+    }
     statements.extend(flavor.secure_installation(&accounts, &credentials.root_password)?);
     server::execute(conn, &without_binlog(statements), "create users").await?;
     info!(users = ?credentials.users.names().map(|n| n.as_str().to_owned()), "created service users; root has a password");
+    if let Some(app) = &settings.application {
+        info!(database = %app.database, owner = %app.owner.user, "created the application's database and owner");
+    }
     temp.stop().await?;
     Ok(())
 }

@@ -134,11 +134,23 @@ pub struct Settings {
     pub donor_preference: DonorPreference,
     /// Whether the cluster may be bootstrapped.
     pub bootstrap_allowed: bool,
+    /// The application's database and owner, made when bootstrapping
+    /// (`spec.database`).
+    pub application: Option<Application>,
     /// How long to keep trying donors.
     pub donor_timeout: Duration,
     /// Bytes per second a CLONE-plugin copy may read (MySQL; MariaDB's
     /// donors limit what they serve themselves).
     pub clone_rate_limit: Option<u64>,
+}
+
+/// The application's database and its owner account.
+#[derive(Debug, Clone)]
+pub struct Application {
+    /// The database.
+    pub database: String,
+    /// The owner and its password.
+    pub owner: ebisu_mysql::Credentials,
 }
 
 /// Written before seeding starts and removed when it is done: a data

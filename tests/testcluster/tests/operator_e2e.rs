@@ -49,6 +49,35 @@ fn wait_row(e: &Scenario, pod: &str, id: u32, item: &str) {
     );
 }
 
+/// The value of `key` in Secret `name`, decoded.
+fn secret_value(e: &Scenario, name: &str, key: &str) -> String {
+    e.k.try_run(&[
+        "-n",
+        NS,
+        "get",
+        &format!("secret/{name}"),
+        "-o",
+        &format!(r#"go-template={{{{index .data "{key}" | base64decode}}}}"#),
+    ])
+    .unwrap()
+}
+
+/// Deletes `which` MySQLClusters (a name, or `--all`) and waits for their pods to go.
+fn delete_clusters(e: &Scenario, which: &str) {
+    e.kubectl(&[
+        "-n",
+        NS,
+        "delete",
+        "myc",
+        which,
+        "--wait=true",
+        "--timeout=180s",
+    ]);
+    e.wait("the pods to go", Duration::from_secs(180), |e| {
+        e.get("pods", "{.items[*].metadata.name}").is_empty()
+    });
+}
+
 /// The zone of the node `pod` runs on.
 fn node_zone(e: &Scenario, pod: &str) -> String {
     e.zone_of(&e.node_of(pod))
@@ -98,6 +127,7 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     deleted_credentials_are_never_regenerated_for_data_that_exists(&e);
     a_recreated_cluster_comes_back_with_its_data_and_passwords(&e);
     given_volumes_are_checked_and_bound(&e);
+    the_quick_start_connects_with_the_app_secret(&e);
 
     e.down();
 }
@@ -607,30 +637,9 @@ fn deleted_credentials_are_never_regenerated_for_data_that_exists(e: &Scenario) 
 /// Deleting the MySQLCluster keeps its volumes and its Secret; applying it
 /// again brings back the same data under the same passwords.
 fn a_recreated_cluster_comes_back_with_its_data_and_passwords(e: &Scenario) {
-    let password = |e: &Scenario| {
-        e.k.try_run(&[
-            "-n",
-            NS,
-            "get",
-            "secret/orders-credentials",
-            "-o",
-            r#"go-template={{index .data "root-password"}}"#,
-        ])
-        .unwrap()
-    };
+    let password = |e: &Scenario| secret_value(e, "orders-credentials", "root-password");
     let before = password(e);
-    e.kubectl(&[
-        "-n",
-        NS,
-        "delete",
-        "myc",
-        "orders",
-        "--wait=true",
-        "--timeout=180s",
-    ]);
-    e.wait("the pods to go", Duration::from_secs(180), |e| {
-        e.get("pods", "{.items[*].metadata.name}").is_empty()
-    });
+    delete_clusters(e, "orders");
     assert_eq!(password(e), before, "the Secret stayed");
     e.apply_example("examples/basic.yaml");
     e.kubectl(&["-n", NS, "scale", "myc/orders", "--replicas=4"]);
@@ -829,5 +838,72 @@ spec:
     assert!(
         e.k.try_run(&["-n", NS, "get", "pvc/data-thief-0"]).is_err(),
         "no claim for thief-0: the volume is never mounted"
+    );
+}
+
+/// The README's quick start as a user runs it: apply the example, wait for
+/// `Ready`, and a client pod connects with nothing but the `inventory-app`
+/// Secret's values, writes a row and reads it back. The owner may use its
+/// database and nothing else; the read Service serves the row too.
+fn the_quick_start_connects_with_the_app_secret(e: &Scenario) {
+    // Room on two cores: the earlier clusters are done with.
+    delete_clusters(e, "--all");
+    e.apply_example("examples/quickstart.yaml");
+    e.kubectl(&[
+        "-n",
+        NS,
+        "wait",
+        "--for=condition=Ready",
+        "mysqlcluster/inventory",
+        "--timeout=600s",
+    ]);
+    let secret = |key: &str| secret_value(e, "inventory-app", key);
+    assert_eq!(secret("username"), "inventory_app");
+    assert_eq!(secret("dbname"), "inventory");
+    assert_eq!(secret("host"), format!("inventory-primary.{NS}.svc"));
+    let password = secret("password");
+    assert_eq!(password.len(), 32, "a generated password");
+    assert_eq!(
+        secret("uri"),
+        format!("mysql://inventory%5Fapp:{password}@inventory-primary.{NS}.svc:3306/inventory")
+    );
+
+    e.apply_example("examples/quickstart-client.yaml");
+    let phase =
+        e.k.wait("the client pod to finish", Duration::from_secs(120), |k| {
+            let phase = k.jsonpath(NS, "pod/inventory-client", "{.status.phase}");
+            matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+        })
+        .unwrap_or_else(|err| panic!("{err}\n{}", e.diagnostics()));
+    let logs = e.kubectl(&["-n", NS, "logs", "pod/inventory-client"]);
+    assert_eq!(
+        phase, "Succeeded",
+        "the client connected and wrote:\n{logs}"
+    );
+    assert!(
+        logs.contains("read back: tea"),
+        "the row read back:\n{logs}"
+    );
+
+    let primary = ebisu::resolve(&e.layout, NS, "inventory-primary").unwrap();
+    let owner =
+        |host: &str, statement: &str| ebisu::sql(host, "inventory_app", &password, statement);
+    assert!(
+        owner(&primary, "SELECT COUNT(*) FROM mysql.user").is_err(),
+        "the owner cannot read the system tables"
+    );
+    assert!(
+        owner(&primary, "CREATE DATABASE elsewhere").is_err(),
+        "the owner cannot create other databases"
+    );
+    e.wait(
+        "the row on the read Service",
+        Duration::from_secs(60),
+        |e| {
+            ebisu::resolve(&e.layout, NS, "inventory-read").is_ok_and(|read| {
+                owner(&read, "SELECT name FROM inventory.items WHERE id = 1")
+                    .is_ok_and(|v| v == "tea")
+            })
+        },
     );
 }
