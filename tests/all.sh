@@ -26,7 +26,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "generated CRD is current (crdgen + git diff)"
 cargo run --quiet --locked -p ebisu-operator --bin crdgen
-if ! git diff --exit-code -- crds/ charts/ebisu/crds/; then
+if ! git diff --exit-code -- crds/ charts/ebisu/files/crds/; then
   echo "crds/ is stale: run 'cargo run -p ebisu-operator --bin crdgen' and commit it" >&2
   exit 1
 fi

@@ -1,19 +1,33 @@
-//! The CRD YAML committed under `crds/`, rendered from the `api` crate's types.
+//! The CRD YAML committed under `crds/` and in the chart, rendered from the
+//! `api` crate's types.
 
 use ebisu_api::{MySQLBackup, MySQLCluster};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// Where the generated CRDs go, relative to the workspace root: `crds/`
-/// and the Helm chart's (Helm installs what its `crds/` holds).
-pub const CRD_DIRS: &[&str] = &["crds", "charts/ebisu/crds"];
+/// (for `kubectl apply --server-side`) and the chart's `files/crds/`, which
+/// its `templates/crds.yaml` renders when `crds.enabled` (Helm never
+/// upgrades what a chart's `crds/` holds; templates it does).
+pub const CRD_DIRS: &[&str] = &["crds", "charts/ebisu/files/crds"];
+
+/// On every CRD: `helm uninstall` (and a `crds.enabled=false` upgrade)
+/// leaves it, and with it every MySQLCluster and MySQLBackup; deleting a
+/// CRD deletes all its objects.
+const KEEP: (&str, &str) = ("helm.sh/resource-policy", "keep");
 /// The MySQLCluster CRD, relative to the workspace root.
 pub const CRD_PATH: &str = "crds/mysqlclusters.ebisu.dev.yaml";
 
 /// Each CRD's file name and YAML, with a header saying how it is made.
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    [MySQLCluster::crd(), MySQLBackup::crd()]
-        .iter()
+    let mut crds = [MySQLCluster::crd(), MySQLBackup::crd()];
+    for crd in &mut crds {
+        crd.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(KEEP.0.to_owned(), KEEP.1.to_owned());
+    }
+    crds.iter()
         .map(|crd| Ok((file_name(crd), yaml(crd)?)))
         .collect()
 }

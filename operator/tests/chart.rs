@@ -322,10 +322,107 @@ fn deployment_runs_the_configured_images_with_probes() {
 }
 
 #[test]
+fn crds_render_with_a_switch_and_outlive_the_release() {
+    let docs = template(&[]);
+    let crds = all(&docs, "CustomResourceDefinition");
+    let mut names: Vec<&str> = crds
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["mysqlbackups.ebisu.dev", "mysqlclusters.ebisu.dev"]);
+    for crd in &crds {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "uninstall keeps {:?} and every object of it",
+            crd["metadata"]["name"]
+        );
+    }
+    assert!(
+        all(
+            &template(&["--set", "crds.enabled=false"]),
+            "CustomResourceDefinition"
+        )
+        .is_empty(),
+        "crds.enabled=false leaves them to the user"
+    );
+}
+
+#[test]
+fn a_standby_gets_a_disruption_budget_a_single_operator_none() {
+    let docs = template(&[]);
+    let budget = kind(&docs, "PodDisruptionBudget");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"],
+        kind(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    assert!(
+        all(
+            &template(&["--set", "replicaCount=1"]),
+            "PodDisruptionBudget"
+        )
+        .is_empty()
+    );
+    assert!(
+        all(
+            &template(&["--set", "podDisruptionBudget.enabled=false"]),
+            "PodDisruptionBudget"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn names_are_overridable_and_images_pinnable_by_digest() {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let docs = template(&[
+        "--set",
+        "fullnameOverride=db-operator",
+        "--set",
+        "nameOverride=db",
+        "--set",
+        &format!("image.operator.digest={digest}"),
+    ]);
+    let deployment = kind(&docs, "Deployment");
+    assert_eq!(deployment["metadata"]["name"], "db-operator");
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "db"
+    );
+    assert_eq!(
+        kind(&docs, "ServiceAccount")["metadata"]["name"],
+        "db-operator"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("ghcr.io/ebisu-dev/ebisu-operator@{digest}").as_str()
+    );
+}
+
+#[test]
+fn values_outside_the_schema_are_refused_naming_the_value() {
+    for (setting, named) in [
+        ("replicaCount=0", "replicaCount"),
+        ("features.givenVolume=true", "givenVolume"),
+        ("image.operator.digest=latest", "digest"),
+    ] {
+        let out = Command::new(helm())
+            .args(["template", "ebisu", "--set", setting])
+            .arg(root().join("charts/ebisu"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{setting} was accepted");
+        assert!(stderr.contains(named), "{setting}: {stderr}");
+    }
+}
+
+#[test]
 fn chart_ships_the_generated_crds() {
     for (name, yaml) in ebisu_operator::crd::crd_files().unwrap() {
         let chart_crd =
-            std::fs::read_to_string(root().join("charts/ebisu/crds").join(name)).unwrap();
+            std::fs::read_to_string(root().join("charts/ebisu/files/crds").join(name)).unwrap();
         assert_eq!(chart_crd, yaml);
     }
 }

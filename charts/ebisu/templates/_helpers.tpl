@@ -1,5 +1,14 @@
+{{- define "ebisu.name" -}}
+{{- default "ebisu-operator" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- /* <release>-operator, or fullnameOverride: the Deployment, ServiceAccount, roles. */ -}}
 {{- define "ebisu.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
 {{- printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "ebisu.serviceAccountName" -}}
@@ -7,7 +16,7 @@
 {{- end -}}
 
 {{- define "ebisu.labels" -}}
-app.kubernetes.io/name: ebisu-operator
+app.kubernetes.io/name: {{ include "ebisu.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -15,12 +24,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "ebisu.selectorLabels" -}}
-app.kubernetes.io/name: ebisu-operator
+app.kubernetes.io/name: {{ include "ebisu.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- /* repository@digest when a digest is given, else repository:tag (default: appVersion). */ -}}
 {{- define "ebisu.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
