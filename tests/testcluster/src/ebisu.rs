@@ -34,7 +34,12 @@ pub enum EbisuError {
 /// chart's defaults plus `settings` (`key=value`, as `--set` takes them),
 /// waiting for the operator to be ready.
 pub fn install_operator(k: &Kubectl, settings: &[&str]) -> Result<(), EbisuError> {
-    let helm = controlplane::bin_dir().join("helm");
+    // The operator's pods comply with Pod Security `restricted` too.
+    if k.try_run(&["get", "namespace", OPERATOR_NAMESPACE])
+        .is_err()
+    {
+        create_restricted_namespace(k, OPERATOR_NAMESPACE)?;
+    }
     let chart = workspace_path("charts/ebisu");
     let chart = chart.display().to_string();
     let mut args = vec![
@@ -53,8 +58,24 @@ pub fn install_operator(k: &Kubectl, settings: &[&str]) -> Result<(), EbisuError
     for setting in settings {
         args.extend(["--set", setting]);
     }
-    k.run_program(&helm, &args)?;
+    helm(k, &args).map(drop)
+}
+
+/// Creates namespace `ns` with Pod Security `restricted` enforced.
+pub fn create_restricted_namespace(k: &Kubectl, ns: &str) -> Result<(), EbisuError> {
+    k.try_run(&["create", "namespace", ns])?;
+    k.try_run(&[
+        "label",
+        "namespace",
+        ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])?;
     Ok(())
+}
+
+/// Runs the pinned helm against the local cluster; its stdout.
+pub fn helm(k: &Kubectl, args: &[&str]) -> Result<String, EbisuError> {
+    Ok(k.run_program(&controlplane::bin_dir().join("helm"), args)?)
 }
 
 /// Waits until the MySQLCluster reports `ready` ready instances, phase

@@ -82,11 +82,19 @@ impl Scenario {
         ebisu::install_operator(&self.k, settings).unwrap_or_else(|e| panic!("helm install: {e}"));
     }
 
+    /// Creates namespace `ns` enforcing Pod Security `restricted`, as a
+    /// careful user's would: a pod ebisu makes that stops complying is
+    /// refused, and the test fails.
+    pub fn create_namespace(&self, ns: &str) {
+        ebisu::create_restricted_namespace(&self.k, ns)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.diagnostics()));
+    }
+
     /// Applies `example` (a path in the workspace) into the namespace,
-    /// creating it if need be.
+    /// creating it (restricted) if need be.
     pub fn apply_example(&self, example: &str) {
         if self.k.try_run(&["get", "namespace", &self.ns]).is_err() {
-            self.kubectl(&["create", "namespace", &self.ns]);
+            self.create_namespace(&self.ns);
         }
         let path = workspace_path(example);
         self.kubectl(&["-n", &self.ns, "apply", "-f", &path.display().to_string()]);

@@ -81,7 +81,7 @@ fn the_primary_moves_on_drain_and_node_loss_without_losing_acknowledged_writes()
 }
 
 fn a_single_instance_drain_does_not_hang(d: &Scenario) {
-    d.kubectl(&["create", "namespace", "solo"]);
+    d.create_namespace("solo");
     let solo = "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata: {name: solo, namespace: solo}\nspec: {replicas: 1, storage: {size: 1Gi, ebs: {type: gp3}}}\n";
     let path = std::env::temp_dir().join("ebisu-solo.yaml");
     std::fs::write(&path, solo).unwrap();
@@ -146,7 +146,7 @@ fn a_single_instance_drain_does_not_hang(d: &Scenario) {
 /// a claim without a StorageClass in a cluster without a default one, and
 /// a child whose name is taken by an object that is not the cluster's.
 fn stuck_states_explain_themselves(d: &Scenario) {
-    d.kubectl(&["create", "namespace", "stuck"]);
+    d.create_namespace("stuck");
     d.kubectl(&[
         "-n",
         "stuck",

@@ -93,7 +93,7 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
         false,
     );
     // The namespace exists before the chart puts its Role there.
-    e.kubectl(&["create", "namespace", NS]);
+    e.create_namespace(NS);
     e.install_operator(&[
         "replicaCount=1",
         "watchNamespaces={shop}",
@@ -128,6 +128,8 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     a_recreated_cluster_comes_back_with_its_data_and_passwords(&e);
     given_volumes_are_checked_and_bound(&e);
     the_quick_start_connects_with_the_app_secret(&e);
+    an_upgrade_brings_a_new_crd_field_and_keeps_its_values(&e);
+    uninstall_leaves_exactly_what_the_readme_lists(&e);
 
     e.down();
 }
@@ -884,6 +886,7 @@ fn the_quick_start_connects_with_the_app_secret(e: &Scenario) {
         logs.contains("read back: tea"),
         "the row read back:\n{logs}"
     );
+    e.kubectl(&["-n", NS, "delete", "pod", "inventory-client"]);
 
     let primary = ebisu::resolve(&e.layout, NS, "inventory-primary").unwrap();
     let owner =
@@ -906,4 +909,158 @@ fn the_quick_start_connects_with_the_app_secret(e: &Scenario) {
             })
         },
     );
+}
+
+/// A copy of the chart whose MySQLCluster CRD has a new spec field,
+/// `upgradeProbe` (the CRD written back as JSON, which is YAML).
+fn chart_with_a_new_crd_field(e: &Scenario) -> std::path::PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/ebisu");
+    let copy = std::env::temp_dir().join("ebisu-chart-upgraded");
+    let _ = std::fs::remove_dir_all(&copy);
+    let status = std::process::Command::new("cp")
+        .args([
+            "-r",
+            &source.display().to_string(),
+            &copy.display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "copy the chart");
+    let crd_path = copy.join("files/crds/mysqlclusters.ebisu.dev.yaml");
+    let json = e.kubectl(&[
+        "create",
+        "--dry-run=client",
+        "-o",
+        "json",
+        "-f",
+        &crd_path.display().to_string(),
+    ]);
+    let mut crd: serde_json::Value = serde_json::from_str(&json).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["upgradeProbe"] =
+        serde_json::json!({"type": "string", "description": "added by the upgrade test"});
+    std::fs::write(&crd_path, serde_json::to_string_pretty(&crd).unwrap()).unwrap();
+    copy
+}
+
+/// `helm upgrade` to a chart whose CRD has a new field: the CRD is
+/// upgraded (the CRDs are templates, which Helm upgrades; `crds/` it never
+/// would) and a value written to the new field stays.
+fn an_upgrade_brings_a_new_crd_field_and_keeps_its_values(e: &Scenario) {
+    let chart = chart_with_a_new_crd_field(e);
+    ebisu::helm(
+        &e.k,
+        &[
+            "upgrade",
+            "ebisu",
+            &chart.display().to_string(),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        e.k.jsonpath(
+            "default",
+            "crd/mysqlclusters.ebisu.dev",
+            "{.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.upgradeProbe.type}",
+        ),
+        "string",
+        "the upgrade brought the new field"
+    );
+    e.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "myc/inventory",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"upgradeProbe":"kept"}}"#,
+    ]);
+    assert_eq!(
+        e.get("myc/inventory", "{.spec.upgradeProbe}"),
+        "kept",
+        "not pruned"
+    );
+    e.kubectl(&[
+        "-n",
+        NS,
+        "wait",
+        "--for=condition=Ready",
+        "myc/inventory",
+        "--timeout=120s",
+    ]);
+}
+
+/// The README's uninstall, step by step: delete the clusters while the
+/// operator runs (its finalizer unfences nodes and deletes the cluster's
+/// StorageClass), `helm uninstall`, and exactly what the README says stays,
+/// stays: the CRDs, each cluster's claims (their volumes are Retain) and
+/// credentials Secret, and the operator's leader Lease; then the listed
+/// commands remove them.
+fn uninstall_leaves_exactly_what_the_readme_lists(e: &Scenario) {
+    delete_clusters(e, "--all");
+    ebisu::helm(
+        &e.k,
+        &[
+            "uninstall",
+            "ebisu",
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--wait",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        e.k.jsonpath("default", "crds", "{.items[*].metadata.name}"),
+        "mysqlbackups.ebisu.dev mysqlclusters.ebisu.dev",
+        "the CRDs stay"
+    );
+    let left = |selector: &str| {
+        e.kubectl(&[
+            "-n",
+            NS,
+            "get",
+            "pvc,secret,configmap,service,statefulset,poddisruptionbudget,lease,serviceaccount",
+            "-l",
+            selector,
+            "-o",
+            "name",
+        ])
+    };
+    assert_eq!(
+        left("ebisu.dev/cluster=inventory"),
+        "persistentvolumeclaim/data-inventory-0\npersistentvolumeclaim/data-inventory-1\npersistentvolumeclaim/data-inventory-2\nsecret/inventory-credentials",
+        "the claims and the credentials stay, nothing else of the cluster's"
+    );
+    assert_eq!(
+        e.k.jsonpath(OPERATOR_NAMESPACE, "leases", "{.items[*].metadata.name}"),
+        "ebisu-operator",
+        "the leader Lease stays"
+    );
+    assert!(
+        e.k.jsonpath("default", "storageclasses", "{.items[*].metadata.name}")
+            .split(' ')
+            .all(|c| !c.starts_with("ebisu-")),
+        "the clusters' StorageClasses went with them"
+    );
+    // The README's removal commands.
+    e.kubectl(&["-n", NS, "delete", "pvc,secret", "-l", "ebisu.dev/cluster"]);
+    e.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "delete",
+        "lease",
+        "ebisu-operator",
+    ]);
+    e.kubectl(&[
+        "delete",
+        "crd",
+        "mysqlclusters.ebisu.dev",
+        "mysqlbackups.ebisu.dev",
+    ]);
+    assert_eq!(left("ebisu.dev/cluster"), "", "nothing of ebisu's is left");
 }
