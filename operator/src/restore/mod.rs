@@ -159,7 +159,7 @@ pub async fn prepare(
         Err(error) => {
             let error = ec2::call(format!("describe snapshot {snapshot}"))(error);
             return Ok(Restore::Refused(format!(
-                "{error}: give the operator ec2:DescribeSnapshots (see the README's IAM policy)"
+                "{error}: give the operator ec2:DescribeSnapshots (deploy/iam/operator-policy.json has it)"
             )));
         }
     }

@@ -32,7 +32,7 @@ pub async fn plan(
         .await
         .map_err(|e| {
             format!(
-                "{e}: the operator reads the archive's manifests with s3:ListBucket and s3:GetObject on {}/{}/manifest/ (see the README's IAM policy); looked at again every 30 s",
+                "{e}: the operator reads the archive's manifests with s3:ListBucket and s3:GetObject on {}/{}/manifest/ (deploy/iam/operator-policy.json has it); looked at again every 30 s",
                 archive.bucket, archive.prefix
             )
         })?;
