@@ -3,10 +3,12 @@
 
 use clap::Parser;
 use ebisu_operator::{
+    model::EbsDriver,
     reconcile::Context,
     runtime::{self, health, leader::Candidate},
     validate::OperatorSettings,
 };
+use k8s_openapi::api::storage::v1::CSIDriver;
 use tracing_subscriber::{EnvFilter, fmt};
 
 #[derive(Debug, Parser)]
@@ -47,9 +49,55 @@ struct Args {
     #[arg(long, env = "EBISU_FENCE_NODES")]
     fence_nodes: bool,
 
+    /// The EBS CSI driver of the volumes ebisu makes: `ebs.csi.aws.com` (the
+    /// EBS CSI add-on) or `ebs.csi.eks.amazonaws.com` (EKS Auto Mode).
+    /// Unset: detected from the cluster's CSIDriver objects.
+    #[arg(long, env = "EBISU_EBS_PROVISIONER")]
+    ebs_provisioner: Option<String>,
+
+    /// The EKS cluster's name: on Auto Mode, volumes ebisu makes are tagged
+    /// `eks:eks-cluster-name` with it, without which Auto Mode will not
+    /// attach them.
+    #[arg(long, env = "EBISU_EKS_CLUSTER_NAME")]
+    eks_cluster_name: Option<String>,
+
     /// Address of the health endpoints (/healthz, /readyz).
     #[arg(long, env = "EBISU_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
     health_listen: String,
+}
+
+/// The install's EBS driver, or the one the cluster's CSIDriver objects
+/// say it has. A cluster whose drivers cannot be listed gets the add-on's,
+/// with a warning.
+async fn ebs_driver(
+    client: &kube::Client,
+    forced: Option<&str>,
+) -> Result<EbsDriver, ebisu_operator::model::ebs_driver::Error> {
+    let installed: Vec<String> = if forced.is_some_and(|f| !f.is_empty()) {
+        Vec::new()
+    } else {
+        match kube::Api::<CSIDriver>::all(client.clone())
+            .list_metadata(&kube::api::ListParams::default())
+            .await
+        {
+            Ok(list) => list
+                .items
+                .into_iter()
+                .filter_map(|d| d.metadata.name)
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "failed to list CSIDrivers; assuming the EBS CSI add-on (set the chart's storage.ebsProvisioner to choose)");
+                Vec::new()
+            }
+        }
+    };
+    let driver = EbsDriver::choose(forced, installed.iter().map(String::as_str))?;
+    tracing::info!(
+        provisioner = driver.provisioner(),
+        ?installed,
+        "EBS CSI driver"
+    );
+    Ok(driver)
 }
 
 #[tokio::main]
@@ -109,7 +157,16 @@ async fn main() -> std::process::ExitCode {
         () = shutdown_signal() => return std::process::ExitCode::SUCCESS,
     }
 
+    let ebs_driver = match ebs_driver(&client, args.ebs_provisioner.as_deref()).await {
+        Ok(driver) => driver,
+        Err(error) => {
+            tracing::error!(%error, "failed to choose the EBS CSI driver");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let settings = OperatorSettings {
+        ebs_driver,
+        eks_cluster_name: args.eks_cluster_name.filter(|n| !n.trim().is_empty()),
         sidecar_image: args.sidecar_image,
         operator_namespace: namespace.clone(),
         features: ebisu_operator::rbac::Features {

@@ -54,6 +54,8 @@ pub const CLUSTER_RULES: &[Rule] = &[
         "storageclasses",
         &["get", "list", "create", "patch", "delete"],
     ),
+    // At startup: which EBS CSI driver the cluster has (names only).
+    rule("storage.k8s.io", "csidrivers", &["list"]),
 ];
 
 /// Given volumes (`spec.storage.ebs.volumes`, static provisioning): a

@@ -44,6 +44,21 @@ pub struct OperatorSettings {
     pub operator_namespace: String,
     /// The features this install's rights allow.
     pub features: Features,
+    /// The EBS CSI driver of the volumes ebisu makes.
+    pub ebs_driver: crate::model::EbsDriver,
+    /// The EKS cluster's name, for the tag Auto Mode needs on a volume
+    /// ebisu creates (`aws.eksClusterName`).
+    pub eks_cluster_name: Option<String>,
+}
+
+impl OperatorSettings {
+    /// Why a volume ebisu creates (from a snapshot) could not be attached,
+    /// if it could not: EKS Auto Mode attaches only volumes tagged with the
+    /// EKS cluster's name, which the install must give.
+    pub fn unattachable_volumes(&self) -> Option<&'static str> {
+        (self.ebs_driver == crate::model::EbsDriver::AutoMode && self.eks_cluster_name.is_none())
+            .then_some("on EKS Auto Mode a volume ebisu makes must be tagged eks:eks-cluster-name, and this install does not know the cluster's name: install the chart with aws.eksClusterName=<your EKS cluster>")
+    }
 }
 
 /// A MySQLCluster the operator can build: the only input builders accept.
@@ -63,6 +78,10 @@ pub struct ValidatedCluster {
     pub image: String,
     /// Sidecar image.
     pub sidecar_image: String,
+    /// The EBS CSI driver of the volumes ebisu makes.
+    pub ebs_driver: crate::model::EbsDriver,
+    /// The EKS cluster's name (Auto Mode's volume tag).
+    pub eks_cluster_name: Option<String>,
     /// The application's database and owner (`spec.database`).
     pub database: Option<ebisu_api::DatabaseSpec>,
     /// The operator's namespace: its pods may reach the agents.
@@ -369,6 +388,9 @@ pub fn validate(
                 "this install may not create PersistentVolumes, which a restored volume needs: install the chart with features.givenVolumes=true".into(),
             ));
         }
+        if let Some(why) = settings.unattachable_volumes() {
+            return Err(invalid("spec.bootstrap.fromBackup", why.into()));
+        }
     }
     let snapshot_seeds = snapshot_seeds(&spec.clone, &storage, settings)?;
     let backup_schedule = spec
@@ -416,6 +438,9 @@ pub fn validate(
                     ),
                 )
             })?;
+            if let Some(why) = settings.unattachable_volumes() {
+                return Err(invalid("spec.backup.verify", why.into()));
+            }
             if !settings.features.given_volumes {
                 return Err(invalid(
                     "spec.backup.verify",
@@ -465,6 +490,8 @@ pub fn validate(
         flavor: spec.flavor,
         image: spec.effective_image().to_owned(),
         sidecar_image: settings.sidecar_image.clone(),
+        ebs_driver: settings.ebs_driver,
+        eks_cluster_name: settings.eks_cluster_name.clone(),
         database: spec.database.clone(),
         operator_namespace: settings.operator_namespace.clone(),
         server_id_base: spec.server_id_base,
@@ -533,7 +560,7 @@ fn snapshot_seeds(
     } else if !settings.features.given_volumes {
         Some("this install may not create PersistentVolumes (features.givenVolumes=false)")
     } else {
-        None
+        settings.unattachable_volumes()
     };
     match why_not {
         Some(why) if clone.method == CloneMethod::Snapshot => Err(invalid(
@@ -1159,6 +1186,40 @@ mod tests {
             }
             assert!(validate(c, &settings()).is_ok(), "{field} allowed when on");
         }
+    }
+
+    #[test]
+    fn on_auto_mode_volumes_ebisu_makes_need_the_eks_cluster_s_name() {
+        let mut auto_mode = settings();
+        auto_mode.ebs_driver = crate::model::EbsDriver::AutoMode;
+        let ebs = "  storage: {size: 10Gi, ebs: {type: gp3}}\n";
+        let restore = cluster(&format!(
+            "{ebs}  bootstrap: {{fromBackup: {{name: monday}}}}\n"
+        ));
+        let seeds = cluster(&format!("{ebs}  clone: {{method: Snapshot}}\n"));
+        let verify = cluster(&format!(
+            "{ebs}  backup: {{schedule: \"0 3 * * *\", verify: {{schedule: \"0 4 * * *\"}}}}\n"
+        ));
+        for (c, field) in [
+            (&restore, "spec.bootstrap.fromBackup"),
+            (&seeds, "spec.clone.method"),
+            (&verify, "spec.backup.verify"),
+        ] {
+            match validate(c, &auto_mode) {
+                Err(Error::InvalidField { field: f, reason }) => {
+                    assert_eq!(f, field);
+                    assert!(reason.contains("aws.eksClusterName"), "{reason}");
+                }
+                other => panic!("expected {field} refused, got {other:?}"),
+            }
+            let mut named = auto_mode.clone();
+            named.eks_cluster_name = Some("prod".to_owned());
+            assert!(validate(c, &named).is_ok(), "{field} allowed with the name");
+        }
+        assert!(
+            validate(&cluster(ebs), &auto_mode).is_ok(),
+            "a cluster that needs no made volume runs on Auto Mode as it is"
+        );
     }
 
     #[test]

@@ -406,6 +406,10 @@ fn values_outside_the_schema_are_refused_naming_the_value() {
         ("replicaCount=0", "replicaCount"),
         ("features.givenVolume=true", "givenVolume"),
         ("image.operator.digest=latest", "digest"),
+        (
+            "storage.ebsProvisioner=ebs.csi.example.com",
+            "ebsProvisioner",
+        ),
     ] {
         let out = Command::new(helm())
             .args(["template", "ebisu", "--set", setting])
@@ -416,6 +420,41 @@ fn values_outside_the_schema_are_refused_naming_the_value() {
         assert!(!out.status.success(), "{setting} was accepted");
         assert!(stderr.contains(named), "{setting}: {stderr}");
     }
+}
+
+#[test]
+fn the_ebs_driver_and_the_eks_cluster_reach_the_operator_only_when_set() {
+    let env = |docs: &[Value]| -> Vec<(String, String)> {
+        kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    };
+    let default = env(&template(&[]));
+    assert!(
+        default
+            .iter()
+            .all(|(k, _)| k != "EBISU_EBS_PROVISIONER" && k != "EBISU_EKS_CLUSTER_NAME"),
+        "detected by default: {default:?}"
+    );
+    let set = env(&template(&[
+        "--set",
+        "storage.ebsProvisioner=ebs.csi.eks.amazonaws.com",
+        "--set",
+        "aws.eksClusterName=prod",
+    ]));
+    assert!(set.contains(&(
+        "EBISU_EBS_PROVISIONER".to_owned(),
+        "ebs.csi.eks.amazonaws.com".to_owned()
+    )));
+    assert!(set.contains(&("EBISU_EKS_CLUSTER_NAME".to_owned(), "prod".to_owned())));
 }
 
 #[test]

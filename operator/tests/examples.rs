@@ -124,6 +124,8 @@ fn examples_pass_the_operator_validation() {
         operator_namespace: "ebisu-system".to_owned(),
         // The examples run on a default install.
         features: ebisu_operator::rbac::Features::default(),
+        ebs_driver: ebisu_operator::model::EbsDriver::AddOn,
+        eks_cluster_name: None,
     };
     for (name, example) in examples() {
         let mut cluster: MySQLCluster = serde_json::from_value(example).expect("deserialises");

@@ -67,7 +67,9 @@ pub struct StorageSpec {
     pub storage_class_name: Option<String>,
 
     /// Have ebisu create and own a StorageClass for the EBS CSI driver
-    /// (`ebs.csi.aws.com`, WaitForFirstConsumer, expansion allowed) with these
+    /// (`ebs.csi.aws.com`, or `ebs.csi.eks.amazonaws.com` on EKS Auto Mode,
+    /// as the install found or chose; WaitForFirstConsumer, expansion
+    /// allowed) with these
     /// parameters. Cannot be added or removed later; `type`, `encrypted` and
     /// `kmsKeyId` are immutable, `iops` and `throughput` may change.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::model::well_known::{EBS_PROVISIONER, ZONE_LABEL};
+use crate::model::well_known::ZONE_LABEL;
 use crate::validate::ValidatedCluster;
 
 /// The name of the PV ebisu makes for volume `id`.
@@ -53,7 +53,7 @@ pub fn volume(
                 ..ObjectReference::default()
             }),
             csi: Some(CSIPersistentVolumeSource {
-                driver: EBS_PROVISIONER.to_owned(),
+                driver: validated.ebs_driver.provisioner().to_owned(),
                 volume_handle: id.to_owned(),
                 fs_type: Some("ext4".to_owned()),
                 ..CSIPersistentVolumeSource::default()

@@ -121,6 +121,8 @@ pub(crate) mod fixtures {
                 given_volumes: true,
                 fence_nodes: true,
             },
+            ebs_driver: crate::model::EbsDriver::AddOn,
+            eks_cluster_name: None,
         }
     }
 

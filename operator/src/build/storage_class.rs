@@ -1,5 +1,6 @@
 //! The operator-managed StorageClass for `spec.storage.ebs`: EBS CSI volumes
-//! bound where the pod is scheduled, expandable, and kept when released.
+//! (of the install's driver) bound where the pod is scheduled, expandable,
+//! and kept when released.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use ebisu_api::names::{LABEL_CLUSTER, LABEL_NAMESPACE};
 use k8s_openapi::{api::storage::v1::StorageClass, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 
 use crate::{
-    model::well_known::EBS_PROVISIONER,
+    model::EbsDriver,
     validate::{StorageClassChoice, ValidatedCluster},
 };
 
@@ -20,15 +21,22 @@ pub fn build(cluster: &ValidatedCluster) -> Option<StorageClass> {
         ("type".to_owned(), ebs.volume_type.as_str().to_owned()),
         ("encrypted".to_owned(), ebs.encrypted.to_string()),
         ("csi.storage.k8s.io/fstype".to_owned(), "ext4".to_owned()),
-        (
-            "tagSpecification_1".to_owned(),
-            format!("{LABEL_CLUSTER}={}", cluster.name),
-        ),
-        (
-            "tagSpecification_2".to_owned(),
-            format!("{LABEL_NAMESPACE}={}", cluster.namespace),
-        ),
     ]);
+    // Auto Mode tags a volume at creation only if the EKS cluster's role
+    // was given the right to: there the operator's volume look tags them
+    // (as it does volumes made before it tagged them).
+    if cluster.ebs_driver == EbsDriver::AddOn {
+        parameters.extend([
+            (
+                "tagSpecification_1".to_owned(),
+                format!("{LABEL_CLUSTER}={}", cluster.name),
+            ),
+            (
+                "tagSpecification_2".to_owned(),
+                format!("{LABEL_NAMESPACE}={}", cluster.namespace),
+            ),
+        ]);
+    }
     if let Some(iops) = ebs.iops {
         parameters.insert("iops".to_owned(), iops.to_string());
     }
@@ -47,7 +55,7 @@ pub fn build(cluster: &ValidatedCluster) -> Option<StorageClass> {
             labels: Some(labels),
             ..ObjectMeta::default()
         },
-        provisioner: EBS_PROVISIONER.to_owned(),
+        provisioner: cluster.ebs_driver.provisioner().to_owned(),
         parameters: Some(parameters),
         // A volume is in one zone: bind it only once the scheduler has chosen the
         // pod's node, so the pod and its volume share a zone.
@@ -91,5 +99,21 @@ mod tests {
     fn named_or_default_class_is_not_managed() {
         assert!(build(&validated(MYSQL_PRODUCTION)).is_none());
         assert!(build(&validated(SINGLE)).is_none());
+    }
+
+    #[test]
+    fn on_auto_mode_the_class_is_auto_mode_s_and_leaves_tagging_to_the_operator() {
+        let cluster = ValidatedCluster {
+            ebs_driver: EbsDriver::AutoMode,
+            ..validated(BASIC)
+        };
+        let class = build(&cluster).expect("managed class");
+        assert_eq!(class.provisioner, "ebs.csi.eks.amazonaws.com");
+        let params = class.parameters.expect("parameters");
+        assert!(
+            !params.keys().any(|k| k.starts_with("tagSpecification")),
+            "{params:?}"
+        );
+        assert_eq!(params["type"], "gp3");
     }
 }

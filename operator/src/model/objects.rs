@@ -16,8 +16,9 @@ use k8s_openapi::api::{
 };
 
 use super::{
+    ebs_driver::ZONE_KEYS,
     server::NodeFacts,
-    well_known::{DRAIN_TAINTS, EBS_ZONE_KEY, REVISION_LABEL, ZONE_LABEL},
+    well_known::{DRAIN_TAINTS, REVISION_LABEL, ZONE_LABEL},
 };
 
 /// A cluster's children and the nodes its pods run on.
@@ -208,7 +209,7 @@ pub fn volume_zone(volume: &PersistentVolume) -> Option<String> {
         .as_ref()?;
     required.node_selector_terms.iter().find_map(|term| {
         term.match_expressions.iter().flatten().find_map(|e| {
-            (e.key == ZONE_LABEL || e.key == EBS_ZONE_KEY)
+            (e.key == ZONE_LABEL || ZONE_KEYS.contains(&e.key.as_str()))
                 .then(|| e.values.as_ref()?.first().cloned())
                 .flatten()
         })

@@ -4,10 +4,6 @@
 
 /// The zone label every node carries.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-/// The zone key the EBS CSI driver puts in a volume's node affinity.
-pub const EBS_ZONE_KEY: &str = "topology.ebs.csi.aws.com/zone";
-/// The EBS CSI driver.
-pub const EBS_PROVISIONER: &str = "ebs.csi.aws.com";
 /// The pod label the StatefulSet controller sets to the revision a pod
 /// was made from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";

@@ -377,21 +377,22 @@ async fn create_volume(
                 .value(volume.backup)
                 .build(),
         )
-        // As the EBS CSI driver tags its volumes: the IAM policy lets the
-        // operator tag, modify and snapshot only those.
-        .tags(
-            Tag::builder()
-                .key("ebs.csi.aws.com/cluster")
-                .value("true")
-                .build(),
-        )
         .tags(
             Tag::builder()
                 .key("Name")
                 .value(&volume.description)
                 .build(),
-        )
-        .build();
+        );
+    // As the install's EBS driver tags its volumes: its IAM policy (and
+    // the operator's) let only those be attached, tagged and modified.
+    let driver_tag = validated
+        .ebs_driver
+        .volume_tag(validated.eks_cluster_name.as_deref());
+    let tags = match driver_tag {
+        Some((key, value)) => tags.tags(Tag::builder().key(key).value(value).build()),
+        None => tags,
+    }
+    .build();
     let mut request = ec2
         .create_volume()
         .availability_zone(volume.zone)

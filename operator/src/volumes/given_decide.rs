@@ -189,7 +189,7 @@ pub fn rebindable(current: &PersistentVolume, wanted: &PersistentVolume) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::well_known::EBS_PROVISIONER;
+    use crate::model::ebs_driver::ADD_ON as EBS_PROVISIONER;
     use aws_sdk_ec2::types::{Tag, VolumeAttachment};
 
     fn zones() -> BTreeSet<String> {

@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::decide::{self, Performance, Plan, Step, VolumeFacts};
 use crate::ec2::{Error, call};
-use crate::model::{ClusterObjects, Problem, objects, well_known::EBS_PROVISIONER};
+use crate::model::{ClusterObjects, EbsDriver, Problem, objects};
 use crate::validate::{StorageClassChoice, ValidatedCluster};
 
 /// What one look at the volumes found and did.
@@ -95,7 +95,7 @@ pub fn volume_ids(
                 pv.spec
                     .as_ref()
                     .and_then(|s| s.csi.as_ref())
-                    .is_some_and(|csi| csi.driver == EBS_PROVISIONER)
+                    .is_some_and(|csi| EbsDriver::is_ebs(&csi.driver))
             })?;
             Some((pod, objects::volume_handle(volume)?.to_owned()))
         })
