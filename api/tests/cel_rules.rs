@@ -529,7 +529,7 @@ fn the_application_database_is_named_safely_and_fixed_at_creation() {
     for owner in ["root", "ebisu_repl", "ebisu_operator"] {
         assert_refused(
             &create_errors(json!({"database": {"name": "shop", "owner": owner}})),
-            "must not be root or one of ebisu's own accounts",
+            "spec.database.owner must not be root, ebisu_operator",
         );
     }
     assert_refused(

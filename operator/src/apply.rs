@@ -147,25 +147,34 @@ pub async fn all(
     }
     // Given volumes may hold another cluster's data: new passwords would
     // lock everyone out of it (M13), so they are never generated for them.
-    match ensure_credentials(client, cluster, holds_data || cluster.given_volumes()).await {
-        Ok(Credentials::Present) => {}
-        Ok(Credentials::Generated) => applied.credentials_generated = true,
-        Ok(Credentials::Missing(keys)) => {
-            applied.credentials_missing = keys;
-            ready_for_pods = false;
-        }
-        Ok(Credentials::Weak(keys)) => {
-            // A cluster that runs already keeps running on them (its
-            // servers' accounts use them); a new one does not start.
-            applied.credentials_weak = keys;
-            ready_for_pods &= holds_data;
-        }
-        Err(e) => {
-            applied.failures.push(e);
-            ready_for_pods = false;
-        }
-    }
-    if let Err(e) = apply_app_secret(client, cluster).await {
+    let app_password =
+        match ensure_credentials(client, cluster, holds_data || cluster.given_volumes()).await {
+            Ok((Credentials::Present, app)) => app,
+            Ok((Credentials::Generated, app)) => {
+                applied.credentials_generated = true;
+                app
+            }
+            Ok((Credentials::Missing(keys), app)) => {
+                applied.credentials_missing = keys;
+                ready_for_pods = false;
+                app
+            }
+            Ok((Credentials::Weak(keys), app)) => {
+                // A cluster that runs already keeps running on them (its
+                // servers' accounts use them); a new one does not start.
+                applied.credentials_weak = keys;
+                ready_for_pods &= holds_data;
+                app
+            }
+            Err(e) => {
+                applied.failures.push(e);
+                ready_for_pods = false;
+                None
+            }
+        };
+    if let Some(password) = app_password
+        && let Err(e) = apply_app_secret(client, cluster, &password).await
+    {
         applied.failures.push(e);
     }
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), ns);
@@ -423,12 +432,13 @@ enum Credentials {
 /// an existing entry, so users may also bring their own credentials. The
 /// Secret has no owner reference: like the volumes, it outlives the
 /// MySQLCluster, so re-creating the cluster over its volumes finds the
-/// passwords its servers use.
+/// passwords its servers use. Also returns the application owner's
+/// password as the Secret now holds it (`spec.database`), if it does.
 async fn ensure_credentials(
     client: &Client,
     cluster: &ValidatedCluster,
     holds_data: bool,
-) -> Result<Credentials, Error> {
+) -> Result<(Credentials, Option<String>), Error> {
     let api = Api::<Secret>::namespaced(client.clone(), &cluster.namespace);
     let name = names::credentials_secret(&cluster.name);
     let existing = api
@@ -449,22 +459,29 @@ async fn ensure_credentials(
         .map_err(api_error("release", "Secret", &name))?;
     }
     let data = existing.as_ref().and_then(|s| s.data.as_ref());
+    let app_password = data
+        .and_then(|data| data.get(names::secret_keys::APP_PASSWORD))
+        .and_then(|v| names::secret_value(&v.0));
     let keys = secret::keys(cluster);
     let weak = secret::weak_entries(&keys, data);
     if !weak.is_empty() {
-        return Ok(Credentials::Weak(weak));
+        return Ok((Credentials::Weak(weak), app_password));
     }
     let missing = secret::missing_entries(&keys, data, secret::generate_secret);
     if missing.is_empty() {
-        return Ok(Credentials::Present);
+        return Ok((Credentials::Present, app_password));
     }
     if holds_data {
         let keys = keys
             .into_iter()
             .filter(|k| missing.contains_key(*k))
             .collect();
-        return Ok(Credentials::Missing(keys));
+        return Ok((Credentials::Missing(keys), app_password));
     }
+    let app_password = missing
+        .get(names::secret_keys::APP_PASSWORD)
+        .cloned()
+        .or(app_password);
     match existing {
         // Create, not apply: a concurrent creator makes this fail instead of
         // overwriting passwords a server may already use.
@@ -481,28 +498,20 @@ async fn ensure_credentials(
             .await
             .map_err(api_error("complete", "Secret", &name))?,
     };
-    Ok(Credentials::Generated)
+    Ok((Credentials::Generated, app_password))
 }
 
-/// Applies the `<name>-app` Secret from the owner's password in the
-/// credentials Secret (nothing while the spec declares no database or the
-/// password is not there yet: the credentials step reports that).
-async fn apply_app_secret(client: &Client, cluster: &ValidatedCluster) -> Result<(), Error> {
-    if cluster.database.is_none() {
-        return Ok(());
-    }
-    let api = Api::<Secret>::namespaced(client.clone(), &cluster.namespace);
-    let name = names::credentials_secret(&cluster.name);
-    let password = api
-        .get_opt(&name)
-        .await
-        .map_err(api_error("read", "Secret", &name))?
-        .and_then(|s| s.data)
-        .and_then(|data| data.get(names::secret_keys::APP_PASSWORD).cloned())
-        .and_then(|v| names::secret_value(&v.0));
-    let Some(app) = password.and_then(|p| app_secret::build(cluster, &p)) else {
+/// Applies the `<name>-app` Secret with the owner's `password` from the
+/// credentials Secret (nothing while the spec declares no database).
+async fn apply_app_secret(
+    client: &Client,
+    cluster: &ValidatedCluster,
+    password: &str,
+) -> Result<(), Error> {
+    let Some(app) = app_secret::build(cluster, password) else {
         return Ok(());
     };
+    let api = Api::<Secret>::namespaced(client.clone(), &cluster.namespace);
     ours_then_ssa(&api, "Secret", &app, cluster).await
 }
 

@@ -41,16 +41,18 @@ pub struct ClusterCredentials {
     pub clone_token: String,
 }
 
+/// One key's file, read as the operator reads the Secret; empty counts as
+/// missing, and the account checks say so.
+fn read_key(dir: &Path, key: &'static str) -> Result<String, Error> {
+    let path = dir.join(key);
+    std::fs::read(&path)
+        .map(|v| ebisu_api::names::secret_value(&v).unwrap_or_default())
+        .map_err(|source| Error::Read { key, path, source })
+}
+
 /// Reads the credentials from the mounted Secret directory.
 pub fn read(dir: &Path) -> Result<ClusterCredentials, Error> {
-    let get = |key: &'static str| -> Result<String, Error> {
-        let path = dir.join(key);
-        // Read as the operator reads it; empty counts as missing, and the
-        // account checks below say so.
-        std::fs::read(&path)
-            .map(|v| ebisu_api::names::secret_value(&v).unwrap_or_default())
-            .map_err(|source| Error::Read { key, path, source })
-    };
+    let get = |key: &'static str| read_key(dir, key);
     let account = |user_key: &'static str, password_key: &'static str| -> Result<Account, Error> {
         Account::new(&get(user_key)?, &get(password_key)?).map_err(|e| Error::Invalid {
             key: password_key,
@@ -93,11 +95,7 @@ pub fn read(dir: &Path) -> Result<ClusterCredentials, Error> {
 /// the Secret's `app-password` file.
 pub fn read_application(dir: &Path, owner: &str) -> Result<Account, Error> {
     let key = secret_keys::APP_PASSWORD;
-    let path = dir.join(key);
-    let password = std::fs::read(&path)
-        .map(|v| ebisu_api::names::secret_value(&v).unwrap_or_default())
-        .map_err(|source| Error::Read { key, path, source })?;
-    Account::new(owner, &password).map_err(|e| Error::Invalid {
+    Account::new(owner, &read_key(dir, key)?).map_err(|e| Error::Invalid {
         key,
         reason: e.to_string(),
     })
