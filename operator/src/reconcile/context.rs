@@ -53,6 +53,8 @@ pub struct Context {
     pub leader: Arc<LeaderClock>,
     /// The restore verifications' tasks in flight.
     pub verify_jobs: Arc<crate::verify::Jobs>,
+    /// Whose rolling update it is: one cluster at a time.
+    pub rollout_turns: Arc<super::rollout_turn::RolloutTurns>,
 }
 
 impl std::fmt::Debug for Context {
@@ -102,17 +104,21 @@ impl Context {
                 lease_clock: Arc::default(),
                 leader: Arc::default(),
                 verify_jobs: Arc::default(),
+                rollout_turns: Arc::default(),
             },
             triggers,
         )
     }
 
     /// Forgets a cluster that is gone or whose spec cannot be honoured: no
-    /// probe of its primary, no node that wakes it.
+    /// probe of its primary, no node that wakes it, no rolling-update turn.
     pub fn forget(&self, cluster: &ObjectRef<MySQLCluster>) {
         self.prober.forget(cluster);
         self.node_index.forget(cluster);
         self.lease_clock.forget(cluster);
+        let namespace = cluster.namespace.as_deref().unwrap_or_default();
+        self.rollout_turns
+            .release(&format!("{namespace}/{}", cluster.name));
     }
 }
 

@@ -33,6 +33,7 @@ mod cleanup;
 mod context;
 pub mod pass;
 pub mod requeue;
+pub mod rollout_turn;
 mod volume_look;
 
 use std::sync::Arc;

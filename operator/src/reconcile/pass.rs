@@ -24,7 +24,7 @@ use k8s_openapi::{
 use kube::{Api, runtime::reflector::ObjectRef};
 use tracing::{info, warn};
 
-use super::{Context, context::LeaderClock};
+use super::{Context, context::LeaderClock, rollout_turn};
 use crate::{
     apply,
     clustering::{
@@ -185,6 +185,10 @@ pub async fn run(
             .collect();
         let lease = read_lease(ctx, &key, &validated.namespace, &validated.name).await;
         let held = ctx.verify_jobs.held(&validated.key());
+        let rollout_turn = ctx.rollout_turns.claim(
+            &validated.key(),
+            rollout_turn::wants_turn(&states, policy.update),
+        );
         tracing::debug!(round, silent = ?states.iter().filter(|s| !s.answered()).map(|s| &s.pod).collect::<Vec<_>>(), ?lease, "observed");
         let decision = decide(&Input {
             servers: &states,
@@ -195,6 +199,7 @@ pub async fn run(
             new_cluster: !holds_data,
             restored: restored.as_deref(),
             held: held.as_deref(),
+            rollout_turn: rollout_turn.as_deref(),
             now: Timestamp::now(),
         });
         if memory.operation.is_none()
@@ -271,6 +276,10 @@ pub async fn run(
             .collect();
         let again = again_after(&decision, &outcome);
         let (rollout, budget_problem) = after_evictions(decision.rollout.clone(), &outcome);
+        ctx.rollout_turns.settle(
+            &validated.key(),
+            rollout_turn::keeps_turn(&states, &rollout),
+        );
         report.primary.clone_from(&decision.primary);
         report.problems = decision.problems;
         report.problems.extend(budget_problem);

@@ -376,6 +376,9 @@ pub struct Input<'a> {
     /// sums tables (its receiver runs): a stopped applier there is left
     /// stopped, not restarted.
     pub held: Option<&'a str>,
+    /// The cluster whose rolling update goes first, when it is another
+    /// one: clusters roll one at a time, and this one's waits.
+    pub rollout_turn: Option<&'a str>,
     /// Now.
     pub now: Timestamp,
 }

@@ -3,7 +3,9 @@
 //! first, each only while every server serves and every replica is caught
 //! up; then the primary hands over to an updated replica (a switchover with
 //! reason `RollingUpdate`) and is restarted last, as a replica. Nothing is
-//! restarted onto an older release series (see `version`).
+//! restarted onto an older release series (see `version`), nor while
+//! another cluster's rolling update has the turn (see
+//! `reconcile::rollout_turn`).
 
 use ebisu_api::UpdateStrategy;
 
@@ -68,6 +70,7 @@ pub(super) fn primary_due(input: &Input<'_>, primary: &ServerState) -> bool {
         && primary.outdated
         && input.others(&primary.pod).next().is_some()
         && input.others(&primary.pod).all(|s| !s.outdated)
+        && input.rollout_turn.is_none()
         && hold(input, primary).is_none()
         && version::refusal(input, primary).is_none()
 }
@@ -89,6 +92,12 @@ pub(super) fn roll(input: &Input<'_>, primary: &ServerState, decision: &mut Deci
             .problems
             .push(Problem::DowngradeRefused(why.clone()));
         decision.rollout = Rollout::Refused(why);
+        return;
+    }
+    if let Some(other) = input.rollout_turn {
+        decision.rollout = Rollout::Waiting(format!(
+            "{other} is rolling out first: clusters roll one at a time"
+        ));
         return;
     }
     if let Some(why) = hold(input, primary) {

@@ -59,6 +59,7 @@ fn the_fast_probe_starts_the_debounce_earlier() {
         new_cluster: false,
         restored: None,
         held: None,
+        rollout_turn: None,
         now: Timestamp::from_second(NOW).expect("now"),
     });
     assert_eq!(d.memory.primary_silent_since, Some(at(NOW - 3)));

@@ -169,6 +169,7 @@ fn decide_with_lease(
         new_cluster: false,
         restored: None,
         held: None,
+        rollout_turn: None,
         now: Timestamp::from_second(NOW).expect("now"),
     })
 }

@@ -155,6 +155,7 @@ fn a_replica_held_by_a_restore_verification_is_left_alone() {
             new_cluster: false,
             restored: None,
             held,
+            rollout_turn: None,
             now: Timestamp::from_second(NOW).expect("now"),
         })
     };
@@ -942,6 +943,7 @@ fn decide_new(servers: &[ServerState], restored: Option<&str>) -> Decision {
         new_cluster: true,
         restored,
         held: None,
+        rollout_turn: None,
         now: Timestamp::from_second(NOW).expect("now"),
     })
 }

@@ -183,6 +183,37 @@ fn a_cluster_with_a_problem_is_not_rolled() {
 }
 
 #[test]
+fn another_clusters_turn_holds_every_restart_and_the_switchover() {
+    let turn = |servers: &[ServerState]| {
+        decide(&Input {
+            servers,
+            policy: &policy(),
+            memory: &healthy_memory(),
+            probe_silent_since: None,
+            lease: Some(&lease("db-0", 60)),
+            new_cluster: false,
+            restored: None,
+            held: None,
+            rollout_turn: Some("shop/orders"),
+            now: Timestamp::from_second(NOW).expect("now"),
+        })
+    };
+    let replicas: Vec<_> = settled_three().into_iter().map(outdated).collect();
+    let mut primary_last = settled_three();
+    primary_last[0].outdated = true;
+    for servers in [replicas, primary_last] {
+        let d = turn(&servers);
+        assert!(d.actions().next().is_none(), "nothing restarted: {d:?}");
+        assert!(d.memory.operation.is_none(), "no switchover: {d:?}");
+        assert!(
+            matches!(&d.rollout, Rollout::Waiting(why) if why.contains("shop/orders is rolling out first")),
+            "{:?}",
+            d.rollout
+        );
+    }
+}
+
+#[test]
 fn manual_strategy_reports_and_restarts_nothing() {
     let servers: Vec<_> = settled_three().into_iter().map(outdated).collect();
     let manual = Policy {
