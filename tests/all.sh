@@ -31,6 +31,9 @@ if ! git diff --exit-code -- crds/ charts/ebisu/files/crds/; then
   exit 1
 fi
 
+step "ebisu's images: static binaries for linux/amd64 and linux/arm64, checked (tests/build-images.sh)"
+bash tests/build-images.sh
+
 step "tests (cargo test --workspace)"
 cargo test --workspace --locked
 

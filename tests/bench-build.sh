@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Sourced by the benchmarks: the machine set up, the control plane and the
-# MySQL image's root built, and the release binaries the pods run (as an
-# image would); exports EBISU_CONTROLPLANE_BIN and EBISU_BIN_DIR.
+# MySQL image's root built, and ebisu's images built from release binaries
+# for this machine's platform (the cluster's registry gets them when the
+# chart is installed); exports EBISU_CONTROLPLANE_BIN, EBISU_IMAGE_PROFILE
+# and EBISU_IMAGE_PLATFORMS.
 bash tests/setup.sh
 EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
 export EBISU_CONTROLPLANE_BIN
 bash tests/build-rootfs.sh >/dev/null # the MySQL cluster's image
-cargo build --release --locked -p ebisu-operator -p ebisu-sidecar --bins
-EBISU_BIN_DIR=$PWD/target/release
-export EBISU_BIN_DIR
+EBISU_IMAGE_PROFILE=release
+EBISU_IMAGE_PLATFORMS=amd64
+export EBISU_IMAGE_PROFILE EBISU_IMAGE_PLATFORMS
+bash tests/build-images.sh --profile "$EBISU_IMAGE_PROFILE" --platforms "$EBISU_IMAGE_PLATFORMS"

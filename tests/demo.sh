@@ -56,13 +56,21 @@ if [[ $FLAVOR == mysql ]]; then
   bash tests/build-rootfs.sh >/dev/null
 fi
 
-step "ebisu binaries (cargo build; the local cluster runs them as its images)"
-cargo build --workspace --bins --locked >&2
+step "ebisu's images: static binaries for linux/amd64 and linux/arm64 (tests/build-images.sh)"
+bash tests/build-images.sh
 
-step "starting the local cluster: 6 nodes in 3 zones, EBS-like volumes"
+step "the local cluster (cargo build -p ebisu-testcluster)"
+cargo build --locked -p ebisu-testcluster --bin testcluster >&2
+
+step "starting the local cluster: 6 nodes in 3 zones, EBS-like volumes, an OCI registry"
 ./target/debug/testcluster --state-dir "$state_dir" up >/dev/null
 export KUBECONFIG=$state_dir/kubeconfig
 run kubectl get nodes -L topology.kubernetes.io/zone
+
+step "pushing the images to the local registry, which the nodes use for ghcr.io"
+# The chart's defaults name ghcr.io/ebisu-dev/ebisu-{operator,sidecar}:<version>;
+# the nodes pull ghcr.io's images from the local registry, as a mirror.
+run bash tests/build-images.sh --push 127.0.0.1:25000/ebisu-dev
 
 step "installing ebisu with its Helm chart"
 # The local cluster's EC2 API and its credentials, as IRSA would give them on EKS.

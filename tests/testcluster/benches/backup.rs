@@ -20,12 +20,12 @@
 //!
 //!     bash tests/bench-backup.sh
 //!
-//! (release binaries as the cluster's images; needs root and, at 4 GiB,
+//! (release binaries in the cluster's images; needs root and, at 4 GiB,
 //! about 25 GiB of free disk: the local volumes are host directories).
 //! Environment: EBISU_BENCH_FLAVORS (`mariadb` by default; `mysql` stops
 //! while loading, see `main`),
-//! EBISU_BENCH_SIZES_GIB (`1,4` by default), EBISU_BIN_DIR the binaries the
-//! pods run.
+//! EBISU_BENCH_SIZES_GIB (`1,4` by default), EBISU_IMAGE_PROFILE the cargo
+//! profile of the images the pods run (`release` from tests/bench-build.sh).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 

@@ -12,12 +12,12 @@
 //!
 //!     bash tests/bench-failover.sh
 //!
-//! (release binaries as the cluster's images; needs root). Environment:
+//! (release binaries in the cluster's images; needs root). Environment:
 //! EBISU_BENCH_DRILLS drills of each kind (default 5), EBISU_BENCH_OUTAGE_SECS
 //! how long each fault is held (default 20), EBISU_BENCH_FLAVORS
 //! (`mariadb,mysql` by default), EBISU_BENCH_FAULTS which kinds (their
 //! names with dashes, `server-killed,pod-isolated`; every kind by default),
-//! EBISU_BIN_DIR the binaries the pods run,
+//! EBISU_IMAGE_PROFILE the cargo profile of the images the pods run,
 //! EBISU_BENCH_OPERATOR_LOG the operator's log filter (its logs end up in
 //! the temp dir).
 

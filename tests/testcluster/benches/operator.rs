@@ -7,16 +7,16 @@
 //!
 //!     bash tests/bench-operator.sh
 //!
-//! (release binaries as the cluster's images; needs root). Environment:
+//! (release binaries in the cluster's images; needs root). Environment:
 //! EBISU_BENCH_GIB data size (default 1), EBISU_BENCH_IDLE_SECS idle sample
 //! length (default 120: four of the operator's settled reconciles, one
 //! every 30 s), EBISU_BENCH_FLAVORS (default `mariadb,mysql`),
-//! EBISU_BIN_DIR the binaries the pods run.
+//! EBISU_IMAGE_PROFILE the cargo profile of the images the pods run.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -122,9 +122,10 @@ fn main() {
     // `cargo bench` passes --bench; nothing to filter.
     let gib = env_u64("EBISU_BENCH_GIB", 1);
     let idle_secs = env_u64("EBISU_BENCH_IDLE_SECS", 120);
-    let bin_dir = std::env::var_os("EBISU_BIN_DIR")
-        .map_or_else(|| workspace_path("target/debug"), PathBuf::from);
-    println!("pods run the binaries in {}", bin_dir.display());
+    println!(
+        "pods run the images built with profile {}",
+        std::env::var("EBISU_IMAGE_PROFILE").unwrap_or_else(|_| "image-dev".to_owned())
+    );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();

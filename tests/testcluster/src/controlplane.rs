@@ -1,5 +1,5 @@
 //! The real control plane as child processes: etcd, the local EC2 API (moto),
-//! kube-apiserver, kube-controller-manager and kube-scheduler, started in order, each waited
+//! the local OCI registry (crane), kube-apiserver, kube-controller-manager and kube-scheduler, started in order, each waited
 //! on until healthy, with logs and pid files under the state directory.
 
 use std::path::{Path, PathBuf};
@@ -29,6 +29,11 @@ pub enum ControlPlaneError {
     /// moto's server is not installed.
     #[error("failed to find the local EC2 API {0}: install it with tests/install-moto.sh")]
     MissingMoto(PathBuf),
+    /// crane, which serves the registry, is not installed.
+    #[error(
+        "failed to find crane {0} for the local registry: install it with tests/build-images.sh"
+    )]
+    MissingCrane(PathBuf),
     /// The EC2 endpoint in front of moto could not start.
     #[error(transparent)]
     Proxy(#[from] crate::snapshots::ProxyError),
@@ -262,6 +267,30 @@ async fn start_all(
     )
     .await?;
     plane.daemons.push(ec2);
+
+    let crane = crate::registry::crane();
+    if !crane.is_file() {
+        return Err(ControlPlaneError::MissingCrane(crane));
+    }
+    std::fs::create_dir_all(layout.registry()).map_err(|source| ControlPlaneError::Start {
+        name: "registry".to_owned(),
+        source,
+    })?;
+    let mut registry = spawn_program(
+        layout,
+        &crane,
+        "registry",
+        &crate::registry::serve_args(&layout.registry()),
+        &[],
+    )?;
+    wait_healthy(
+        layout,
+        &mut registry,
+        &format!("http://{}/v2/", crate::registry::address()),
+        &["-f", "-o", "/dev/null", "-w", "ok"],
+    )
+    .await?;
+    plane.daemons.push(registry);
 
     let mut apiserver = spawn(
         layout,

@@ -23,6 +23,8 @@ pub enum EbisuError {
     Sql { target: String, message: String },
     #[error("failed to find {name} in the cluster hosts file {path}")]
     NoAddress { name: String, path: PathBuf },
+    #[error(transparent)]
+    Images(#[from] crate::registry::RegistryError),
     #[error("failed to read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -32,8 +34,11 @@ pub enum EbisuError {
 
 /// `helm install ebisu charts/ebisu` into [`OPERATOR_NAMESPACE`] with the
 /// chart's defaults plus `settings` (`key=value`, as `--set` takes them),
-/// waiting for the operator to be ready.
+/// waiting for the operator to be ready. ebisu's images are built and pushed
+/// to the cluster's registry first: the chart's default image references
+/// are what the pods pull.
 pub fn install_operator(k: &Kubectl, settings: &[&str]) -> Result<(), EbisuError> {
+    crate::registry::push_ebisu_images()?;
     // The operator's pods comply with Pod Security `restricted` too.
     if k.try_run(&["get", "namespace", OPERATOR_NAMESPACE])
         .is_err()

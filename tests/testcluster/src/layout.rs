@@ -32,6 +32,8 @@ pub const APISERVER_PORT: u16 = 6443;
 pub const EC2_PORT: u16 = 24566;
 /// moto's own port on loopback, behind the snapshot proxy on [`EC2_PORT`].
 pub const MOTO_PORT: u16 = 24567;
+/// The local OCI registry's port on loopback ([`crate::registry`]).
+pub const REGISTRY_PORT: u16 = 25000;
 /// etcd's client port on loopback.
 pub const ETCD_CLIENT_PORT: u16 = 23790;
 /// etcd's peer port on loopback.
@@ -133,6 +135,14 @@ impl Layout {
     /// One directory per pod (`<namespace>_<name>_<uid>`).
     pub fn pods(&self) -> PathBuf {
         self.root.join("pods")
+    }
+    /// The local registry's blobs.
+    pub fn registry(&self) -> PathBuf {
+        self.root.join("registry")
+    }
+    /// Images the nodes pulled, unpacked, one directory per manifest digest.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
     }
     /// The cluster hosts file of one namespace.
     pub fn hosts_file(&self, namespace: &str) -> PathBuf {

@@ -7,8 +7,10 @@
 //! - An agent ([`agent`]) that runs each pod's containers as host processes
 //!   in the pod's own network namespace (an address on the bridge
 //!   `ebisu0`, 10.244.0.0/16), UTS namespace and a mount namespace per
-//!   container with the volumes bind-mounted. Images map to host programs by
-//!   the table in [`agent::images`]; unknown images fail with `ErrImagePull`.
+//!   container with the volumes bind-mounted. OCI images are pulled from
+//!   the cluster's registry ([`registry`], a mirror of ghcr.io) and run in
+//!   their own root; the database images map to Debian's programs by the
+//!   table in [`agent::images`]; other images fail with `ErrImagePull`.
 //! - A local EC2 API ([`ec2`]: moto on the bridge address) in which each
 //!   node is an instance (`spec.providerID aws:///ZONE/i-...`), and the EBS
 //!   CSI driver's part ([`provisioner`]) for `ebs.csi.aws.com` classes:
@@ -51,6 +53,7 @@ pub mod network;
 pub mod nodes;
 pub mod point_in_time_drill;
 pub mod provisioner;
+pub mod registry;
 pub mod scenario;
 pub mod snapshots;
 pub mod stores;

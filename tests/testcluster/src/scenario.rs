@@ -108,14 +108,12 @@ impl Scenario {
     }
 
     /// A benchmark's local cluster (namespace `bench`), saying which
-    /// binaries the pods run (`EBISU_BIN_DIR`, else the debug build).
+    /// images the pods run (`EBISU_IMAGE_PROFILE`, else `image-dev`).
     pub fn start_bench(state_dir: &str, exe: &Path) -> Self {
-        let bin_dir = std::env::var("EBISU_BIN_DIR").unwrap_or_else(|_| {
-            crate::kubectl::workspace_path("target/debug")
-                .display()
-                .to_string()
-        });
-        println!("pods run the binaries in {bin_dir}");
+        println!(
+            "pods run the images built with profile {}",
+            std::env::var("EBISU_IMAGE_PROFILE").unwrap_or_else(|_| "image-dev".to_owned())
+        );
         Self::start(state_dir, exe, "bench", "orders", false)
     }
 

@@ -17,6 +17,7 @@ use std::{collections::BTreeSet, path::Path, time::Duration};
 use ebisu_testcluster::{
     Scenario,
     ebisu::{self, OPERATOR_NAMESPACE},
+    registry,
     scenario::{APP_PASSWORD, APP_USER},
 };
 
@@ -62,6 +63,32 @@ fn secret_value(e: &Scenario, name: &str, key: &str) -> String {
     .unwrap()
 }
 
+/// Deletes MySQLCluster `name` and waits for its pods to go.
+fn delete_clusters_named(e: &Scenario, name: &str) {
+    e.kubectl(&[
+        "-n",
+        NS,
+        "delete",
+        "myc",
+        name,
+        "--wait=true",
+        "--timeout=180s",
+    ]);
+    e.wait(
+        &format!("{name}'s pods to go"),
+        Duration::from_secs(180),
+        |e| {
+            e.get(
+                "pods",
+                &format!(
+                    r#"{{.items[?(@.metadata.labels.ebisu\.dev/cluster=="{name}")].metadata.name}}"#
+                ),
+            )
+            .is_empty()
+        },
+    );
+}
+
 /// Deletes `which` MySQLClusters (a name, or `--all`) and waits for their pods to go.
 fn delete_clusters(e: &Scenario, which: &str) {
     e.kubectl(&[
@@ -102,6 +129,7 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     e.apply_example("examples/basic.yaml");
 
     three_instances_replicate_from_one_primary(&e);
+    the_pods_run_the_images_built_here(&e);
     volumes_are_described_tagged_and_modified_at_ec2(&e);
     a_replica_that_drifted_is_repaired(&e);
     a_deleted_replica_returns_on_its_volume_without_a_clone(&e);
@@ -132,6 +160,129 @@ fn operator_installed_by_helm_runs_scales_and_recovers_a_cluster() {
     uninstall_leaves_exactly_what_the_readme_lists(&e);
 
     e.down();
+}
+
+/// crane against the local registry; its stdout.
+fn crane(args: &[&str]) -> String {
+    let out = std::process::Command::new(registry::crane())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "crane {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `shell` with the crane binary as `$1` and `reference` as `$2`; its stdout.
+fn with_crane(shell: &str, reference: &str) -> String {
+    let out = std::process::Command::new("bash")
+        .args(["-o", "pipefail", "-c", shell, "sh"])
+        .arg(registry::crane())
+        .arg(reference)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The operator pod and the instances' sidecar install step run the images
+/// `tests/build-images.sh` pushed to the cluster's registry, pulled by the
+/// chart's default references (ghcr.io, mirrored locally); each image is a
+/// two-platform index of non-root images holding the static binary, the CA
+/// certificates and the passwd files, and nothing else.
+fn the_pods_run_the_images_built_here(e: &Scenario) {
+    let version = env!("CARGO_PKG_VERSION");
+    let operator_image = e.k.jsonpath(
+        OPERATOR_NAMESPACE,
+        "pods",
+        "{.items[*].status.containerStatuses[*].imageID}",
+    );
+    let sidecar_image = e.get(
+        "pod/orders-0",
+        r#"{.status.initContainerStatuses[?(@.name=="install-sidecar")].imageID}"#,
+    );
+    for (name, running) in [
+        ("ebisu-operator", operator_image),
+        ("ebisu-sidecar", sidecar_image),
+    ] {
+        let pushed = format!(
+            "{}/{}/{name}:{version}",
+            registry::address(),
+            registry::EBISU_PREFIX
+        );
+        let digest = crane(&["digest", &pushed]).trim().to_owned();
+        assert_eq!(
+            running,
+            format!("ghcr.io/{}/{name}@{digest}", registry::EBISU_PREFIX),
+            "{name}: the pod runs the image pushed as {pushed}"
+        );
+
+        let index: serde_json::Value =
+            serde_json::from_str(&crane(&["manifest", &pushed])).unwrap();
+        let platforms: BTreeSet<String> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap(),
+                    m["platform"]["architecture"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            platforms,
+            BTreeSet::from(["linux/amd64".to_owned(), "linux/arm64".to_owned()]),
+            "{name}"
+        );
+        for (platform, machine) in [("linux/amd64", "x86-64"), ("linux/arm64", "ARM aarch64")] {
+            let config: serde_json::Value =
+                serde_json::from_str(&crane(&["config", "--platform", platform, &pushed])).unwrap();
+            assert_eq!(config["config"]["User"], "65532:65532", "{name} {platform}");
+            assert_eq!(
+                config["config"]["Entrypoint"],
+                serde_json::json!([format!("/{name}")]),
+                "{name} {platform}"
+            );
+            let export = format!(r#""$1" export --platform {platform} "$2" -"#);
+            let files: BTreeSet<String> = with_crane(&format!("{export} | tar -t"), &pushed)
+                .lines()
+                .map(|l| l.trim_end_matches('/').to_owned())
+                .collect();
+            let expected: BTreeSet<String> = [
+                name,
+                "etc",
+                "etc/group",
+                "etc/passwd",
+                "etc/ssl",
+                "etc/ssl/certs",
+                "etc/ssl/certs/ca-certificates.crt",
+            ]
+            .map(str::to_owned)
+            .into();
+            assert_eq!(files, expected, "{name} {platform}: the image's files");
+            let binary = with_crane(&format!("{export} | tar -xO {name} | file -b -"), &pushed);
+            assert!(
+                binary.contains(machine) && binary.contains("static"),
+                "{name} {platform}: {binary}"
+            );
+            let manifest: serde_json::Value =
+                serde_json::from_str(&crane(&["manifest", "--platform", platform, &pushed]))
+                    .unwrap();
+            println!(
+                "image {name} {platform}: {} bytes compressed",
+                manifest["layers"][0]["size"]
+            );
+        }
+    }
 }
 
 fn three_instances_replicate_from_one_primary(e: &Scenario) {
@@ -945,7 +1096,47 @@ fn chart_with_a_new_crd_field(e: &Scenario) -> std::path::PathBuf {
 /// `helm upgrade` to a chart whose CRD has a new field: the CRD is
 /// upgraded (the CRDs are templates, which Helm upgrades; `crds/` it never
 /// would) and a value written to the new field stays.
+/// The sidecar image of every instance pod of `cluster`, by pod.
+fn sidecar_images(e: &Scenario, cluster: &str) -> Vec<String> {
+    e.get(
+        "pods",
+        &format!(
+            r#"{{range .items[?(@.metadata.labels.ebisu\.dev/cluster=="{cluster}")]}}{{.spec.initContainers[?(@.name=="install-sidecar")].image}}{{" "}}{{end}}"#
+        ),
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// The upgrade a new release is: a new CRD (with a new spec field) and a
+/// new sidecar image, which changes every cluster's pod template. The two
+/// clusters roll one at a time: never are both half-updated at one look,
+/// and the one that waits says why.
 fn an_upgrade_brings_a_new_crd_field_and_keeps_its_values(e: &Scenario) {
+    // A second cluster to roll beside the quick start's.
+    e.apply_yaml(
+        "carts",
+        "apiVersion: ebisu.dev/v1alpha1\nkind: MySQLCluster\nmetadata:\n  name: carts\nspec:\n  replicas: 2\n  storage:\n    size: 10Gi\n    ebs:\n      type: gp3\n",
+    );
+    e.kubectl(&[
+        "-n",
+        NS,
+        "wait",
+        "--for=condition=Healthy",
+        "myc/carts",
+        "myc/inventory",
+        "--timeout=300s",
+    ]);
+    // The next release's sidecar: the same image under a new tag.
+    let version = env!("CARGO_PKG_VERSION");
+    let next = format!("{version}-next");
+    let pushed = format!(
+        "{}/{}/ebisu-sidecar:{version}",
+        registry::address(),
+        registry::EBISU_PREFIX
+    );
+    crane(&["tag", &pushed, &next]);
     let chart = chart_with_a_new_crd_field(e);
     ebisu::helm(
         &e.k,
@@ -956,12 +1147,55 @@ fn an_upgrade_brings_a_new_crd_field_and_keeps_its_values(e: &Scenario) {
             "--namespace",
             OPERATOR_NAMESPACE,
             "--reuse-values",
+            "--set",
+            &format!("image.sidecar.tag={next}"),
             "--wait",
             "--timeout",
             "120s",
         ],
     )
     .unwrap();
+
+    let new_image = format!("ghcr.io/{}/ebisu-sidecar:{next}", registry::EBISU_PREFIX);
+    let mut waited_for_turn = false;
+    let mut order = Vec::new();
+    e.wait(
+        "both clusters to roll onto the new sidecar",
+        Duration::from_secs(600),
+        |e| {
+            let mut half = Vec::new();
+            for cluster in ["inventory", "carts"] {
+                let images = sidecar_images(e, cluster);
+                let updated = images.iter().filter(|i| **i == new_image).count();
+                if updated > 0 && !order.contains(&cluster) {
+                    order.push(cluster);
+                }
+                if updated > 0 && updated < images.len() {
+                    half.push(cluster);
+                }
+                let updating = e.get(
+                    &format!("myc/{cluster}"),
+                    r#"{.status.conditions[?(@.type=="Updating")].message}"#,
+                );
+                waited_for_turn |= updating.contains("is rolling out first");
+            }
+            assert!(
+                half.len() < 2,
+                "both clusters are half-updated at once: {half:?}"
+            );
+            ["inventory", "carts"].iter().all(|c| {
+                let images = sidecar_images(e, c);
+                !images.is_empty() && images.iter().all(|i| *i == new_image)
+            })
+        },
+    );
+    assert_eq!(order.len(), 2, "both rolled: {order:?}");
+    assert!(
+        waited_for_turn,
+        "the second cluster ({}) said it waited for the first ({})",
+        order[1], order[0]
+    );
+    delete_clusters_named(e, "carts");
     assert_eq!(
         e.k.jsonpath(
             "default",

@@ -56,6 +56,8 @@ pub struct ContainerRun {
     pub started: bool,
     /// The main process (also its process group).
     pub pid: Option<u32>,
+    /// The image it runs, by digest (`imageID`).
+    pub image_id: String,
 }
 
 /// A container's shared state.
@@ -110,6 +112,8 @@ pub struct Runtime {
     pub grace: Duration,
     /// Events for the pod (reason, message), published by the pod task.
     pub events: tokio::sync::mpsc::UnboundedSender<ContainerEvent>,
+    /// The image it runs, by digest (`imageID`).
+    pub image_id: String,
 }
 
 impl Runtime {

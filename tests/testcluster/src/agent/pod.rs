@@ -358,11 +358,17 @@ impl Task {
         volumes: &PodVolumes,
         c: &Container,
     ) -> Result<Runtime, (&'static str, String)> {
-        let images::Resolved { argv, root } = images::resolve(
+        let images::Resolved {
+            argv,
+            root,
+            image_id,
+        } = images::resolve(
+            &self.agent.layout.images(),
             c.image.as_deref().unwrap_or_default(),
             c.command.as_deref().unwrap_or_default(),
             c.args.as_deref().unwrap_or_default(),
         )
+        .await
         .map_err(|e| ("ErrImagePull", e.to_string()))?;
         let pod = self.fresh(pod);
         let mut env = env::resolve(&self.agent.client, &pod, c)
@@ -446,6 +452,7 @@ impl Task {
             container: c.clone(),
             grace,
             events: self.container_events.0.clone(),
+            image_id,
         })
     }
 
@@ -471,7 +478,10 @@ impl Task {
                     return false;
                 }
                 let rt = match self.runtime(pod, network, volumes, c).await {
-                    Ok(rt) => rt,
+                    Ok(rt) => {
+                        container::update(run, |r| r.image_id.clone_from(&rt.image_id));
+                        rt
+                    }
                     Err((reason, message)) => {
                         self.cannot_start(pod, run, reason, message).await;
                         self.report(pod, init, main).await;
@@ -570,6 +580,7 @@ impl Task {
         for (c, run) in main {
             match self.runtime(pod, network, volumes, c).await {
                 Ok(rt) => {
+                    container::update(run, |r| r.image_id.clone_from(&rt.image_id));
                     let agent = self.agent.clone();
                     let node = self.node.name.clone();
                     handles.push(tokio::spawn(container::supervise(

@@ -73,7 +73,7 @@ fn container_status(pod: &Pod, c: &Container, run: &ContainerRun) -> ContainerSt
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
-        image_id: String::new(),
+        image_id: run.image_id.clone(),
         container_id: running
             .then(|| format!("ebisu://{}-{}", pod.uid().unwrap_or_default(), c.name)),
         ready: run.ready && running,
