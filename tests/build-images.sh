@@ -165,23 +165,31 @@ done
 
 # --- 3. images and indexes ---------------------------------------------------
 source_url=$(awk -F'"' '/^repository *=/ { print $2; exit }' Cargo.toml)
-[[ -n $digests ]] && : >"$digests"
+if [[ -n $digests ]]; then : >"$digests"; fi
+# crane's progress lines only when it fails.
+quiet() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+}
 for name in "${IMAGES[@]}"; do
   manifests=()
   for p in "${PLATFORMS[@]}"; do
     read -r arch _ _ <<<"$p"
     ref=$push/$name:$tag-$arch
-    "$crane" append --oci-empty-base -f "$layers/$name-$arch.tar.gz" -t "$ref" >/dev/null
-    "$crane" mutate "$ref" -t "$ref" \
+    quiet "$crane" append --oci-empty-base -f "$layers/$name-$arch.tar.gz" -t "$ref"
+    quiet "$crane" mutate "$ref" -t "$ref" \
       --set-platform "linux/$arch" --user "$NONROOT:$NONROOT" --entrypoint "/$name" \
       --label "org.opencontainers.image.source=$source_url" \
       --label "org.opencontainers.image.version=$tag" \
-      --label "org.opencontainers.image.licenses=Apache-2.0" >/dev/null
+      --label "org.opencontainers.image.licenses=Apache-2.0"
     manifests+=(-m "$ref")
   done
-  "$crane" index append "${manifests[@]}" -t "$push/$name:$tag" >/dev/null
+  quiet "$crane" index append "${manifests[@]}" -t "$push/$name:$tag"
   digest=$("$crane" digest "$push/$name:$tag")
   say "pushed $push/$name:$tag ($digest) for ${platforms}"
   echo "$push/$name@$digest"
-  [[ -n $digests ]] && echo "$push/$name@$digest" >>"$digests"
+  if [[ -n $digests ]]; then echo "$push/$name@$digest" >>"$digests"; fi
 done

@@ -87,8 +87,11 @@ pub fn push_ebisu_images() -> Result<(), RegistryError> {
         .output()
         .map_err(|e| RegistryError::Push(e.to_string()))?;
     if !output.status.success() {
+        // The build's last lines say what failed.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.trim().lines().collect();
         return Err(RegistryError::Push(
-            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            lines[lines.len().saturating_sub(30)..].join("\n"),
         ));
     }
     Ok(())

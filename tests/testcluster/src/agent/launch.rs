@@ -1,8 +1,8 @@
 //! The last step of starting a container, run as `testcluster run-container
 //! SPEC` inside the pod's network namespace and a fresh mount and UTS
 //! namespace (`ip netns exec NS unshare --uts ...`): set the hostname,
-//! bind-mount the volumes at their mount paths, then exec the program as the
-//! container's user via `setpriv`. Mounts made here vanish with the
+//! bind-mount the volumes at their mount paths, enter the image's root when
+//! it has one, take on the container's user and groups, and exec. Mounts made here vanish with the
 //! container's processes, so the host keeps no mounts to clean up.
 
 use std::os::unix::process::CommandExt;
@@ -84,7 +84,8 @@ pub struct LaunchSpec {
 
 impl LaunchSpec {
     /// The command that runs `argv` with this spec's user and environment:
-    /// `setpriv` when a user or group is set.
+    /// `setpriv` when a user or group is set (exec probes and hooks, which
+    /// `nsenter` runs in the container).
     pub fn command(&self, argv: &[String]) -> Command {
         let mut cmd = if self.uid.is_some() || self.gid.is_some() || !self.groups.is_empty() {
             let mut cmd = Command::new("setpriv");
@@ -240,11 +241,40 @@ fn prepare(spec_path: &Path) -> Result<(LaunchSpec, Command), LaunchError> {
             detail: e.to_string(),
         })?;
     }
-    let mut cmd = spec.command(&spec.argv);
+    // The container's user, set here as a runtime sets it: an image need
+    // not have a program that drops privileges.
+    become_user(&spec)?;
+    let mut cmd = Command::new(spec.argv.first().map_or("", String::as_str));
+    cmd.args(spec.argv.iter().skip(1))
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
     Ok((spec, cmd))
+}
+
+/// Takes on the spec's groups, group and user (in that order: the user
+/// may no longer change them), when it names any.
+fn become_user(spec: &LaunchSpec) -> Result<(), LaunchError> {
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    let id = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    let fail = |what: &str, e: nix::Error| LaunchError::Setup {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    };
+    if spec.uid.is_none() && spec.gid.is_none() && spec.groups.is_empty() {
+        return Ok(());
+    }
+    let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(id(*g))).collect();
+    setgroups(&groups).map_err(|e| fail("set the supplementary groups", e))?;
+    if let Some(gid) = spec.gid.or(spec.uid) {
+        setgid(Gid::from_raw(id(gid))).map_err(|e| fail("set the group", e))?;
+    }
+    if let Some(uid) = spec.uid {
+        setuid(Uid::from_raw(id(uid))).map_err(|e| fail("set the user", e))?;
+    }
+    Ok(())
 }
 
 /// `target` inside the image's `root`, its symlinks resolved inside the
