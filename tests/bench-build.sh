@@ -9,6 +9,9 @@ EBISU_CONTROLPLANE_BIN=$(bash tests/build-controlplane.sh)
 export EBISU_CONTROLPLANE_BIN
 bash tests/build-rootfs.sh >/dev/null # the MySQL cluster's image
 EBISU_IMAGE_PROFILE=release
-EBISU_IMAGE_PLATFORMS=amd64
+case $(uname -m) in
+  aarch64 | arm64) EBISU_IMAGE_PLATFORMS=arm64 ;;
+  *) EBISU_IMAGE_PLATFORMS=amd64 ;;
+esac
 export EBISU_IMAGE_PROFILE EBISU_IMAGE_PLATFORMS
 bash tests/build-images.sh --profile "$EBISU_IMAGE_PROFILE" --platforms "$EBISU_IMAGE_PLATFORMS"

@@ -276,10 +276,7 @@ pub async fn run(
             .collect();
         let again = again_after(&decision, &outcome);
         let (rollout, budget_problem) = after_evictions(decision.rollout.clone(), &outcome);
-        ctx.rollout_turns.settle(
-            &validated.key(),
-            rollout_turn::keeps_turn(&states, &rollout),
-        );
+        ctx.rollout_turns.settle(&validated.key(), &rollout);
         report.primary.clone_from(&decision.primary);
         report.problems = decision.problems;
         report.problems.extend(budget_problem);

@@ -1093,9 +1093,6 @@ fn chart_with_a_new_crd_field(e: &Scenario) -> std::path::PathBuf {
     copy
 }
 
-/// `helm upgrade` to a chart whose CRD has a new field: the CRD is
-/// upgraded (the CRDs are templates, which Helm upgrades; `crds/` it never
-/// would) and a value written to the new field stays.
 /// The sidecar image of every instance pod of `cluster`, by pod.
 fn sidecar_images(e: &Scenario, cluster: &str) -> Vec<String> {
     e.get(
@@ -1109,10 +1106,12 @@ fn sidecar_images(e: &Scenario, cluster: &str) -> Vec<String> {
     .collect()
 }
 
-/// The upgrade a new release is: a new CRD (with a new spec field) and a
-/// new sidecar image, which changes every cluster's pod template. The two
-/// clusters roll one at a time: never are both half-updated at one look,
-/// and the one that waits says why.
+/// The upgrade a new release is: `helm upgrade` to a chart whose CRD has a
+/// new field (the CRDs are templates, which Helm upgrades; `crds/` it never
+/// would), so a value written to it stays, and with a new sidecar image,
+/// which changes every cluster's pod template. The two clusters roll one
+/// at a time: never are both half-updated at one look, and the one that
+/// waits says why.
 fn an_upgrade_brings_a_new_crd_field_and_keeps_its_values(e: &Scenario) {
     // A second cluster to roll beside the quick start's.
     e.apply_yaml(

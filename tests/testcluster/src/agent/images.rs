@@ -14,7 +14,10 @@
 //! root comes from `$EBISU_CACHE/rootfs/mysql-sid-2` (default
 //! `$HOME/.cache/ebisu`).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -244,6 +247,12 @@ async fn crane(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// One pull at a time in an agent: containers of the same image share the
+/// root the first one unpacks.
+static PULLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Numbers each pull's staging directory.
+static STAGING: AtomicU64 = AtomicU64::new(0);
+
 /// Pulls `reference`'s manifest for this machine's platform and unpacks its
 /// layers, once per digest: a second pull of the same digest reuses the root.
 async fn pull(cache: &Path, reference: &str) -> Result<Pulled, String> {
@@ -257,44 +266,23 @@ async fn pull(cache: &Path, reference: &str) -> Result<Pulled, String> {
     let dir = cache.join(hex);
     let config_path = dir.join("config.json");
     if !config_path.exists() {
-        let by_digest = format!("{}@{digest}", repository_of(reference));
-        let config = crane(&["config", &by_digest]).await?;
-        let staging = cache.join(format!(".{hex}.{}", std::process::id()));
-        let root = staging.join("rootfs");
-        std::fs::create_dir_all(&root).map_err(|e| format!("failed to create {root:?}: {e}"))?;
-        let unpacked = tokio::process::Command::new("bash")
-            .args([
-                "-o",
-                "pipefail",
-                "-c",
-                r#""$1" export "$2" - | tar -x -C "$3""#,
-                "unpack",
-            ])
-            .arg(registry::crane())
-            .arg(&by_digest)
-            .arg(&root)
-            .output()
-            .await
-            .map_err(|e| format!("failed to unpack: {e}"))?;
-        if !unpacked.status.success() {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(format!(
-                "failed to unpack: {}",
-                String::from_utf8_lossy(&unpacked.stderr).trim()
+        let _one = PULLS.lock().await;
+        if !config_path.exists() {
+            let staging = cache.join(format!(
+                ".{hex}.{}.{}",
+                std::process::id(),
+                STAGING.fetch_add(1, Ordering::Relaxed)
             ));
-        }
-        // What a container runtime adds to every root: mount points for
-        // the kernel's file systems.
-        for dir in ["dev", "proc", "sys"] {
-            std::fs::create_dir_all(root.join(dir))
-                .map_err(|e| format!("failed to create /{dir} in the root: {e}"))?;
-        }
-        std::fs::write(staging.join("config.json"), config)
-            .map_err(|e| format!("failed to keep the image config: {e}"))?;
-        // Another container may have pulled the same digest meanwhile: the
-        // first rename wins and both use its root.
-        if std::fs::rename(&staging, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
+            let by_digest = format!("{}@{digest}", repository_of(reference));
+            let unpacked = match unpack(&staging, &by_digest).await {
+                Ok(()) => std::fs::rename(&staging, &dir)
+                    .map_err(|e| format!("failed to move the image into {}: {e}", dir.display())),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = unpacked {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
         }
     }
     let text = std::fs::read_to_string(&config_path)
@@ -306,6 +294,43 @@ async fn pull(cache: &Path, reference: &str) -> Result<Pulled, String> {
         root: dir.join("rootfs"),
         defaults: config.config,
     })
+}
+
+/// Unpacks the image `by_digest` into `staging`: its layers as `rootfs`,
+/// its config as `config.json`.
+async fn unpack(staging: &Path, by_digest: &str) -> Result<(), String> {
+    let config = crane(&["config", by_digest]).await?;
+    let root = staging.join("rootfs");
+    std::fs::create_dir_all(&root).map_err(|e| format!("failed to create {root:?}: {e}"))?;
+    let unpacked = tokio::process::Command::new("bash")
+        .args([
+            "-o",
+            "pipefail",
+            "-c",
+            r#""$1" export "$2" - | tar -x -C "$3""#,
+            "unpack",
+        ])
+        .arg(registry::crane())
+        .arg(by_digest)
+        .arg(&root)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("failed to unpack: {e}"))?;
+    if !unpacked.status.success() {
+        return Err(format!(
+            "failed to unpack: {}",
+            String::from_utf8_lossy(&unpacked.stderr).trim()
+        ));
+    }
+    // What a container runtime adds to every root: mount points for the
+    // kernel's file systems.
+    for dir in ["dev", "proc", "sys"] {
+        std::fs::create_dir_all(root.join(dir))
+            .map_err(|e| format!("failed to create /{dir} in the root: {e}"))?;
+    }
+    std::fs::write(staging.join("config.json"), config)
+        .map_err(|e| format!("failed to keep the image config: {e}"))
 }
 
 /// `reference` without its tag or digest.
