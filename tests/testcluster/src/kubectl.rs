@@ -8,6 +8,7 @@ use std::{
 };
 
 use crate::controlplane;
+pub use crate::layout::workspace_path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubectlError {
@@ -108,11 +109,4 @@ impl Kubectl {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-}
-
-/// A path inside the workspace this crate was built from.
-pub fn workspace_path(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
 }

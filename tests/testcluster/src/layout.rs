@@ -32,7 +32,7 @@ pub const APISERVER_PORT: u16 = 6443;
 pub const EC2_PORT: u16 = 24566;
 /// moto's own port on loopback, behind the snapshot proxy on [`EC2_PORT`].
 pub const MOTO_PORT: u16 = 24567;
-/// The local OCI registry's port on loopback ([`crate::registry`]).
+/// The local OCI registry's port on loopback.
 pub const REGISTRY_PORT: u16 = 25000;
 /// etcd's client port on loopback.
 pub const ETCD_CLIENT_PORT: u16 = 23790;
@@ -200,6 +200,13 @@ pub fn log_file(
                 .join(", ")
         )),
     }
+}
+
+/// A path inside the workspace this crate was built from.
+pub fn workspace_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 #[cfg(test)]

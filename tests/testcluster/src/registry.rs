@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::layout::REGISTRY_PORT;
+use crate::layout::{REGISTRY_PORT, workspace_path};
 
 /// crane's version, as `tests/build-images.sh` installs it.
 pub const CRANE_VERSION: &str = "v0.22.1";
@@ -71,7 +71,7 @@ pub fn serve_args(dir: &Path) -> Vec<String> {
 /// defaults name. `EBISU_IMAGE_PROFILE` picks the cargo profile (the
 /// benchmarks use `release`), `EBISU_IMAGE_PLATFORMS` the platforms.
 pub fn push_ebisu_images() -> Result<(), RegistryError> {
-    let script = crate::kubectl::workspace_path("tests/build-images.sh");
+    let script = workspace_path("tests/build-images.sh");
     let mut command = std::process::Command::new("bash");
     command
         .arg(script)
@@ -103,9 +103,7 @@ mod tests {
 
     #[test]
     fn crane_is_the_version_the_build_script_installs() {
-        let script =
-            std::fs::read_to_string(crate::kubectl::workspace_path("tests/build-images.sh"))
-                .unwrap();
+        let script = std::fs::read_to_string(workspace_path("tests/build-images.sh")).unwrap();
         assert!(
             script.contains(&format!("CRANE_VERSION={CRANE_VERSION}\n")),
             "tests/build-images.sh installs another crane than {CRANE_VERSION}"

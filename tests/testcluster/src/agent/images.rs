@@ -233,18 +233,13 @@ struct ConfigFile {
     config: Defaults,
 }
 
+/// crane's stdout, trimmed.
 async fn crane(args: &[&str]) -> Result<String, String> {
     let crane = registry::crane();
-    let output = tokio::process::Command::new(&crane)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
+    crate::command::run(&crane.display().to_string(), args)
         .await
-        .map_err(|e| format!("failed to run {}: {e}", crane.display()))?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .map(|out| out.trim().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// One pull at a time in an agent: containers of the same image share the
