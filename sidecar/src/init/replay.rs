@@ -4,12 +4,16 @@
 //! before it made anything), each planned segment is fetched and checked
 //! against its SHA-256, the transactions the server lacks up to the target
 //! are written out behind their file's head as the server's relay log, and
-//! the server's own applier applies them in a temporary server without
-//! networking (no client can write before the replay ends), under a server
-//! id none of the replayed events carry. The GTID set reached is checked
-//! against what the archive says the target holds, then recorded in the
-//! data directory, so a replay interrupted by a crash runs again (skipping
-//! what the server already holds) and a finished one never does.
+//! the server's own applier applies all of them in a temporary server
+//! without networking (no client can write before the replay ends), under
+//! a server id none of the replayed events carry. Once the applier has
+//! stopped, the GTID set reached must be exactly what the server held plus
+//! what was written, and within what the archive says the target holds; on
+//! MariaDB the server's replica position is set to it (its binary log holds
+//! the replayed transactions under other servers' ids, which a copy of it
+//! follows). It is then recorded in the data directory, so a replay
+//! interrupted by a crash runs again (skipping what the server already
+//! holds) and a finished one never does.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -146,7 +150,7 @@ pub async fn run(
 
     let started = std::time::Instant::now();
     relay.clear()?;
-    let written = write_files(&client, order, &plan, &target, &held, &relay).await?;
+    let written = write_files(&client, order, &plan, &target, &held, &relay, flavor).await?;
     relay.write_index(written.files)?;
     let server_id = applier::replay_server_id(&written.server_ids);
     let mut temp = temp_server::start_with(
@@ -163,13 +167,27 @@ pub async fn run(
         ],
     )
     .await?;
+    // Everything the relay log holds is to be applied: what the plan's
+    // bounds allow is not enough, the cut inside a segment is in the files.
+    let expected = held
+        .union(&written.gtids)
+        .map_err(|e| Error::Apply(e.to_string()))?;
     let outcome = async {
         if written.files > 0 {
-            apply(&mut temp.conn, flavor, &relay, &plan).await?;
+            apply(&mut temp.conn, flavor, &relay, &expected).await?;
         }
+        // Stopped before the look, so nothing is applied after it: the
+        // position set below is what the data and the binary log hold.
+        server::execute(
+            &mut temp.conn,
+            &[flavor.stop_replication()],
+            "stop the replay's applier",
+        )
+        .await?;
         let reached = executed(&mut temp.conn, flavor).await?;
+        all_applied(&expected, &reached)?;
         plan.reached(&reached).map_err(Error::Short)?;
-        let mut forget = vec![flavor.stop_replication(), flavor.reset_replication()];
+        let mut forget = vec![flavor.reset_replication()];
         if flavor == Flavor::MariaDb {
             // The replayed transactions are in the binary log under the
             // GTIDs of the servers that first wrote them; the applier's
@@ -218,13 +236,14 @@ async fn prepare(
 }
 
 /// Runs the server's applier over the relay log until the server holds
-/// what the plan reaches, or the applier stops or has nothing left to
-/// apply (then the target was not reached: the check after says so).
+/// `expected` (what it held and every transaction written to the relay
+/// log), or the applier stops or has nothing left to apply (then the
+/// target was not reached: the check after says so).
 async fn apply(
     conn: &mut mysql_async::Conn,
     flavor: Flavor,
     relay: &applier::RelayLog,
-    plan: &Plan,
+    expected: &GtidSet,
 ) -> Result<(), Error> {
     server::execute(
         conn,
@@ -238,7 +257,7 @@ async fn apply(
     let mut last = None;
     loop {
         let reached = executed(conn, flavor).await?;
-        if plan.reached(&reached).is_ok() {
+        if reached.contains(expected).unwrap_or(false) {
             return Ok(());
         }
         match applier::state(conn, flavor).await? {
@@ -287,13 +306,31 @@ async fn executed(conn: &mut mysql_async::Conn, flavor: Flavor) -> Result<GtidSe
     }
 }
 
+/// Whether the server holds exactly `expected` once its applier stopped:
+/// less is a replay cut short, more a transaction the relay log did not
+/// hold.
+fn all_applied(expected: &GtidSet, reached: &GtidSet) -> Result<(), Error> {
+    let holds = |a: &GtidSet, b: &GtidSet| a.contains(b).map_err(|e| Error::Apply(e.to_string()));
+    match (holds(reached, expected)?, holds(expected, reached)?) {
+        (true, true) => Ok(()),
+        (false, _) => Err(Error::Short(format!(
+            "the applier stopped at {reached}, short of {expected}, everything the relay log holds"
+        ))),
+        (true, false) => Err(Error::Short(format!(
+            "the server holds {reached}, past {expected}, everything the relay log holds"
+        ))),
+    }
+}
+
 /// What [`write_files`] wrote.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Written {
     /// Relay log files (the first ones of the relay log).
     files: usize,
     /// Transactions in them.
     transactions: u64,
+    /// Their GTIDs.
+    gtids: GtidSet,
     /// The server ids their events carry.
     server_ids: BTreeSet<u32>,
 }
@@ -308,8 +345,14 @@ async fn write_files(
     target: &Target,
     executed: &GtidSet,
     relay: &applier::RelayLog,
+    flavor: Flavor,
 ) -> Result<Written, Error> {
-    let mut written = Written::default();
+    let mut written = Written {
+        files: 0,
+        transactions: 0,
+        gtids: GtidSet::empty(flavor),
+        server_ids: BTreeSet::new(),
+    };
     for file in &plan.files {
         let path = relay.file(written.files);
         let mut out = tokio::fs::File::create(&path)
@@ -324,6 +367,10 @@ async fn write_files(
                 .await
                 .map_err(io("write a file to replay"))?;
             count += picked.transactions;
+            written.gtids = written
+                .gtids
+                .union(&picked.gtids)
+                .map_err(|e| Error::Apply(e.to_string()))?;
             written.server_ids.extend(picked.server_ids);
             if picked.passed {
                 stop = true;
@@ -354,6 +401,8 @@ struct Picked {
     bytes: Vec<u8>,
     /// How many transactions.
     transactions: u64,
+    /// Their GTIDs.
+    gtids: GtidSet,
     /// The server ids the segment's events carry.
     server_ids: BTreeSet<u32>,
     /// The target time was passed.
@@ -393,7 +442,7 @@ fn pick(
         let head_end = transactions.first().map_or(bytes.len(), |t| at(t.offset));
         out.extend_from_slice(&bytes[..head_end]);
     }
-    let mut count = 0;
+    let mut taken = Vec::new();
     for (i, transaction) in transactions.iter().enumerate() {
         let end = transactions
             .get(i + 1)
@@ -401,23 +450,58 @@ fn pick(
         match replay::wanted(target, executed, transaction) {
             Want::Apply => {
                 out.extend_from_slice(&bytes[at(transaction.offset)..end]);
-                count += 1;
+                taken.push(*transaction);
             }
             Want::Skip => {}
-            Want::Stop => {
-                return Ok(Picked {
-                    bytes: out,
-                    transactions: count,
-                    server_ids,
-                    passed: true,
-                });
-            }
+            Want::Stop => return Ok(picked(out, &taken, executed, server_ids, true)),
         }
     }
-    Ok(Picked {
-        bytes: out,
-        transactions: count,
+    Ok(picked(out, &taken, executed, server_ids, false))
+}
+
+fn picked(
+    bytes: Vec<u8>,
+    taken: &[binlog::Transaction],
+    executed: &GtidSet,
+    server_ids: BTreeSet<u32>,
+    passed: bool,
+) -> Picked {
+    Picked {
+        bytes,
+        transactions: taken.len() as u64,
+        gtids: binlog::gtid_set(taken, matches!(executed, GtidSet::MariaDb(_))),
         server_ids,
-        passed: false,
-    })
+        passed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(flavor: Flavor, text: &str) -> GtidSet {
+        GtidSet::parse(flavor, text).expect("a GTID set")
+    }
+
+    #[test]
+    fn the_replay_ends_holding_exactly_what_the_relay_log_brought() {
+        let mariadb = |t| set(Flavor::MariaDb, t);
+        let expected = mariadb("0-102-14799");
+        assert!(all_applied(&expected, &mariadb("0-102-14799")).is_ok());
+        // Read while the applier was one transaction behind.
+        assert!(matches!(
+            all_applied(&expected, &mariadb("0-102-14798")),
+            Err(Error::Short(_))
+        ));
+        assert!(matches!(
+            all_applied(&expected, &mariadb("0-102-14800")),
+            Err(Error::Short(_))
+        ));
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let mysql = |t: &str| set(Flavor::MySql84, &t.replace("U", uuid));
+        let expected = mysql("U:1-40");
+        assert!(all_applied(&expected, &mysql("U:1-40")).is_ok());
+        assert!(all_applied(&expected, &mysql("U:1-39")).is_err());
+        assert!(all_applied(&expected, &mysql("U:1-38:40")).is_err());
+    }
 }

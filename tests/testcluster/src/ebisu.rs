@@ -242,5 +242,30 @@ pub fn diagnostics(k: &Kubectl, ns: &str, cluster: &str) -> String {
             format!("--- {pod}\n{log}\n")
         })
         .collect();
-    format!("pods:\n{pods}\nnodes:\n{nodes}\nstatus: {status}\noperator:\n{operator}")
+    // Each instance's init step and agent: why a copy, a replay or
+    // replication went wrong is in them.
+    let instances: String = k
+        .try_run(&[
+            "-n",
+            ns,
+            "get",
+            "pods",
+            "-l",
+            &format!("ebisu.dev/cluster={cluster}"),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .unwrap_or_default()
+        .split_whitespace()
+        .flat_map(|pod| ["init", "agent"].map(move |container| (pod, container)))
+        .map(|(pod, container)| {
+            let log = k
+                .try_run(&["-n", ns, "logs", pod, "-c", container, "--tail=25"])
+                .unwrap_or_default();
+            format!("--- {pod} {container}\n{log}\n")
+        })
+        .collect();
+    format!(
+        "pods:\n{pods}\nnodes:\n{nodes}\nstatus: {status}\noperator:\n{operator}\ninstances:\n{instances}"
+    )
 }

@@ -138,7 +138,18 @@ impl Scenario {
         let restored_primary =
             ebisu::wait_running(&self.k, &self.ns, &restored, 2, Duration::from_secs(400))
                 .unwrap_or_else(|e| {
-                    panic!("{e}\n{}", ebisu::diagnostics(&self.k, &self.ns, &restored))
+                    let replica = ebisu::root_sql(
+                        &self.k,
+                        &self.layout,
+                        &self.ns,
+                        &restored,
+                        &format!("{restored}-1"),
+                        "SHOW REPLICA STATUS\\G",
+                    );
+                    panic!(
+                        "{e}\n{}\nthe replica's replication: {replica:?}",
+                        ebisu::diagnostics(&self.k, &self.ns, &restored)
+                    )
                 });
         eprintln!(
             "restored to {target_text} and Ready (2 instances) in {:?}",
@@ -195,6 +206,25 @@ impl Scenario {
             self.get(&format!("myc/{restored}"), "{.status.instances[0].gtid}") == reached,
             "the restored primary holds what the replay reached, {reached}"
         );
+        if flavor == ebisu_mysql::Flavor::MariaDb {
+            // A copy of the restored primary starts from its current
+            // position: one behind its binary log would apply a replayed
+            // transaction twice.
+            let positions = ebisu::root_sql(
+                &self.k,
+                &self.layout,
+                &self.ns,
+                &restored,
+                &restored_primary,
+                "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_current_pos",
+            )
+            .unwrap_or_else(|e| panic!("the restored primary's positions: {e}"));
+            let (binlog, current) = positions.trim().split_once('\t').unwrap_or_default();
+            assert!(
+                parse(current).contains(&parse(binlog)).unwrap_or(false),
+                "the restored primary's position {current} covers its binary log {binlog}"
+            );
+        }
         let replica = format!("{restored}-1");
         self.wait(
             "the restored replica copied and caught up",
