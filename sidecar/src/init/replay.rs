@@ -237,8 +237,9 @@ async fn prepare(
 
 /// Runs the server's applier over the relay log until the server holds
 /// `expected` (what it held and every transaction written to the relay
-/// log), or the applier stops or has nothing left to apply (then the
-/// target was not reached: the check after says so).
+/// log). An applier that stops with an error fails the replay; one idle
+/// with nothing left to apply ends the wait, and the check after says
+/// what was not applied.
 async fn apply(
     conn: &mut mysql_async::Conn,
     flavor: Flavor,
@@ -316,7 +317,7 @@ fn all_applied(expected: &GtidSet, reached: &GtidSet) -> Result<(), Error> {
         (false, _) => Err(Error::Short(format!(
             "the applier stopped at {reached}, short of {expected}, everything the relay log holds"
         ))),
-        (true, false) => Err(Error::Short(format!(
+        (true, false) => Err(Error::Apply(format!(
             "the server holds {reached}, past {expected}, everything the relay log holds"
         ))),
     }
@@ -495,7 +496,7 @@ mod tests {
         ));
         assert!(matches!(
             all_applied(&expected, &mariadb("0-102-14800")),
-            Err(Error::Short(_))
+            Err(Error::Apply(_))
         ));
         let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let mysql = |t: &str| set(Flavor::MySql84, &t.replace("U", uuid));

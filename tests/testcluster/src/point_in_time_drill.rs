@@ -1,14 +1,14 @@
 //! The point-in-time drill, the same on both flavors, on a cluster whose
 //! binary logs are archived: a backup under a writer, a failover (the
-//! primary's pod cut off), a switchover to a server the two-instance
-//! restore has no id of, a table dropped at T while a writer goes on,
-//! and the backup restored to T - 1 s into a new cluster that holds the
-//! table and every row acknowledged before the target, none acknowledged
-//! after T, and a prefix of the writes, and whose replica copies it and
-//! replicates cleanly; then targets before the first backup, past the
-//! archive's end, across the old primary's last segment removed, and
-//! across a removed segment of the last primary's, refused with nothing
-//! created.
+//! primary's pod cut off), a switchover to ordinal 2 (a server the
+//! two-instance restore has no id of), a table dropped at T while a
+//! writer goes on, and the backup restored to T - 1 s into a new cluster
+//! that holds the table and every row acknowledged before the target, none
+//! acknowledged after T, and a prefix of the writes, and whose replica
+//! copies it and replicates cleanly; then targets before the first backup,
+//! past the archive's end, across the last segment of the primary before
+//! the last writer removed, and across a removed segment of the last
+//! writer's, refused with nothing created.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -64,17 +64,36 @@ impl Scenario {
             failover.new
         );
         self.wait_settled(3);
+        let flavor = self.flavor();
+        let parse = |set: &str| {
+            ebisu_mysql::GtidSet::parse(flavor, set.trim())
+                .unwrap_or_else(|e| panic!("GTID set {set:?}: {e}"))
+        };
+        let held = parse(&self.get(&path, "{.status.gtidSet}"));
+        // The archive may have a gap the backup holds (the expiry drill
+        // makes one): what counts is that a restore from the backup
+        // reaches `set`.
+        let archive_reaches = |s: &Self, set: &ebisu_mysql::GtidSet| {
+            let listed = s
+                .block_on(ebisu_aws::archive::manifests(
+                    &crate::ec2::s3(),
+                    bucket,
+                    &format!("{}/{}", s.ns, s.cluster),
+                ))
+                .unwrap_or_default();
+            ebisu_mysql::archive::replay::plan(
+                flavor,
+                &held,
+                &listed,
+                &ebisu_mysql::archive::replay::Target::Gtids(set.clone()),
+            )
+            .is_ok()
+        };
         // The restored cluster has two instances: its server ids are
         // those of ordinals 0 and 1. The last transactions replayed are
-        // written by ordinal 2 (unless it is the primary just cut off),
-        // so the restored primary's binary log ends on another server's
-        // id, as a restore of a larger cluster's does.
-        let ordinal_2 = format!("{}-2", self.cluster);
-        let last_writer = if failover.old == ordinal_2 {
-            failover.new.clone()
-        } else {
-            ordinal_2
-        };
+        // written by ordinal 2, so the restored primary's binary log ends
+        // on another server's id, as a restore of a larger cluster's does.
+        let last_writer = format!("{}-2", self.cluster);
         if self.primary() != last_writer {
             self.annotate(&format!("ebisu.dev/switchover={last_writer}"));
             self.wait(
@@ -83,7 +102,24 @@ impl Scenario {
                 |s| s.primary() == last_writer,
             );
             self.wait_settled(3);
+            // The highest replica archives: the archive moved with the
+            // primary. The writes start once a replica archives again.
+            let now = self.executed(&last_writer);
+            self.wait(
+                "a replica archiving after the switchover",
+                Duration::from_secs(60),
+                |s| {
+                    let archiver = s.myc("{.status.archive.archiver}");
+                    !archiver.is_empty() && archiver != last_writer && archive_reaches(s, &now)
+                },
+            );
         }
+        // The primary whose range ends where the last writer's begins.
+        let before_last = if failover.new == last_writer {
+            failover.old.clone()
+        } else {
+            failover.new.clone()
+        };
         let load = self.load(table);
         std::thread::sleep(Duration::from_secs(6));
         // The mistake, while the writer goes on.
@@ -104,34 +140,11 @@ impl Scenario {
         )
         .map(|t| t.to_string())
         .unwrap_or_default();
-        let flavor = self.flavor();
         let executed = self.executed(&self.primary());
-        let parse = |set: &str| {
-            ebisu_mysql::GtidSet::parse(flavor, set.trim())
-                .unwrap_or_else(|e| panic!("GTID set {set:?}: {e}"))
-        };
-        let held = parse(&self.get(&path, "{.status.gtidSet}"));
-        // The archive may have a gap the backup holds (the expiry drill
-        // makes one): what counts is that a restore reaches the drop.
         self.wait(
             "the archive holding the drop",
             Duration::from_secs(60),
-            |s| {
-                let listed = s
-                    .block_on(ebisu_aws::archive::manifests(
-                        &crate::ec2::s3(),
-                        bucket,
-                        &format!("{}/{}", s.ns, s.cluster),
-                    ))
-                    .unwrap_or_default();
-                ebisu_mysql::archive::replay::plan(
-                    flavor,
-                    &held,
-                    &listed,
-                    &ebisu_mysql::archive::replay::Target::Gtids(executed.clone()),
-                )
-                .is_ok()
-            },
+            |s| archive_reaches(s, &executed),
         );
 
         let restored = format!("{}-pitr", self.cluster);
@@ -238,10 +251,13 @@ impl Scenario {
                 &self.ns,
                 &restored,
                 &restored_primary,
-                "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_current_pos",
+                "SELECT CONCAT(@@GLOBAL.gtid_binlog_pos, '|', @@GLOBAL.gtid_current_pos)",
             )
             .unwrap_or_else(|e| panic!("the restored primary's positions: {e}"));
-            let (binlog, current) = positions.trim().split_once('\t').unwrap_or_default();
+            let (binlog, current) = positions
+                .trim()
+                .split_once('|')
+                .unwrap_or_else(|| panic!("two positions: {positions:?}"));
             assert!(
                 parse(current).contains(&parse(binlog)).unwrap_or(false),
                 "the restored primary's position {current} covers its binary log {binlog}"
@@ -327,16 +343,27 @@ impl Scenario {
                 .trim()
                 .to_owned(),
         };
-        let (old, new) = (identity(&failover.old), identity(&last_writer));
-        let last_of = |s: &Self, of: &str, not: &str| {
+        // The primaries since the backup: the one cut off, the one that
+        // took over, the last writer (some may be the same pod).
+        let primaries: BTreeSet<&String> = [&failover.old, &failover.new, &last_writer].into();
+        let others = |pod: &String| -> Vec<String> {
+            primaries
+                .iter()
+                .filter(|p| **p != pod)
+                .map(|p| identity(p))
+                .collect()
+        };
+        let last_of = |s: &Self, pod: &String| {
+            let of = identity(pod);
+            let not = others(pod);
             s.segments(bucket)
                 .into_iter()
                 .filter(|s| s.first_us > consistent_us && s.first_us <= target_us)
                 .filter(|s| !s.manifest_key.ends_with("/00000000000000000000.json"))
                 .filter(|s| {
                     s.gtids.as_deref().is_some_and(|g| {
-                        g.contains(of)
-                            && !g.contains(not)
+                        g.contains(&of)
+                            && not.iter().all(|n| !g.contains(n))
                             && ebisu_mysql::GtidSet::parse(flavor, g)
                                 .is_ok_and(|g| !held.contains(&g).unwrap_or(true))
                     })
@@ -344,16 +371,17 @@ impl Scenario {
                 .max_by_key(|s| s.first_us)
                 .unwrap_or_else(|| {
                     panic!(
-                        "a segment of {of} alone between the backup ({consistent}) and the target"
+                        "a segment of {pod} alone between the backup ({consistent}) and the target"
                     )
                 })
         };
-        // First the old primary's last: nothing archived after it is of
-        // its server (on MySQL no hole shows), but what the archiver held
-        // in its rounds before the target names it. Then one inside the
-        // last primary's range: a hole.
-        for (name, of, not) in [("end", &old, &new), ("gap", &new, &old)] {
-            let removed = last_of(self, of, not);
+        // First the last segment of the primary before the last writer:
+        // nothing archived after it is of its server (on MySQL no hole
+        // shows), but what the archiver held in its rounds before the
+        // target names it. Then one inside the last writer's range: a
+        // hole.
+        for (name, pod) in [("end", &before_last), ("gap", &last_writer)] {
+            let removed = last_of(self, pod);
             self.remove_segment(bucket, &removed.manifest_key);
             refused(
                 self,
@@ -363,7 +391,7 @@ impl Scenario {
             );
         }
         eprintln!(
-            "refused: a target before the first backup, past the archive, across the old primary's last segment removed, across a removed segment"
+            "refused: a target before the first backup, past the archive, across the last segment of {before_last} removed, across a removed segment of {last_writer}"
         );
 
         self.kubectl(&[
