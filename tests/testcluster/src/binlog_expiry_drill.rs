@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::{Scenario, faults, layout::EC2_PORT};
 
+/// Longer than the agent's S3 operation timeout (30 s, retries included).
+const UPLOAD_GIVES_UP: Duration = Duration::from_secs(35);
+
 impl Scenario {
     /// The drill; the archive (`spec.backup.archive`) is on and holds
     /// everything the primary has when it starts.
@@ -81,6 +84,11 @@ impl Scenario {
         self.root(&archiver, "FLUSH BINARY LOGS");
         let newest = self.binary_logs(&archiver).pop().unwrap_or_default();
         self.root(&archiver, &format!("PURGE BINARY LOGS TO '{newest}'"));
+        // An upload the agent began before the purge holds the purged
+        // bytes and may still succeed once S3 answers (then there is no
+        // gap): S3 stays out of reach until every such upload has given
+        // up.
+        std::thread::sleep(UPLOAD_GIVES_UP);
         self.block_on(faults::block_port(&network, EC2_PORT, true))
             .unwrap_or_else(|e| panic!("let {archiver} reach S3 again: {e}"));
         self.verify("binary logs kept while the archive lags", table, load, None);
