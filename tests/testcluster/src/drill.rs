@@ -314,8 +314,9 @@ impl Poller {
 /// - the writer got through (more than ten acknowledged writes);
 /// - no acknowledged write is lost: every id is in `found`;
 /// - never two writable servers at any look, except `thawed` (a server
-///   frozen with its node and resumed as it was) beside one other for at
-///   most two looks, the moment its agent takes to fence it;
+///   frozen, alone or with its node, and resumed as it was) beside one
+///   other for at most two looks, the moment its agent's fence takes to
+///   show;
 /// - exactly one writable server now, the primary.
 pub fn verify(
     writes: &Writes,

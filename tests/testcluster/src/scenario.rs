@@ -414,8 +414,9 @@ impl Scenario {
 
     /// Stops the load and checks what every drill promises ([`drill::verify`]):
     /// every acknowledged id in `table` on the primary, never two servers
-    /// writable (but for `thawed`, a server frozen with its node and resumed
-    /// as it was, for at most two looks until its agent fences it), exactly
+    /// writable (but for `thawed`, a server frozen, alone or with its node,
+    /// and resumed as it was, for at most two looks until its agent's fence
+    /// shows), exactly
     /// one writable now. Panics with diagnostics when one does not hold.
     pub fn verify(
         &mut self,
