@@ -1,14 +1,12 @@
 //! The point-in-time drill, the same on both flavors, on a cluster whose
 //! binary logs are archived: a backup under a writer, a failover (the
-//! primary's pod cut off), a switchover to ordinal 2 (a server the
-//! two-instance restore has no id of), a table dropped at T while a
-//! writer goes on, and the backup restored to T - 1 s into a new cluster
-//! that holds the table and every row acknowledged before the target, none
-//! acknowledged after T, and a prefix of the writes, and whose replica
-//! copies it and replicates cleanly; then targets before the first backup,
-//! past the archive's end, across the old primary's last segment removed,
-//! and across a removed segment of the new primary's, refused with nothing
-//! created.
+//! primary's pod cut off), a table dropped at T while a writer goes on,
+//! and the backup restored to T - 1 s into a new cluster that holds the
+//! table and every row acknowledged before the target, none acknowledged
+//! after T, and a prefix of the writes; then targets before the first
+//! backup, past the archive's end, across the old primary's last segment
+//! removed, and across a removed segment of the new primary's, refused
+//! with nothing created.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -64,63 +62,8 @@ impl Scenario {
             failover.new
         );
         self.wait_settled(3);
-        let flavor = self.flavor();
-        let parse = |set: &str| {
-            ebisu_mysql::GtidSet::parse(flavor, set.trim())
-                .unwrap_or_else(|e| panic!("GTID set {set:?}: {e}"))
-        };
-        let held = parse(&self.get(&path, "{.status.gtidSet}"));
-        // The archive may have a gap the backup holds (the expiry drill
-        // makes one): what counts is that a restore from the backup
-        // reaches `set`.
-        let archive_reaches = |s: &Self, set: &ebisu_mysql::GtidSet| {
-            let listed = s
-                .block_on(ebisu_aws::archive::manifests(
-                    &crate::ec2::s3(),
-                    bucket,
-                    &format!("{}/{}", s.ns, s.cluster),
-                ))
-                .unwrap_or_default();
-            ebisu_mysql::archive::replay::plan(
-                flavor,
-                &held,
-                &listed,
-                &ebisu_mysql::archive::replay::Target::Gtids(set.clone()),
-            )
-            .is_ok()
-        };
-        // The restored cluster has two instances: its server ids are
-        // those of ordinals 0 and 1. The last transactions replayed are
-        // written by ordinal 2, so the restored primary's binary log ends
-        // on another server's id, as a restore of a larger cluster's does.
-        let last_writer = format!("{}-2", self.cluster);
-        // Segments begun before this are the failover's primaries' alone.
-        let mut switched_us = i64::MAX;
-        if self.primary() != last_writer {
-            switched_us = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-            self.annotate(&format!("ebisu.dev/switchover={last_writer}"));
-            self.wait(
-                &format!("the switchover to {last_writer}"),
-                Duration::from_secs(60),
-                |s| s.primary() == last_writer,
-            );
-            self.wait_settled(3);
-            // The highest replica archives: the archive moved with the
-            // primary. The writes start once a replica archives again.
-            let now = self.executed(&last_writer);
-            self.wait(
-                "a replica archiving after the switchover",
-                Duration::from_secs(60),
-                |s| {
-                    let archiver = s.myc("{.status.archive.archiver}");
-                    !archiver.is_empty() && archiver != last_writer && archive_reaches(s, &now)
-                },
-            );
-        }
         let load = self.load(table);
-        std::thread::sleep(Duration::from_secs(6));
+        std::thread::sleep(Duration::from_secs(4));
         // The mistake, while the writer goes on.
         let dropped_wall = SystemTime::now();
         let dropped = Instant::now();
@@ -139,11 +82,34 @@ impl Scenario {
         )
         .map(|t| t.to_string())
         .unwrap_or_default();
+        let flavor = self.flavor();
         let executed = self.executed(&self.primary());
+        let parse = |set: &str| {
+            ebisu_mysql::GtidSet::parse(flavor, set.trim())
+                .unwrap_or_else(|e| panic!("GTID set {set:?}: {e}"))
+        };
+        let held = parse(&self.get(&path, "{.status.gtidSet}"));
+        // The archive may have a gap the backup holds (the expiry drill
+        // makes one): what counts is that a restore reaches the drop.
         self.wait(
             "the archive holding the drop",
             Duration::from_secs(60),
-            |s| archive_reaches(s, &executed),
+            |s| {
+                let listed = s
+                    .block_on(ebisu_aws::archive::manifests(
+                        &crate::ec2::s3(),
+                        bucket,
+                        &format!("{}/{}", s.ns, s.cluster),
+                    ))
+                    .unwrap_or_default();
+                ebisu_mysql::archive::replay::plan(
+                    flavor,
+                    &held,
+                    &listed,
+                    &ebisu_mysql::archive::replay::Target::Gtids(executed.clone()),
+                )
+                .is_ok()
+            },
         );
 
         let restored = format!("{}-pitr", self.cluster);
@@ -342,27 +308,16 @@ impl Scenario {
                 .trim()
                 .to_owned(),
         };
-        // The primaries since the backup: the one cut off, the one that
-        // took over, the last writer (some may be the same pod).
-        let primaries: BTreeSet<&String> = [&failover.old, &failover.new, &last_writer].into();
-        let others = |pod: &String| -> Vec<String> {
-            primaries
-                .iter()
-                .filter(|p| **p != pod)
-                .map(|p| identity(p))
-                .collect()
-        };
-        let last_of = |s: &Self, pod: &String| {
-            let of = identity(pod);
-            let not = others(pod);
+        let (old, new) = (identity(&failover.old), identity(&failover.new));
+        let last_of = |s: &Self, of: &str, not: &str| {
             s.segments(bucket)
                 .into_iter()
-                .filter(|s| s.first_us > consistent_us && s.first_us <= target_us.min(switched_us))
+                .filter(|s| s.first_us > consistent_us && s.first_us <= target_us)
                 .filter(|s| !s.manifest_key.ends_with("/00000000000000000000.json"))
                 .filter(|s| {
                     s.gtids.as_deref().is_some_and(|g| {
-                        g.contains(&of)
-                            && not.iter().all(|n| !g.contains(n))
+                        g.contains(of)
+                            && !g.contains(not)
                             && ebisu_mysql::GtidSet::parse(flavor, g)
                                 .is_ok_and(|g| !held.contains(&g).unwrap_or(true))
                     })
@@ -370,20 +325,16 @@ impl Scenario {
                 .max_by_key(|s| s.first_us)
                 .unwrap_or_else(|| {
                     panic!(
-                        "a segment of {pod} alone between the backup ({consistent}) and the target"
+                        "a segment of {of} alone between the backup ({consistent}) and the target"
                     )
                 })
         };
-        // From before the switchover to the last writer (the verification
-        // drill next needs, on MySQL, a held replica to have purged the
-        // binary logs of what is removed, and it purges the older ones
-        // first): first the old
-        // primary's last segment, whose transactions nothing archived
-        // after shows missing on MySQL, but what the archiver held in its
-        // rounds before the target names it; then one inside the new
-        // primary's range: a hole.
-        for (name, pod) in [("end", &failover.old), ("gap", &failover.new)] {
-            let removed = last_of(self, pod);
+        // First the old primary's last: nothing archived after it is of
+        // its server (on MySQL no hole shows), but what the archiver held
+        // in its rounds before the target names it. Then one inside the
+        // new primary's range: a hole.
+        for (name, of, not) in [("end", &old, &new), ("gap", &new, &old)] {
+            let removed = last_of(self, of, not);
             self.remove_segment(bucket, &removed.manifest_key);
             refused(
                 self,
@@ -393,8 +344,7 @@ impl Scenario {
             );
         }
         eprintln!(
-            "refused: a target before the first backup, past the archive, across the last segment of {} removed, across a removed segment of {}",
-            failover.old, failover.new
+            "refused: a target before the first backup, past the archive, across the old primary's last segment removed, across a removed segment"
         );
 
         self.kubectl(&[
