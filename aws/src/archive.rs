@@ -10,6 +10,10 @@ use sha2::{Digest, Sha256};
 /// How many manifests are read at once.
 const READ_AT_ONCE: usize = 16;
 
+/// How long one S3 call on the archive may take, its retries included
+/// (the archiving agent's and the replay's clients).
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// An S3 call that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {action} in S3: {why}")]

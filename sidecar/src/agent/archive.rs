@@ -169,7 +169,7 @@ async fn archive(shared: Arc<Shared>) {
             Some(client) => client.clone(),
             None => client
                 .insert(ebisu_aws::s3(
-                    &ebisu_aws::config(Duration::from_secs(30)).await,
+                    &ebisu_aws::config(ebisu_aws::archive::OPERATION_TIMEOUT).await,
                 ))
                 .clone(),
         };

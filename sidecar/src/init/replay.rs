@@ -132,7 +132,7 @@ pub async fn run(
     let target = target(order, flavor)?;
     let backup =
         GtidSet::parse(flavor, &order.backup_gtid_set).map_err(|e| Error::Order(e.to_string()))?;
-    let client = ebisu_aws::s3(&ebisu_aws::config(std::time::Duration::from_secs(30)).await);
+    let client = ebisu_aws::s3(&ebisu_aws::config(archive_store::OPERATION_TIMEOUT).await);
     let prefix = order.prefix.trim_end_matches('/');
     let manifests = archive_store::manifests(&client, &order.bucket, prefix).await?;
     let plan = replay::plan(flavor, &backup, &manifests, &target)

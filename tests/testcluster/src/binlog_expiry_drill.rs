@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use crate::{Scenario, faults, layout::EC2_PORT};
 
-/// Longer than the agent's S3 operation timeout (30 s, retries included).
-const UPLOAD_GIVES_UP: Duration = Duration::from_secs(35);
+/// Longer than the agent's S3 operation timeout, retries included.
+const UPLOAD_GIVES_UP: Duration =
+    ebisu_aws::archive::OPERATION_TIMEOUT.saturating_add(Duration::from_secs(5));
 
 impl Scenario {
     /// The drill; the archive (`spec.backup.archive`) is on and holds

@@ -416,8 +416,8 @@ impl Scenario {
     /// every acknowledged id in `table` on the primary, never two servers
     /// writable (but for `thawed`, a server frozen, alone or with its node,
     /// and resumed as it was, for at most two looks until its agent's fence
-    /// shows), exactly
-    /// one writable now. Panics with diagnostics when one does not hold.
+    /// shows), exactly one writable now. Panics with diagnostics when one
+    /// does not hold.
     pub fn verify(
         &mut self,
         what: &str,
